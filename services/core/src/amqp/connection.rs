@@ -1,0 +1,40 @@
+//! Connecting to RabbitMQ, and reconnecting with growing delays after it goes away.
+//! lapin does not reconnect by itself in the way the hub needs (redeclare, resume
+//! consuming), so every long-running task goes through [`connect_until_ready`].
+
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::AmqpSettings;
+
+/// Opens one connection, named after the task so operators can tell them apart.
+pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, lapin::Error> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(settings.url.expose_secret(), properties).await
+}
+
+/// Connects, retrying with delays from 200 ms doubling to 10 s, until it succeeds or
+/// `token` is cancelled (then `None`).
+pub async fn connect_until_ready(
+    settings: &AmqpSettings,
+    name: &str,
+    token: &CancellationToken,
+) -> Option<Connection> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match connect(settings, name).await {
+            Ok(conn) => return Some(conn),
+            Err(error) => {
+                tracing::warn!(task = name, error = %error, retry_in_ms = delay.as_millis() as u64, "Broker unreachable, retrying.");
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,367 @@
+//! The broker topology (CONTRACT §2), declared in this one place, idempotently, at start.
+//!
+//! ```text
+//! legacy ─▶ {p}.inbound (topic, alternate-exchange {p}.unrouted)
+//!              ├─ housing.unit.v1 ───────────────▶ {p}.housing   (quorum)
+//!              ├─ registry.referent.v1 ──────────▶ {p}.registry  (quorum)
+//!              └─ anything else ─▶ {p}.unrouted (fanout) ─▶ {p}.unrouted (quorum) ─▶ {p}.dead
+//! hub ─▶ {p}.events (topic) ─ # ─▶ {p}.mailer (quorum)
+//! {p}.<worker>.retry.<ms> (quorum, TTL) ─ dead-letters back ─▶ {p}.<worker>
+//! {p}.dead, {p}.parked (classic: browsed with get/requeue, which must not count deliveries)
+//! ```
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::settings::RetrySettings;
+
+/// A worker's queue and the routing keys bound to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkQueue {
+    /// Housing units (`housing.unit.v1`).
+    Housing,
+    /// Referents registry (`registry.referent.v1`).
+    Registry,
+    /// Notifications to email (every kind on `{prefix}.events`).
+    Mailer,
+    /// Inbound events no worker is bound to (via the alternate exchange).
+    Unrouted,
+}
+
+impl WorkQueue {
+    /// Every work queue the hub declares.
+    pub const ALL: [WorkQueue; 4] = [
+        WorkQueue::Housing,
+        WorkQueue::Registry,
+        WorkQueue::Mailer,
+        WorkQueue::Unrouted,
+    ];
+
+    /// The short name: queue suffix, metric label, log field.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkQueue::Housing => "housing",
+            WorkQueue::Registry => "registry",
+            WorkQueue::Mailer => "mailer",
+            WorkQueue::Unrouted => "unrouted",
+        }
+    }
+
+    /// Routing keys bound from the inbound exchange (events exchange for the mailer).
+    pub fn bindings(self) -> &'static [&'static str] {
+        match self {
+            WorkQueue::Housing => &["housing.unit.v1"],
+            WorkQueue::Registry => &["registry.referent.v1"],
+            WorkQueue::Mailer => &["#"],
+            WorkQueue::Unrouted => &[],
+        }
+    }
+
+    /// Whether the queue holds inbound events (as opposed to the hub's notifications).
+    pub fn is_inbound(self) -> bool {
+        !matches!(self, WorkQueue::Mailer)
+    }
+}
+
+/// The names of everything under one prefix.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    prefix: String,
+    retry_delays: Vec<Duration>,
+}
+
+impl Topology {
+    /// The topology for a prefix and a retry policy.
+    pub fn new(prefix: &str, retry: &RetrySettings) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            retry_delays: retry.delays(),
+        }
+    }
+
+    /// The configured prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Where legacy systems publish.
+    pub fn inbound_exchange(&self) -> String {
+        format!("{}.inbound", self.prefix)
+    }
+
+    /// Where the hub publishes notifications.
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    /// The alternate exchange of inbound: catches events no worker is bound to.
+    pub fn unrouted_exchange(&self) -> String {
+        format!("{}.unrouted", self.prefix)
+    }
+
+    /// Input that can never be processed.
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    /// Work that kept failing after all retries.
+    pub fn parked_queue(&self) -> String {
+        format!("{}.parked", self.prefix)
+    }
+
+    /// A worker's queue.
+    pub fn queue(&self, q: WorkQueue) -> String {
+        format!("{}.{}", self.prefix, q.name())
+    }
+
+    /// The retry queue that holds a worker's messages for `delay`.
+    pub fn retry_queue(&self, q: WorkQueue, delay: Duration) -> String {
+        format!("{}.{}.retry.{}", self.prefix, q.name(), delay.as_millis())
+    }
+
+    /// The distinct retry delays, one queue each.
+    pub fn retry_delays(&self) -> &[Duration] {
+        &self.retry_delays
+    }
+
+    /// Every queue name, for status and tests.
+    pub fn all_queues(&self) -> Vec<String> {
+        let mut names: Vec<String> = WorkQueue::ALL.iter().map(|q| self.queue(*q)).collect();
+        for q in WorkQueue::ALL {
+            for d in &self.retry_delays {
+                names.push(self.retry_queue(q, *d));
+            }
+        }
+        names.push(self.dead_queue());
+        names.push(self.parked_queue());
+        names
+    }
+
+    /// Declares exchanges, queues and bindings. Safe to call from every process at start:
+    /// RabbitMQ accepts a redeclaration with identical arguments.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        // Declared first: inbound names it as its alternate exchange.
+        channel
+            .exchange_declare(
+                self.unrouted_exchange().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                self.inbound_exchange().into(),
+                ExchangeKind::Topic,
+                durable,
+                self.inbound_arguments(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                self.events_exchange().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+
+        for name in [self.dead_queue(), self.parked_queue()] {
+            channel
+                .queue_declare(
+                    name.into(),
+                    QueueDeclareOptions::durable(),
+                    self.holding_arguments(),
+                )
+                .await?;
+        }
+
+        for q in WorkQueue::ALL {
+            let name = self.queue(q);
+            channel
+                .queue_declare(
+                    name.clone().into(),
+                    QueueDeclareOptions::durable(),
+                    self.work_arguments(),
+                )
+                .await?;
+            let exchange = if q.is_inbound() {
+                self.inbound_exchange()
+            } else {
+                self.events_exchange()
+            };
+            for key in q.bindings() {
+                channel
+                    .queue_bind(
+                        name.clone().into(),
+                        exchange.clone().into(),
+                        (*key).into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+            for delay in &self.retry_delays {
+                channel
+                    .queue_declare(
+                        self.retry_queue(q, *delay).into(),
+                        QueueDeclareOptions::durable(),
+                        self.retry_arguments(q, *delay),
+                    )
+                    .await?;
+            }
+        }
+        channel
+            .queue_bind(
+                self.queue(WorkQueue::Unrouted).into(),
+                self.unrouted_exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Arguments of the inbound exchange.
+    pub fn inbound_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Events no queue is bound to must reach the dead queue, not vanish (CONTRACT F1).
+        args.insert(
+            "alternate-exchange".into(),
+            text(&self.unrouted_exchange()),
+        );
+        args
+    }
+
+    fn work_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Quorum queues are replicated and survive a node's loss (CONTRACT §2).
+        args.insert("x-queue-type".into(), text("quorum"));
+        // A message that crashes its consumer again and again is parked, not looped forever.
+        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(50));
+        args.insert("x-dead-letter-exchange".into(), text(""));
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            text(&self.parked_queue()),
+        );
+        args
+    }
+
+    fn retry_arguments(&self, q: WorkQueue, delay: Duration) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), text("quorum"));
+        // One delay per queue: per-message TTLs in one queue would wait behind each other.
+        let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+        // Expired messages go back to the work queue through the default exchange.
+        args.insert("x-dead-letter-exchange".into(), text(""));
+        args.insert("x-dead-letter-routing-key".into(), text(&self.queue(q)));
+        args
+    }
+
+    fn holding_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Classic: operators browse these with get + requeue, which on quorum queues
+        // would count as delivery attempts and eventually drop the message.
+        args.insert("x-queue-type".into(), text("classic"));
+        args
+    }
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.to_owned()))
+}
+
+/// A header value as text, if it is one.
+pub fn header_text(headers: Option<&FieldTable>, key: &str) -> Option<String> {
+    let value = headers?.inner().get(&ShortString::from(key))?;
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// A header value as an integer, if it is one.
+pub fn header_int(headers: Option<&FieldTable>, key: &str) -> Option<i64> {
+    let value = headers?.inner().get(&ShortString::from(key))?;
+    match value {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).parse().ok(),
+        _ => None,
+    }
+}
+
+/// Sets a text header.
+pub fn set_header_text(headers: &mut FieldTable, key: &str, value: &str) {
+    headers.insert(key.into(), text(value));
+}
+
+/// Sets an integer header.
+pub fn set_header_int(headers: &mut FieldTable, key: &str, value: i64) {
+    headers.insert(key.into(), AMQPValue::LongLongInt(value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry() -> RetrySettings {
+        RetrySettings {
+            max_attempts: 4,
+            initial_delay_ms: 1000,
+            max_delay_ms: 3000,
+        }
+    }
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let t = Topology::new("p1", &retry());
+        assert_eq!(t.inbound_exchange(), "p1.inbound");
+        assert_eq!(t.events_exchange(), "p1.events");
+        assert_eq!(t.dead_queue(), "p1.dead");
+        assert_eq!(t.parked_queue(), "p1.parked");
+        assert_eq!(t.queue(WorkQueue::Housing), "p1.housing");
+        assert_eq!(
+            t.retry_queue(WorkQueue::Housing, Duration::from_secs(2)),
+            "p1.housing.retry.2000"
+        );
+    }
+
+    #[test]
+    fn one_retry_queue_per_distinct_delay() {
+        let t = Topology::new("p", &retry());
+        assert_eq!(
+            t.retry_delays(),
+            &[
+                Duration::from_millis(1000),
+                Duration::from_millis(2000),
+                Duration::from_millis(3000)
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let mut h = FieldTable::default();
+        set_header_text(&mut h, "x-a", "uno");
+        set_header_int(&mut h, "x-b", 3);
+        assert_eq!(header_text(Some(&h), "x-a").as_deref(), Some("uno"));
+        assert_eq!(header_int(Some(&h), "x-b"), Some(3));
+        assert_eq!(header_int(Some(&h), "x-c"), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! The outbox relay: publishes committed notifications to `{prefix}.events` with confirms,
+//! then marks them published. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so any number
+//! of relays may run; a crash between publish and mark republishes, and the mailer's
+//! per-recipient record makes that harmless.
+
+use std::sync::Arc;
+
+use lapin::BasicProperties;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::amqp::{Publisher, Topology, connect_until_ready};
+use crate::settings::Settings;
+
+/// The PostgreSQL channel that wakes the relay.
+pub const OUTBOX_CHANNEL: &str = "raccordo_outbox";
+
+/// The body published on `{prefix}.events`: identifies the notification and says what it
+/// is about, never its content (which may be personal, and stays in the database).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationMessage {
+    /// The notification id, shared by all its recipients.
+    pub id: Uuid,
+    /// Its kind; also the routing key.
+    pub kind: String,
+    /// The comune it is about, if one.
+    pub comune_istat: Option<String>,
+    /// When it was decided.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// True when no referent matched.
+    pub undeliverable: bool,
+}
+
+/// Publishes up to `batch` pending notifications; returns how many.
+pub async fn flush_outbox(
+    pool: &PgPool,
+    publisher: &Publisher,
+    topology: &Topology,
+    batch: i64,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(Uuid, String, Option<String>, OffsetDateTime, bool)> = sqlx::query_as(
+        r#"
+        SELECT id, kind, comune_istat, created_at, undeliverable
+        FROM notifications
+        WHERE published_at IS NULL
+        ORDER BY created_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+        "#,
+    )
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    let exchange = topology.events_exchange();
+    for (id, kind, comune_istat, created_at, undeliverable) in &rows {
+        let body = serde_json::to_vec(&NotificationMessage {
+            id: *id,
+            kind: kind.clone(),
+            comune_istat: comune_istat.clone(),
+            created_at: *created_at,
+            undeliverable: *undeliverable,
+        })?;
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id(id.to_string().into())
+            .with_type(kind.clone().into());
+        publisher
+            .publish(&exchange, kind, &body, properties, true)
+            .await?;
+        metrics::counter!("raccordo_notifications_total", "kind" => kind.clone()).increment(1);
+        if *undeliverable {
+            tracing::warn!(notification = %id, kind = %kind, "No referent matches this notification; recorded as undeliverable.");
+            metrics::counter!("raccordo_notifications_undeliverable_total", "kind" => kind.clone())
+                .increment(1);
+        }
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    sqlx::query("UPDATE notifications SET published_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// Runs the relay until `token` is cancelled: woken by NOTIFY at each commit, and by a
+/// poll in case a notification was missed (listener reconnecting).
+pub async fn run_relay(
+    pool: PgPool,
+    settings: Arc<Settings>,
+    topology: Topology,
+    token: CancellationToken,
+) {
+    let name = "relay";
+    'connect: loop {
+        let Some(connection) = connect_until_ready(&settings.amqp, name, &token).await else {
+            break;
+        };
+        let publisher = match Publisher::open(&connection).await {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::warn!(error = %error, "Relay could not open a channel.");
+                continue;
+            }
+        };
+        if let Err(error) = topology.declare(publisher.channel()).await {
+            tracing::warn!(error = %error, "Relay could not declare the topology.");
+            continue;
+        }
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(mut l) => match l.listen(OUTBOX_CHANNEL).await {
+                Ok(()) => Some(l),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        tracing::info!("Outbox relay started.");
+        loop {
+            // Drain everything pending before waiting again.
+            loop {
+                match flush_outbox(&pool, &publisher, &topology, settings.relay.batch).await {
+                    Ok(n) if n as i64 >= settings.relay.batch => continue,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "Relay failed; retrying.");
+                        let _ = connection.close(200, "relay error".into()).await;
+                        tokio::select! {
+                            _ = token.cancelled() => break 'connect,
+                            _ = tokio::time::sleep(settings.relay.poll()) => {}
+                        }
+                        continue 'connect;
+                    }
+                }
+            }
+            let wait = async {
+                match listener.as_mut() {
+                    Some(l) => {
+                        if let Ok(Err(_)) = tokio::time::timeout(settings.relay.poll(), l.recv()).await {
+                            // The listener reconnects on its next call; do not spin meanwhile.
+                            tokio::time::sleep(settings.relay.poll()).await;
+                        }
+                    }
+                    None => tokio::time::sleep(settings.relay.poll()).await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break 'connect,
+                _ = wait => {}
+            }
+        }
+    }
+    tracing::info!("Outbox relay stopped.");
+}

@@ -1,0 +1,291 @@
+//! Parsed domain values shared by every worker: once parsed, a raw string never crosses a
+//! module boundary where one of these is meant.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+use time::macros::format_description;
+
+/// A value that failed to parse, with a reason fit for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// The 6-digit ISTAT code of a comune.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ComuneIstat(String);
+
+impl ComuneIstat {
+    /// Accepts exactly six ASCII digits.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError(format!(
+                "comune_istat {s:?} is not a 6-digit ISTAT code"
+            )))
+        }
+    }
+}
+
+impl AsRef<str> for ComuneIstat {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ComuneIstat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ComuneIstat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An email address of a referent (institutional, not personal data of a family).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// A pragmatic check: one `@`, a non-empty local part, a dotted domain, no spaces.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        let bad = || ParseError(format!("{s:?} is not an email address"));
+        let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+        let ok = !local.is_empty()
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !s.chars().any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ','));
+        if ok { Ok(Self(s.to_owned())) } else { Err(bad()) }
+    }
+
+    /// Accepts `address` or `Name <address>`.
+    pub fn parse_mailbox(s: &str) -> Result<Self, ParseError> {
+        match (s.rfind('<'), s.rfind('>')) {
+            (Some(open), Some(close)) if open < close => Self::parse(&s[open + 1..close]),
+            _ => Self::parse(s),
+        }
+    }
+
+    /// The domain part.
+    pub fn domain(&self) -> &str {
+        self.0.split_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+
+impl AsRef<str> for EmailAddress {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for EmailAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The role of a referent (CONTRACT §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    StazioneAppaltante,
+    Prefettura,
+    Comune,
+    ServiziSociali,
+    Tavolo,
+}
+
+impl Role {
+    /// Every role, in the contract's order.
+    pub const ALL: [Role; 5] = [
+        Role::StazioneAppaltante,
+        Role::Prefettura,
+        Role::Comune,
+        Role::ServiziSociali,
+        Role::Tavolo,
+    ];
+
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::StazioneAppaltante => "stazione_appaltante",
+            Role::Prefettura => "prefettura",
+            Role::Comune => "comune",
+            Role::ServiziSociali => "servizi_sociali",
+            Role::Tavolo => "tavolo",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim())
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "role {s:?} is not one of stazione_appaltante, prefettura, comune, servizi_sociali, tavolo"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a referent covers (CONTRACT §1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The whole area.
+    All,
+    /// One comune.
+    Comune(ComuneIstat),
+    /// One ambito territoriale.
+    Ambito(String),
+    /// One zona omogenea.
+    Zona(String),
+}
+
+impl Scope {
+    /// The database pair (kind, value).
+    pub fn to_columns(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Scope::All => ("all", None),
+            Scope::Comune(c) => ("comune", Some(c.as_ref())),
+            Scope::Ambito(a) => ("ambito", Some(a)),
+            Scope::Zona(z) => ("zona", Some(z)),
+        }
+    }
+
+    /// Rebuilds a scope from its database pair.
+    pub fn from_columns(kind: &str, value: Option<&str>) -> Result<Self, ParseError> {
+        match (kind, value) {
+            ("all", _) => Ok(Scope::All),
+            ("comune", Some(v)) => Ok(Scope::Comune(ComuneIstat::parse(v)?)),
+            ("ambito", Some(v)) => Ok(Scope::Ambito(v.to_owned())),
+            ("zona", Some(v)) => Ok(Scope::Zona(v.to_owned())),
+            _ => Err(ParseError(format!("scope {kind:?} needs a value"))),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::All => f.write_str("tutta l'area"),
+            Scope::Comune(c) => write!(f, "comune {c}"),
+            Scope::Ambito(a) => write!(f, "ambito {a}"),
+            Scope::Zona(z) => write!(f, "zona {z}"),
+        }
+    }
+}
+
+/// Parses a `YYYY-MM-DD` date.
+pub fn parse_date(s: &str) -> Result<Date, ParseError> {
+    Date::parse(s, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| ParseError(format!("{s:?} is not a date YYYY-MM-DD")))
+}
+
+/// Formats a date as `YYYY-MM-DD`.
+pub fn format_date(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Serde for `YYYY-MM-DD` dates.
+pub mod iso_date {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::Date;
+
+    /// Serializes as `YYYY-MM-DD`.
+    pub fn serialize<S: Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_date(*d))
+    }
+
+    /// Deserializes from `YYYY-MM-DD`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_date(&s).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for `Option<Date>`.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+        use time::Date;
+
+        /// Serializes as `YYYY-MM-DD` or null.
+        pub fn serialize<S: Serializer>(d: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_str(&super::super::format_date(*d)),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Deserializes from `YYYY-MM-DD` or null.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| super::super::parse_date(&s).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_istat_code_has_six_digits() {
+        assert!(ComuneIstat::parse("015146").is_ok());
+        assert!(ComuneIstat::parse("15146").is_err());
+        assert!(ComuneIstat::parse("01514a").is_err());
+        assert!(ComuneIstat::parse("0151466").is_err());
+    }
+
+    #[test]
+    fn email_addresses_are_checked_and_mailboxes_unwrapped() {
+        assert!(EmailAddress::parse("a@b.example").is_ok());
+        assert!(EmailAddress::parse("a@b").is_err());
+        assert!(EmailAddress::parse("a b@c.example").is_err());
+        assert!(EmailAddress::parse("@c.example").is_err());
+        let mb = EmailAddress::parse_mailbox("Raccordo <hub@cm.example>").expect("valid");
+        assert_eq!(mb.as_ref(), "hub@cm.example");
+        assert_eq!(mb.domain(), "cm.example");
+    }
+
+    #[test]
+    fn roles_round_trip_and_unknown_roles_are_refused() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(Role::parse("sindaco").is_err());
+    }
+
+    #[test]
+    fn dates_parse_and_format() {
+        let d = parse_date("2026-02-03").expect("valid");
+        assert_eq!(format_date(d), "2026-02-03");
+        assert!(parse_date("2026-02-30").is_err());
+        assert!(parse_date("03/02/2026").is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! What every Raccordo worker shares, written once: configuration, telemetry, the event
+//! envelope and its schemas, the broker (topology, consume loop, confirmed publishing,
+//! dead letters), the database (migrations, idempotent ingestion, outbox and relay), the
+//! registry of comuni and referents, and the operators' HTTP endpoint.
+//!
+//! # Layout
+//! - [`settings`]: the configuration tree (CONTRACT §8).
+//! - [`telemetry`]: logging, text or JSON.
+//! - [`domain`]: parsed values — ISTAT codes, email addresses, roles, scopes, dates.
+//! - [`envelope`]: CloudEvents and validation against `schemas/`.
+//! - [`amqp`]: topology, consume loop, publisher, dead and parked messages.
+//! - [`db`]: pool, migrations, inbox, outbox, relay.
+//! - [`inbound`]: the shared path of every inbound event.
+//! - [`registry`]: comuni, referents, recipients.
+//! - [`notification`]: notification kinds and their audiences.
+//! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
+//! - [`clock`]: the current time, at the edges only.
+
+pub mod amqp;
+pub mod clock;
+pub mod db;
+pub mod domain;
+pub mod envelope;
+pub mod health;
+pub mod http;
+pub mod inbound;
+pub mod notification;
+pub mod registry;
+pub mod settings;
+pub mod telemetry;

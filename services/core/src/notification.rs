@@ -1,0 +1,111 @@
+//! The kinds of notification the hub sends (CONTRACT §5), and who receives each.
+
+use std::fmt;
+
+use crate::domain::Role;
+
+/// A notification kind; also its routing key on `{prefix}.events` and `X-Raccordo-Kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotificationKind {
+    EvictionAlert,
+    EvictionConsentRevoked,
+    EvictionStats,
+    HousingOffered,
+    HousingAck,
+    HousingRejected,
+    HousingConsultation,
+    HousingWithdrawn,
+    QuotaThreshold,
+    QuotaMonthlyReport,
+    QuotaSafeguard,
+    ReceptionOverCapacity,
+}
+
+impl NotificationKind {
+    /// Every kind.
+    pub const ALL: [NotificationKind; 12] = [
+        NotificationKind::EvictionAlert,
+        NotificationKind::EvictionConsentRevoked,
+        NotificationKind::EvictionStats,
+        NotificationKind::HousingOffered,
+        NotificationKind::HousingAck,
+        NotificationKind::HousingRejected,
+        NotificationKind::HousingConsultation,
+        NotificationKind::HousingWithdrawn,
+        NotificationKind::QuotaThreshold,
+        NotificationKind::QuotaMonthlyReport,
+        NotificationKind::QuotaSafeguard,
+        NotificationKind::ReceptionOverCapacity,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::EvictionAlert => "eviction.alert",
+            NotificationKind::EvictionConsentRevoked => "eviction.consent_revoked",
+            NotificationKind::EvictionStats => "eviction.stats",
+            NotificationKind::HousingOffered => "housing.offered",
+            NotificationKind::HousingAck => "housing.ack",
+            NotificationKind::HousingRejected => "housing.rejected",
+            NotificationKind::HousingConsultation => "housing.consultation",
+            NotificationKind::HousingWithdrawn => "housing.withdrawn",
+            NotificationKind::QuotaThreshold => "quota.threshold",
+            NotificationKind::QuotaMonthlyReport => "quota.monthly_report",
+            NotificationKind::QuotaSafeguard => "quota.safeguard",
+            NotificationKind::ReceptionOverCapacity => "reception.over_capacity",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The roles that receive a notification about one comune, among referents covering
+    /// it (CONTRACT §5). Eviction kinds narrow this further: see [`Reach`].
+    pub fn roles(self) -> &'static [Role] {
+        match self {
+            NotificationKind::EvictionAlert | NotificationKind::EvictionConsentRevoked => {
+                &[Role::ServiziSociali]
+            }
+            NotificationKind::EvictionStats => &[Role::ServiziSociali, Role::Prefettura],
+            NotificationKind::HousingOffered
+            | NotificationKind::HousingWithdrawn
+            | NotificationKind::QuotaSafeguard => &[Role::StazioneAppaltante],
+            NotificationKind::HousingAck
+            | NotificationKind::HousingRejected
+            | NotificationKind::HousingConsultation => &[Role::Comune],
+            NotificationKind::QuotaThreshold => {
+                &[Role::StazioneAppaltante, Role::Comune, Role::Tavolo]
+            }
+            NotificationKind::QuotaMonthlyReport => &[Role::Prefettura, Role::Tavolo],
+            NotificationKind::ReceptionOverCapacity => &[Role::Prefettura],
+        }
+    }
+
+    /// How far a referent's scope may reach for this kind.
+    pub fn reach(self) -> Reach {
+        match self {
+            // Personal data: minimisation (CONTRACT §1).
+            NotificationKind::EvictionAlert | NotificationKind::EvictionConsentRevoked => {
+                Reach::ComuneOrAmbito
+            }
+            _ => Reach::Covering,
+        }
+    }
+}
+
+impl fmt::Display for NotificationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which referent scopes receive a notification about a comune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Every referent that covers the comune: unscoped, or scoped to it, its ambito or zona.
+    Covering,
+    /// Only referents scoped exactly to the comune or to its ambito.
+    ComuneOrAmbito,
+}

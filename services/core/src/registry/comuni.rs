@@ -1,0 +1,322 @@
+//! Comuni of the Città Metropolitana: zona omogenea, ambito, population, quota, and
+//! whether they signed the reception protocol.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::ComuneIstat;
+
+/// A comune as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comune {
+    pub istat: ComuneIstat,
+    pub nome: String,
+    pub popolazione: i32,
+    pub zona: String,
+    pub ambito: Option<String>,
+    /// The Prefettura's table value, when given (otherwise computed: CONTRACT Q3).
+    pub quota: Option<i32>,
+    /// Signed the reception protocol.
+    pub protocollo: bool,
+}
+
+type ComuneRow = (String, String, i32, String, Option<String>, Option<i32>, bool);
+
+fn from_row(row: ComuneRow) -> Option<Comune> {
+    Some(Comune {
+        istat: ComuneIstat::parse(&row.0).ok()?,
+        nome: row.1,
+        popolazione: row.2,
+        zona: row.3,
+        ambito: row.4,
+        quota: row.5,
+        protocollo: row.6,
+    })
+}
+
+/// Loads one comune.
+pub async fn load_comune(
+    conn: &mut PgConnection,
+    istat: &ComuneIstat,
+) -> Result<Option<Comune>, sqlx::Error> {
+    let row: Option<ComuneRow> = sqlx::query_as(
+        r#"
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        FROM comuni
+        WHERE istat = $1
+        "#,
+    )
+    .bind(istat.as_ref())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.and_then(from_row))
+}
+
+/// Every comune, by zona then name.
+pub async fn list_comuni(conn: &mut PgConnection) -> Result<Vec<Comune>, sqlx::Error> {
+    let rows: Vec<ComuneRow> = sqlx::query_as(
+        r#"
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        FROM comuni
+        ORDER BY zona, nome
+        "#,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().filter_map(from_row).collect())
+}
+
+/// A line of a CSV file that could not be imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// 1-based line number in the file (the header is line 1).
+    pub line: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+/// What an import did, or why it did nothing.
+#[derive(Debug, Default, Serialize)]
+pub struct ImportReport {
+    /// Rows new to the registry.
+    pub inserted: u64,
+    /// Rows that replaced an existing entry.
+    pub updated: u64,
+    /// Lines refused; when any, nothing was imported.
+    pub errors: Vec<RowError>,
+}
+
+/// A CSV header looked up by column name.
+pub(crate) struct Columns(HashMap<String, usize>);
+
+impl Columns {
+    pub(crate) fn new(
+        headers: &csv::StringRecord,
+        required: &[&str],
+        optional: &[&str],
+    ) -> Result<Self, String> {
+        let map: HashMap<String, usize> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.trim().trim_start_matches('\u{feff}').to_lowercase(), i))
+            .collect();
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|c| !map.contains_key(*c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the header row lacks column(s) {}; expected {}",
+                missing.join(", "),
+                required
+                    .iter()
+                    .chain(optional)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        let unknown: Vec<&String> = map
+            .keys()
+            .filter(|k| !required.contains(&k.as_str()) && !optional.contains(&k.as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            let mut names: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+            names.sort_unstable();
+            return Err(format!("unknown column(s) {}", names.join(", ")));
+        }
+        Ok(Self(map))
+    }
+
+    pub(crate) fn get<'r>(&self, record: &'r csv::StringRecord, name: &str) -> &'r str {
+        self.0
+            .get(name)
+            .and_then(|i| record.get(*i))
+            .map(str::trim)
+            .unwrap_or_default()
+    }
+}
+
+fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, String> {
+    let istat = ComuneIstat::parse(cols.get(record, "istat")).map_err(|e| e.0)?;
+    let nome = cols.get(record, "nome");
+    if nome.is_empty() {
+        return Err("nome is empty".into());
+    }
+    let popolazione: i32 = cols
+        .get(record, "popolazione")
+        .parse()
+        .ok()
+        .filter(|p| *p >= 0)
+        .ok_or("popolazione is not a whole number ≥ 0")?;
+    let zona = cols.get(record, "zona_omogenea");
+    if zona.is_empty() {
+        return Err("zona_omogenea is empty".into());
+    }
+    let ambito = Some(cols.get(record, "ambito"))
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned);
+    let quota = match cols.get(record, "quota") {
+        "" => None,
+        q => Some(
+            q.parse::<i32>()
+                .ok()
+                .filter(|q| *q >= 0)
+                .ok_or("quota is not a whole number ≥ 0")?,
+        ),
+    };
+    let protocollo = match cols.get(record, "protocollo").to_lowercase().as_str() {
+        "" | "si" | "sì" | "true" => true,
+        "no" | "false" => false,
+        _ => return Err("protocollo must be si, no, true, false or empty".into()),
+    };
+    Ok(Comune {
+        istat,
+        nome: nome.to_owned(),
+        popolazione,
+        zona: zona.to_owned(),
+        ambito,
+        quota,
+        protocollo,
+    })
+}
+
+/// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`).
+/// All or nothing: every bad line is reported and, if there is any, nothing changes.
+pub async fn import_comuni(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+    let headers = reader.headers()?.clone();
+    let cols = Columns::new(
+        &headers,
+        &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
+        &["quota", "protocollo"],
+    )
+    .map_err(|e| anyhow::anyhow!("line 1: {e}"))?;
+    let mut report = ImportReport::default();
+    let mut rows = Vec::new();
+    let mut seen = HashMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i as u64 + 2;
+        match record
+            .map_err(|e| e.to_string())
+            .and_then(|r| parse_comune(&cols, &r))
+        {
+            Ok(c) => {
+                if let Some(first) = seen.insert(c.istat.clone(), line) {
+                    report.errors.push(RowError {
+                        line,
+                        reason: format!("istat {} repeats line {first}", c.istat),
+                    });
+                } else {
+                    rows.push(c);
+                }
+            }
+            Err(reason) => report.errors.push(RowError { line, reason }),
+        }
+    }
+    if !report.errors.is_empty() {
+        return Ok(report);
+    }
+    let mut tx = pool.begin().await?;
+    for c in &rows {
+        let inserted: bool = sqlx::query_scalar(
+            r#"
+            INSERT INTO comuni (istat, nome, popolazione, zona, ambito, quota, protocollo)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (istat) DO UPDATE
+            SET nome = EXCLUDED.nome,
+                popolazione = EXCLUDED.popolazione,
+                zona = EXCLUDED.zona,
+                ambito = EXCLUDED.ambito,
+                quota = EXCLUDED.quota,
+                protocollo = EXCLUDED.protocollo,
+                updated_at = now()
+            RETURNING (xmax = 0)
+            "#,
+        )
+        .bind(c.istat.as_ref())
+        .bind(&c.nome)
+        .bind(c.popolazione)
+        .bind(&c.zona)
+        .bind(&c.ambito)
+        .bind(c.quota)
+        .bind(c.protocollo)
+        .fetch_one(&mut *tx)
+        .await?;
+        if inserted {
+            report.inserted += 1;
+        } else {
+            report.updated += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(csv_text: &str) -> Vec<Result<Comune, String>> {
+        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+        let headers = reader.headers().expect("header").clone();
+        let cols = Columns::new(
+            &headers,
+            &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
+            &["quota", "protocollo"],
+        )
+        .expect("columns");
+        reader
+            .records()
+            .map(|r| parse_comune(&cols, &r.expect("record")))
+            .collect()
+    }
+
+    #[test]
+    fn a_row_parses_with_defaults_for_quota_and_protocollo() {
+        let rows = parse(
+            "istat,nome,popolazione,zona_omogenea,ambito,quota\n015002,Abbiategrasso,30994,Magentino e Abbiatense,Abbiategrasso,\n",
+        );
+        let c = rows[0].as_ref().expect("valid");
+        assert_eq!(c.quota, None);
+        assert!(c.protocollo);
+    }
+
+    #[test]
+    fn protocollo_no_marks_a_non_signatory() {
+        let rows = parse(
+            "istat,nome,popolazione,zona_omogenea,ambito,quota,protocollo\n015002,A,1,Z,,3,no\n015003,B,1,Z,,3,maybe\n",
+        );
+        assert!(!rows[0].as_ref().expect("valid").protocollo);
+        assert!(rows[1].is_err());
+    }
+
+    #[test]
+    fn bad_values_are_reported_per_field() {
+        let rows = parse(
+            "istat,nome,popolazione,zona_omogenea,ambito\n15002,A,1,Z,\n015002,A,-1,Z,\n015002,A,1,,\n",
+        );
+        assert!(rows[0].as_ref().expect_err("istat").contains("6-digit"));
+        assert!(rows[1].as_ref().expect_err("pop").contains("popolazione"));
+        assert!(rows[2].as_ref().expect_err("zona").contains("zona_omogenea"));
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let headers = csv::StringRecord::from(vec!["istat", "nome"]);
+        let err = Columns::new(&headers, &["istat", "nome", "popolazione"], &[])
+            .err()
+            .expect("missing");
+        assert!(err.contains("popolazione"));
+    }
+}

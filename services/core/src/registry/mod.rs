@@ -1,0 +1,18 @@
+//! The registry: comuni (zona, ambito, population, quota) and referents (role, scope),
+//! from CSV imports and from `registry.referent.v1` events; and who receives what.
+//!
+//! # Layout
+//! - `comuni`: the comuni table and its CSV import.
+//! - `referents`: referents, their CSV import and the registry event.
+//! - `recipients`: CONTRACT §1 and §5 as one query.
+
+mod comuni;
+mod recipients;
+mod referents;
+
+pub use comuni::{Comune, ImportReport, RowError, import_comuni, list_comuni, load_comune};
+pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
+pub use referents::{
+    Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,
+    list_referents,
+};

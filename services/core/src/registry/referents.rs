@@ -1,0 +1,354 @@
+//! Referents: who, in which institution and role, covers which scope. Kept from CSV imports
+//! and from `registry.referent.v1` events sent by any signatory's administrator.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+
+use super::comuni::{Columns, ImportReport, RowError};
+use crate::amqp::HandleError;
+use crate::domain::{ComuneIstat, EmailAddress, Role, Scope};
+use crate::envelope::{Envelope, EventType};
+use crate::inbound::EventWorker;
+
+/// A referent of the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Referent {
+    pub referent_id: String,
+    pub institution: String,
+    pub role: Role,
+    pub email: EmailAddress,
+    pub name: Option<String>,
+    pub scope: Scope,
+}
+
+/// The `data` of `registry.referent.v1`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum ReferentEvent {
+    /// Adds or replaces a referent.
+    Upsert {
+        referent_id: String,
+        institution: String,
+        role: Role,
+        email: EmailAddress,
+        #[serde(default)]
+        name: Option<String>,
+        scope: ScopeWire,
+    },
+    /// Removes a referent (unknown ids are not an error).
+    Remove { referent_id: String },
+}
+
+/// The wire form of a scope: `{}` or one of `comune_istat`, `ambito`, `zona`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeWire {
+    #[serde(default)]
+    comune_istat: Option<ComuneIstat>,
+    #[serde(default)]
+    ambito: Option<String>,
+    #[serde(default)]
+    zona: Option<String>,
+}
+
+impl ScopeWire {
+    fn into_scope(self) -> Result<Scope, String> {
+        match (self.comune_istat, self.ambito, self.zona) {
+            (None, None, None) => Ok(Scope::All),
+            (Some(c), None, None) => Ok(Scope::Comune(c)),
+            (None, Some(a), None) if !a.trim().is_empty() => Ok(Scope::Ambito(a.trim().into())),
+            (None, None, Some(z)) if !z.trim().is_empty() => Ok(Scope::Zona(z.trim().into())),
+            _ => Err("scope names at most one of comune_istat, ambito, zona, non-empty".into()),
+        }
+    }
+}
+
+/// Checks that a scope names something the registry knows, so a typo cannot silently
+/// route nothing.
+async fn check_scope(conn: &mut PgConnection, scope: &Scope) -> Result<(), sqlx::Error> {
+    let (sql, value) = match scope {
+        Scope::All => return Ok(()),
+        Scope::Comune(c) => (
+            "SELECT EXISTS (SELECT 1 FROM comuni WHERE istat = $1)",
+            c.as_ref(),
+        ),
+        Scope::Ambito(a) => (
+            "SELECT EXISTS (SELECT 1 FROM comuni WHERE ambito = $1)",
+            a.as_str(),
+        ),
+        Scope::Zona(z) => (
+            "SELECT EXISTS (SELECT 1 FROM comuni WHERE zona = $1)",
+            z.as_str(),
+        ),
+    };
+    let exists: bool = sqlx::query_scalar(sql).bind(value).fetch_one(conn).await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(sqlx::Error::RowNotFound)
+    }
+}
+
+async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Error> {
+    let (kind, value) = r.scope.to_columns();
+    sqlx::query_scalar(
+        r#"
+        INSERT INTO referents (referent_id, institution, role, email, name, scope_kind, scope_value)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (referent_id) DO UPDATE
+        SET institution = EXCLUDED.institution,
+            role = EXCLUDED.role,
+            email = EXCLUDED.email,
+            name = EXCLUDED.name,
+            scope_kind = EXCLUDED.scope_kind,
+            scope_value = EXCLUDED.scope_value,
+            updated_at = now()
+        RETURNING (xmax = 0)
+        "#,
+    )
+    .bind(&r.referent_id)
+    .bind(&r.institution)
+    .bind(r.role.as_str())
+    .bind(r.email.as_ref())
+    .bind(&r.name)
+    .bind(kind)
+    .bind(value)
+    .fetch_one(conn)
+    .await
+}
+
+/// Applies one registry event in `conn`'s transaction.
+pub async fn apply_referent_event(
+    conn: &mut PgConnection,
+    event: ReferentEvent,
+) -> Result<(), HandleError> {
+    match event {
+        ReferentEvent::Remove { referent_id } => {
+            sqlx::query("DELETE FROM referents WHERE referent_id = $1")
+                .bind(&referent_id)
+                .execute(conn)
+                .await
+                .map_err(HandleError::from_db)?;
+        }
+        ReferentEvent::Upsert {
+            referent_id,
+            institution,
+            role,
+            email,
+            name,
+            scope,
+        } => {
+            let scope = scope.into_scope().map_err(HandleError::Permanent)?;
+            match check_scope(conn, &scope).await {
+                Ok(()) => {}
+                Err(sqlx::Error::RowNotFound) => {
+                    return Err(HandleError::Permanent(format!(
+                        "scope {scope} matches no comune of the registry"
+                    )));
+                }
+                Err(e) => return Err(HandleError::from_db(e)),
+            }
+            let referent = Referent {
+                referent_id,
+                institution,
+                role,
+                email,
+                name,
+                scope,
+            };
+            upsert(conn, &referent)
+                .await
+                .map_err(HandleError::from_db)?;
+        }
+    }
+    Ok(())
+}
+
+/// The worker of `registry.referent.v1`.
+pub struct RegistryWorker;
+
+#[async_trait]
+impl EventWorker for RegistryWorker {
+    fn accepts(&self) -> &'static [EventType] {
+        &[EventType::RegistryReferent]
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+        let data: ReferentEvent = event
+            .data_as()
+            .map_err(|e| HandleError::Permanent(e.to_string()))?;
+        apply_referent_event(tx, data).await
+    }
+}
+
+fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent, String> {
+    let referent_id = cols.get(record, "referent_id");
+    if referent_id.is_empty() {
+        return Err("referent_id is empty".into());
+    }
+    let institution = cols.get(record, "institution");
+    if institution.is_empty() {
+        return Err("institution is empty".into());
+    }
+    let role = Role::parse(cols.get(record, "role")).map_err(|e| e.0)?;
+    let email = EmailAddress::parse(cols.get(record, "email")).map_err(|e| e.0)?;
+    let name = Some(cols.get(record, "name"))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    let opt = |k| Some(cols.get(record, k)).filter(|v| !v.is_empty());
+    let scope = ScopeWire {
+        comune_istat: opt("comune_istat")
+            .map(ComuneIstat::parse)
+            .transpose()
+            .map_err(|e| e.0)?,
+        ambito: opt("ambito").map(str::to_owned),
+        zona: opt("zona").map(str::to_owned),
+    }
+    .into_scope()?;
+    Ok(Referent {
+        referent_id: referent_id.to_owned(),
+        institution: institution.to_owned(),
+        role,
+        email,
+        name,
+        scope,
+    })
+}
+
+/// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
+/// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
+pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+    let headers = reader.headers()?.clone();
+    let cols = Columns::new(
+        &headers,
+        &[
+            "referent_id",
+            "institution",
+            "role",
+            "email",
+            "name",
+            "comune_istat",
+            "ambito",
+            "zona",
+        ],
+        &[],
+    )
+    .map_err(|e| anyhow::anyhow!("line 1: {e}"))?;
+    let mut report = ImportReport::default();
+    let mut rows = Vec::new();
+    let mut seen = HashMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i as u64 + 2;
+        match record
+            .map_err(|e| e.to_string())
+            .and_then(|r| parse_referent(&cols, &r))
+        {
+            Ok(r) => {
+                if let Some(first) = seen.insert(r.referent_id.clone(), line) {
+                    report.errors.push(RowError {
+                        line,
+                        reason: format!("referent_id {} repeats line {first}", r.referent_id),
+                    });
+                } else {
+                    rows.push((line, r));
+                }
+            }
+            Err(reason) => report.errors.push(RowError { line, reason }),
+        }
+    }
+    let mut tx = pool.begin().await?;
+    for (line, r) in &rows {
+        match check_scope(&mut tx, &r.scope).await {
+            Ok(()) => {}
+            Err(sqlx::Error::RowNotFound) => report.errors.push(RowError {
+                line: *line,
+                reason: format!("scope {} matches no comune of the registry", r.scope),
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !report.errors.is_empty() {
+        report.errors.sort_by_key(|e| e.line);
+        return Ok(report);
+    }
+    for (_, r) in &rows {
+        if upsert(&mut tx, r).await? {
+            report.inserted += 1;
+        } else {
+            report.updated += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Every referent, by role and id.
+pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sqlx::Error> {
+    let rows: Vec<(String, String, String, String, Option<String>, String, Option<String>)> =
+        sqlx::query_as(
+            r#"
+            SELECT referent_id, institution, role, email, name, scope_kind, scope_value
+            FROM referents
+            ORDER BY role, referent_id
+            "#,
+        )
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, inst, role, email, name, kind, value)| {
+            Some(Referent {
+                referent_id: id,
+                institution: inst,
+                role: Role::parse(&role).ok()?,
+                email: EmailAddress::parse(&email).ok()?,
+                name,
+                scope: Scope::from_columns(&kind, value.as_deref()).ok()?,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_upsert_event_parses_with_each_scope_form() {
+        for (scope, expected) in [
+            (json!({}), Scope::All),
+            (
+                json!({"comune_istat": "015146"}),
+                Scope::Comune(ComuneIstat::parse("015146").expect("valid")),
+            ),
+            (json!({"ambito": "Rho"}), Scope::Ambito("Rho".into())),
+            (json!({"zona": "Nord Ovest"}), Scope::Zona("Nord Ovest".into())),
+        ] {
+            let event: ReferentEvent = serde_json::from_value(json!({
+                "referent_id": "r1", "action": "upsert", "institution": "Comune",
+                "role": "comune", "email": "a@b.example", "scope": scope
+            }))
+            .expect("valid event");
+            let ReferentEvent::Upsert { scope, .. } = event else {
+                panic!("upsert expected");
+            };
+            assert_eq!(scope.into_scope(), Ok(expected));
+        }
+    }
+
+    #[test]
+    fn two_scope_members_are_refused() {
+        let wire = ScopeWire {
+            comune_istat: None,
+            ambito: Some("Rho".into()),
+            zona: Some("Nord Ovest".into()),
+        };
+        assert!(wire.into_scope().is_err());
+    }
+}

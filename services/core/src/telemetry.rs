@@ -1,0 +1,32 @@
+//! Logging, once per process: human-readable lines or JSON, filtered by `RUST_LOG`
+//! (default `info`). No log line carries personal data: types that hold it redact
+//! themselves, and handlers log ids and kinds only.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::settings::LogFormat;
+
+/// Installs the global subscriber writing to stderr; a second call is a no-op.
+pub fn init(format: LogFormat) {
+    init_with_writer(format, std::io::stderr);
+}
+
+/// Installs the global subscriber with a chosen writer (tests capture logs this way).
+pub fn init_with_writer<W>(format: LogFormat, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+}
