@@ -1,0 +1,220 @@
+//! Rules H1–H5 as a pure function of the unit's previous state and the new event.
+
+use crate::unit::{Action, BuildingType, HousingUnit, IdentifiedBy};
+
+/// Why an offer is not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Art. 2.4: no ex caserme or similar buildings for reception (H2).
+    ExCaserma,
+    /// The owner's declaration of availability is not on file (H3).
+    OwnerDeclarationMissing,
+}
+
+impl RejectReason {
+    /// The code templates and programs read.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::ExCaserma => "ex_caserma",
+            RejectReason::OwnerDeclarationMissing => "owner_declaration_missing",
+        }
+    }
+
+    /// The reason in Italian, for the comune.
+    pub fn text(self) -> &'static str {
+        match self {
+            RejectReason::ExCaserma => {
+                "Il protocollo (art. 2.4) esclude l'uso di ex caserme o edifici di analoghe caratteristiche per l'accoglienza."
+            }
+            RejectReason::OwnerDeclarationMissing => {
+                "Manca la dichiarazione di disponibilità del proprietario: acquisitela e inviate di nuovo la segnalazione."
+            }
+        }
+    }
+}
+
+/// A notification the decision asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// `housing.offered` to the stazione appaltante; `update` when it already had the unit.
+    Offered { update: bool },
+    /// `housing.ack` to the comune.
+    Ack,
+    /// `housing.rejected` to the comune.
+    Rejected(RejectReason),
+    /// `housing.consultation` to the comune (H4).
+    Consultation,
+    /// `housing.withdrawn` to the stazione appaltante (H5).
+    Withdrawn,
+}
+
+/// What to send, and whether the stazione appaltante holds the unit afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub notices: Vec<Notice>,
+    pub forwarded: bool,
+}
+
+/// Decides on one event. `forwarded` says whether the stazione appaltante holds the unit
+/// now (it was offered to it and not withdrawn since).
+pub fn decide(forwarded: bool, unit: &HousingUnit) -> Decision {
+    let keep = |notices| Decision {
+        notices,
+        forwarded,
+    };
+    match unit.action {
+        // H5: only a unit the stazione appaltante holds is withdrawn from it.
+        Action::Withdrawn if forwarded => Decision {
+            notices: vec![Notice::Withdrawn],
+            forwarded: false,
+        },
+        Action::Withdrawn => keep(vec![]),
+        Action::Offered => {
+            // H2 first: the Prefettura bound itself not to use ex caserme (art. 2.4),
+            // whoever found the building.
+            if unit.building_type == Some(BuildingType::ExCaserma) {
+                return keep(vec![Notice::Rejected(RejectReason::ExCaserma)]);
+            }
+            // H4: a unit the Prefettura found is first put to the comune (art. 2.9).
+            if unit.identified_by == IdentifiedBy::Prefettura {
+                return keep(vec![Notice::Consultation]);
+            }
+            // H3
+            if unit.owner_declaration != Some(true) {
+                return keep(vec![Notice::Rejected(RejectReason::OwnerDeclarationMissing)]);
+            }
+            // H1
+            Decision {
+                notices: vec![Notice::Offered { update: forwarded }, Notice::Ack],
+                forwarded: true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::ReceptionKind;
+    use raccordo_core::domain::ComuneIstat;
+
+    fn offer() -> HousingUnit {
+        HousingUnit {
+            unit_id: "u-1".into(),
+            action: Action::Offered,
+            comune_istat: ComuneIstat::parse("015146").expect("valid"),
+            identified_by: IdentifiedBy::Comune,
+            address: Some("Via Roma 1".into()),
+            places: Some(4),
+            reception_kind: Some(ReceptionKind::Cas),
+            building_type: Some(BuildingType::Appartamento),
+            owner_declaration: Some(true),
+            available_from: None,
+            notes: None,
+        }
+    }
+
+    fn withdrawal() -> HousingUnit {
+        HousingUnit {
+            action: Action::Withdrawn,
+            ..offer()
+        }
+    }
+
+    #[test]
+    fn h1_a_valid_offer_goes_to_the_stazione_appaltante_and_is_acknowledged() {
+        let d = decide(false, &offer());
+        assert_eq!(d.notices, vec![Notice::Offered { update: false }, Notice::Ack]);
+        assert!(d.forwarded);
+    }
+
+    #[test]
+    fn h1_a_later_offer_of_the_same_unit_is_an_update() {
+        let d = decide(true, &offer());
+        assert_eq!(d.notices, vec![Notice::Offered { update: true }, Notice::Ack]);
+        assert!(d.forwarded);
+    }
+
+    #[test]
+    fn h2_an_ex_caserma_is_rejected_and_not_forwarded() {
+        let unit = HousingUnit {
+            building_type: Some(BuildingType::ExCaserma),
+            ..offer()
+        };
+        let d = decide(false, &unit);
+        assert_eq!(d.notices, vec![Notice::Rejected(RejectReason::ExCaserma)]);
+        assert!(!d.forwarded);
+    }
+
+    #[test]
+    fn h2_an_ex_caserma_found_by_the_prefettura_is_rejected_too() {
+        let unit = HousingUnit {
+            building_type: Some(BuildingType::ExCaserma),
+            identified_by: IdentifiedBy::Prefettura,
+            ..offer()
+        };
+        assert_eq!(
+            decide(false, &unit).notices,
+            vec![Notice::Rejected(RejectReason::ExCaserma)]
+        );
+    }
+
+    #[test]
+    fn h3_a_missing_or_false_owner_declaration_is_rejected() {
+        for declaration in [None, Some(false)] {
+            let unit = HousingUnit {
+                owner_declaration: declaration,
+                ..offer()
+            };
+            let d = decide(false, &unit);
+            assert_eq!(
+                d.notices,
+                vec![Notice::Rejected(RejectReason::OwnerDeclarationMissing)]
+            );
+            assert!(!d.forwarded);
+        }
+    }
+
+    #[test]
+    fn h4_a_unit_found_by_the_prefettura_is_put_to_the_comune_only() {
+        let unit = HousingUnit {
+            identified_by: IdentifiedBy::Prefettura,
+            owner_declaration: None,
+            ..offer()
+        };
+        let d = decide(false, &unit);
+        assert_eq!(d.notices, vec![Notice::Consultation]);
+        assert!(!d.forwarded);
+    }
+
+    #[test]
+    fn h5_withdrawing_a_forwarded_unit_tells_the_stazione_appaltante() {
+        let d = decide(true, &withdrawal());
+        assert_eq!(d.notices, vec![Notice::Withdrawn]);
+        assert!(!d.forwarded);
+    }
+
+    #[test]
+    fn h5_withdrawing_a_unit_never_forwarded_sends_nothing() {
+        let d = decide(false, &withdrawal());
+        assert!(d.notices.is_empty());
+        assert!(!d.forwarded);
+    }
+
+    #[test]
+    fn h5_a_second_withdrawal_sends_nothing() {
+        let first = decide(true, &withdrawal());
+        let second = decide(first.forwarded, &withdrawal());
+        assert!(second.notices.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_update_leaves_a_forwarded_unit_with_the_stazione_appaltante() {
+        let unit = HousingUnit {
+            owner_declaration: Some(false),
+            ..offer()
+        };
+        let d = decide(true, &unit);
+        assert!(d.forwarded);
+    }
+}

@@ -1,0 +1,14 @@
+//! The housing worker: dwellings that comuni (or the Prefettura) find for the reception of
+//! asylum seekers, and what the contracting authority must know of them — rules H1–H5 of
+//! the contract (Protocollo accoglienza art. 2.4, 2.9, 3.3).
+//!
+//! # Layout
+//! - [`unit`]: the wire form of `housing.unit.v1`.
+//! - [`decide`]: the pure decision core, unit-tested without I/O.
+//! - [`worker`]: the database side: lock the unit, decide, write the outbox.
+
+pub mod decide;
+pub mod unit;
+pub mod worker;
+
+pub use worker::HousingWorker;
