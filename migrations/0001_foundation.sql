@@ -62,10 +62,12 @@ CREATE TABLE deliveries (
     attempts        INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,
     delivered_at    TIMESTAMPTZ,
+    -- Set when the server refused this recipient for good (5xx): not retried.
+    failed_at       TIMESTAMPTZ,
     smtp_response   TEXT,
     PRIMARY KEY (notification_id, email)
 );
-CREATE INDEX deliveries_pending ON deliveries (notification_id) WHERE delivered_at IS NULL;
+CREATE INDEX deliveries_pending ON deliveries (notification_id) WHERE delivered_at IS NULL AND failed_at IS NULL;
 
 CREATE TABLE housing_units (
     unit_id       TEXT PRIMARY KEY,

@@ -65,8 +65,14 @@ impl EmailAddress {
             && domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
-            && !s.chars().any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ','));
-        if ok { Ok(Self(s.to_owned())) } else { Err(bad()) }
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ','));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(bad())
+        }
     }
 
     /// Accepts `address` or `Name <address>`.

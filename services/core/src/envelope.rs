@@ -219,7 +219,11 @@ fn first_error(validator: &jsonschema::Validator, value: &Value) -> Option<Strin
         .take(3)
         .map(|e| {
             let path = e.instance_path().to_string();
-            let at = if path.is_empty() { "/".to_owned() } else { path };
+            let at = if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            };
             format!("at {at}: {}", describe(&e))
         })
         .collect();

@@ -34,15 +34,42 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 fn describe_metrics() {
     use metrics::{describe_counter, describe_histogram};
-    describe_counter!("raccordo_messages_consumed_total", "Messages handled, by worker and outcome.");
-    describe_counter!("raccordo_messages_dead_lettered_total", "Messages moved to the dead queue, by worker.");
-    describe_counter!("raccordo_messages_retried_total", "Messages scheduled for a retry, by worker.");
-    describe_counter!("raccordo_messages_parked_total", "Messages parked after all retries, by worker.");
-    describe_counter!("raccordo_notifications_total", "Notifications published, by kind.");
-    describe_counter!("raccordo_notifications_undeliverable_total", "Notifications that matched no referent, by kind.");
-    describe_counter!("raccordo_emails_sent_total", "Emails accepted by the transport, by kind.");
-    describe_counter!("raccordo_emails_failed_total", "Email sends that failed, by kind and cause.");
-    describe_histogram!("raccordo_message_handling_seconds", "Time to handle one message, by worker.");
+    describe_counter!(
+        "raccordo_messages_consumed_total",
+        "Messages handled, by worker and outcome."
+    );
+    describe_counter!(
+        "raccordo_messages_dead_lettered_total",
+        "Messages moved to the dead queue, by worker."
+    );
+    describe_counter!(
+        "raccordo_messages_retried_total",
+        "Messages scheduled for a retry, by worker."
+    );
+    describe_counter!(
+        "raccordo_messages_parked_total",
+        "Messages parked after all retries, by worker."
+    );
+    describe_counter!(
+        "raccordo_notifications_total",
+        "Notifications published, by kind."
+    );
+    describe_counter!(
+        "raccordo_notifications_undeliverable_total",
+        "Notifications that matched no referent, by kind."
+    );
+    describe_counter!(
+        "raccordo_emails_sent_total",
+        "Emails accepted by the transport, by kind."
+    );
+    describe_counter!(
+        "raccordo_emails_failed_total",
+        "Email sends that failed, by kind and cause."
+    );
+    describe_histogram!(
+        "raccordo_message_handling_seconds",
+        "Time to handle one message, by worker."
+    );
     describe_histogram!("raccordo_email_send_seconds", "Time to send one email.");
 }
 
@@ -88,9 +115,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = crate::db::ping(&state.pool, Duration::from_secs(2)).await;
     let consumers = state.health.consumers();
     let consuming = state.health.all_consuming();
-    let mut body = format!("database: {}\n", if database { "ok" } else { "unreachable" });
+    let mut body = format!(
+        "database: {}\n",
+        if database { "ok" } else { "unreachable" }
+    );
     for (name, up) in &consumers {
-        body.push_str(&format!("consumer {name}: {}\n", if *up { "consuming" } else { "waiting for the broker" }));
+        body.push_str(&format!(
+            "consumer {name}: {}\n",
+            if *up {
+                "consuming"
+            } else {
+                "waiting for the broker"
+            }
+        ));
     }
     let status = if database && consuming {
         StatusCode::OK

@@ -215,10 +215,16 @@ impl Settings {
             return invalid("database.url", "not a PostgreSQL URL");
         }
         if self.retry.max_attempts == 0 || self.retry.initial_delay_ms == 0 {
-            return invalid("retry", "max_attempts and initial_delay_ms must be at least 1");
+            return invalid(
+                "retry",
+                "max_attempts and initial_delay_ms must be at least 1",
+            );
         }
         if self.retry.max_delay_ms < self.retry.initial_delay_ms {
-            return invalid("retry.max_delay_ms", "must not be below retry.initial_delay_ms");
+            return invalid(
+                "retry.max_delay_ms",
+                "must not be below retry.initial_delay_ms",
+            );
         }
         if !(self.quota.per_thousand > 0.0) {
             return invalid("quota.per_thousand", "must be positive");

@@ -7,17 +7,22 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::settings::LogFormat;
 
+/// The filter when `RUST_LOG` is unset: the hub at info, chatty dependencies quieter.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,lapin=warn";
+
 /// Installs the global subscriber writing to stderr; a second call is a no-op.
-pub fn init(format: LogFormat) {
-    init_with_writer(format, std::io::stderr);
+/// `default_filter` applies when `RUST_LOG` is unset.
+pub fn init(format: LogFormat, default_filter: &str) {
+    init_with_writer(format, default_filter, std::io::stderr);
 }
 
 /// Installs the global subscriber with a chosen writer (tests capture logs this way).
-pub fn init_with_writer<W>(format: LogFormat, writer: W)
+pub fn init_with_writer<W>(format: LogFormat, default_filter: &str, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

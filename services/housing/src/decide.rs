@@ -58,10 +58,7 @@ pub struct Decision {
 /// Decides on one event. `forwarded` says whether the stazione appaltante holds the unit
 /// now (it was offered to it and not withdrawn since).
 pub fn decide(forwarded: bool, unit: &HousingUnit) -> Decision {
-    let keep = |notices| Decision {
-        notices,
-        forwarded,
-    };
+    let keep = |notices| Decision { notices, forwarded };
     match unit.action {
         // H5: only a unit the stazione appaltante holds is withdrawn from it.
         Action::Withdrawn if forwarded => Decision {
@@ -81,7 +78,9 @@ pub fn decide(forwarded: bool, unit: &HousingUnit) -> Decision {
             }
             // H3
             if unit.owner_declaration != Some(true) {
-                return keep(vec![Notice::Rejected(RejectReason::OwnerDeclarationMissing)]);
+                return keep(vec![Notice::Rejected(
+                    RejectReason::OwnerDeclarationMissing,
+                )]);
             }
             // H1
             Decision {
@@ -124,14 +123,20 @@ mod tests {
     #[test]
     fn h1_a_valid_offer_goes_to_the_stazione_appaltante_and_is_acknowledged() {
         let d = decide(false, &offer());
-        assert_eq!(d.notices, vec![Notice::Offered { update: false }, Notice::Ack]);
+        assert_eq!(
+            d.notices,
+            vec![Notice::Offered { update: false }, Notice::Ack]
+        );
         assert!(d.forwarded);
     }
 
     #[test]
     fn h1_a_later_offer_of_the_same_unit_is_an_update() {
         let d = decide(true, &offer());
-        assert_eq!(d.notices, vec![Notice::Offered { update: true }, Notice::Ack]);
+        assert_eq!(
+            d.notices,
+            vec![Notice::Offered { update: true }, Notice::Ack]
+        );
         assert!(d.forwarded);
     }
 

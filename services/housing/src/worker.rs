@@ -38,15 +38,13 @@ impl EventWorker for HousingWorker {
                     unit.comune_istat
                 ))
             })?;
-        let (forwarded, stored) = lock_unit(tx, &unit)
-            .await
-            .map_err(HandleError::from_db)?;
+        let (forwarded, stored) = lock_unit(tx, &unit).await.map_err(HandleError::from_db)?;
         let decision = decide(forwarded, &unit);
         save_unit(tx, &unit, decision.forwarded)
             .await
             .map_err(HandleError::from_db)?;
         for notice in decision.notices {
-            let (kind, payload) = notification(notice, &unit, &comune, &stored);
+            let (kind, payload) = notification(notice, &unit, &comune, &stored, forwarded);
             let recipients = recipients_for(tx, kind, &comune)
                 .await
                 .map_err(HandleError::from_db)?;
@@ -144,6 +142,7 @@ fn notification(
     unit: &HousingUnit,
     comune: &Comune,
     stored: &Value,
+    was_forwarded: bool,
 ) -> (NotificationKind, Value) {
     let mut payload = json!({
         "unit_id": unit.unit_id,
@@ -157,12 +156,11 @@ fn notification(
         "identified_by": unit.identified_by,
         "available_from": unit.available_from.map(format_date),
         "notes": unit.notes,
+        // The stazione appaltante already had this unit: the offer and its ack are updates.
+        "update": was_forwarded && unit.action == Action::Offered,
     });
     let kind = match notice {
-        Notice::Offered { update } => {
-            payload["update"] = json!(update);
-            NotificationKind::HousingOffered
-        }
+        Notice::Offered { .. } => NotificationKind::HousingOffered,
         Notice::Ack => NotificationKind::HousingAck,
         Notice::Rejected(reason) => {
             payload["reason_code"] = json!(reason.code());

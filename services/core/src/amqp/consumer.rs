@@ -210,7 +210,9 @@ async fn settle(
         attempt,
     };
     let started = Instant::now();
-    let disposition = decide(ctx, queue, handler, &message).instrument(span.clone()).await;
+    let disposition = decide(ctx, queue, handler, &message)
+        .instrument(span.clone())
+        .await;
     metrics::histogram!("raccordo_message_handling_seconds", "worker" => queue.name())
         .record(started.elapsed().as_secs_f64());
 
@@ -220,7 +222,11 @@ async fn settle(
         Disposition::Retry { delay, reason } => {
             tracing::warn!(error = %reason, retry_in_ms = delay.as_millis() as u64, "Transient failure, retrying later.");
             let mut headers = message.properties.headers().clone().unwrap_or_default();
-            set_header_int(&mut headers, dead_letter::ATTEMPT, i64::from(message.attempt));
+            set_header_int(
+                &mut headers,
+                dead_letter::ATTEMPT,
+                i64::from(message.attempt),
+            );
             set_header_text(&mut headers, dead_letter::ROUTING_KEY, &message.routing_key);
             set_header_text(&mut headers, dead_letter::ERROR, &reason);
             publisher
@@ -306,10 +312,7 @@ async fn decide(
             } else {
                 Disposition::Hold {
                     holding: Holding::Parked,
-                    reason: format!(
-                        "gave up after {} attempts: {reason}",
-                        message.attempt
-                    ),
+                    reason: format!("gave up after {} attempts: {reason}", message.attempt),
                 }
             }
         }

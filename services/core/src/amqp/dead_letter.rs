@@ -76,7 +76,13 @@ pub async fn hold(
         properties = properties.with_expiration(ttl.as_millis().to_string().into());
     }
     publisher
-        .publish("", &holding.queue(topology), &message.body, properties, true)
+        .publish(
+            "",
+            &holding.queue(topology),
+            &message.body,
+            properties,
+            true,
+        )
         .await
 }
 

@@ -234,10 +234,7 @@ impl Topology {
     pub fn inbound_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
         // Events no queue is bound to must reach the dead queue, not vanish (CONTRACT F1).
-        args.insert(
-            "alternate-exchange".into(),
-            text(&self.unrouted_exchange()),
-        );
+        args.insert("alternate-exchange".into(), text(&self.unrouted_exchange()));
         args
     }
 

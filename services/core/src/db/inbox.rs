@@ -15,7 +15,10 @@ pub enum Ingest {
 }
 
 /// Records the event's idempotency key; call first inside the handler's transaction.
-pub async fn record_event(conn: &mut PgConnection, event: &Envelope) -> Result<Ingest, sqlx::Error> {
+pub async fn record_event(
+    conn: &mut PgConnection,
+    event: &Envelope,
+) -> Result<Ingest, sqlx::Error> {
     let inserted = sqlx::query(
         r#"
         INSERT INTO inbox (source, event_id, event_type)

@@ -51,7 +51,12 @@ pub async fn insert_notification(
     )
     .bind(id)
     .bind(notification.kind.as_str())
-    .bind(notification.comune_istat.as_ref().map(|c| c.as_ref().to_owned()))
+    .bind(
+        notification
+            .comune_istat
+            .as_ref()
+            .map(|c| c.as_ref().to_owned()),
+    )
     .bind(&notification.payload)
     .bind(notification.urgent)
     .bind(notification.recipients.is_empty())

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use lapin::BasicProperties;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -141,7 +141,9 @@ pub async fn run_relay(
             let wait = async {
                 match listener.as_mut() {
                     Some(l) => {
-                        if let Ok(Err(_)) = tokio::time::timeout(settings.relay.poll(), l.recv()).await {
+                        if let Ok(Err(_)) =
+                            tokio::time::timeout(settings.relay.poll(), l.recv()).await
+                        {
                             // The listener reconnects on its next call; do not spin meanwhile.
                             tokio::time::sleep(settings.relay.poll()).await;
                         }

@@ -23,7 +23,15 @@ pub struct Comune {
     pub protocollo: bool,
 }
 
-type ComuneRow = (String, String, i32, String, Option<String>, Option<i32>, bool);
+type ComuneRow = (
+    String,
+    String,
+    i32,
+    String,
+    Option<String>,
+    Option<i32>,
+    bool,
+);
 
 fn from_row(row: ComuneRow) -> Option<Comune> {
     Some(Comune {
@@ -308,7 +316,12 @@ mod tests {
         );
         assert!(rows[0].as_ref().expect_err("istat").contains("6-digit"));
         assert!(rows[1].as_ref().expect_err("pop").contains("popolazione"));
-        assert!(rows[2].as_ref().expect_err("zona").contains("zona_omogenea"));
+        assert!(
+            rows[2]
+                .as_ref()
+                .expect_err("zona")
+                .contains("zona_omogenea")
+        );
     }
 
     #[test]

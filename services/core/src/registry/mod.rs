@@ -13,6 +13,5 @@ mod referents;
 pub use comuni::{Comune, ImportReport, RowError, import_comuni, list_comuni, load_comune};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{
-    Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,
-    list_referents,
+    Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents, list_referents,
 };

@@ -289,16 +289,23 @@ pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result
 
 /// Every referent, by role and id.
 pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sqlx::Error> {
-    let rows: Vec<(String, String, String, String, Option<String>, String, Option<String>)> =
-        sqlx::query_as(
-            r#"
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+    )> = sqlx::query_as(
+        r#"
             SELECT referent_id, institution, role, email, name, scope_kind, scope_value
             FROM referents
             ORDER BY role, referent_id
             "#,
-        )
-        .fetch_all(conn)
-        .await?;
+    )
+    .fetch_all(conn)
+    .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, inst, role, email, name, kind, value)| {
@@ -328,7 +335,10 @@ mod tests {
                 Scope::Comune(ComuneIstat::parse("015146").expect("valid")),
             ),
             (json!({"ambito": "Rho"}), Scope::Ambito("Rho".into())),
-            (json!({"zona": "Nord Ovest"}), Scope::Zona("Nord Ovest".into())),
+            (
+                json!({"zona": "Nord Ovest"}),
+                Scope::Zona("Nord Ovest".into()),
+            ),
         ] {
             let event: ReferentEvent = serde_json::from_value(json!({
                 "referent_id": "r1", "action": "upsert", "institution": "Comune",

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real RabbitMQ and PostgreSQL (started if needed).
+# Uses cargo-nextest when installed, else cargo test. Arguments go to the test runner.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/services.sh
+
+# The broker of docker/compose.yml has no guest user; the hub logs in as `raccordo` there.
+if [[ -z ${RACCORDO__AMQP__URL:-} ]] && command -v docker >/dev/null &&
+  docker compose -f docker/compose.yml ps --status running --services 2>/dev/null | grep -qx rabbitmq; then
+  export RACCORDO__AMQP__URL='amqp://raccordo:raccordo@127.0.0.1:5672/%2f'
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  # nextest runs the lib, bin and test targets; not benches (a harness = false bench has no
+  # test list for it to read).
+  echo '[test] cargo nextest run --workspace' >&2
+  exec cargo nextest run --workspace "$@"
+else
+  echo '[test] cargo test --workspace --all-targets' >&2
+  exec cargo test --workspace --all-targets "$@"
+fi

@@ -1,0 +1,32 @@
+//! The Raccordo mailer: turns a notification into an Italian email for one referent and
+//! hands it to an SMTP server or to an outbox folder (CONTRACT §6).
+//!
+//! Rendering and sending are separate so that the delivery loop can record what it sends:
+//! [`render`] produces subject, text and HTML from a kind and its payload;
+//! [`OutgoingEmail`] carries them with the contract's headers and a `Message-ID` that is
+//! the same on every resend ([`message_id_for`]); [`Transport::send`] delivers it and says,
+//! on failure, whether retrying can help ([`SendError::is_transient`]).
+//!
+//! # Layout
+//! - [`templates`]: minijinja templates embedded from `templates/`, one subject, text and
+//!   HTML template per kind on a shared layout; [`render`].
+//! - [`message`]: [`OutgoingEmail`] → lettre `Message` (multipart/alternative, contract
+//!   headers, urgency); [`message_id_for`].
+//! - [`transport`]: [`Transport`] (SMTP or file), [`Delivered`], [`SendError`].
+//! - [`smtp`]: [`SmtpTransport`], a bounded pool of lettre connections on `TCP_NODELAY`
+//!   sockets, configured by [`SmtpOptions`].
+//! - [`delivery`]: the worker: per-recipient records, so nothing is sent twice.
+//! - [`outbox_file`]: [`FileOutbox`], atomic `.eml` files named by notification and recipient.
+
+pub mod delivery;
+pub mod message;
+pub mod outbox_file;
+pub mod smtp;
+pub mod templates;
+pub mod transport;
+
+pub use message::{BuildError, OutgoingEmail, message_id_for};
+pub use outbox_file::FileOutbox;
+pub use smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
+pub use templates::{KINDS, RecipientContext, RenderError, Rendered, render};
+pub use transport::{Delivered, SendError, Step, Transport};

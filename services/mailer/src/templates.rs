@@ -1,0 +1,543 @@
+//! Italian emails from notification payloads: a subject, a plain-text body and an HTML body
+//! per kind, rendered with minijinja from templates embedded in the binary.
+//!
+//! Templates live in `services/mailer/templates/` as `<kind>.subject.j2`, `<kind>.txt.j2`
+//! and `<kind>.html.j2`, on a shared `layout.*.j2` frame (greeting, footer with the
+//! notification id). They are compiled into the binary with `include_str!` so a deployment
+//! is one file and a broken template fails the tests, not a delivery.
+//!
+//! Undefined variables are errors ([`UndefinedBehavior::Strict`]): a payload missing a
+//! required field fails loudly instead of producing an email with blanks. HTML templates
+//! escape every value; subjects only ever name non-personal facts (CONTRACT §6).
+
+use std::sync::LazyLock;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The notification kinds that have templates.
+pub const KINDS: &[&str] = &[
+    "housing.offered",
+    "housing.ack",
+    "housing.rejected",
+    "housing.consultation",
+    "housing.withdrawn",
+];
+
+/// Every template, by the name templates use to extend or include it.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "layout.html.j2",
+        include_str!("../templates/layout.html.j2"),
+    ),
+    ("layout.txt.j2", include_str!("../templates/layout.txt.j2")),
+    (
+        "unit_details.html.j2",
+        include_str!("../templates/unit_details.html.j2"),
+    ),
+    (
+        "unit_details.txt.j2",
+        include_str!("../templates/unit_details.txt.j2"),
+    ),
+    (
+        "housing.offered.subject.j2",
+        include_str!("../templates/housing.offered.subject.j2"),
+    ),
+    (
+        "housing.offered.txt.j2",
+        include_str!("../templates/housing.offered.txt.j2"),
+    ),
+    (
+        "housing.offered.html.j2",
+        include_str!("../templates/housing.offered.html.j2"),
+    ),
+    (
+        "housing.ack.subject.j2",
+        include_str!("../templates/housing.ack.subject.j2"),
+    ),
+    (
+        "housing.ack.txt.j2",
+        include_str!("../templates/housing.ack.txt.j2"),
+    ),
+    (
+        "housing.ack.html.j2",
+        include_str!("../templates/housing.ack.html.j2"),
+    ),
+    (
+        "housing.rejected.subject.j2",
+        include_str!("../templates/housing.rejected.subject.j2"),
+    ),
+    (
+        "housing.rejected.txt.j2",
+        include_str!("../templates/housing.rejected.txt.j2"),
+    ),
+    (
+        "housing.rejected.html.j2",
+        include_str!("../templates/housing.rejected.html.j2"),
+    ),
+    (
+        "housing.consultation.subject.j2",
+        include_str!("../templates/housing.consultation.subject.j2"),
+    ),
+    (
+        "housing.consultation.txt.j2",
+        include_str!("../templates/housing.consultation.txt.j2"),
+    ),
+    (
+        "housing.consultation.html.j2",
+        include_str!("../templates/housing.consultation.html.j2"),
+    ),
+    (
+        "housing.withdrawn.subject.j2",
+        include_str!("../templates/housing.withdrawn.subject.j2"),
+    ),
+    (
+        "housing.withdrawn.txt.j2",
+        include_str!("../templates/housing.withdrawn.txt.j2"),
+    ),
+    (
+        "housing.withdrawn.html.j2",
+        include_str!("../templates/housing.withdrawn.html.j2"),
+    ),
+];
+
+/// Who the email is addressed to, from the referent registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientContext {
+    /// The referent's name, if known: the greeting uses it.
+    pub name: Option<String>,
+    /// The institution the referent speaks for (`Prefettura di Milano`, `Comune di Rho`).
+    pub institution: String,
+    /// The referent's role as in CONTRACT §1 (`stazione_appaltante`, `comune`, …).
+    pub role: String,
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// One line, white space collapsed, no personal data.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+    /// The HTML alternative.
+    pub html: String,
+}
+
+/// A notification could not be rendered. Retrying cannot help: the payload or the kind is
+/// wrong, or a template is.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// No templates exist for this kind.
+    #[error("no templates for notification kind {0:?}")]
+    UnknownKind(String),
+    /// The payload is not a JSON object.
+    #[error("the payload of a {0} notification is not a JSON object")]
+    PayloadNotObject(String),
+    /// A template failed, typically on a missing payload field.
+    #[error("failed to render template {template}")]
+    Template {
+        /// The template that failed.
+        template: String,
+        /// minijinja's account, naming the missing or mistyped value.
+        #[source]
+        source: minijinja::Error,
+    },
+}
+
+/// Built once: parsing the templates is the costly part of rendering.
+static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(environment);
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html.j2") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.add_filter("data", date_it);
+    env.add_filter("tipologia", building_type_it);
+    env.add_filter("accoglienza", reception_kind_it);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .expect("embedded templates parse: `every_template_parses` checks them");
+    }
+    env
+}
+
+/// Renders the email for one notification and one recipient.
+///
+/// `notification_id` is printed in the footer so that a recipient can quote it.
+///
+/// # Errors
+/// An unknown kind, a payload that is not an object, or a payload missing a field the
+/// kind's templates need.
+pub fn render(
+    kind: &str,
+    notification_id: Uuid,
+    payload: &serde_json::Value,
+    recipient: &RecipientContext,
+) -> Result<Rendered, RenderError> {
+    if !KINDS.contains(&kind) {
+        return Err(RenderError::UnknownKind(kind.to_owned()));
+    }
+    if !payload.is_object() {
+        return Err(RenderError::PayloadNotObject(kind.to_owned()));
+    }
+    let recipient_value = context! {
+        name => recipient.name,
+        institution => recipient.institution,
+        role => recipient.role,
+        role_label => role_label(&recipient.role),
+    };
+    let greeting = match recipient.name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => format!("Gentile {name},"),
+        _ => "Gentile referente,".to_owned(),
+    };
+    let base = context! {
+        p => payload,
+        recipient => recipient_value,
+        greeting => greeting,
+        kind => kind,
+        notification_id => notification_id.to_string(),
+    };
+
+    let subject = render_one(&format!("{kind}.subject.j2"), &base)?;
+    let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let full = context! { subject => subject, ..base };
+    let text = render_one(&format!("{kind}.txt.j2"), &full)?;
+    let html = render_one(&format!("{kind}.html.j2"), &full)?;
+    Ok(Rendered {
+        subject,
+        text,
+        html,
+    })
+}
+
+fn render_one(name: &str, ctx: &minijinja::Value) -> Result<String, RenderError> {
+    let failed = |source| RenderError::Template {
+        template: name.to_owned(),
+        source,
+    };
+    ENVIRONMENT
+        .get_template(name)
+        .map_err(failed)?
+        .render(ctx)
+        .map_err(failed)
+}
+
+/// How the footer and the HTML header name the recipient's role (CONTRACT §1).
+fn role_label(role: &str) -> String {
+    match role {
+        "stazione_appaltante" => "stazione appaltante",
+        "prefettura" => "coordinamento della Prefettura",
+        "comune" => "referente del Comune",
+        "servizi_sociali" => "servizi sociali",
+        "tavolo" => "Tavolo di coordinamento della zona omogenea",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// `2025-03-01` → `1 marzo 2025`; anything else is printed as given.
+fn date_it(value: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "gennaio",
+        "febbraio",
+        "marzo",
+        "aprile",
+        "maggio",
+        "giugno",
+        "luglio",
+        "agosto",
+        "settembre",
+        "ottobre",
+        "novembre",
+        "dicembre",
+    ];
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    match time::Date::parse(value, &format) {
+        Ok(date) => format!(
+            "{} {} {}",
+            date.day(),
+            MONTHS[usize::from(u8::from(date.month())) - 1],
+            date.year()
+        ),
+        Err(_) => value.to_owned(),
+    }
+}
+
+/// The `building_type` codes of `housing.unit.v1` in words.
+fn building_type_it(value: &str) -> String {
+    match value {
+        "appartamento" => "appartamento",
+        "casa" => "casa",
+        "struttura_collettiva" => "struttura collettiva",
+        "ex_caserma" => "ex caserma",
+        "altro" => "altra tipologia",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// The `reception_kind` codes in words.
+fn reception_kind_it(value: &str) -> String {
+    match value {
+        "CAS" => "CAS (centro di accoglienza straordinaria)",
+        "SPRAR" => "SPRAR (rete di accoglienza dei Comuni)",
+        other => other,
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const NOTIFICATION: Uuid = Uuid::from_u128(0x0193_8c2e_5d4f_7a10_8b2c_3d4e_5f60_7182);
+
+    fn unit() -> Value {
+        json!({
+            "unit_id": "SSG-2025-014",
+            "comune_istat": "015209",
+            "comune_nome": "Sesto San Giovanni",
+            "zona": "Nord Milano",
+            "address": "Via Fratelli Bandiera 12",
+            "places": 4,
+            "reception_kind": "SPRAR",
+            "building_type": "appartamento",
+            "available_from": "2025-03-01",
+            "notes": "Citofonare Bianchi; chiavi presso l'ufficio tecnico",
+            "update": false,
+        })
+    }
+
+    fn payload_for(kind: &str) -> Value {
+        let mut payload = unit();
+        match kind {
+            "housing.rejected" => {
+                payload["reason_code"] = json!("ex_caserma");
+                payload["reason"] = json!("L'immobile è una ex caserma.");
+            }
+            "housing.withdrawn" => {
+                payload = json!({
+                    "unit_id": "SSG-2025-014",
+                    "comune_istat": "015209",
+                    "comune_nome": "Sesto San Giovanni",
+                    "address": "Via Fratelli Bandiera 12",
+                });
+            }
+            _ => {}
+        }
+        payload
+    }
+
+    fn recipient(name: Option<&str>) -> RecipientContext {
+        RecipientContext {
+            name: name.map(str::to_owned),
+            institution: "Prefettura di Milano".into(),
+            role: "stazione_appaltante".into(),
+        }
+    }
+
+    #[test]
+    fn every_template_parses() {
+        for (name, _) in TEMPLATES {
+            assert!(ENVIRONMENT.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_kind_renders_with_a_sample_payload() {
+        for kind in KINDS {
+            let rendered = render(kind, NOTIFICATION, &payload_for(kind), &recipient(None))
+                .unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+
+            assert!(rendered.subject.contains("Sesto San Giovanni"), "{kind}");
+            assert!(rendered.subject.contains("SSG-2025-014"), "{kind}");
+            assert!(!rendered.subject.contains('\n'), "{kind}");
+            for body in [&rendered.text, &rendered.html] {
+                assert!(body.contains("Gentile referente,"), "{kind}");
+                assert!(body.contains("SSG-2025-014"), "{kind}");
+                assert!(body.contains("Raccordo"), "{kind}");
+                assert!(body.contains(&NOTIFICATION.to_string()), "{kind}");
+                assert!(body.contains("art. "), "{kind}");
+            }
+            assert!(rendered.html.starts_with("<!DOCTYPE html>"), "{kind}");
+            assert!(rendered.html.contains(&rendered.subject), "{kind}: <title>");
+        }
+    }
+
+    #[test]
+    fn subjects_contain_no_address_notes_or_names() {
+        for kind in KINDS {
+            let rendered = render(
+                kind,
+                NOTIFICATION,
+                &payload_for(kind),
+                &recipient(Some("Dott.ssa Maria Verdi")),
+            )
+            .expect("renders");
+
+            for personal in ["Bandiera", "Bianchi", "Verdi", "ex caserma"] {
+                assert!(!rendered.subject.contains(personal), "{kind}: {personal}");
+            }
+        }
+    }
+
+    #[test]
+    fn html_escapes_payload_values_and_text_keeps_them() {
+        let mut payload = unit();
+        payload["notes"] = json!("<script>alert('x')</script>");
+        payload["address"] = json!("Via <b>Roma</b> & C.");
+
+        let rendered =
+            render("housing.offered", NOTIFICATION, &payload, &recipient(None)).expect("renders");
+
+        assert!(!rendered.html.contains("<script>"));
+        assert!(rendered.html.contains("&lt;script&gt;"));
+        assert!(!rendered.html.contains("<b>Roma"));
+        assert!(rendered.html.contains("&amp; C."));
+        assert!(rendered.text.contains("<script>alert('x')</script>"));
+    }
+
+    #[test]
+    fn a_named_recipient_is_greeted_by_name() {
+        let rendered = render(
+            "housing.ack",
+            NOTIFICATION,
+            &unit(),
+            &RecipientContext {
+                name: Some("Mario Rossi".into()),
+                institution: "Comune di Sesto San Giovanni".into(),
+                role: "comune".into(),
+            },
+        )
+        .expect("renders");
+
+        assert!(rendered.text.contains("Gentile Mario Rossi,"));
+        assert!(
+            rendered
+                .text
+                .contains("Comune di Sesto San Giovanni — referente del Comune")
+        );
+        assert!(rendered.html.contains("Gentile Mario Rossi,"));
+    }
+
+    #[test]
+    fn an_update_is_announced_as_such() {
+        let mut payload = unit();
+        payload["update"] = json!(true);
+
+        let offered =
+            render("housing.offered", NOTIFICATION, &payload, &recipient(None)).expect("renders");
+        let first =
+            render("housing.offered", NOTIFICATION, &unit(), &recipient(None)).expect("renders");
+
+        assert!(offered.subject.starts_with("Aggiornamento"));
+        assert!(offered.text.contains("sostituiscono quelli trasmessi"));
+        assert!(first.subject.starts_with("Nuova disponibilità di alloggio"));
+        assert!(first.subject.contains("4 posti"));
+    }
+
+    #[test]
+    fn a_rejection_explains_the_rule_and_the_remedy() {
+        let mut caserma = unit();
+        caserma["reason_code"] = json!("ex_caserma");
+        caserma["reason"] = json!("L'immobile è una ex caserma.");
+        let mut declaration = unit();
+        declaration["reason_code"] = json!("owner_declaration_missing");
+        declaration["reason"] = json!("Manca la dichiarazione del proprietario.");
+
+        let caserma =
+            render("housing.rejected", NOTIFICATION, &caserma, &recipient(None)).expect("renders");
+        let declaration = render(
+            "housing.rejected",
+            NOTIFICATION,
+            &declaration,
+            &recipient(None),
+        )
+        .expect("renders");
+
+        assert!(caserma.text.contains("art. 2, comma 4"));
+        assert!(caserma.text.contains("L'immobile è una ex caserma."));
+        assert!(caserma.html.contains("L&#x27;immobile è una ex caserma."));
+        assert!(declaration.text.contains("art. 1, comma 2"));
+        assert!(declaration.text.contains("invii di nuovo la comunicazione"));
+    }
+
+    #[test]
+    fn optional_fields_may_be_missing_or_null() {
+        let mut payload = unit();
+        let object = payload.as_object_mut().expect("object");
+        object.remove("notes");
+        object.insert("available_from".into(), Value::Null);
+        let withdrawn = json!({
+            "unit_id": "SSG-2025-014",
+            "comune_istat": "015209",
+            "comune_nome": "Sesto San Giovanni",
+        });
+
+        let offered =
+            render("housing.offered", NOTIFICATION, &payload, &recipient(None)).expect("renders");
+        let withdrawn = render(
+            "housing.withdrawn",
+            NOTIFICATION,
+            &withdrawn,
+            &recipient(None),
+        )
+        .expect("renders");
+
+        assert!(!offered.text.contains("Note del Comune"));
+        assert!(!offered.text.contains("Disponibile dal"));
+        assert!(!withdrawn.text.contains("Indirizzo"));
+    }
+
+    #[test]
+    fn dates_and_codes_are_written_in_italian() {
+        let rendered =
+            render("housing.offered", NOTIFICATION, &unit(), &recipient(None)).expect("renders");
+
+        assert!(rendered.text.contains("Disponibile dal: 1 marzo 2025"));
+        assert!(
+            rendered
+                .text
+                .contains("Tipologia dell'immobile: appartamento")
+        );
+        assert!(
+            rendered
+                .text
+                .contains("SPRAR (rete di accoglienza dei Comuni)")
+        );
+    }
+
+    #[test]
+    fn a_missing_required_field_is_a_template_error() {
+        let mut payload = unit();
+        payload
+            .as_object_mut()
+            .expect("object")
+            .remove("comune_nome");
+
+        let error = render("housing.offered", NOTIFICATION, &payload, &recipient(None))
+            .expect_err("comune_nome is required");
+
+        assert!(matches!(error, RenderError::Template { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn an_unknown_kind_or_a_non_object_payload_is_refused() {
+        let unknown = render("housing.sold", NOTIFICATION, &unit(), &recipient(None));
+        let not_object = render("housing.ack", NOTIFICATION, &json!([1]), &recipient(None));
+
+        assert!(matches!(unknown, Err(RenderError::UnknownKind(k)) if k == "housing.sold"));
+        assert!(matches!(not_object, Err(RenderError::PayloadNotObject(_))));
+    }
+}

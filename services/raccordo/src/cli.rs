@@ -1,0 +1,105 @@
+//! The command line (CONTRACT §8).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::dlq::Which;
+use crate::import::Table;
+use crate::serve::Workers;
+use crate::table::Format;
+use raccordo_core::settings::LogFormat;
+
+/// Raccordo: the integration hub of the Città Metropolitana di Milano's protocols.
+#[derive(Debug, Parser)]
+#[command(name = "raccordo", version, about, long_about = None)]
+pub struct Cli {
+    /// Log lines as text or JSON (overrides log.format).
+    #[arg(long, global = true, value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("use text or json".into()),
+    }
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if missing, run migrations, declare the broker topology.
+    Setup,
+    /// Import comuni or referents from a CSV file (all or nothing; importing again updates).
+    Import {
+        /// comuni: istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo];
+        /// referents: referent_id,institution,role,email,name,comune_istat,ambito,zona.
+        table: Table,
+        /// The CSV file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Run workers until SIGINT or SIGTERM.
+    Serve {
+        /// Which workers; `all` runs every one in one process.
+        #[arg(default_value = "all")]
+        workers: Workers,
+    },
+    /// Publish newline-delimited CloudEvents to {prefix}.inbound, with confirms.
+    Publish {
+        /// The file, or - (default) for standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// Send lines as they are, without checking them against the schemas first.
+        #[arg(long)]
+        no_validate: bool,
+    },
+    /// Dead and parked messages, with their reasons.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Queues, consumers, dead and parked counts, undeliverable notifications.
+    Status {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// The whole flow on the sample data of the Città Metropolitana di Milano.
+    Demo,
+}
+
+/// `raccordo dlq …`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List held messages.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// dead, parked or all.
+        #[arg(long, value_enum, default_value_t)]
+        queue: Which,
+    },
+    /// Show one message: reason, headers, body with household and contact masked.
+    Show { id: String },
+    /// Send held messages back to the queue they came from.
+    Replay {
+        /// The id of one message (see `dlq list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Replay every held message.
+        #[arg(long)]
+        all: bool,
+        /// dead, parked or all.
+        #[arg(long, value_enum, default_value_t)]
+        queue: Which,
+    },
+    /// Delete held messages.
+    Purge {
+        /// dead, parked or all.
+        #[arg(long, value_enum, default_value_t)]
+        queue: Which,
+    },
+}

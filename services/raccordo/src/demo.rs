@@ -1,0 +1,290 @@
+//! `raccordo demo`: the whole flow on the sample data of the Città Metropolitana di Milano,
+//! in its own database and prefix so it never touches a real installation, with emails
+//! written as `.eml` files unless SMTP is configured. Safe to run again: it starts afresh.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lapin::options::QueueDeleteOptions;
+
+use raccordo_core::amqp::{Topology, connect};
+use raccordo_core::db;
+use raccordo_core::registry::{import_comuni, import_referents};
+use raccordo_core::settings::{MailTransportKind, Settings};
+
+use crate::serve::{App, Workers};
+
+const COMUNI: &str = include_str!("../../../data/comuni_mi.csv");
+const REFERENTS: &str = include_str!("../../../data/referents_sample.csv");
+const HOUSING_EVENTS: &str = include_str!("../../../data/demo/housing.ndjson");
+
+/// Turns the configured settings into the demo's own: database `<name>_demo`, prefix
+/// `<prefix>-demo`, outbox `<outbox_dir>/demo`, HTTP on a free port.
+pub fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> {
+    use secrecy::ExposeSecret;
+    let name = settings.database.database_name()?;
+    let mut url = url::Url::parse(settings.database.url.expose_secret())
+        .context("database.url is not a URL")?;
+    url.set_path(&format!("/{name}_demo"));
+    settings.database.url = url.to_string().into();
+    settings.amqp.prefix = format!("{}-demo", settings.amqp.prefix);
+    settings.mail.outbox_dir = settings.mail.outbox_dir.join("demo");
+    settings.http.addr = "127.0.0.1:0".into();
+    Ok(settings)
+}
+
+/// Runs the demo, writing progress and the summary to `out`.
+pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let settings = demo_settings(settings)?;
+    let database = settings.database.database_name()?;
+    writeln!(out, "Raccordo demo — Città Metropolitana di Milano")?;
+    writeln!(
+        out,
+        "  database {database}, broker prefix {}, emails: {}",
+        settings.amqp.prefix,
+        match settings.mail.transport {
+            MailTransportKind::File => format!("files in {}", settings.mail.outbox_dir.display()),
+            MailTransportKind::Smtp => "SMTP (mail.smtp_url)".to_owned(),
+        }
+    )?;
+
+    step(out, "Starting afresh (database, queues, outbox folder)")?;
+    db::drop_database(&settings.database)
+        .await
+        .context("Failed to reach PostgreSQL (scripts/services.sh starts it)")?;
+    db::create_database_if_missing(&settings.database).await?;
+    delete_queues(&settings).await?;
+    if settings.mail.outbox_dir.exists() {
+        for entry in std::fs::read_dir(&settings.mail.outbox_dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "eml") {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("Failed to remove {}", path.display()))?;
+            }
+        }
+    }
+    crate::setup::run(&settings).await?;
+
+    step(out, "Importing the registry")?;
+    let pool = db::connect(&settings.database).await?;
+    let comuni = import_comuni(&pool, COMUNI.as_bytes()).await?;
+    let referents = import_referents(&pool, REFERENTS.as_bytes()).await?;
+    anyhow::ensure!(
+        comuni.errors.is_empty() && referents.errors.is_empty(),
+        "The sample data does not import: {:?} {:?}",
+        comuni.errors,
+        referents.errors
+    );
+    writeln!(
+        out,
+        "  {} comuni, {} referents",
+        comuni.inserted, referents.inserted
+    )?;
+
+    step(out, "Starting every worker")?;
+    let app = App::start(settings.clone(), Workers::All).await?;
+    app.wait_ready(Duration::from_secs(30)).await?;
+    writeln!(
+        out,
+        "  /healthz /readyz /metrics on http://{}",
+        app.http_addr
+    )?;
+
+    step(out, "Comuni and the Prefettura publish housing units")?;
+    let report = crate::publish::run(&settings, HOUSING_EVENTS.as_bytes(), false, |_| {}).await?;
+    writeln!(out, "  {} events published with confirms", report.published)?;
+
+    step(
+        out,
+        "Waiting for the hub to process them and send the emails",
+    )?;
+    wait_until_quiet(&settings, &pool, out).await?;
+    let summary = summarize(&pool, &settings).await?;
+    let dead = crate::dlq::list(&settings, crate::dlq::Which::Dead).await?;
+    let stopped = app.shutdown(Duration::from_secs(9)).await;
+    anyhow::ensure!(stopped, "The workers did not stop within 9 s");
+
+    writeln!(out, "\n{summary}")?;
+    writeln!(
+        out,
+        "Dead letters ({}): input that can never be processed",
+        dead.len()
+    )?;
+    for m in &dead {
+        writeln!(
+            out,
+            "  {}  {}",
+            m.event_id.as_deref().unwrap_or("?"),
+            m.error
+        )?;
+    }
+    writeln!(
+        out,
+        "\nDone in {:.1} s. Inspect with: RACCORDO__AMQP__PREFIX={} RACCORDO__DATABASE__URL={} raccordo status",
+        started.elapsed().as_secs_f64(),
+        settings.amqp.prefix,
+        settings_url(&settings)
+    )?;
+    pool.close().await;
+    Ok(())
+}
+
+/// The demo database's URL without its password, for the hint printed at the end.
+fn settings_url(settings: &Settings) -> String {
+    use secrecy::ExposeSecret;
+    match url::Url::parse(settings.database.url.expose_secret()) {
+        Ok(mut url) => {
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn step(out: &mut (dyn Write + Send), text: &str) -> std::io::Result<()> {
+    writeln!(out, "• {text}…")?;
+    out.flush()
+}
+
+async fn delete_queues(settings: &Settings) -> anyhow::Result<()> {
+    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+    let connection = connect(&settings.amqp, "demo")
+        .await
+        .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
+    for name in topology.all_queues() {
+        let channel = connection.create_channel().await?;
+        // A missing queue closes the channel; nothing to delete then.
+        let _ = channel
+            .queue_delete(name.into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "demo".into()).await;
+    Ok(())
+}
+
+/// Waits until the inbound queues are empty and every notification is published and
+/// sent, and the counts have not moved for a second; shows progress; bounded to 60 s.
+async fn wait_until_quiet(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    let mut stable_since = Instant::now();
+    loop {
+        let status = crate::status::collect(settings).await?;
+        let queued: u32 = status
+            .queues
+            .iter()
+            .filter(|q| !q.name.ends_with(".dead") && !q.name.ends_with(".parked"))
+            .filter_map(|q| q.messages)
+            .sum();
+        let processed: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+            .fetch_one(pool)
+            .await?;
+        let now = (
+            processed,
+            status.dead,
+            status.deliveries_sent,
+            status.outbox_pending,
+            status.deliveries_pending,
+            queued,
+        );
+        if last != Some(now) {
+            write!(
+                out,
+                "\r  events processed {processed}, dead {}, emails sent {}, pending {}   ",
+                status.dead,
+                status.deliveries_sent,
+                status.outbox_pending + status.deliveries_pending
+            )?;
+            out.flush()?;
+            last = Some(now);
+            stable_since = Instant::now();
+        } else if queued == 0
+            && status.outbox_pending == 0
+            && status.deliveries_pending == 0
+            && stable_since.elapsed() > Duration::from_secs(1)
+        {
+            writeln!(out)?;
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "The hub did not finish within 60 s; see `raccordo status`"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn summarize(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<String> {
+    let rows: Vec<(String, Option<String>, Option<String>, String, String, Option<String>)> =
+        sqlx::query_as(
+            r#"
+            SELECT n.kind, c.nome, d.institution, COALESCE(d.email, ''), COALESCE(d.smtp_response, ''),
+                   d.last_error
+            FROM notifications n
+            LEFT JOIN comuni c ON c.istat = n.comune_istat
+            LEFT JOIN deliveries d ON d.notification_id = n.id
+            ORDER BY n.created_at, n.kind, d.email
+            "#,
+        )
+        .fetch_all(pool)
+        .await?;
+    let mut out = String::from("Emails produced\n");
+    let mut table = Vec::new();
+    for (kind, comune, institution, email, response, error) in &rows {
+        let where_ = match (institution, error) {
+            (None, _) => "UNDELIVERABLE: no referent matches".to_owned(),
+            (Some(_), Some(e)) => format!("not sent: {e}"),
+            (Some(_), None) => match settings.mail.transport {
+                MailTransportKind::File => std::path::Path::new(response)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                MailTransportKind::Smtp => response.clone(),
+            },
+        };
+        table.push(vec![
+            kind.clone(),
+            comune.clone().unwrap_or_default(),
+            match institution {
+                Some(i) => format!("{i} <{email}>"),
+                None => "-".into(),
+            },
+            where_,
+        ]);
+    }
+    out.push_str(&crate::table::render(
+        &["kind", "comune", "to", "file / outcome"],
+        &table,
+    ));
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for (kind, _, institution, ..) in &rows {
+        if institution.is_some() {
+            match counts.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((kind.clone(), 1)),
+            }
+        }
+    }
+    out.push_str("\nEmails per kind: ");
+    out.push_str(
+        &counts
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push('\n');
+    if settings.mail.transport == MailTransportKind::File {
+        out.push_str(&format!(
+            "Open them in any mail client: {}\n",
+            settings.mail.outbox_dir.display()
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,138 @@
+//! `raccordo dlq list|show|replay|purge`: the dead and parked messages, with their reasons.
+
+use anyhow::Context;
+use lapin::Connection;
+
+use raccordo_core::amqp::dead_letter::{self, HeldMessage, Holding, ReplayReport};
+use raccordo_core::amqp::{Publisher, Topology, connect};
+use raccordo_core::settings::Settings;
+
+/// Which holding queue(s) a command works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Which {
+    Dead,
+    Parked,
+    #[default]
+    All,
+}
+
+impl Which {
+    fn holdings(self) -> &'static [Holding] {
+        match self {
+            Which::Dead => &[Holding::Dead],
+            Which::Parked => &[Holding::Parked],
+            Which::All => &[Holding::Dead, Holding::Parked],
+        }
+    }
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<(Connection, Topology)> {
+    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+    let connection = connect(&settings.amqp, "dlq")
+        .await
+        .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
+    let publisher = Publisher::open(&connection).await?;
+    topology.declare(publisher.channel()).await?;
+    Ok((connection, topology))
+}
+
+/// Every held message of `which`, oldest first.
+pub async fn list(settings: &Settings, which: Which) -> anyhow::Result<Vec<HeldMessage>> {
+    let (connection, topology) = open(settings).await?;
+    let mut all = Vec::new();
+    for holding in which.holdings() {
+        all.extend(
+            dead_letter::browse(&connection, &topology, *holding)
+                .await
+                .context("Failed to read the holding queue")?,
+        );
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(all)
+}
+
+/// One held message by id.
+pub async fn show(settings: &Settings, id: &str) -> anyhow::Result<Option<HeldMessage>> {
+    Ok(list(settings, Which::All)
+        .await?
+        .into_iter()
+        .find(|m| m.id == id))
+}
+
+/// Re-injects held messages into the queue they came from.
+pub async fn replay(
+    settings: &Settings,
+    which: Which,
+    id: Option<&str>,
+) -> anyhow::Result<ReplayReport> {
+    let (connection, topology) = open(settings).await?;
+    let mut total = ReplayReport::default();
+    for holding in which.holdings() {
+        let report = dead_letter::replay(&connection, &topology, *holding, id)
+            .await
+            .context("Failed to replay")?;
+        total.replayed += report.replayed;
+        total.kept += report.kept;
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(total)
+}
+
+/// Deletes every held message of `which`; returns how many per queue.
+pub async fn purge(settings: &Settings, which: Which) -> anyhow::Result<Vec<(Holding, u32)>> {
+    let (connection, topology) = open(settings).await?;
+    let mut out = Vec::new();
+    for holding in which.holdings() {
+        out.push((
+            *holding,
+            dead_letter::purge(&connection, &topology, *holding).await?,
+        ));
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(out)
+}
+
+/// The table `dlq list` prints.
+pub fn table(messages: &[HeldMessage]) -> String {
+    let rows: Vec<Vec<String>> = messages
+        .iter()
+        .map(|m| {
+            vec![
+                format!("{:?}", m.holding).to_lowercase(),
+                m.id.clone(),
+                m.failed_at.clone(),
+                m.routing_key.clone(),
+                m.event_id.clone().unwrap_or_default(),
+                m.attempt.to_string(),
+                m.error.chars().take(100).collect(),
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &[
+            "queue",
+            "id",
+            "failed_at",
+            "routing_key",
+            "event_id",
+            "attempt",
+            "error",
+        ],
+        &rows,
+    )
+}
+
+/// The detail `dlq show` prints: reason, headers, and the body with personal data masked.
+pub fn detail(m: &HeldMessage) -> String {
+    let mut out = format!(
+        "id:          {}\nqueue:       {:?}\nreason:      {}\nfrom queue:  {}\nrouting key: {}\nfailed at:   {}\nattempts:    {}\nsize:        {} bytes\n\nheaders:\n",
+        m.id, m.holding, m.error, m.queue, m.routing_key, m.failed_at, m.attempt, m.size
+    );
+    for (k, v) in m.headers() {
+        out.push_str(&format!("  {k}: {v}\n"));
+    }
+    out.push_str("\nbody (household and contact masked):\n");
+    out.push_str(&m.masked_body());
+    out.push('\n');
+    out
+}

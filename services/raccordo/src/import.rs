@@ -1,0 +1,38 @@
+//! `raccordo import comuni|referents FILE`.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use raccordo_core::db;
+use raccordo_core::registry::{ImportReport, import_comuni, import_referents};
+use raccordo_core::settings::Settings;
+
+/// What to import.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Table {
+    Comuni,
+    Referents,
+}
+
+/// Imports a CSV file (or `-` for standard input); all or nothing.
+pub async fn run(settings: &Settings, table: Table, file: &Path) -> anyhow::Result<ImportReport> {
+    let input: Box<dyn std::io::Read + Send> = if file == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(file)
+                .with_context(|| format!("Failed to open {}", file.display()))?,
+        )
+    };
+    let pool = db::connect(&settings.database)
+        .await
+        .context("Failed to connect to the database (run `raccordo setup` first)")?;
+    let report = match table {
+        Table::Comuni => import_comuni(&pool, input).await,
+        Table::Referents => import_referents(&pool, input).await,
+    }
+    .with_context(|| format!("Failed to import {}", file.display()))?;
+    pool.close().await;
+    Ok(report)
+}

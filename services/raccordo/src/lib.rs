@@ -1,0 +1,21 @@
+//! The `raccordo` binary's commands as a library, so end-to-end tests drive exactly what
+//! operators run.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap).
+//! - [`serve`]: workers, relay and HTTP endpoint in one process; graceful shutdown.
+//! - [`setup`], [`import`], [`publish`], [`dlq`], [`status`]: operator commands.
+//! - [`demo`]: the whole flow on the sample data.
+//! - [`table`]: terminal tables and CSV.
+//! - [`run`]: dispatches a parsed command.
+
+pub mod cli;
+pub mod demo;
+pub mod dlq;
+pub mod import;
+pub mod publish;
+pub mod run;
+pub mod serve;
+pub mod setup;
+pub mod status;
+pub mod table;

@@ -1,0 +1,141 @@
+//! Runs one parsed command and prints its result.
+
+use std::io::{BufReader, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use raccordo_core::settings::Settings;
+
+use crate::cli::{Command, DlqCommand};
+use crate::table::Format;
+
+/// Runs `command`; the exit code says whether it did what was asked.
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Setup => {
+            let r = crate::setup::run(&settings).await?;
+            println!(
+                "Database {} {}; migrations applied; topology declared under prefix {}.",
+                r.database,
+                if r.created {
+                    "created"
+                } else {
+                    "already present"
+                },
+                r.prefix
+            );
+        }
+        Command::Import { table, file } => {
+            let report = crate::import::run(&settings, table, &file).await?;
+            if !report.errors.is_empty() {
+                eprintln!(
+                    "Nothing imported: {} line(s) of {} are wrong.",
+                    report.errors.len(),
+                    file.display()
+                );
+                for e in &report.errors {
+                    eprintln!("  {e}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "Imported {}: {} new, {} updated.",
+                file.display(),
+                report.inserted,
+                report.updated
+            );
+        }
+        Command::Serve { workers } => {
+            crate::serve::run_until_stopped(settings, workers).await?;
+        }
+        Command::Publish { file, no_validate } => {
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                Box::new(BufReader::new(
+                    std::fs::File::open(&file)
+                        .with_context(|| format!("Failed to open {}", file.display()))?,
+                ))
+            };
+            let tty = std::io::stderr().is_terminal();
+            let report = crate::publish::run(&settings, input, !no_validate, |n| {
+                if tty {
+                    eprint!("\rpublished {n}");
+                }
+            })
+            .await?;
+            if tty {
+                eprintln!();
+            }
+            for (line, reason) in &report.refused {
+                eprintln!("line {line} not published: {reason}");
+            }
+            println!(
+                "Published {} event(s) to {}.inbound; {} refused.",
+                report.published,
+                settings.amqp.prefix,
+                report.refused.len()
+            );
+            if !report.refused.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Dlq { command } => return dlq(command, &settings).await,
+        Command::Status { format } => {
+            let status = crate::status::collect(&settings).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+                _ => print!("{}", crate::status::table(&status)),
+            }
+        }
+        Command::Demo => {
+            let mut out = std::io::stdout();
+            crate::demo::run(settings, &mut out).await?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dlq(command: DlqCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::List { format, queue } => {
+            let messages = crate::dlq::list(settings, queue).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&messages)?),
+                Format::Csv | Format::Table => {
+                    if messages.is_empty() {
+                        println!("No dead or parked messages.");
+                    } else {
+                        print!("{}", crate::dlq::table(&messages));
+                    }
+                }
+            }
+        }
+        DlqCommand::Show { id } => match crate::dlq::show(settings, &id).await? {
+            Some(m) => print!("{}", crate::dlq::detail(&m)),
+            None => {
+                eprintln!("No dead or parked message has id {id} (see raccordo dlq list).");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        DlqCommand::Replay { id, all: _, queue } => {
+            let report = crate::dlq::replay(settings, queue, id.as_deref()).await?;
+            if id.is_some() && report.replayed == 0 {
+                eprintln!("No held message with that id was replayed (see raccordo dlq list).");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "Replayed {} message(s); {} left in place.",
+                report.replayed, report.kept
+            );
+        }
+        DlqCommand::Purge { queue } => {
+            for (holding, n) in crate::dlq::purge(settings, queue).await? {
+                println!("Purged {n} message(s) from {holding:?}.");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,205 @@
+//! `raccordo serve`: runs workers as tokio tasks until stopped. Every process also runs the
+//! registry consumer, the unrouted-to-dead mover and the outbox relay: they are light,
+//! safe to run in many replicas, and so no deployment can forget them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use raccordo_core::amqp::{ConsumerContext, Handler, Topology, WorkQueue, run_consumer};
+use raccordo_core::db;
+use raccordo_core::health::Health;
+use raccordo_core::inbound::{Inbound, Unrouted};
+use raccordo_core::registry::RegistryWorker;
+use raccordo_core::settings::Settings;
+use raccordo_housing::HousingWorker;
+use raccordo_mailer::delivery::{MailerHandler, transport_from_settings};
+
+/// Which workers a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workers {
+    /// Every worker in one process.
+    All,
+    /// Housing units (H1–H5).
+    Housing,
+    /// Emails.
+    Mailer,
+}
+
+impl Workers {
+    fn queues(self) -> Vec<WorkQueue> {
+        let mut queues = vec![WorkQueue::Registry, WorkQueue::Unrouted];
+        match self {
+            Workers::All => queues.extend([WorkQueue::Housing, WorkQueue::Mailer]),
+            Workers::Housing => queues.push(WorkQueue::Housing),
+            Workers::Mailer => queues.push(WorkQueue::Mailer),
+        }
+        queues
+    }
+}
+
+/// A running hub: stop it with [`App::shutdown`].
+pub struct App {
+    /// Where `/healthz`, `/readyz` and `/metrics` answer.
+    pub http_addr: SocketAddr,
+    /// The database pool the workers use.
+    pub pool: PgPool,
+    /// Consumers and their state.
+    pub health: Health,
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl App {
+    /// Connects, migrates, and starts the workers, the relay and the HTTP endpoint.
+    pub async fn start(settings: Settings, workers: Workers) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let pool = db::connect(&settings.database).await.with_context(|| {
+            format!(
+                "Failed to connect to the database {} (run `raccordo setup` first, and scripts/services.sh if PostgreSQL is down)",
+                settings.database.database_name().unwrap_or_default()
+            )
+        })?;
+        db::migrate(&pool)
+            .await
+            .context("Failed to run the database migrations")?;
+        let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+        let health = Health::default();
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = ConsumerContext {
+            settings: settings.clone(),
+            topology: topology.clone(),
+            health: health.clone(),
+        };
+
+        for queue in workers.queues() {
+            let handler: Arc<dyn Handler> = match queue {
+                WorkQueue::Housing => Arc::new(Inbound::new(pool.clone(), HousingWorker)),
+                WorkQueue::Registry => Arc::new(Inbound::new(pool.clone(), RegistryWorker)),
+                WorkQueue::Unrouted => Arc::new(Unrouted),
+                WorkQueue::Mailer => {
+                    let transport =
+                        transport_from_settings(&settings.mail).context("Invalid mail settings")?;
+                    Arc::new(MailerHandler::new(
+                        pool.clone(),
+                        transport,
+                        &settings.mail.from,
+                    ))
+                }
+            };
+            for index in 0..settings.amqp.consumers {
+                health.expect(&format!("{}-{}", queue.name(), index));
+                tracker.spawn(run_consumer(
+                    ctx.clone(),
+                    queue,
+                    index,
+                    handler.clone(),
+                    token.clone(),
+                ));
+            }
+        }
+        tracker.spawn(db::run_relay(
+            pool.clone(),
+            settings.clone(),
+            topology,
+            token.clone(),
+        ));
+        let (http_addr, http) = raccordo_core::http::serve_http(
+            &settings.http.addr,
+            pool.clone(),
+            health.clone(),
+            token.clone(),
+        )
+        .await
+        .with_context(|| format!("Failed to listen on http.addr {}", settings.http.addr))?;
+        tracker.spawn(async move {
+            let _ = http.await;
+        });
+        tracker.close();
+        Ok(Self {
+            http_addr,
+            pool,
+            health,
+            token,
+            tracker,
+        })
+    }
+
+    /// Waits until every consumer is attached, up to `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.health.all_consuming() {
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "Workers not consuming after {timeout:?}: is RabbitMQ running? (scripts/services.sh)"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// A token that stops the app when cancelled.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Stops taking work, lets messages in hand finish, and waits up to `grace`
+    /// (CONTRACT F4: exit within 10 s). Returns false if tasks were still running.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.token.cancel();
+        let finished = tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok();
+        self.pool.close().await;
+        finished
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run_until_stopped(settings: Settings, workers: Workers) -> anyhow::Result<()> {
+    let app = App::start(settings, workers).await?;
+    tracing::info!(workers = ?workers, http = %app.http_addr, "Raccordo is running.");
+    wait_for_signal(app.token()).await;
+    tracing::info!("Stopping: finishing the messages in hand.");
+    if app.shutdown(Duration::from_secs(9)).await {
+        tracing::info!("Stopped.");
+    } else {
+        tracing::warn!(
+            "Stopped with tasks still running after 9 s; their messages will be redelivered."
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+            _ = token.cancelled() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = token.cancelled() => {}
+    }
+}

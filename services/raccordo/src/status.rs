@@ -1,0 +1,185 @@
+//! `raccordo status`: queues with depth and consumers, dead and parked counts, the outbox,
+//! deliveries and undeliverable notifications.
+
+use anyhow::Context;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use raccordo_core::amqp::{Topology, connect};
+use raccordo_core::db;
+use raccordo_core::settings::Settings;
+
+/// One queue.
+#[derive(Debug, Serialize)]
+pub struct QueueStatus {
+    pub name: String,
+    /// Messages ready; `None` when the queue does not exist.
+    pub messages: Option<u32>,
+    pub consumers: Option<u32>,
+}
+
+/// A notification no referent matched.
+#[derive(Debug, Serialize)]
+pub struct Undeliverable {
+    pub id: Uuid,
+    pub kind: String,
+    pub comune_istat: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// The whole picture.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub prefix: String,
+    pub queues: Vec<QueueStatus>,
+    pub dead: u32,
+    pub parked: u32,
+    /// Notifications not yet published by the relay.
+    pub outbox_pending: i64,
+    /// Emails not yet sent (transient failures included).
+    pub deliveries_pending: i64,
+    /// Emails refused for good by the server.
+    pub deliveries_failed: i64,
+    pub deliveries_sent: i64,
+    pub undeliverable_total: i64,
+    /// The most recent undeliverable notifications.
+    pub undeliverable: Vec<Undeliverable>,
+}
+
+/// Reads the broker (passive declarations) and the database.
+pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
+    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+    let connection = connect(&settings.amqp, "status")
+        .await
+        .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
+    let mut queues = Vec::new();
+    for name in topology.all_queues() {
+        // A passive declare fails on a missing queue and closes the channel: one channel each.
+        let channel = connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                name.clone().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let (messages, consumers) = match declared {
+            Ok(q) => (Some(q.message_count()), Some(q.consumer_count())),
+            Err(_) => (None, None),
+        };
+        let _ = channel.close(200, "status".into()).await;
+        queues.push(QueueStatus {
+            name,
+            messages,
+            consumers,
+        });
+    }
+    let _ = connection.close(200, "status".into()).await;
+    let count = |name: &str| {
+        queues
+            .iter()
+            .find(|q| q.name == name)
+            .and_then(|q| q.messages)
+            .unwrap_or(0)
+    };
+    let dead = count(&topology.dead_queue());
+    let parked = count(&topology.parked_queue());
+
+    let pool = db::connect(&settings.database)
+        .await
+        .context("Failed to connect to the database (run `raccordo setup` first)")?;
+    let (outbox_pending, undeliverable_total): (i64, i64) = sqlx::query_as(
+        r#"
+        SELECT count(*) FILTER (WHERE published_at IS NULL),
+               count(*) FILTER (WHERE undeliverable)
+        FROM notifications
+        "#,
+    )
+    .fetch_one(&pool)
+    .await?;
+    let (deliveries_pending, deliveries_failed, deliveries_sent): (i64, i64, i64) = sqlx::query_as(
+        r#"
+            SELECT count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL),
+                   count(*) FILTER (WHERE failed_at IS NOT NULL),
+                   count(*) FILTER (WHERE delivered_at IS NOT NULL)
+            FROM deliveries
+            "#,
+    )
+    .fetch_one(&pool)
+    .await?;
+    let undeliverable: Vec<(Uuid, String, Option<String>, OffsetDateTime)> = sqlx::query_as(
+        r#"
+        SELECT id, kind, comune_istat, created_at
+        FROM notifications
+        WHERE undeliverable
+        ORDER BY created_at DESC
+        LIMIT 20
+        "#,
+    )
+    .fetch_all(&pool)
+    .await?;
+    pool.close().await;
+    Ok(Status {
+        prefix: settings.amqp.prefix.clone(),
+        queues,
+        dead,
+        parked,
+        outbox_pending,
+        deliveries_pending,
+        deliveries_failed,
+        deliveries_sent,
+        undeliverable_total,
+        undeliverable: undeliverable
+            .into_iter()
+            .map(|(id, kind, comune_istat, created_at)| Undeliverable {
+                id,
+                kind,
+                comune_istat,
+                created_at,
+            })
+            .collect(),
+    })
+}
+
+/// The terminal view.
+pub fn table(status: &Status) -> String {
+    let rows: Vec<Vec<String>> = status
+        .queues
+        .iter()
+        .map(|q| {
+            vec![
+                q.name.clone(),
+                q.messages.map_or("missing".into(), |m| m.to_string()),
+                q.consumers.map_or("-".into(), |c| c.to_string()),
+            ]
+        })
+        .collect();
+    let mut out = crate::table::render(&["queue", "messages", "consumers"], &rows);
+    out.push_str(&format!(
+        "\ndead letters: {}   parked: {}   (raccordo dlq list)\noutbox pending: {}   emails sent: {}   pending: {}   refused: {}\nundeliverable notifications: {}\n",
+        status.dead,
+        status.parked,
+        status.outbox_pending,
+        status.deliveries_sent,
+        status.deliveries_pending,
+        status.deliveries_failed,
+        status.undeliverable_total
+    ));
+    for u in &status.undeliverable {
+        out.push_str(&format!(
+            "  {}  {}  comune {}  {}\n",
+            u.id,
+            u.kind,
+            u.comune_istat.as_deref().unwrap_or("-"),
+            u.created_at
+        ));
+    }
+    out
+}

@@ -1,0 +1,34 @@
+//! A small, real SMTP server that keeps what it receives.
+//!
+//! Raccordo's tests, the demo check and the mailer benchmark need an SMTP server that behaves
+//! like a real one on the wire — greeting, EHLO extensions, pipelined commands, dot-stuffed
+//! DATA, many concurrent connections — and lets a test read back what arrived and inject
+//! faults (temporary and permanent rejections, a server that goes away and comes back).
+//! It speaks enough of RFC 5321 for lettre's client and nothing more: no TLS, no AUTH.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use raccordo_smtp_sink::SmtpSink;
+//!
+//! let sink = SmtpSink::start().await?;
+//! // … point the mailer at smtp://127.0.0.1:{sink.port()} and send two emails …
+//! let mails = sink.wait_for(2, Duration::from_secs(5)).await.expect("two emails");
+//! assert_eq!(mails[0].subject().as_deref(), Some("Nuova disponibilità di alloggio"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`sink`]: [`SmtpSink`] — the listener, its lifecycle (`start`, `stop`, `restart`), the
+//!   received mails and the fault [`Mode`].
+//! - `session`: one SMTP conversation per accepted connection (the RFC 5321 state machine).
+//! - [`mail`]: [`ReceivedMail`] and its MIME helpers (unfolded headers, RFC 2047 subjects,
+//!   quoted-printable and base64 bodies).
+
+pub mod mail;
+mod session;
+pub mod sink;
+
+pub use mail::ReceivedMail;
+pub use sink::{Mode, SmtpSink, Timeout};
