@@ -14,7 +14,8 @@
 //! - [`registry`]: comuni, referents, recipients.
 //! - [`notification`]: notification kinds and their audiences.
 //! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
-//! - [`clock`]: the current time, at the edges only.
+//! - [`clock`]: the current time at the edges; Europe/Rome days and months.
+//! - [`schedule`]: monthly jobs, once per month across replicas.
 
 pub mod amqp;
 pub mod clock;
@@ -26,5 +27,6 @@ pub mod http;
 pub mod inbound;
 pub mod notification;
 pub mod registry;
+pub mod schedule;
 pub mod settings;
 pub mod telemetry;

@@ -1,0 +1,97 @@
+//! Monthly jobs (the eviction statistics, the coverage verification): each runs once per
+//! month for the month that just ended in Europe/Rome, whatever the number of replicas.
+//!
+//! A replica takes a transaction-scoped advisory lock named after the job, checks
+//! `scheduled_runs`, runs the job in that transaction (its notifications go to the outbox)
+//! and records the month — all or nothing. Others skip while the lock is held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{YearMonth, now, rome_date};
+
+/// A job run once per month.
+#[async_trait]
+pub trait MonthlyJob: Send + Sync + 'static {
+    /// Stable name: the advisory lock and the `scheduled_runs` key.
+    fn name(&self) -> &'static str;
+
+    /// Does the month's work in `tx`; an error rolls everything back and is retried at the
+    /// next check.
+    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> anyhow::Result<()>;
+}
+
+/// Whether a run happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// This call ran the job.
+    Ran,
+    /// It had run for that month already.
+    AlreadyDone,
+    /// Another replica is running it now.
+    Busy,
+}
+
+/// Runs `job` for `month` unless it ran already; safe to call from many replicas at once.
+pub async fn run_once(
+    pool: &PgPool,
+    job: &dyn MonthlyJob,
+    month: YearMonth,
+) -> anyhow::Result<RunOutcome> {
+    let mut tx = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+        .bind(job.name())
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(RunOutcome::Busy);
+    }
+    let done: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1 AND period = $2)",
+    )
+    .bind(job.name())
+    .bind(month.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    if done {
+        return Ok(RunOutcome::AlreadyDone);
+    }
+    job.run(&mut tx, month).await?;
+    sqlx::query("INSERT INTO scheduled_runs (job, period) VALUES ($1, $2)")
+        .bind(job.name())
+        .bind(month.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(RunOutcome::Ran)
+}
+
+/// Checks every `every` whether the month that just ended (Europe/Rome) still needs its
+/// run, until `token` is cancelled.
+pub async fn run_monthly(
+    pool: PgPool,
+    job: Arc<dyn MonthlyJob>,
+    every: Duration,
+    token: CancellationToken,
+) {
+    loop {
+        let month = YearMonth::of(rome_date(now())).previous();
+        match run_once(&pool, job.as_ref(), month).await {
+            Ok(RunOutcome::Ran) => {
+                tracing::info!(job = job.name(), month = %month, "Monthly job ran.");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(job = job.name(), month = %month, error = %error, "Monthly job failed; will retry.");
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
