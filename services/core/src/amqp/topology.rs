@@ -66,6 +66,17 @@ impl WorkQueue {
     }
 }
 
+/// A durable exchange the hub declares.
+#[derive(Debug, Clone)]
+pub struct ExchangeSpec {
+    /// Its name.
+    pub name: String,
+    /// direct, fanout, topic…
+    pub kind: ExchangeKind,
+    /// Text arguments.
+    pub arguments: Vec<(String, String)>,
+}
+
 /// The names of everything under one prefix.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -147,31 +158,15 @@ impl Topology {
             durable: true,
             ..ExchangeDeclareOptions::default()
         };
-        // Declared first: inbound names it as its alternate exchange.
-        channel
-            .exchange_declare(
-                self.unrouted_exchange().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.inbound_exchange().into(),
-                ExchangeKind::Topic,
-                durable,
-                self.inbound_arguments(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.events_exchange().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        for exchange in self.exchanges() {
+            let mut args = FieldTable::default();
+            for (k, v) in &exchange.arguments {
+                args.insert(k.as_str().into(), text(v));
+            }
+            channel
+                .exchange_declare(exchange.name.into(), exchange.kind, durable, args)
+                .await?;
+        }
 
         for name in [self.dead_queue(), self.parked_queue()] {
             channel
@@ -230,12 +225,28 @@ impl Topology {
         Ok(())
     }
 
-    /// Arguments of the inbound exchange.
-    pub fn inbound_arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        // Events no queue is bound to must reach the dead queue, not vanish (CONTRACT F1).
-        args.insert("alternate-exchange".into(), text(&self.unrouted_exchange()));
-        args
+    /// The exchanges, in declaration order (all durable). Also what
+    /// `docker/rabbitmq/definitions.json` must pre-declare, identically.
+    pub fn exchanges(&self) -> Vec<ExchangeSpec> {
+        vec![
+            // First: inbound names it as its alternate exchange.
+            ExchangeSpec {
+                name: self.unrouted_exchange(),
+                kind: ExchangeKind::Fanout,
+                arguments: vec![],
+            },
+            ExchangeSpec {
+                name: self.inbound_exchange(),
+                kind: ExchangeKind::Topic,
+                // Events no queue is bound to must reach the dead queue, not vanish (F1).
+                arguments: vec![("alternate-exchange".into(), self.unrouted_exchange())],
+            },
+            ExchangeSpec {
+                name: self.events_exchange(),
+                kind: ExchangeKind::Topic,
+                arguments: vec![],
+            },
+        ]
     }
 
     fn work_arguments(&self) -> FieldTable {

@@ -1,0 +1,115 @@
+//! The contract as files: every schema accepts its valid examples and rejects its invalid
+//! ones, and the broker definitions shipped for Docker agree with the topology in code.
+
+use std::path::PathBuf;
+
+use raccordo_core::amqp::Topology;
+use raccordo_core::envelope::{EventType, validate_data, validate_envelope};
+use raccordo_core::settings::RetrySettings;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn examples(folder: &str) -> Vec<(String, Value)> {
+    let dir = root().join("schemas/examples").join(folder);
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            (name, serde_json::from_str(&text).expect("examples are JSON"))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn every_event_schema_accepts_its_valid_examples_and_rejects_its_invalid_ones() {
+    for event_type in EventType::ALL {
+        let all = examples(event_type.as_str());
+        let valid = all.iter().filter(|(n, _)| n.starts_with("valid-")).count();
+        let invalid = all.iter().filter(|(n, _)| n.starts_with("invalid-")).count();
+        assert!(valid >= 2 && invalid >= 3, "{event_type}: too few examples");
+        for (name, data) in &all {
+            let result = validate_data(event_type, data);
+            if name.starts_with("valid-") {
+                assert!(result.is_ok(), "{event_type}/{name}: {result:?}");
+            } else {
+                assert!(result.is_err(), "{event_type}/{name} should be refused");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_envelope_schema_accepts_its_valid_examples_and_rejects_its_invalid_ones() {
+    for (name, envelope) in examples("cloudevent.v1") {
+        let result = validate_envelope(&envelope);
+        assert_eq!(result.is_ok(), name.starts_with("valid-"), "{name}: {result:?}");
+    }
+}
+
+#[test]
+fn docker_definitions_declare_the_exchanges_exactly_as_the_hub_does() {
+    let text = std::fs::read_to_string(root().join("docker/rabbitmq/definitions.json"))
+        .expect("definitions.json");
+    let definitions: Value = serde_json::from_str(&text).expect("definitions are JSON");
+    let topology = Topology::new(
+        "raccordo",
+        &RetrySettings {
+            max_attempts: 8,
+            initial_delay_ms: 1000,
+            max_delay_ms: 60_000,
+        },
+    );
+    let declared = definitions["exchanges"].as_array().expect("exchanges");
+    assert_eq!(declared.len(), topology.exchanges().len());
+    for spec in topology.exchanges() {
+        let found = declared
+            .iter()
+            .find(|e| e["name"] == Value::from(spec.name.as_str()))
+            .unwrap_or_else(|| panic!("{} missing from definitions.json", spec.name));
+        let kind = match spec.kind {
+            lapin::ExchangeKind::Topic => "topic",
+            lapin::ExchangeKind::Fanout => "fanout",
+            lapin::ExchangeKind::Direct => "direct",
+            lapin::ExchangeKind::Headers => "headers",
+            lapin::ExchangeKind::Custom(ref c) => c.as_str(),
+        };
+        assert_eq!(found["type"], Value::from(kind), "{}", spec.name);
+        assert_eq!(found["durable"], Value::Bool(true), "{}", spec.name);
+        assert_eq!(found["auto_delete"], Value::Bool(false), "{}", spec.name);
+        let mut args: Vec<(String, String)> = found["arguments"]
+            .as_object()
+            .expect("arguments")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        args.sort();
+        let mut expected = spec.arguments.clone();
+        expected.sort();
+        assert_eq!(args, expected, "arguments of {}", spec.name);
+    }
+}
+
+#[test]
+fn the_legacy_publisher_may_only_publish_to_the_inbound_exchange() {
+    let text = std::fs::read_to_string(root().join("docker/rabbitmq/definitions.json"))
+        .expect("definitions.json");
+    let definitions: Value = serde_json::from_str(&text).expect("JSON");
+    let permissions = definitions["permissions"].as_array().expect("permissions");
+    let legacy = permissions
+        .iter()
+        .find(|p| p["user"] == "legacy_publisher")
+        .expect("a legacy_publisher user");
+    assert_eq!(legacy["write"], r"^raccordo\.inbound$");
+    assert_eq!(legacy["read"], "^$");
+    assert_eq!(legacy["configure"], "^$");
+}
