@@ -226,10 +226,13 @@ impl Settings {
                 "must not be below retry.initial_delay_ms",
             );
         }
-        if !(self.quota.per_thousand > 0.0) {
+        if self.quota.per_thousand.is_nan() || self.quota.per_thousand <= 0.0 {
             return invalid("quota.per_thousand", "must be positive");
         }
-        if !(self.quota.exclusion_ratio > 0.0 && self.quota.zone_full_ratio > 0.0) {
+        if [self.quota.exclusion_ratio, self.quota.zone_full_ratio]
+            .iter()
+            .any(|r| r.is_nan() || *r <= 0.0)
+        {
             return invalid("quota ratios", "must be positive");
         }
         if crate::domain::parse_date(&self.quota.protocol_signed_on).is_err() {

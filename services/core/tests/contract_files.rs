@@ -23,7 +23,10 @@ fn examples(folder: &str) -> Vec<(String, Value)> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let text = std::fs::read_to_string(&path).expect("readable");
-            (name, serde_json::from_str(&text).expect("examples are JSON"))
+            (
+                name,
+                serde_json::from_str(&text).expect("examples are JSON"),
+            )
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -35,7 +38,10 @@ fn every_event_schema_accepts_its_valid_examples_and_rejects_its_invalid_ones() 
     for event_type in EventType::ALL {
         let all = examples(event_type.as_str());
         let valid = all.iter().filter(|(n, _)| n.starts_with("valid-")).count();
-        let invalid = all.iter().filter(|(n, _)| n.starts_with("invalid-")).count();
+        let invalid = all
+            .iter()
+            .filter(|(n, _)| n.starts_with("invalid-"))
+            .count();
         assert!(valid >= 2 && invalid >= 3, "{event_type}: too few examples");
         for (name, data) in &all {
             let result = validate_data(event_type, data);
@@ -52,7 +58,11 @@ fn every_event_schema_accepts_its_valid_examples_and_rejects_its_invalid_ones() 
 fn the_envelope_schema_accepts_its_valid_examples_and_rejects_its_invalid_ones() {
     for (name, envelope) in examples("cloudevent.v1") {
         let result = validate_envelope(&envelope);
-        assert_eq!(result.is_ok(), name.starts_with("valid-"), "{name}: {result:?}");
+        assert_eq!(
+            result.is_ok(),
+            name.starts_with("valid-"),
+            "{name}: {result:?}"
+        );
     }
 }
 
@@ -74,7 +84,7 @@ fn docker_definitions_declare_the_exchanges_exactly_as_the_hub_does() {
     for spec in topology.exchanges() {
         let found = declared
             .iter()
-            .find(|e| e["name"] == Value::from(spec.name.as_str()))
+            .find(|e| e["name"] == spec.name.as_str())
             .unwrap_or_else(|| panic!("{} missing from definitions.json", spec.name));
         let kind = match spec.kind {
             lapin::ExchangeKind::Topic => "topic",

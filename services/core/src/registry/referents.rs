@@ -287,17 +287,19 @@ pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result
     Ok(report)
 }
 
+type ReferentRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
 /// Every referent, by role and id.
 pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sqlx::Error> {
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        Option<String>,
-    )> = sqlx::query_as(
+    let rows: Vec<ReferentRow> = sqlx::query_as(
         r#"
             SELECT referent_id, institution, role, email, name, scope_kind, scope_value
             FROM referents
