@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs `raccordo demo` (the whole flow on sample data of the Città Metropolitana di Milano):
-# starts RabbitMQ and PostgreSQL if needed, builds the release binary, runs it.
+# starts RabbitMQ and PostgreSQL if needed, builds the binary, runs it. The dev profile shares
+# its build with scripts/test.sh; the demo's load is tiny, so optimisation would only cost time.
 # Arguments go to `raccordo demo`.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ if [[ -z ${RACCORDO__AMQP__URL:-} ]] && command -v docker >/dev/null &&
   export RACCORDO__AMQP__URL='amqp://raccordo:raccordo@127.0.0.1:5672/%2f'
 fi
 
-echo '[demo] cargo build --release -p raccordo' >&2
-cargo build --release -p raccordo
+echo '[demo] cargo build -p raccordo' >&2
+cargo build -p raccordo
 
-exec "${CARGO_TARGET_DIR:-target}/release/raccordo" demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/raccordo" demo "$@"

@@ -13,6 +13,10 @@ if [[ -z ${RACCORDO__AMQP__URL:-} ]] && command -v docker >/dev/null &&
   export RACCORDO__AMQP__URL='amqp://raccordo:raccordo@127.0.0.1:5672/%2f'
 fi
 
+# Process-level tests (kill -9, SIGTERM, the leak test) run the real binary next to them.
+echo '[test] cargo build -p raccordo' >&2
+cargo build -p raccordo
+
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest runs the lib, bin and test targets; not benches (a harness = false bench has no
   # test list for it to read).
