@@ -24,7 +24,8 @@ fn offer(unit_id: &str) -> Value {
 async fn assert_dead_lettered(routing_key: &str, body: Vec<u8>, expected: &str) {
     let app = spawn_app().await;
     app.publish_raw(routing_key, &body).await;
-    app.publish(&app.event("housing.unit.v1", offer("F1-OK"))).await;
+    app.publish(&app.event("housing.unit.v1", offer("F1-OK")))
+        .await;
     let dead = app.wait_for_dead(1).await;
     app.wait_for_emails(2).await;
     app.settle().await;
@@ -37,7 +38,11 @@ async fn assert_dead_lettered(routing_key: &str, body: Vec<u8>, expected: &str) 
     assert!(!dead[0].id.is_empty(), "a dead id for dlq show/replay");
     let original_headers: Vec<String> = dead[0].headers().into_iter().map(|(k, _)| k).collect();
     assert!(original_headers.contains(&"x-raccordo-error".to_owned()));
-    assert_eq!(app.emails().len(), 2, "the valid event after it was processed");
+    assert_eq!(
+        app.emails().len(),
+        2,
+        "the valid event after it was processed"
+    );
     app.cleanup().await;
 }
 
@@ -110,7 +115,8 @@ async fn f1_a_message_over_256_kib_is_dead_lettered() {
 async fn f2_an_smtp_server_down_delays_the_email_and_loses_nothing() {
     let app = spawn_app_with(|s| s.retry.max_attempts = 20).await;
     app.smtp.set_mode(Mode::TempFail);
-    app.publish(&app.event("housing.unit.v1", offer("F2-1"))).await;
+    app.publish(&app.event("housing.unit.v1", offer("F2-1")))
+        .await;
     // Wait until the mailer has tried and scheduled a retry.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -130,7 +136,11 @@ async fn f2_an_smtp_server_down_delays_the_email_and_loses_nothing() {
     app.wait_for_emails(2).await;
     app.settle().await;
     assert_eq!(app.emails().len(), 2);
-    assert!(app.metrics().await.contains("raccordo_messages_retried_total"));
+    assert!(
+        app.metrics()
+            .await
+            .contains("raccordo_messages_retried_total")
+    );
     app.cleanup().await;
 }
 
@@ -138,9 +148,14 @@ async fn f2_an_smtp_server_down_delays_the_email_and_loses_nothing() {
 async fn f2_work_that_keeps_failing_is_parked_and_dlq_replay_reinjects_it() {
     let app = spawn_app_with(|s| s.retry.max_attempts = 3).await;
     app.smtp.set_mode(Mode::TempFail);
-    app.publish(&app.event("housing.unit.v1", offer("F2-2"))).await;
+    app.publish(&app.event("housing.unit.v1", offer("F2-2")))
+        .await;
     let parked = app.wait_for_held(Holding::Parked, 1).await;
-    assert!(parked[0].error.contains("gave up after 3 attempts"), "{}", parked[0].error);
+    assert!(
+        parked[0].error.contains("gave up after 3 attempts"),
+        "{}",
+        parked[0].error
+    );
     assert!(app.emails().is_empty());
     app.smtp.set_mode(Mode::Accept);
     let output = app
@@ -149,7 +164,11 @@ async fn f2_work_that_keeps_failing_is_parked_and_dlq_replay_reinjects_it() {
         .output()
         .await
         .expect("raccordo dlq replay runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     app.wait_for_emails(2).await;
     app.settle().await;
     assert_eq!(app.emails().len(), 2);
@@ -213,9 +232,17 @@ async fn f3_a_worker_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
     let units: BTreeSet<String> = mails
         .iter()
         .filter_map(|m| m.text_body())
-        .filter_map(|b| b.split_whitespace().find(|w| w.starts_with("F3-")).map(str::to_owned))
+        .filter_map(|b| {
+            b.split_whitespace()
+                .find(|w| w.starts_with("F3-"))
+                .map(str::to_owned)
+        })
         .collect();
-    assert!(units.len() >= events, "every unit reported: {}", units.len());
+    assert!(
+        units.len() >= events,
+        "every unit reported: {}",
+        units.len()
+    );
     let _ = child.start_kill();
     let _ = child.wait().await;
     app.cleanup().await;
@@ -232,7 +259,8 @@ async fn f4_sigterm_stops_taking_work_and_exits_zero_within_ten_seconds() {
         .kill_on_drop(true)
         .spawn()
         .expect("raccordo serve starts");
-    app.publish(&app.event("housing.unit.v1", offer("F4-1"))).await;
+    app.publish(&app.event("housing.unit.v1", offer("F4-1")))
+        .await;
     app.wait_for_emails(2).await;
     let pid = child.id().expect("a pid");
     let status = tokio::process::Command::new("kill")
@@ -255,10 +283,68 @@ async fn f4_sigterm_stops_taking_work_and_exits_zero_within_ten_seconds() {
 async fn f4_in_process_shutdown_finishes_in_time_and_later_work_waits_in_the_queue() {
     let mut app = spawn_app().await;
     app.stop_workers().await;
-    app.publish(&app.event("housing.unit.v1", offer("F4-2"))).await;
+    app.publish(&app.event("housing.unit.v1", offer("F4-2")))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.emails().is_empty(), "stopped workers take no work");
     let app = app.start(Workers::All).await;
     app.wait_for_emails(2).await;
+    app.cleanup().await;
+}
+
+/// Closes, on the broker's side, every connection of this test's hub (not the test's own).
+async fn close_hub_connections(prefix: &str) -> usize {
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--quiet",
+            "--no-table-headers",
+        ])
+        .output()
+        .await
+        .expect("rabbitmqctl runs (it ships with rabbitmq-server)");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let mut closed = 0;
+    for line in listing.lines() {
+        let ours =
+            line.contains(&format!("\"{prefix}:")) && !line.contains(&format!("\"{prefix}:test\""));
+        let Some((pid, _)) = line.split_once('\t') else {
+            continue;
+        };
+        if ours {
+            let status = tokio::process::Command::new("rabbitmqctl")
+                .args(["close_connection", pid, "test: broker connection lost"])
+                .output()
+                .await
+                .expect("rabbitmqctl close_connection");
+            if status.status.success() {
+                closed += 1;
+            }
+        }
+    }
+    closed
+}
+
+#[tokio::test]
+async fn workers_reconnect_by_themselves_after_the_broker_drops_their_connections() {
+    let app = spawn_app().await;
+    app.publish(&app.event("housing.unit.v1", offer("RC-1")))
+        .await;
+    app.wait_for_emails(2).await;
+    let closed = close_hub_connections(&app.settings.amqp.prefix).await;
+    assert!(closed >= 4, "closed {closed} hub connections");
+    app.publish(&app.event("housing.unit.v1", offer("RC-2")))
+        .await;
+    app.wait_for_emails(4).await;
+    let addr = app.app.as_ref().expect("running").http_addr;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while raccordo_e2e::http_get(addr, "/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "ready again after reconnecting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.settle().await;
+    assert_eq!(app.emails().len(), 4);
     app.cleanup().await;
 }

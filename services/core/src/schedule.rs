@@ -70,8 +70,32 @@ pub async fn run_once(
     Ok(RunOutcome::Ran)
 }
 
+/// Records `month` as the job's starting point if it has never run: a hub installed today
+/// does not send reports for months it did not witness. True if this call set it.
+pub async fn set_baseline(
+    pool: &PgPool,
+    job: &dyn MonthlyJob,
+    month: YearMonth,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        r#"
+        INSERT INTO scheduled_runs (job, period)
+        SELECT $1, $2
+        WHERE NOT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1)
+        ON CONFLICT DO NOTHING
+        "#,
+    )
+    .bind(job.name())
+    .bind(month.to_string())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// Checks every `every` whether the month that just ended (Europe/Rome) still needs its
-/// run, until `token` is cancelled.
+/// run, until `token` is cancelled. The first start of a new installation only records
+/// the baseline ([`set_baseline`]); the first automatic run is for the month after.
 pub async fn run_monthly(
     pool: PgPool,
     job: Arc<dyn MonthlyJob>,
@@ -80,6 +104,15 @@ pub async fn run_monthly(
 ) {
     loop {
         let month = YearMonth::of(rome_date(now())).previous();
+        match set_baseline(&pool, job.as_ref(), month).await {
+            Ok(true) => {
+                tracing::info!(job = job.name(), month = %month, "Monthly job: first start; the first automatic run will be for the month after.")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(job = job.name(), error = %error, "Monthly job: cannot read its runs.")
+            }
+        }
         match run_once(&pool, job.as_ref(), month).await {
             Ok(RunOutcome::Ran) => {
                 tracing::info!(job = job.name(), month = %month, "Monthly job ran.");

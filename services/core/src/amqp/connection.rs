@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::AmqpSettings;
 
-/// Opens one connection, named after the task so operators can tell them apart.
+/// Opens one connection, named `{prefix}:{task}` so operators (and `rabbitmqctl
+/// list_connections client_properties`) can tell installations and tasks apart.
 pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, lapin::Error> {
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("{}:{name}", settings.prefix).into());
     Connection::connect(settings.url.expose_secret(), properties).await
 }
 
