@@ -127,10 +127,7 @@ async fn h4_a_unit_found_by_the_prefettura_is_put_to_the_comune_only() {
     app.settle().await;
     assert_eq!(
         recipients(&app.emails()),
-        set(&[(
-            "housing.consultation",
-            "accoglienza@comune.sestosg.example"
-        )])
+        set(&[("housing.consultation", "accoglienza@comune.sestosg.example")])
     );
     app.cleanup().await;
 }
@@ -142,8 +139,7 @@ async fn h5_withdrawing_a_forwarded_unit_tells_the_stazione_appaltante_and_a_nev
     app.publish(&app.event("housing.unit.v1", offer("MI-3", MILANO)))
         .await;
     app.wait_for_emails(2).await;
-    let withdraw =
-        |id: &str, comune: &str| json!({"unit_id": id, "action": "withdrawn", "comune_istat": comune});
+    let withdraw = |id: &str, comune: &str| json!({"unit_id": id, "action": "withdrawn", "comune_istat": comune});
     app.publish(&app.event("housing.unit.v1", withdraw("MI-3", MILANO)))
         .await;
     app.publish(&app.event("housing.unit.v1", withdraw("MAG-9", "015130")))
@@ -153,8 +149,15 @@ async fn h5_withdrawing_a_forwarded_unit_tells_the_stazione_appaltante_and_a_nev
     let withdrawn = app.emails_of("housing.withdrawn");
     assert_eq!(withdrawn.len(), 1);
     assert_eq!(withdrawn[0].to, vec![SA.to_owned()]);
-    assert_eq!(app.emails().len(), 3, "nothing for the unit never forwarded");
-    assert!(app.dead_letters().await.is_empty(), "and it is not an error");
+    assert_eq!(
+        app.emails().len(),
+        3,
+        "nothing for the unit never forwarded"
+    );
+    assert!(
+        app.dead_letters().await.is_empty(),
+        "and it is not an error"
+    );
     app.cleanup().await;
 }
 

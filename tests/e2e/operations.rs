@@ -87,7 +87,11 @@ async fn a_notification_with_no_referent_is_recorded_as_undeliverable_and_shown(
         .output()
         .await
         .expect("raccordo status runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON status");
     assert_eq!(status["undeliverable_total"], json!(1));
     assert_eq!(status["undeliverable"][0]["kind"], json!("housing.ack"));
@@ -120,7 +124,12 @@ async fn dlq_list_show_and_replay_work_from_the_command_line_and_show_masks_pers
     assert!(list.status.success());
     let listed: serde_json::Value = serde_json::from_slice(&list.stdout).expect("JSON");
     assert_eq!(listed[0]["id"], json!(id));
-    assert!(listed[0]["error"].as_str().unwrap_or_default().contains("unknown event type"));
+    assert!(
+        listed[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown event type")
+    );
 
     let show = app
         .command()
@@ -140,7 +149,11 @@ async fn dlq_list_show_and_replay_work_from_the_command_line_and_show_masks_pers
         .output()
         .await
         .expect("dlq replay");
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
     // Still unprocessable: it comes back to the dead queue, with a new reason record.
     let dead = app.wait_for_dead(1).await;
     assert_eq!(dead.len(), 1);
@@ -197,10 +210,11 @@ async fn a_bad_csv_imports_nothing_and_names_every_wrong_line() {
     for expected in ["line 3", "line 4", "line 5", "Nothing imported"] {
         assert!(stderr.contains(expected), "{expected} in {stderr}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM referents WHERE referent_id = 'new-1'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM referents WHERE referent_id = 'new-1'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
     assert_eq!(count, 0, "all or nothing");
     let _ = std::fs::remove_dir_all(&dir);
     app.cleanup().await;

@@ -122,7 +122,9 @@ pub async fn prepare_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let connection = connect(&settings.amqp, "test")
         .await
         .expect("the test connects to RabbitMQ");
-    let publisher = Publisher::open(&connection).await.expect("a confirm channel");
+    let publisher = Publisher::open(&connection)
+        .await
+        .expect("a confirm channel");
     TestApp {
         settings,
         app: None,
@@ -214,8 +216,7 @@ impl TestApp {
                 &self.topology.inbound_exchange(),
                 routing_key,
                 body,
-                BasicProperties::default()
-                    .with_content_type("application/cloudevents+json".into()),
+                BasicProperties::default().with_content_type("application/cloudevents+json".into()),
                 false,
             )
             .await
@@ -298,7 +299,14 @@ impl TestApp {
         .fetch_one(&self.pool)
         .await
         .expect("counts");
-        (queued, outbox, pending, inbox, held, self.smtp.mails().len())
+        (
+            queued,
+            outbox,
+            pending,
+            inbox,
+            held,
+            self.smtp.mails().len(),
+        )
     }
 
     /// Messages ready in a queue (0 when it does not exist).
@@ -385,17 +393,41 @@ impl TestApp {
     pub fn env(&self) -> Vec<(String, String)> {
         let s = &self.settings;
         vec![
-            ("RACCORDO__AMQP__URL".into(), s.amqp.url.expose_secret().to_owned()),
+            (
+                "RACCORDO__AMQP__URL".into(),
+                s.amqp.url.expose_secret().to_owned(),
+            ),
             ("RACCORDO__AMQP__PREFIX".into(), s.amqp.prefix.clone()),
-            ("RACCORDO__DATABASE__URL".into(), s.database.url.expose_secret().to_owned()),
+            (
+                "RACCORDO__DATABASE__URL".into(),
+                s.database.url.expose_secret().to_owned(),
+            ),
             ("RACCORDO__MAIL__TRANSPORT".into(), "smtp".into()),
-            ("RACCORDO__MAIL__SMTP_URL".into(), s.mail.smtp_url.expose_secret().to_owned()),
-            ("RACCORDO__MAIL__TIMEOUT_MS".into(), s.mail.timeout_ms.to_string()),
+            (
+                "RACCORDO__MAIL__SMTP_URL".into(),
+                s.mail.smtp_url.expose_secret().to_owned(),
+            ),
+            (
+                "RACCORDO__MAIL__TIMEOUT_MS".into(),
+                s.mail.timeout_ms.to_string(),
+            ),
             ("RACCORDO__HTTP__ADDR".into(), "127.0.0.1:0".into()),
-            ("RACCORDO__RETRY__MAX_ATTEMPTS".into(), s.retry.max_attempts.to_string()),
-            ("RACCORDO__RETRY__INITIAL_DELAY_MS".into(), s.retry.initial_delay_ms.to_string()),
-            ("RACCORDO__RETRY__MAX_DELAY_MS".into(), s.retry.max_delay_ms.to_string()),
-            ("RACCORDO__RELAY__POLL_MS".into(), s.relay.poll_ms.to_string()),
+            (
+                "RACCORDO__RETRY__MAX_ATTEMPTS".into(),
+                s.retry.max_attempts.to_string(),
+            ),
+            (
+                "RACCORDO__RETRY__INITIAL_DELAY_MS".into(),
+                s.retry.initial_delay_ms.to_string(),
+            ),
+            (
+                "RACCORDO__RETRY__MAX_DELAY_MS".into(),
+                s.retry.max_delay_ms.to_string(),
+            ),
+            (
+                "RACCORDO__RELAY__POLL_MS".into(),
+                s.relay.poll_ms.to_string(),
+            ),
         ]
     }
 
