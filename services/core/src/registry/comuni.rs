@@ -1,12 +1,12 @@
 //! Comuni of the Città Metropolitana: zona omogenea, ambito, population, quota, and
 //! whether they signed the reception protocol.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
+use super::csv_rows::{Columns, ImportReport, read_rows};
 use crate::domain::ComuneIstat;
 
 /// A comune as the registry knows it.
@@ -77,84 +77,6 @@ pub async fn list_comuni(conn: &mut PgConnection) -> Result<Vec<Comune>, sqlx::E
     Ok(rows.into_iter().filter_map(from_row).collect())
 }
 
-/// A line of a CSV file that could not be imported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RowError {
-    /// 1-based line number in the file (the header is line 1).
-    pub line: u64,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl std::fmt::Display for RowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.reason)
-    }
-}
-
-/// What an import did, or why it did nothing.
-#[derive(Debug, Default, Serialize)]
-pub struct ImportReport {
-    /// Rows new to the registry.
-    pub inserted: u64,
-    /// Rows that replaced an existing entry.
-    pub updated: u64,
-    /// Lines refused; when any, nothing was imported.
-    pub errors: Vec<RowError>,
-}
-
-/// A CSV header looked up by column name.
-pub(crate) struct Columns(HashMap<String, usize>);
-
-impl Columns {
-    pub(crate) fn new(
-        headers: &csv::StringRecord,
-        required: &[&str],
-        optional: &[&str],
-    ) -> Result<Self, String> {
-        let map: HashMap<String, usize> = headers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.trim().trim_start_matches('\u{feff}').to_lowercase(), i))
-            .collect();
-        let missing: Vec<&str> = required
-            .iter()
-            .copied()
-            .filter(|c| !map.contains_key(*c))
-            .collect();
-        if !missing.is_empty() {
-            return Err(format!(
-                "the header row lacks column(s) {}; expected {}",
-                missing.join(", "),
-                required
-                    .iter()
-                    .chain(optional)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-        }
-        let unknown: Vec<&String> = map
-            .keys()
-            .filter(|k| !required.contains(&k.as_str()) && !optional.contains(&k.as_str()))
-            .collect();
-        if !unknown.is_empty() {
-            let mut names: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
-            names.sort_unstable();
-            return Err(format!("unknown column(s) {}", names.join(", ")));
-        }
-        Ok(Self(map))
-    }
-
-    pub(crate) fn get<'r>(&self, record: &'r csv::StringRecord, name: &str) -> &'r str {
-        self.0
-            .get(name)
-            .and_then(|i| record.get(*i))
-            .map(str::trim)
-            .unwrap_or_default()
-    }
-}
-
 fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, String> {
     let istat = ComuneIstat::parse(cols.get(record, "istat")).map_err(|e| e.0)?;
     let nome = cols.get(record, "nome");
@@ -202,41 +124,22 @@ fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, St
 /// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`).
 /// All or nothing: every bad line is reported and, if there is any, nothing changes.
 pub async fn import_comuni(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-    let headers = reader.headers()?.clone();
-    let cols = Columns::new(
-        &headers,
+    let (rows, errors) = read_rows(
+        input,
         &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
         &["quota", "protocollo"],
-    )
-    .map_err(|e| anyhow::anyhow!("line 1: {e}"))?;
-    let mut report = ImportReport::default();
-    let mut rows = Vec::new();
-    let mut seen = HashMap::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i as u64 + 2;
-        match record
-            .map_err(|e| e.to_string())
-            .and_then(|r| parse_comune(&cols, &r))
-        {
-            Ok(c) => {
-                if let Some(first) = seen.insert(c.istat.clone(), line) {
-                    report.errors.push(RowError {
-                        line,
-                        reason: format!("istat {} repeats line {first}", c.istat),
-                    });
-                } else {
-                    rows.push(c);
-                }
-            }
-            Err(reason) => report.errors.push(RowError { line, reason }),
-        }
-    }
+        parse_comune,
+        |c: &Comune| format!("istat {}", c.istat),
+    )?;
+    let mut report = ImportReport {
+        errors,
+        ..ImportReport::default()
+    };
     if !report.errors.is_empty() {
         return Ok(report);
     }
     let mut tx = pool.begin().await?;
-    for c in &rows {
+    for (_, c) in &rows {
         let inserted: bool = sqlx::query_scalar(
             r#"
             INSERT INTO comuni (istat, nome, popolazione, zona, ambito, quota, protocollo)

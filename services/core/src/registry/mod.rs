@@ -3,14 +3,17 @@
 //!
 //! # Layout
 //! - `comuni`: the comuni table and its CSV import.
+//! - `csv_rows`: reading CSV files line by line, errors collected.
 //! - `referents`: referents, their CSV import and the registry event.
 //! - `recipients`: CONTRACT §1 and §5 as one query.
 
 mod comuni;
+mod csv_rows;
 mod recipients;
 mod referents;
 
-pub use comuni::{Comune, ImportReport, RowError, import_comuni, list_comuni, load_comune};
+pub use comuni::{Comune, import_comuni, list_comuni, load_comune};
+pub use csv_rows::{ImportReport, RowError};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{
     Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents, list_referents,

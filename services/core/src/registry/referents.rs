@@ -1,14 +1,13 @@
 //! Referents: who, in which institution and role, covers which scope. Kept from CSV imports
 //! and from `registry.referent.v1` events sent by any signatory's administrator.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use super::comuni::{Columns, ImportReport, RowError};
+use super::csv_rows::{Columns, ImportReport, RowError, read_rows};
 use crate::amqp::HandleError;
 use crate::domain::{ComuneIstat, EmailAddress, Role, Scope};
 use crate::envelope::{Envelope, EventType};
@@ -222,10 +221,8 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
 /// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
 /// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
 pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-    let headers = reader.headers()?.clone();
-    let cols = Columns::new(
-        &headers,
+    let (rows, errors) = read_rows(
+        input,
         &[
             "referent_id",
             "institution",
@@ -237,30 +234,13 @@ pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result
             "zona",
         ],
         &[],
-    )
-    .map_err(|e| anyhow::anyhow!("line 1: {e}"))?;
-    let mut report = ImportReport::default();
-    let mut rows = Vec::new();
-    let mut seen = HashMap::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i as u64 + 2;
-        match record
-            .map_err(|e| e.to_string())
-            .and_then(|r| parse_referent(&cols, &r))
-        {
-            Ok(r) => {
-                if let Some(first) = seen.insert(r.referent_id.clone(), line) {
-                    report.errors.push(RowError {
-                        line,
-                        reason: format!("referent_id {} repeats line {first}", r.referent_id),
-                    });
-                } else {
-                    rows.push((line, r));
-                }
-            }
-            Err(reason) => report.errors.push(RowError { line, reason }),
-        }
-    }
+        parse_referent,
+        |r: &Referent| format!("referent_id {}", r.referent_id),
+    )?;
+    let mut report = ImportReport {
+        errors,
+        ..ImportReport::default()
+    };
     let mut tx = pool.begin().await?;
     for (line, r) in &rows {
         match check_scope(&mut tx, &r.scope).await {
