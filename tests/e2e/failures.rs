@@ -19,6 +19,14 @@ fn offer(unit_id: &str) -> Value {
     })
 }
 
+/// A CloudEvent body of `event_type` around `data`.
+fn envelope(event_type: &str, data: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "specversion": "1.0", "id": "x", "source": "s", "type": event_type, "data": data
+    }))
+    .expect("json")
+}
+
 /// Publishes `body` with `routing_key`, then a valid offer; asserts the bad one is dead with
 /// a reason containing `expected` and the valid one still produced its two emails.
 async fn assert_dead_lettered(routing_key: &str, body: Vec<u8>, expected: &str) {
@@ -64,28 +72,19 @@ async fn f1_an_envelope_violation_is_dead_lettered() {
 async fn f1_a_schema_violation_is_dead_lettered() {
     let mut data = offer("X");
     data["places"] = json!(0);
-    let body = serde_json::to_vec(&json!({
-        "specversion": "1.0", "id": "x", "source": "s", "type": "housing.unit.v1", "data": data
-    }))
-    .expect("json");
+    let body = envelope("housing.unit.v1", data);
     assert_dead_lettered("housing.unit.v1", body, "/places").await;
 }
 
 #[tokio::test]
 async fn f1_an_unknown_type_no_worker_is_bound_to_is_dead_lettered_not_lost() {
-    let body = serde_json::to_vec(&json!({
-        "specversion": "1.0", "id": "x", "source": "s", "type": "housing.pizza.v1", "data": {}
-    }))
-    .expect("json");
+    let body = envelope("housing.pizza.v1", json!({}));
     assert_dead_lettered("housing.pizza.v1", body, "unknown event type").await;
 }
 
 #[tokio::test]
 async fn f1_a_known_type_with_a_routing_key_no_worker_is_bound_to_is_dead_lettered() {
-    let body = serde_json::to_vec(&json!({
-        "specversion": "1.0", "id": "x", "source": "s", "type": "housing.unit.v1", "data": offer("X")
-    }))
-    .expect("json");
+    let body = envelope("housing.unit.v1", offer("X"));
     assert_dead_lettered("housing.units", body, "no worker is bound").await;
 }
 
@@ -93,10 +92,7 @@ async fn f1_a_known_type_with_a_routing_key_no_worker_is_bound_to_is_dead_letter
 async fn f1_an_unknown_comune_is_dead_lettered() {
     let mut data = offer("X");
     data["comune_istat"] = json!("015999");
-    let body = serde_json::to_vec(&json!({
-        "specversion": "1.0", "id": "x", "source": "s", "type": "housing.unit.v1", "data": data
-    }))
-    .expect("json");
+    let body = envelope("housing.unit.v1", data);
     assert_dead_lettered("housing.unit.v1", body, "unknown comune 015999").await;
 }
 
@@ -104,10 +100,7 @@ async fn f1_an_unknown_comune_is_dead_lettered() {
 async fn f1_a_message_over_256_kib_is_dead_lettered() {
     let mut data = offer("X");
     data["notes"] = json!("x".repeat(300 * 1024));
-    let body = serde_json::to_vec(&json!({
-        "specversion": "1.0", "id": "x", "source": "s", "type": "housing.unit.v1", "data": data
-    }))
-    .expect("json");
+    let body = envelope("housing.unit.v1", data);
     assert_dead_lettered("housing.unit.v1", body, "over the 262144-byte limit").await;
 }
 
