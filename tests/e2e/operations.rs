@@ -246,3 +246,53 @@ async fn raccordo_publish_sends_valid_lines_and_refuses_invalid_ones_with_their_
     app.wait_for_emails(2).await;
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn work_and_retry_queues_are_quorum_queues_by_default() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use raccordo_core::amqp::{Topology, WorkQueue, connect};
+    use raccordo_core::settings::QueueType;
+
+    let app = raccordo_e2e::prepare_with(|s| s.amqp.queue_type = QueueType::Quorum).await;
+    let topology = Topology::from_settings(&app.settings);
+    let connection = connect(&app.settings.amqp, "test").await.expect("connect");
+    let declare_as = |queue: String, kind: &'static str| {
+        let connection = &connection;
+        async move {
+            let channel = connection.create_channel().await.expect("channel");
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(LongString::from(kind)),
+            );
+            // Redeclaring with another type is refused (406): the existing type is `kind`'s
+            // opposite. A passive declare would not tell.
+            channel
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    args,
+                )
+                .await
+                .is_ok()
+        }
+    };
+    let housing = topology.queue(WorkQueue::Housing);
+    assert!(!declare_as(housing.clone(), "classic").await, "not classic");
+    let delay = topology.retry_delays()[0];
+    let retry = topology.retry_queue(WorkQueue::Housing, delay);
+    assert!(
+        !declare_as(retry, "classic").await,
+        "retry queue not classic"
+    );
+    assert!(
+        !declare_as(topology.dead_queue(), "quorum").await,
+        "the dead queue is classic, browsable without counting deliveries"
+    );
+    let _ = connection.close(200, "done".into()).await;
+    app.cleanup().await;
+}

@@ -13,7 +13,7 @@ use lapin::{BasicProperties, Connection};
 use raccordo::serve::{App, Workers};
 use raccordo_core::amqp::dead_letter::{self, HeldMessage, Holding};
 use raccordo_core::amqp::{Publisher, Topology, connect};
-use raccordo_core::settings::{MailTransportKind, Settings};
+use raccordo_core::settings::{MailTransportKind, QueueType, Settings};
 use raccordo_smtp_sink::{ReceivedMail, SmtpSink};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -60,6 +60,9 @@ pub fn test_settings(smtp_port: u16) -> Settings {
     settings.mail.smtp_url = format!("smtp://127.0.0.1:{smtp_port}").into();
     settings.mail.timeout_ms = 3000;
     settings.http.addr = "127.0.0.1:0".into();
+    // Quorum queues are not made for the churn of a test suite (thousands declared and
+    // deleted); one test checks the quorum declaration itself.
+    settings.amqp.queue_type = QueueType::Classic;
     settings.retry.max_attempts = 4;
     settings.retry.initial_delay_ms = 100;
     settings.retry.max_delay_ms = 400;
@@ -118,7 +121,7 @@ pub async fn prepare_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("referents import");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+    let topology = Topology::from_settings(&settings);
     let connection = connect(&settings.amqp, "test")
         .await
         .expect("the test connects to RabbitMQ");
@@ -427,6 +430,10 @@ impl TestApp {
             (
                 "RACCORDO__RELAY__POLL_MS".into(),
                 s.relay.poll_ms.to_string(),
+            ),
+            (
+                "RACCORDO__AMQP__QUEUE_TYPE".into(),
+                s.amqp.queue_type.as_str().to_owned(),
             ),
         ]
     }

@@ -36,6 +36,17 @@ pub fn rome_date(instant: OffsetDateTime) -> Date {
         .unwrap_or(instant.date())
 }
 
+/// `(YYYY-MM-DD, HH:MM)` of `instant` in Europe/Rome, as a social worker in Milan reads it.
+pub fn rome_local(instant: OffsetDateTime) -> (String, String) {
+    let zoned = jiff::Timestamp::from_second(instant.unix_timestamp())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(rome());
+    (
+        zoned.strftime("%Y-%m-%d").to_string(),
+        zoned.strftime("%H:%M").to_string(),
+    )
+}
+
 /// The first instant of `date` in Europe/Rome.
 pub fn rome_start_of_day(date: Date) -> OffsetDateTime {
     let civil = jiff::civil::date(
@@ -178,6 +189,18 @@ mod tests {
         assert_eq!(rome_date(summer).to_string(), "2026-07-01");
         let before = datetime!(2026-06-30 21:30 UTC);
         assert_eq!(rome_date(before).to_string(), "2026-06-30");
+    }
+
+    #[test]
+    fn local_times_are_shown_in_rome_winter_and_summer() {
+        assert_eq!(
+            rome_local(datetime!(2026-01-15 08:30 UTC)),
+            ("2026-01-15".into(), "09:30".into())
+        );
+        assert_eq!(
+            rome_local(datetime!(2026-07-15 22:30 UTC)),
+            ("2026-07-16".into(), "00:30".into())
+        );
     }
 
     #[test]

@@ -50,6 +50,30 @@ pub struct AmqpSettings {
     pub consumers: u16,
     /// Inbound messages larger than this are dead-lettered; default 262144 (256 KiB).
     pub max_message_bytes: usize,
+    /// Type of the work and retry queues; default `quorum` (CONTRACT §2). `classic` exists
+    /// for test suites that create and delete thousands of queues: quorum queues are not
+    /// designed for such churn.
+    pub queue_type: QueueType,
+}
+
+/// RabbitMQ queue type of the work and retry queues.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Replicated, durable (Raft): for every deployment.
+    Quorum,
+    /// Single-node: for tests only.
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
 }
 
 /// PostgreSQL connection.

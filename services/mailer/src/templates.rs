@@ -18,11 +18,18 @@ use uuid::Uuid;
 
 /// The notification kinds that have templates.
 pub const KINDS: &[&str] = &[
+    "eviction.alert",
+    "eviction.consent_revoked",
+    "eviction.stats",
     "housing.offered",
     "housing.ack",
     "housing.rejected",
     "housing.consultation",
     "housing.withdrawn",
+    "quota.threshold",
+    "quota.safeguard",
+    "quota.monthly_report",
+    "reception.over_capacity",
 ];
 
 /// Every template, by the name templates use to extend or include it.
@@ -32,6 +39,50 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/layout.html.j2"),
     ),
     ("layout.txt.j2", include_str!("../templates/layout.txt.j2")),
+    (
+        "eviction_facts.txt.j2",
+        include_str!("../templates/eviction_facts.txt.j2"),
+    ),
+    (
+        "eviction_facts.html.j2",
+        include_str!("../templates/eviction_facts.html.j2"),
+    ),
+    (
+        "eviction.alert.subject.j2",
+        include_str!("../templates/eviction.alert.subject.j2"),
+    ),
+    (
+        "eviction.alert.txt.j2",
+        include_str!("../templates/eviction.alert.txt.j2"),
+    ),
+    (
+        "eviction.alert.html.j2",
+        include_str!("../templates/eviction.alert.html.j2"),
+    ),
+    (
+        "eviction.consent_revoked.subject.j2",
+        include_str!("../templates/eviction.consent_revoked.subject.j2"),
+    ),
+    (
+        "eviction.consent_revoked.txt.j2",
+        include_str!("../templates/eviction.consent_revoked.txt.j2"),
+    ),
+    (
+        "eviction.consent_revoked.html.j2",
+        include_str!("../templates/eviction.consent_revoked.html.j2"),
+    ),
+    (
+        "eviction.stats.subject.j2",
+        include_str!("../templates/eviction.stats.subject.j2"),
+    ),
+    (
+        "eviction.stats.txt.j2",
+        include_str!("../templates/eviction.stats.txt.j2"),
+    ),
+    (
+        "eviction.stats.html.j2",
+        include_str!("../templates/eviction.stats.html.j2"),
+    ),
     (
         "unit_details.html.j2",
         include_str!("../templates/unit_details.html.j2"),
@@ -100,6 +151,54 @@ const TEMPLATES: &[(&str, &str)] = &[
         "housing.withdrawn.html.j2",
         include_str!("../templates/housing.withdrawn.html.j2"),
     ),
+    (
+        "quota.threshold.subject.j2",
+        include_str!("../templates/quota.threshold.subject.j2"),
+    ),
+    (
+        "quota.threshold.txt.j2",
+        include_str!("../templates/quota.threshold.txt.j2"),
+    ),
+    (
+        "quota.threshold.html.j2",
+        include_str!("../templates/quota.threshold.html.j2"),
+    ),
+    (
+        "quota.safeguard.subject.j2",
+        include_str!("../templates/quota.safeguard.subject.j2"),
+    ),
+    (
+        "quota.safeguard.txt.j2",
+        include_str!("../templates/quota.safeguard.txt.j2"),
+    ),
+    (
+        "quota.safeguard.html.j2",
+        include_str!("../templates/quota.safeguard.html.j2"),
+    ),
+    (
+        "quota.monthly_report.subject.j2",
+        include_str!("../templates/quota.monthly_report.subject.j2"),
+    ),
+    (
+        "quota.monthly_report.txt.j2",
+        include_str!("../templates/quota.monthly_report.txt.j2"),
+    ),
+    (
+        "quota.monthly_report.html.j2",
+        include_str!("../templates/quota.monthly_report.html.j2"),
+    ),
+    (
+        "reception.over_capacity.subject.j2",
+        include_str!("../templates/reception.over_capacity.subject.j2"),
+    ),
+    (
+        "reception.over_capacity.txt.j2",
+        include_str!("../templates/reception.over_capacity.txt.j2"),
+    ),
+    (
+        "reception.over_capacity.html.j2",
+        include_str!("../templates/reception.over_capacity.html.j2"),
+    ),
 ];
 
 /// Who the email is addressed to, from the referent registry.
@@ -163,6 +262,7 @@ fn environment() -> Environment<'static> {
     env.add_filter("data", date_it);
     env.add_filter("tipologia", building_type_it);
     env.add_filter("accoglienza", reception_kind_it);
+    env.add_filter("percento", percent_it);
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .expect("embedded templates parse: `every_template_parses` checks them");
@@ -246,26 +346,11 @@ fn role_label(role: &str) -> String {
 
 /// `2025-03-01` → `1 marzo 2025`; anything else is printed as given.
 fn date_it(value: &str) -> String {
-    const MONTHS: [&str; 12] = [
-        "gennaio",
-        "febbraio",
-        "marzo",
-        "aprile",
-        "maggio",
-        "giugno",
-        "luglio",
-        "agosto",
-        "settembre",
-        "ottobre",
-        "novembre",
-        "dicembre",
-    ];
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    match time::Date::parse(value, &format) {
+    match raccordo_core::domain::parse_date(value) {
         Ok(date) => format!(
             "{} {} {}",
             date.day(),
-            MONTHS[usize::from(u8::from(date.month())) - 1],
+            raccordo_core::clock::month_it(date.month()),
             date.year()
         ),
         Err(_) => value.to_owned(),
@@ -283,6 +368,16 @@ fn building_type_it(value: &str) -> String {
         other => other,
     }
     .to_owned()
+}
+
+/// A percentage the Italian way: `51.1` → `51,1`, `50.0` → `50`.
+fn percent_it(value: f64) -> String {
+    let rounded = (value * 10.0).round() / 10.0;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.0}")
+    } else {
+        format!("{rounded:.1}").replace('.', ",")
+    }
 }
 
 /// The `reception_kind` codes in words.
@@ -356,7 +451,7 @@ mod tests {
 
     #[test]
     fn every_kind_renders_with_a_sample_payload() {
-        for kind in KINDS {
+        for kind in KINDS.iter().filter(|k| k.starts_with("housing.")) {
             let rendered = render(kind, NOTIFICATION, &payload_for(kind), &recipient(None))
                 .unwrap_or_else(|e| panic!("{kind}: {e:?}"));
 
@@ -377,7 +472,7 @@ mod tests {
 
     #[test]
     fn subjects_contain_no_address_notes_or_names() {
-        for kind in KINDS {
+        for kind in KINDS.iter().filter(|k| k.starts_with("housing.")) {
             let rendered = render(
                 kind,
                 NOTIFICATION,
@@ -539,5 +634,172 @@ mod tests {
 
         assert!(matches!(unknown, Err(RenderError::UnknownKind(k)) if k == "housing.sold"));
         assert!(matches!(not_object, Err(RenderError::PayloadNotObject(_))));
+    }
+}
+
+/// The reception-quota kinds (CONTRACT Q5–Q7 and the salvaguardia).
+#[cfg(test)]
+mod quota_tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const NOTIFICATION: Uuid = Uuid::from_u128(0x0193_8c2e_5d4f_7a10_8b2c_3d4e_5f60_7183);
+
+    fn comune() -> Value {
+        json!({
+            "comune_istat": "015140",
+            "comune_nome": "Melegnano",
+            "zona": "Sud Est",
+            "coverage": 24,
+            "quota": 47,
+            "percentage": 51.1,
+            "zona_coverage": 120,
+            "zona_quota": 477,
+            "zona_percentage": 25.2,
+            "threshold_percentage": 50.0,
+            "zone_full_percentage": 100.0,
+            "as_of": "2026-11-03",
+        })
+    }
+
+    fn payload_for(kind: &str) -> Value {
+        let mut p = comune();
+        match kind {
+            "quota.threshold" => {
+                p["excluded"] = json!(true);
+                p["state"] = json!("excluded");
+                p["rule"] = json!("comune");
+                p["previous_rule"] = Value::Null;
+            }
+            "quota.safeguard" => {
+                p["entered"] = json!(true);
+                p["safeguard"] = json!(true);
+            }
+            "reception.over_capacity" => {
+                p = json!({
+                    "facility_id": "CAS-MEL-01",
+                    "comune_istat": "015140",
+                    "comune_nome": "Melegnano",
+                    "zona": "Sud Est",
+                    "reception_kind": "CAS",
+                    "capacity": 20,
+                    "presences": 23,
+                    "excess": 3,
+                    "as_of": "2026-11-03",
+                });
+            }
+            _ => p = monthly(None),
+        }
+        p
+    }
+
+    fn monthly(zona: Option<&str>) -> Value {
+        let comuni = json!([
+            {"istat": "015082", "nome": "Colturano", "quota": 6, "coverage": 2,
+             "percentage": 33.3, "bar": 33, "excluded": false, "rule": null,
+             "signatory": true, "safeguard": true, "flagged": true,
+             "last_report": "2026-10-30"},
+            {"istat": "015140", "nome": "Melegnano", "quota": 47, "coverage": 24,
+             "percentage": 51.1, "bar": 51, "excluded": true, "rule": "comune",
+             "signatory": true, "safeguard": false, "flagged": false,
+             "last_report": null}
+        ]);
+        let zona_part = json!({
+            "zona": "Sud Est", "population": 18726, "quota": 53, "coverage": 26,
+            "ratio": 0.49, "percentage": 49.1, "full": false, "excluded": 1, "flagged": 1,
+            "safeguard": 1, "last_report": "2026-10-30", "bar": 49, "comuni": comuni,
+        });
+        json!({
+            "period": "2026-10",
+            "period_label": "ottobre 2026",
+            "generated_on": "2026-11-01",
+            "scope": if zona.is_some() { "zona" } else { "all" },
+            "zona": zona,
+            "threshold_percentage": 50.0,
+            "zone_full_percentage": 100.0,
+            "protocol_signed_on": "2017-05-18",
+            "deadline": "2017-11-18",
+            "deadline_passed": true,
+            "comuni_count": 2,
+            "excluded_count": 1,
+            "flagged_count": 1,
+            "safeguard_count": 1,
+            "zone": [zona_part],
+        })
+    }
+
+    fn recipient(role: &str) -> RecipientContext {
+        RecipientContext {
+            name: None,
+            institution: "Prefettura di Milano".into(),
+            role: role.into(),
+        }
+    }
+
+    #[test]
+    fn every_quota_kind_renders_cites_the_protocol_and_keeps_subjects_clean() {
+        for kind in [
+            "quota.threshold",
+            "quota.safeguard",
+            "quota.monthly_report",
+            "reception.over_capacity",
+        ] {
+            for role in ["stazione_appaltante", "comune", "tavolo", "prefettura"] {
+                let r = render(kind, NOTIFICATION, &payload_for(kind), &recipient(role))
+                    .unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+                assert!(!r.subject.contains('\n'), "{kind}");
+                assert!(r.html.starts_with("<!DOCTYPE html>"), "{kind}");
+                for body in [&r.text, &r.html] {
+                    assert!(body.contains("art. "), "{kind}");
+                    assert!(body.contains(&NOTIFICATION.to_string()), "{kind}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_threshold_names_state_rule_and_figures_the_italian_way() {
+        let r = render(
+            "quota.threshold",
+            NOTIFICATION,
+            &payload_for("quota.threshold"),
+            &recipient("stazione_appaltante"),
+        )
+        .expect("renders");
+        assert!(r.subject.contains("Melegnano escluso dai bandi"));
+        assert!(r.subject.contains("51,1%"));
+        assert!(r.text.contains("Quota assegnata al Comune: 47 posti"));
+        assert!(r.text.contains("Copertura: 24"));
+        assert!(r.text.contains("art. 2, comma 3"));
+        assert!(r.text.contains("Non includa il Comune di Melegnano"));
+
+        let mut back = payload_for("quota.threshold");
+        back["excluded"] = json!(false);
+        back["rule"] = Value::Null;
+        back["previous_rule"] = json!("zona");
+        let r =
+            render("quota.threshold", NOTIFICATION, &back, &recipient("comune")).expect("renders");
+        assert!(r.subject.contains("di nuovo incluso"));
+        assert!(r.text.contains("quota della zona omogenea"));
+    }
+
+    #[test]
+    fn the_monthly_report_shows_a_bar_per_comune_and_flags() {
+        let r = render(
+            "quota.monthly_report",
+            NOTIFICATION,
+            &monthly(Some("Sud Est")),
+            &recipient("tavolo"),
+        )
+        .expect("renders");
+        assert!(r.subject.contains("ottobre 2026"));
+        assert!(r.subject.contains("Sud Est"));
+        assert!(r.html.contains("width:33%"));
+        assert!(r.html.contains("width:51%"));
+        assert!(r.html.contains("sotto la soglia"));
+        assert!(r.text.contains("- Colturano: 2 su 6 (33,3%)"));
+        assert!(r.text.contains("SOTTO LA SOGLIA"));
+        assert!(r.text.contains("art. 2, comma 8"));
     }
 }

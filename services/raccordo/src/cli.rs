@@ -8,6 +8,7 @@ use crate::dlq::Which;
 use crate::import::Table;
 use crate::serve::Workers;
 use crate::table::Format;
+use raccordo_core::clock::YearMonth;
 use raccordo_core::settings::LogFormat;
 
 /// Raccordo: the integration hub of the Città Metropolitana di Milano's protocols.
@@ -19,6 +20,10 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_month(s: &str) -> Result<YearMonth, String> {
+    YearMonth::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -62,6 +67,26 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Reports: reception coverage, the facility census.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Notifications sent: kind, recipient, time, SMTP outcome and, for eviction notices,
+    /// the consent decision that authorised them.
+    Audit {
+        /// Only this kind (e.g. eviction.alert).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only notifications made from this day on, YYYY-MM-DD (Europe/Rome).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this eviction procedure (docket number; looked up by its pseudonym, never stored).
+        #[arg(long)]
+        procedure: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Queues, consumers, dead and parked counts, undeliverable notifications.
     Status {
         #[arg(long, value_enum, default_value_t)]
@@ -69,6 +94,44 @@ pub enum Command {
     },
     /// The whole flow on the sample data of the Città Metropolitana di Milano.
     Demo,
+}
+
+/// `raccordo report …`
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Eviction steps per ambito, comune and step in a month (C6); 1 or 2 shown as <3.
+    Evictions {
+        /// The month, YYYY-MM (steps count in the month of their occurred_on, Europe/Rome).
+        #[arg(long, value_parser = parse_month)]
+        month: YearMonth,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Also send `eviction.stats` to each ambito's servizi sociali and the prefettura.
+        #[arg(long)]
+        send: bool,
+    },
+    /// Coverage, quota and state per comune and zona (Q2–Q4, salvaguardia, Q7 flags).
+    Coverage {
+        /// Only this zona omogenea (e.g. "Sud Est"; Milano is its own).
+        #[arg(long)]
+        zona: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Also send the monthly verification (Q7) to the Prefettura and each Tavolo.
+        #[arg(long)]
+        send: bool,
+    },
+    /// Reception facilities: capacity, presences, free places, as of their newest report.
+    Facilities {
+        /// Only this comune: ISTAT code or exact name.
+        #[arg(long)]
+        comune: Option<String>,
+        /// Only this zona omogenea.
+        #[arg(long)]
+        zona: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 /// `raccordo dlq …`

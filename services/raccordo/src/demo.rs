@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lapin::options::QueueDeleteOptions;
+use lapin::options::QueuePurgeOptions;
 
 use raccordo_core::amqp::{Topology, connect};
 use raccordo_core::db;
@@ -18,6 +18,7 @@ use crate::serve::{App, Workers};
 const COMUNI: &str = include_str!("../../../data/comuni_mi.csv");
 const REFERENTS: &str = include_str!("../../../data/referents_sample.csv");
 const HOUSING_EVENTS: &str = include_str!("../../../data/demo/housing.ndjson");
+const OCCUPANCY_EVENTS: &str = include_str!("../../../data/demo/occupancy.ndjson");
 
 /// Turns the configured settings into the demo's own: database `<name>_demo`, prefix
 /// `<prefix>-demo`, outbox `<outbox_dir>/demo`, HTTP on a free port.
@@ -55,7 +56,7 @@ pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Re
         .await
         .context("Failed to reach PostgreSQL (scripts/services.sh starts it)")?;
     db::create_database_if_missing(&settings.database).await?;
-    delete_queues(&settings).await?;
+    purge_queues(&settings).await?;
     if settings.mail.outbox_dir.exists() {
         for entry in std::fs::read_dir(&settings.mail.outbox_dir)? {
             let path = entry?.path();
@@ -98,15 +99,33 @@ pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Re
 
     step(
         out,
+        "The Prefettura and facility managers publish occupancy reports (Nord Milano fills its quota)",
+    )?;
+    let report = crate::publish::run(&settings, OCCUPANCY_EVENTS.as_bytes(), false, |_| {}).await?;
+    writeln!(out, "  {} events published with confirms", report.published)?;
+
+    step(
+        out,
+        "Courts publish eviction steps of two families; the one in Rho asks for help",
+    )?;
+    let published = crate::evictions::publish_demo(&settings, &pool).await?;
+    writeln!(out, "  {published} events published with confirms")?;
+
+    step(
+        out,
         "Waiting for the hub to process them and send the emails",
     )?;
     wait_until_quiet(&settings, &pool, out).await?;
     let summary = summarize(&pool, &settings).await?;
+    let quota = crate::report_coverage::announcements(&pool).await?;
+    let evictions = crate::evictions::demo_summary(&pool, &settings).await?;
     let dead = crate::dlq::list(&settings, crate::dlq::Which::Dead).await?;
     let stopped = app.shutdown(Duration::from_secs(9)).await;
     anyhow::ensure!(stopped, "The workers did not stop within 9 s");
 
     writeln!(out, "\n{summary}")?;
+    writeln!(out, "{quota}")?;
+    writeln!(out, "{evictions}")?;
     writeln!(
         out,
         "Dead letters ({}): input that can never be processed",
@@ -148,16 +167,18 @@ fn step(out: &mut (dyn Write + Send), text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
-async fn delete_queues(settings: &Settings) -> anyhow::Result<()> {
-    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+/// Empties the demo's queues from an earlier run. Purged, not deleted: quorum queues are
+/// not made to be created and deleted over and over.
+async fn purge_queues(settings: &Settings) -> anyhow::Result<()> {
+    let topology = Topology::from_settings(settings);
     let connection = connect(&settings.amqp, "demo")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
     for name in topology.all_queues() {
         let channel = connection.create_channel().await?;
-        // A missing queue closes the channel; nothing to delete then.
+        // A missing queue closes the channel; nothing to purge then.
         let _ = channel
-            .queue_delete(name.into(), QueueDeleteOptions::default())
+            .queue_purge(name.into(), QueuePurgeOptions::default())
             .await;
     }
     let _ = connection.close(200, "demo".into()).await;
@@ -220,8 +241,18 @@ async fn wait_until_quiet(
     }
 }
 
+/// kind, comune, institution, email, SMTP response or file, last error.
+type SummaryRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
+
 async fn summarize(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<String> {
-    let rows: Vec<(String, Option<String>, Option<String>, String, String, Option<String>)> =
+    let rows: Vec<SummaryRow> =
         sqlx::query_as(
             r#"
             SELECT n.kind, c.nome, d.institution, COALESCE(d.email, ''), COALESCE(d.smtp_response, ''),

@@ -27,7 +27,7 @@ impl Which {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<(Connection, Topology)> {
-    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+    let topology = Topology::from_settings(settings);
     let connection = connect(&settings.amqp, "dlq")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;

@@ -5,6 +5,8 @@
 //! - [`cli`]: the command line (clap).
 //! - [`serve`]: workers, relay and HTTP endpoint in one process; graceful shutdown.
 //! - [`setup`], [`import`], [`publish`], [`dlq`], [`status`]: operator commands.
+//! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
+//! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`demo`]: the whole flow on the sample data.
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
@@ -12,8 +14,10 @@
 pub mod cli;
 pub mod demo;
 pub mod dlq;
+pub mod evictions;
 pub mod import;
 pub mod publish;
+pub mod report_coverage;
 pub mod run;
 pub mod serve;
 pub mod setup;

@@ -33,7 +33,7 @@ pub async fn run(
     validate: bool,
     mut progress: impl FnMut(usize),
 ) -> anyhow::Result<PublishReport> {
-    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+    let topology = Topology::from_settings(settings);
     let connection = connect(&settings.amqp, "publish")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use raccordo_core::settings::Settings;
 
-use crate::cli::{Command, DlqCommand};
+use crate::cli::{Command, DlqCommand, ReportCommand};
 use crate::table::Format;
 
 /// Runs `command`; the exit code says whether it did what was asked.
@@ -82,6 +82,18 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             }
         }
         Command::Dlq { command } => return dlq(command, &settings).await,
+        Command::Report { command } => return report(command, &settings).await,
+        Command::Audit {
+            kind,
+            since,
+            procedure,
+            format,
+        } => {
+            let audit =
+                crate::evictions::audit(&settings, kind, since.as_deref(), procedure.as_deref())
+                    .await?;
+            print!("{}", crate::evictions::format_audit(&audit, format)?);
+        }
         Command::Status { format } => {
             let status = crate::status::collect(&settings).await?;
             match format {
@@ -93,6 +105,55 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             let mut out = std::io::stdout();
             crate::demo::run(settings, &mut out).await?;
             out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        ReportCommand::Evictions {
+            month,
+            format,
+            send,
+        } => {
+            let units = crate::evictions::report(settings, month).await?;
+            print!(
+                "{}",
+                crate::evictions::format_report(month, &units, format)?
+            );
+            if send {
+                let (sent, published) = crate::evictions::send(settings, month).await?;
+                eprint!("{}", crate::evictions::describe_sent(sent, published));
+            }
+        }
+        ReportCommand::Coverage { zona, format, send } => {
+            let report = crate::report_coverage::coverage(settings, zona.as_deref()).await?;
+            print!(
+                "{}",
+                crate::report_coverage::format_coverage(&report, format)?
+            );
+            if send {
+                let (sent, published) =
+                    crate::report_coverage::send(settings, zona.as_deref()).await?;
+                eprint!(
+                    "{}",
+                    crate::report_coverage::describe_sent(&sent, published)
+                );
+            }
+        }
+        ReportCommand::Facilities {
+            comune,
+            zona,
+            format,
+        } => {
+            let census =
+                crate::report_coverage::facilities(settings, comune.as_deref(), zona.as_deref())
+                    .await?;
+            print!(
+                "{}",
+                crate::report_coverage::format_facilities(&census, format)?
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

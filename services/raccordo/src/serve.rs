@@ -18,16 +18,25 @@ use raccordo_core::health::Health;
 use raccordo_core::inbound::{Inbound, Unrouted};
 use raccordo_core::registry::RegistryWorker;
 use raccordo_core::settings::Settings;
+use raccordo_eviction::{EvictionWorker, Pseudonymizer};
 use raccordo_housing::HousingWorker;
 use raccordo_mailer::delivery::{MailerHandler, transport_from_settings};
+use raccordo_quota::{MonthlyVerification, QuotaWorker};
+
+/// How often the monthly jobs check whether last month's run is still due.
+const MONTHLY_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
 
 /// Which workers a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Workers {
     /// Every worker in one process.
     All,
+    /// Eviction steps and consent (C1–C7), with the monthly statistics.
+    Eviction,
     /// Housing units (H1–H5).
     Housing,
+    /// Reception coverage and quotas (Q1–Q7), with the monthly verification.
+    Quota,
     /// Emails.
     Mailer,
 }
@@ -36,8 +45,15 @@ impl Workers {
     fn queues(self) -> Vec<WorkQueue> {
         let mut queues = vec![WorkQueue::Registry, WorkQueue::Unrouted];
         match self {
-            Workers::All => queues.extend([WorkQueue::Housing, WorkQueue::Mailer]),
+            Workers::All => queues.extend([
+                WorkQueue::Eviction,
+                WorkQueue::Housing,
+                WorkQueue::Quota,
+                WorkQueue::Mailer,
+            ]),
+            Workers::Eviction => queues.push(WorkQueue::Eviction),
             Workers::Housing => queues.push(WorkQueue::Housing),
+            Workers::Quota => queues.push(WorkQueue::Quota),
             Workers::Mailer => queues.push(WorkQueue::Mailer),
         }
         queues
@@ -69,7 +85,7 @@ impl App {
         db::migrate(&pool)
             .await
             .context("Failed to run the database migrations")?;
-        let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+        let topology = Topology::from_settings(&settings);
         let health = Health::default();
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -81,8 +97,19 @@ impl App {
 
         for queue in workers.queues() {
             let handler: Arc<dyn Handler> = match queue {
+                WorkQueue::Eviction => Arc::new(Inbound::new(
+                    pool.clone(),
+                    EvictionWorker::new(
+                        Pseudonymizer::new(settings.eviction.pseudonym_key.clone()),
+                        settings.eviction.urgent_within_days,
+                    ),
+                )),
                 WorkQueue::Housing => Arc::new(Inbound::new(pool.clone(), HousingWorker)),
                 WorkQueue::Registry => Arc::new(Inbound::new(pool.clone(), RegistryWorker)),
+                WorkQueue::Quota => Arc::new(Inbound::new(
+                    pool.clone(),
+                    QuotaWorker::new(&settings.quota),
+                )),
                 WorkQueue::Unrouted => Arc::new(Unrouted),
                 WorkQueue::Mailer => {
                     let transport =
@@ -104,6 +131,29 @@ impl App {
                     token.clone(),
                 ));
             }
+        }
+        if workers.queues().contains(&WorkQueue::Eviction) {
+            // The eviction statistics (C6): every replica checks, one sends them per month.
+            tracker.spawn(raccordo_core::schedule::run_monthly(
+                pool.clone(),
+                Arc::new(raccordo_eviction::stats::EvictionStatsJob),
+                MONTHLY_CHECK_EVERY,
+                token.clone(),
+            ));
+            // C4: docket numbers leave delivered revocation notices.
+            tracker.spawn(raccordo_eviction::scrub::run_scrubber(
+                pool.clone(),
+                token.clone(),
+            ));
+        }
+        if workers.queues().contains(&WorkQueue::Quota) {
+            // The monthly verification (Q7): every replica checks, one runs it per month.
+            tracker.spawn(raccordo_core::schedule::run_monthly(
+                pool.clone(),
+                Arc::new(MonthlyVerification::new(&settings.quota)),
+                MONTHLY_CHECK_EVERY,
+                token.clone(),
+            ));
         }
         tracker.spawn(db::run_relay(
             pool.clone(),

@@ -32,7 +32,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<SetupReport> {
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
     let publisher = Publisher::open(&connection).await?;
-    Topology::new(&settings.amqp.prefix, &settings.retry)
+    Topology::from_settings(settings)
         .declare(publisher.channel())
         .await
         .context("Failed to declare the broker topology")?;

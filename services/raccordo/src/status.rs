@@ -52,7 +52,7 @@ pub struct Status {
 
 /// Reads the broker (passive declarations) and the database.
 pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
-    let topology = Topology::new(&settings.amqp.prefix, &settings.retry);
+    let topology = Topology::from_settings(settings);
     let connection = connect(&settings.amqp, "status")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! legacy ─▶ {p}.inbound (topic, alternate-exchange {p}.unrouted)
+//!              ├─ eviction.step.v1, .consent.v1 ─▶ {p}.eviction  (quorum)
 //!              ├─ housing.unit.v1 ───────────────▶ {p}.housing   (quorum)
 //!              ├─ registry.referent.v1 ──────────▶ {p}.registry  (quorum)
 //!              └─ anything else ─▶ {p}.unrouted (fanout) ─▶ {p}.unrouted (quorum) ─▶ {p}.dead
@@ -16,15 +17,19 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::settings::RetrySettings;
+use crate::settings::{QueueType, RetrySettings, Settings};
 
 /// A worker's queue and the routing keys bound to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WorkQueue {
+    /// Eviction steps and consent decisions (`eviction.step.v1`, `eviction.consent.v1`).
+    Eviction,
     /// Housing units (`housing.unit.v1`).
     Housing,
     /// Referents registry (`registry.referent.v1`).
     Registry,
+    /// Reception occupancy (`reception.occupancy.v1`).
+    Quota,
     /// Notifications to email (every kind on `{prefix}.events`).
     Mailer,
     /// Inbound events no worker is bound to (via the alternate exchange).
@@ -33,9 +38,11 @@ pub enum WorkQueue {
 
 impl WorkQueue {
     /// Every work queue the hub declares.
-    pub const ALL: [WorkQueue; 4] = [
+    pub const ALL: [WorkQueue; 6] = [
+        WorkQueue::Eviction,
         WorkQueue::Housing,
         WorkQueue::Registry,
+        WorkQueue::Quota,
         WorkQueue::Mailer,
         WorkQueue::Unrouted,
     ];
@@ -43,8 +50,10 @@ impl WorkQueue {
     /// The short name: queue suffix, metric label, log field.
     pub fn name(self) -> &'static str {
         match self {
+            WorkQueue::Eviction => "eviction",
             WorkQueue::Housing => "housing",
             WorkQueue::Registry => "registry",
+            WorkQueue::Quota => "quota",
             WorkQueue::Mailer => "mailer",
             WorkQueue::Unrouted => "unrouted",
         }
@@ -53,8 +62,10 @@ impl WorkQueue {
     /// Routing keys bound from the inbound exchange (events exchange for the mailer).
     pub fn bindings(self) -> &'static [&'static str] {
         match self {
+            WorkQueue::Eviction => &["eviction.step.v1", "eviction.consent.v1"],
             WorkQueue::Housing => &["housing.unit.v1"],
             WorkQueue::Registry => &["registry.referent.v1"],
+            WorkQueue::Quota => &["reception.occupancy.v1"],
             WorkQueue::Mailer => &["#"],
             WorkQueue::Unrouted => &[],
         }
@@ -82,6 +93,7 @@ pub struct ExchangeSpec {
 pub struct Topology {
     prefix: String,
     retry_delays: Vec<Duration>,
+    queue_type: QueueType,
 }
 
 impl Topology {
@@ -90,6 +102,15 @@ impl Topology {
         Self {
             prefix: prefix.to_owned(),
             retry_delays: retry.delays(),
+            queue_type: QueueType::Quorum,
+        }
+    }
+
+    /// The topology the settings describe (prefix, retry delays, queue type).
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            queue_type: settings.amqp.queue_type,
+            ..Self::new(&settings.amqp.prefix, &settings.retry)
         }
     }
 
@@ -252,9 +273,11 @@ impl Topology {
     fn work_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
         // Quorum queues are replicated and survive a node's loss (CONTRACT §2).
-        args.insert("x-queue-type".into(), text("quorum"));
-        // A message that crashes its consumer again and again is parked, not looped forever.
-        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(50));
+        args.insert("x-queue-type".into(), text(self.queue_type.as_str()));
+        if self.queue_type == QueueType::Quorum {
+            // A message that crashes its consumer again and again is parked, not looped forever.
+            args.insert("x-delivery-limit".into(), AMQPValue::LongInt(50));
+        }
         args.insert("x-dead-letter-exchange".into(), text(""));
         args.insert(
             "x-dead-letter-routing-key".into(),
@@ -265,7 +288,7 @@ impl Topology {
 
     fn retry_arguments(&self, q: WorkQueue, delay: Duration) -> FieldTable {
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), text("quorum"));
+        args.insert("x-queue-type".into(), text(self.queue_type.as_str()));
         // One delay per queue: per-message TTLs in one queue would wait behind each other.
         let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));

@@ -84,6 +84,9 @@ impl Columns {
     }
 }
 
+/// A parsed row and its line number.
+pub(crate) type Numbered<T> = (u64, T);
+
 /// Reads every record of `input`, parses it with `parse`, and refuses a key (named by
 /// `key`) seen on an earlier line. Returns the parsed rows with their line numbers, and the
 /// errors; a header that lacks a required column is an error of its own.
@@ -93,7 +96,7 @@ pub(crate) fn read_rows<T>(
     optional: &[&str],
     parse: impl Fn(&Columns, &csv::StringRecord) -> Result<T, String>,
     key: impl Fn(&T) -> String,
-) -> anyhow::Result<(Vec<(u64, T)>, Vec<RowError>)> {
+) -> anyhow::Result<(Vec<Numbered<T>>, Vec<RowError>)> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
     let headers = reader.headers()?.clone();
     let cols =

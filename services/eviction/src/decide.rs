@@ -1,0 +1,512 @@
+//! Rules C1–C5 as pure functions of a procedure's state, the new event and the time the
+//! alert is made: what to send, and what personal data the hub may hold afterwards.
+//!
+//! The state is non-personal (the consent in force, the steps); the personal data itself
+//! never enters this module — only the verdict on whether it may be held.
+
+use time::{Date, OffsetDateTime};
+
+use raccordo_core::clock::rome_date;
+
+use crate::event::{ConsentDecision, Step};
+
+/// A step as the hub keeps it: non-personal history (CONTRACT C1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub step: Step,
+    pub occurred_on: Date,
+    pub next_access_at: Option<OffsetDateTime>,
+    pub info_material_delivered: Option<bool>,
+}
+
+/// The citizen's decision in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentInForce {
+    pub decision: ConsentDecision,
+    pub recorded_at: OffsetDateTime,
+}
+
+/// What the hub knows of a procedure before the new event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcedureState {
+    /// The latest decision (by `recorded_at`), if any was ever recorded.
+    pub consent: Option<ConsentInForce>,
+    /// Steps in the order they occurred (ties: arrival).
+    pub history: Vec<StepRecord>,
+}
+
+impl ProcedureState {
+    /// Whether the citizen's decision in force is `granted`.
+    pub fn consent_active(&self) -> bool {
+        self.consent
+            .is_some_and(|c| c.decision == ConsentDecision::Granted)
+    }
+}
+
+/// The new event, without its personal part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    Step(&'a StepRecord),
+    Consent {
+        decision: ConsentDecision,
+        recorded_at: OffsetDateTime,
+    },
+}
+
+/// What made an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The citizen asked for help (C2): contact data and the known history.
+    Consent,
+    /// A step while consent is active (C3): the step's data, household included.
+    Step,
+}
+
+impl Trigger {
+    /// The payload's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Consent => "consent",
+            Trigger::Step => "step",
+        }
+    }
+}
+
+/// A notification the decision asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// `eviction.alert` to the comune's and ambito's servizi sociali.
+    Alert { trigger: Trigger, urgent: bool },
+    /// `eviction.consent_revoked` to the same referents (C4).
+    ConsentRevoked,
+}
+
+/// What may happen to the procedure's personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Personal {
+    /// Drop the personal data the event carries (C1 without consent; a stale decision);
+    /// whatever is already held stays as it is.
+    Drop,
+    /// Consent is active: hold the clear docket number and the shared data.
+    Hold,
+    /// Consent was revoked: delete whatever is held (C4).
+    Forget,
+}
+
+/// The verdict on one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub notices: Vec<Notice>,
+    pub personal: Personal,
+    /// For a consent decision: whether it is now the one in force (false when an older
+    /// decision arrives after a newer one: it changes nothing).
+    pub consent_applied: bool,
+}
+
+/// Decides on one event at `now`; `urgent_within_days` is `eviction.urgent_within_days`.
+pub fn decide(
+    state: &ProcedureState,
+    input: Input<'_>,
+    now: OffsetDateTime,
+    urgent_within_days: u32,
+) -> Decision {
+    match input {
+        Input::Step(step) => {
+            if !state.consent_active() {
+                // C1: the step counts in the statistics only.
+                return Decision {
+                    notices: vec![],
+                    personal: Personal::Drop,
+                    consent_applied: false,
+                };
+            }
+            let mut history = state.history.clone();
+            history.push(step.clone());
+            // C3, C5
+            let urgent = is_urgent(next_access(&history), now, urgent_within_days);
+            Decision {
+                notices: vec![Notice::Alert {
+                    trigger: Trigger::Step,
+                    urgent,
+                }],
+                personal: Personal::Hold,
+                consent_applied: false,
+            }
+        }
+        Input::Consent {
+            decision,
+            recorded_at,
+        } => {
+            // A decision recorded before the one in force arrived late: the citizen's
+            // later word stands. Of two with the same time, the later arrival stands.
+            if state.consent.is_some_and(|c| recorded_at < c.recorded_at) {
+                // Its personal data is dropped; what is held for the decision in force stays.
+                return Decision {
+                    notices: vec![],
+                    personal: Personal::Drop,
+                    consent_applied: false,
+                };
+            }
+            match decision {
+                // C2 (and again after a revocation: consent may be granted anew).
+                ConsentDecision::Granted => Decision {
+                    notices: vec![Notice::Alert {
+                        trigger: Trigger::Consent,
+                        urgent: is_urgent(next_access(&state.history), now, urgent_within_days),
+                    }],
+                    personal: Personal::Hold,
+                    consent_applied: true,
+                },
+                // C4: only referents who were told of the procedure hear of the revocation.
+                ConsentDecision::Revoked => Decision {
+                    notices: if state.consent_active() {
+                        vec![Notice::ConsentRevoked]
+                    } else {
+                        vec![]
+                    },
+                    personal: Personal::Forget,
+                    consent_applied: true,
+                },
+            }
+        }
+    }
+}
+
+/// The next access the procedure knows of: the one announced by the latest step (by
+/// `occurred_on`; of steps on the same day, the later arrival) that announced one.
+pub fn next_access(history: &[StepRecord]) -> Option<OffsetDateTime> {
+    history
+        .iter()
+        .filter(|s| s.next_access_at.is_some())
+        .max_by_key(|s| s.occurred_on)
+        .and_then(|s| s.next_access_at)
+}
+
+/// C5: the access falls on a Europe/Rome calendar day from today to `within_days` days
+/// ahead. An access earlier today is still urgent: the protocol asks for an appointment
+/// "anche il giorno dello sfratto esecutivo" (art. 3 lett. b).
+pub fn is_urgent(
+    next_access: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    within_days: u32,
+) -> bool {
+    next_access.is_some_and(|at| {
+        let days = (rome_date(at) - rome_date(now)).whole_days();
+        (0..=i64::from(within_days)).contains(&days)
+    })
+}
+
+/// Whole Europe/Rome days from `now` to the access (negative when past).
+pub fn days_until(at: OffsetDateTime, now: OffsetDateTime) -> i64 {
+    (rome_date(at) - rome_date(now)).whole_days()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    const NOW: OffsetDateTime = datetime!(2026-03-02 10:00 +01:00);
+    const DAYS: u32 = 7;
+
+    fn step(step: Step, on: Date, next_access_at: Option<OffsetDateTime>) -> StepRecord {
+        StepRecord {
+            step,
+            occurred_on: on,
+            next_access_at,
+            info_material_delivered: Some(true),
+        }
+    }
+
+    fn grant(at: OffsetDateTime) -> Input<'static> {
+        Input::Consent {
+            decision: ConsentDecision::Granted,
+            recorded_at: at,
+        }
+    }
+
+    fn revoke(at: OffsetDateTime) -> Input<'static> {
+        Input::Consent {
+            decision: ConsentDecision::Revoked,
+            recorded_at: at,
+        }
+    }
+
+    /// Applies a decision to the state, as the worker does in the database.
+    fn run(state: &mut ProcedureState, input: Input<'_>) -> Decision {
+        let d = decide(state, input, NOW, DAYS);
+        match input {
+            Input::Step(s) => state.history.push(s.clone()),
+            Input::Consent {
+                decision,
+                recorded_at,
+            } if d.consent_applied => {
+                state.consent = Some(ConsentInForce {
+                    decision,
+                    recorded_at,
+                })
+            }
+            Input::Consent { .. } => {}
+        }
+        d
+    }
+
+    fn alert(trigger: Trigger, urgent: bool) -> Vec<Notice> {
+        vec![Notice::Alert { trigger, urgent }]
+    }
+
+    #[test]
+    fn c1_a_step_without_consent_sends_nothing_and_keeps_nothing() {
+        let mut state = ProcedureState::default();
+        let s = step(Step::Intimazione, date!(2026 - 02 - 01), None);
+        let d = run(&mut state, Input::Step(&s));
+        assert!(d.notices.is_empty());
+        assert_eq!(d.personal, Personal::Drop);
+    }
+
+    #[test]
+    fn c1_an_urgent_step_without_consent_still_sends_nothing() {
+        let mut state = ProcedureState::default();
+        let s = step(
+            Step::Accesso,
+            date!(2026 - 03 - 01),
+            Some(datetime!(2026-03-03 09:00 +01:00)),
+        );
+        let d = run(&mut state, Input::Step(&s));
+        assert!(d.notices.is_empty());
+        assert_eq!(d.personal, Personal::Drop);
+    }
+
+    #[test]
+    fn c2_consent_before_any_step_alerts_with_the_contact_only() {
+        let mut state = ProcedureState::default();
+        let d = run(&mut state, grant(NOW));
+        assert_eq!(d.notices, alert(Trigger::Consent, false));
+        assert_eq!(d.personal, Personal::Hold);
+        assert!(d.consent_applied);
+    }
+
+    #[test]
+    fn c2_consent_after_steps_alerts_once_with_the_known_history() {
+        let mut state = ProcedureState::default();
+        for s in [
+            step(Step::Intimazione, date!(2026 - 01 - 10), None),
+            step(Step::Convalida, date!(2026 - 02 - 01), None),
+        ] {
+            assert!(run(&mut state, Input::Step(&s)).notices.is_empty());
+        }
+        let d = run(&mut state, grant(NOW));
+        assert_eq!(d.notices, alert(Trigger::Consent, false));
+        assert_eq!(state.history.len(), 2, "the alert carries both steps");
+    }
+
+    #[test]
+    fn c3_each_step_while_consent_is_active_alerts() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW));
+        for s in [
+            step(Step::Precetto, date!(2026 - 02 - 20), None),
+            step(Step::AvvisoSloggio, date!(2026 - 02 - 25), None),
+        ] {
+            let d = run(&mut state, Input::Step(&s));
+            assert_eq!(d.notices, alert(Trigger::Step, false));
+            assert_eq!(d.personal, Personal::Hold);
+        }
+    }
+
+    #[test]
+    fn c3_consent_between_steps_gates_only_the_later_ones() {
+        let mut state = ProcedureState::default();
+        let before = step(Step::Intimazione, date!(2026 - 01 - 10), None);
+        let after = step(Step::Convalida, date!(2026 - 02 - 10), None);
+        assert!(run(&mut state, Input::Step(&before)).notices.is_empty());
+        assert_eq!(
+            run(&mut state, grant(NOW)).notices,
+            alert(Trigger::Consent, false)
+        );
+        assert_eq!(
+            run(&mut state, Input::Step(&after)).notices,
+            alert(Trigger::Step, false)
+        );
+    }
+
+    #[test]
+    fn c4_revocation_tells_the_referents_and_forgets_the_personal_data() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW));
+        let d = run(&mut state, revoke(NOW + time::Duration::hours(1)));
+        assert_eq!(d.notices, vec![Notice::ConsentRevoked]);
+        assert_eq!(d.personal, Personal::Forget);
+        assert!(!state.consent_active());
+    }
+
+    #[test]
+    fn c4_steps_after_revocation_send_nothing() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW));
+        run(&mut state, revoke(NOW + time::Duration::hours(1)));
+        let s = step(
+            Step::Accesso,
+            date!(2026 - 03 - 01),
+            Some(datetime!(2026-03-03 09:00 +01:00)),
+        );
+        let d = run(&mut state, Input::Step(&s));
+        assert!(d.notices.is_empty());
+        assert_eq!(d.personal, Personal::Drop);
+    }
+
+    #[test]
+    fn c4_a_revocation_without_consent_tells_nobody() {
+        let mut state = ProcedureState::default();
+        let d = run(&mut state, revoke(NOW));
+        assert!(d.notices.is_empty(), "the referents never heard of it");
+        assert_eq!(d.personal, Personal::Forget);
+        let again = run(&mut state, revoke(NOW + time::Duration::hours(1)));
+        assert!(again.notices.is_empty());
+    }
+
+    #[test]
+    fn c4_consent_granted_again_after_a_revocation_alerts_again() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW));
+        run(&mut state, revoke(NOW + time::Duration::hours(1)));
+        let d = run(&mut state, grant(NOW + time::Duration::hours(2)));
+        assert_eq!(d.notices, alert(Trigger::Consent, false));
+        assert_eq!(d.personal, Personal::Hold);
+        let s = step(Step::Precetto, date!(2026 - 03 - 01), None);
+        assert_eq!(
+            run(&mut state, Input::Step(&s)).notices,
+            alert(Trigger::Step, false)
+        );
+    }
+
+    #[test]
+    fn c4_a_grant_recorded_before_a_revocation_but_arriving_after_it_changes_nothing() {
+        let mut state = ProcedureState::default();
+        run(&mut state, revoke(NOW));
+        let d = run(&mut state, grant(NOW - time::Duration::hours(1)));
+        assert!(d.notices.is_empty());
+        assert_eq!(d.personal, Personal::Drop);
+        assert!(!d.consent_applied);
+        assert!(!state.consent_active());
+    }
+
+    #[test]
+    fn c4_a_late_revocation_older_than_a_new_grant_changes_nothing() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW));
+        let d = run(&mut state, revoke(NOW - time::Duration::hours(1)));
+        assert!(d.notices.is_empty());
+        assert_eq!(
+            d.personal,
+            Personal::Drop,
+            "held data stays, the stale event's is dropped"
+        );
+        assert!(state.consent_active());
+    }
+
+    #[test]
+    fn c5_an_access_within_seven_days_makes_the_alert_urgent() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW));
+        let s = step(
+            Step::AvvisoSloggio,
+            date!(2026 - 03 - 01),
+            Some(datetime!(2026-03-09 09:00 +01:00)),
+        );
+        assert_eq!(
+            run(&mut state, Input::Step(&s)).notices,
+            alert(Trigger::Step, true)
+        );
+    }
+
+    #[test]
+    fn c5_an_access_eight_days_away_is_not_urgent() {
+        let at = datetime!(2026-03-10 09:00 +01:00);
+        assert!(!is_urgent(Some(at), NOW, DAYS));
+        assert!(is_urgent(Some(at), NOW, 8));
+    }
+
+    #[test]
+    fn c5_an_access_today_is_still_urgent_even_after_its_hour() {
+        let this_morning = datetime!(2026-03-02 08:00 +01:00);
+        let tonight = datetime!(2026-03-02 23:30 +01:00);
+        assert!(is_urgent(Some(this_morning), NOW, DAYS));
+        assert!(is_urgent(Some(tonight), NOW, DAYS));
+        assert!(is_urgent(Some(this_morning), NOW, 0));
+    }
+
+    #[test]
+    fn c5_an_access_that_already_happened_is_not_urgent() {
+        assert!(!is_urgent(
+            Some(datetime!(2026-03-01 09:00 +01:00)),
+            NOW,
+            DAYS
+        ));
+        assert!(!is_urgent(None, NOW, DAYS));
+    }
+
+    #[test]
+    fn c5_days_are_counted_in_europe_rome_across_the_cest_change() {
+        // 22 March 23:45 in Rome (CET, 22:45 UTC); access 30 March 00:15 in Rome (CEST,
+        // 29 March 22:15 UTC): eight Rome days — not urgent, though UTC dates say seven
+        // and a fixed +01:00 offset would too.
+        let now = datetime!(2026-03-22 22:45 UTC);
+        let access = datetime!(2026-03-29 22:15 UTC);
+        assert_eq!(days_until(access, now), 8);
+        assert!(!is_urgent(Some(access), now, DAYS));
+        // The same access seen from 23 March 00:30 (Rome) is seven days away: urgent.
+        let next_morning = datetime!(2026-03-22 23:30 UTC);
+        assert!(is_urgent(Some(access), next_morning, DAYS));
+    }
+
+    #[test]
+    fn c5_a_late_night_access_at_the_end_of_october_counts_in_the_rome_day() {
+        // 25 October 2026 is the CEST→CET change; 01:30 UTC on 1 Nov is 02:30 in Rome.
+        let now = datetime!(2026-10-24 21:30 UTC); // 24 Oct 23:30 CEST
+        let access = datetime!(2026-10-31 23:30 UTC); // 1 Nov 00:30 CET
+        assert_eq!(days_until(access, now), 8);
+        assert!(!is_urgent(Some(access), now, DAYS));
+    }
+
+    #[test]
+    fn c5_the_consent_alert_is_urgent_when_the_known_access_is_near() {
+        let mut state = ProcedureState::default();
+        let s = step(
+            Step::AvvisoSloggio,
+            date!(2026 - 02 - 25),
+            Some(datetime!(2026-03-05 09:00 +01:00)),
+        );
+        run(&mut state, Input::Step(&s));
+        assert_eq!(
+            run(&mut state, grant(NOW)).notices,
+            alert(Trigger::Consent, true)
+        );
+    }
+
+    #[test]
+    fn c5_the_latest_step_sets_the_next_access() {
+        let history = vec![
+            step(
+                Step::AvvisoSloggio,
+                date!(2026 - 02 - 25),
+                Some(datetime!(2026-03-03 09:00 +01:00)),
+            ),
+            step(
+                Step::Accesso,
+                date!(2026 - 03 - 03),
+                Some(datetime!(2026-04-20 09:00 +02:00)),
+            ),
+            // arrived late, occurred earlier: does not override
+            step(
+                Step::Precetto,
+                date!(2026 - 02 - 01),
+                Some(datetime!(2026-03-04 09:00 +01:00)),
+            ),
+        ];
+        assert_eq!(
+            next_access(&history),
+            Some(datetime!(2026-04-20 09:00 +02:00))
+        );
+    }
+}

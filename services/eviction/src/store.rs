@@ -1,0 +1,355 @@
+//! The eviction tables (`migrations/0004_eviction.sql`). Functions take `&mut PgConnection`
+//! so the caller owns the transaction. Only [`hold_personal`] writes personal data, and
+//! the worker calls it only when the decision core says consent is active.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use raccordo_core::domain::ComuneIstat;
+
+use crate::decide::{ConsentInForce, ProcedureState, StepRecord};
+use crate::event::{ConsentDecision, Step};
+use crate::personal::{Contact, Household, ProcedureId, Pseudonym};
+
+/// A procedure's row, locked for the transaction.
+#[derive(Debug, Clone)]
+pub struct ProcedureRow {
+    pub state: ProcedureState,
+    /// The eviction_consents row in force.
+    pub consent_id: Option<i64>,
+}
+
+/// Creates the procedure's row if missing, locks it (two events of one procedure are
+/// decided one after the other), and loads its state.
+pub async fn lock_procedure(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+    comune: &ComuneIstat,
+) -> Result<ProcedureRow, sqlx::Error> {
+    sqlx::query(
+        r#"
+        INSERT INTO eviction_procedures (pseudonym, comune_istat)
+        VALUES ($1, $2)
+        ON CONFLICT (pseudonym) DO NOTHING
+        "#,
+    )
+    .bind(pseudonym.as_ref())
+    .bind(comune.as_ref())
+    .execute(&mut *tx)
+    .await?;
+    let (consent, consent_id, recorded_at): (String, Option<i64>, Option<OffsetDateTime>) =
+        sqlx::query_as(
+            r#"
+            SELECT consent, consent_id, consent_recorded_at
+            FROM eviction_procedures
+            WHERE pseudonym = $1
+            FOR UPDATE
+            "#,
+        )
+        .bind(pseudonym.as_ref())
+        .fetch_one(&mut *tx)
+        .await?;
+    let consent = match (ConsentDecision::parse(&consent), recorded_at) {
+        (Some(decision), Some(recorded_at)) => Some(ConsentInForce {
+            decision,
+            recorded_at,
+        }),
+        _ => None,
+    };
+    let history = load_history(tx, pseudonym).await?;
+    Ok(ProcedureRow {
+        state: ProcedureState { consent, history },
+        consent_id,
+    })
+}
+
+/// The procedure's steps in the order they occurred (ties: arrival).
+pub async fn load_history(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+) -> Result<Vec<StepRecord>, sqlx::Error> {
+    let rows: Vec<(String, Date, Option<OffsetDateTime>, Option<bool>)> = sqlx::query_as(
+        r#"
+        SELECT step, occurred_on, next_access_at, info_material_delivered
+        FROM eviction_steps
+        WHERE pseudonym = $1
+        ORDER BY occurred_on, id
+        "#,
+    )
+    .bind(pseudonym.as_ref())
+    .fetch_all(tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(step, occurred_on, next_access_at, info)| {
+            Some(StepRecord {
+                step: Step::parse(&step)?,
+                occurred_on,
+                next_access_at,
+                info_material_delivered: info,
+            })
+        })
+        .collect())
+}
+
+/// Appends a step to the non-personal history, and moves the procedure to its comune.
+pub async fn insert_step(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+    comune: &ComuneIstat,
+    step: &StepRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        INSERT INTO eviction_steps (pseudonym, step, occurred_on, next_access_at, comune_istat, info_material_delivered)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        "#,
+    )
+    .bind(pseudonym.as_ref())
+    .bind(step.step.as_str())
+    .bind(step.occurred_on)
+    .bind(step.next_access_at)
+    .bind(comune.as_ref())
+    .bind(step.info_material_delivered)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        r#"
+        UPDATE eviction_procedures
+        SET comune_istat = $2,
+            updated_at = now()
+        WHERE pseudonym = $1
+        "#,
+    )
+    .bind(pseudonym.as_ref())
+    .bind(comune.as_ref())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A consent decision as received, for the audit.
+pub struct ConsentRecord<'a> {
+    pub decision: ConsentDecision,
+    pub recorded_by: &'a str,
+    pub recorded_at: OffsetDateTime,
+    pub applied: bool,
+}
+
+/// Records a decision; when it is the one in force, the procedure points at it.
+pub async fn record_consent(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+    comune: &ComuneIstat,
+    consent: &ConsentRecord<'_>,
+) -> Result<i64, sqlx::Error> {
+    let id: i64 = sqlx::query_scalar(
+        r#"
+        INSERT INTO eviction_consents (pseudonym, comune_istat, decision, recorded_by, recorded_at, applied)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING id
+        "#,
+    )
+    .bind(pseudonym.as_ref())
+    .bind(comune.as_ref())
+    .bind(consent.decision.as_str())
+    .bind(consent.recorded_by)
+    .bind(consent.recorded_at)
+    .bind(consent.applied)
+    .fetch_one(&mut *tx)
+    .await?;
+    if consent.applied {
+        sqlx::query(
+            r#"
+            UPDATE eviction_procedures
+            SET consent = $2,
+                consent_id = $3,
+                consent_recorded_at = $4,
+                comune_istat = $5,
+                updated_at = now()
+            WHERE pseudonym = $1
+            "#,
+        )
+        .bind(pseudonym.as_ref())
+        .bind(consent.decision.as_str())
+        .bind(id)
+        .bind(consent.recorded_at)
+        .bind(comune.as_ref())
+        .execute(tx)
+        .await?;
+    }
+    Ok(id)
+}
+
+/// The personal data held for a procedure with active consent.
+#[derive(Debug, Clone)]
+pub struct HeldPersonal {
+    pub procedure_id: ProcedureId,
+    pub contact: Option<Contact>,
+    pub household: Option<Household>,
+}
+
+/// Holds the clear docket number and the shared data. CONTRACT C1: call only while
+/// consent is active. A `None` keeps what is held.
+pub async fn hold_personal(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+    procedure_id: &ProcedureId,
+    contact: Option<&Contact>,
+    household: Option<&Household>,
+) -> Result<HeldPersonal, sqlx::Error> {
+    let to_json = |v: Option<Value>| v.filter(|v| !v.is_null());
+    let (procedure_id_text, contact, household): (String, Option<Value>, Option<Value>) =
+        sqlx::query_as(
+            r#"
+            INSERT INTO eviction_personal (pseudonym, procedure_id, contact, household)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT (pseudonym) DO UPDATE
+            SET procedure_id = EXCLUDED.procedure_id,
+                contact = COALESCE(EXCLUDED.contact, eviction_personal.contact),
+                household = COALESCE(EXCLUDED.household, eviction_personal.household),
+                updated_at = now()
+            RETURNING procedure_id, contact, household
+            "#,
+        )
+        .bind(pseudonym.as_ref())
+        .bind(procedure_id.expose())
+        .bind(to_json(contact.and_then(|c| serde_json::to_value(c).ok())))
+        .bind(to_json(
+            household.and_then(|h| serde_json::to_value(h).ok()),
+        ))
+        .fetch_one(tx)
+        .await?;
+    Ok(HeldPersonal {
+        procedure_id: ProcedureId::parse(&procedure_id_text)
+            .unwrap_or_else(|_| procedure_id.clone()),
+        contact: contact.and_then(|v| serde_json::from_value(v).ok()),
+        household: household.and_then(|v| serde_json::from_value(v).ok()),
+    })
+}
+
+/// CONTRACT C4: deletes the personal data held for a procedure, removes it from the
+/// payloads of the alerts already made, and cancels those not yet delivered. Returns
+/// how many deliveries were cancelled.
+pub async fn forget_personal(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM eviction_personal WHERE pseudonym = $1")
+        .bind(pseudonym.as_ref())
+        .execute(&mut *tx)
+        .await?;
+    let cancelled = sqlx::query(
+        r#"
+        UPDATE deliveries
+        SET failed_at = now(),
+            last_error = 'not sent: the family revoked its consent before delivery (C4)'
+        WHERE delivered_at IS NULL
+          AND failed_at IS NULL
+          AND notification_id IN (
+                SELECT e.notification_id
+                FROM eviction_notifications e
+                JOIN notifications n ON n.id = e.notification_id
+                WHERE e.pseudonym = $1
+                  AND n.kind = 'eviction.alert'
+          )
+        "#,
+    )
+    .bind(pseudonym.as_ref())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    scrub_payloads(tx, Some(pseudonym), Some("eviction.alert")).await?;
+    Ok(cancelled)
+}
+
+/// Replaces the payloads of a procedure's notifications (or, with `None`, of every
+/// delivered `eviction.consent_revoked`) with their non-personal part.
+pub async fn scrub_payloads(
+    tx: &mut PgConnection,
+    pseudonym: Option<&Pseudonym>,
+    kind: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        r#"
+        WITH target AS (
+            SELECT e.notification_id
+            FROM eviction_notifications e
+            JOIN notifications n ON n.id = e.notification_id
+            WHERE e.scrubbed_at IS NULL
+              AND ($1::TEXT IS NULL OR e.pseudonym = $1)
+              AND ($2::TEXT IS NULL OR n.kind = $2)
+              AND ($1::TEXT IS NOT NULL OR (
+                    (n.published_at IS NOT NULL OR n.undeliverable)
+                AND NOT EXISTS (
+                    SELECT 1 FROM deliveries d
+                    WHERE d.notification_id = n.id
+                      AND d.delivered_at IS NULL
+                      AND d.failed_at IS NULL
+                )
+              ))
+            FOR UPDATE OF e
+        ), scrubbed AS (
+            UPDATE notifications n
+            SET payload = jsonb_build_object(
+                    'scrubbed', TRUE,
+                    'comune_istat', n.payload -> 'comune_istat',
+                    'comune_nome', n.payload -> 'comune_nome',
+                    'trigger', n.payload -> 'trigger'
+                )
+            FROM target
+            WHERE n.id = target.notification_id
+            RETURNING n.id
+        )
+        UPDATE eviction_notifications e
+        SET scrubbed_at = now()
+        FROM scrubbed
+        WHERE e.notification_id = scrubbed.id
+        "#,
+    )
+    .bind(pseudonym.map(|p| p.as_ref().to_owned()))
+    .bind(kind)
+    .execute(tx)
+    .await?
+    .rows_affected())
+}
+
+/// Links a notification to its procedure and to the consent decision that authorised it.
+pub async fn link_notification(
+    tx: &mut PgConnection,
+    notification_id: Uuid,
+    pseudonym: &Pseudonym,
+    consent_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        INSERT INTO eviction_notifications (notification_id, pseudonym, consent_id)
+        VALUES ($1, $2, $3)
+        "#,
+    )
+    .bind(notification_id)
+    .bind(pseudonym.as_ref())
+    .bind(consent_id)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Who recorded a consent decision, and when.
+pub async fn load_consent(
+    tx: &mut PgConnection,
+    consent_id: i64,
+) -> Result<(String, OffsetDateTime), sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT recorded_by, recorded_at
+        FROM eviction_consents
+        WHERE id = $1
+        "#,
+    )
+    .bind(consent_id)
+    .fetch_one(tx)
+    .await
+}

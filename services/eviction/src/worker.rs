@@ -1,0 +1,648 @@
+//! The database side of the eviction worker: lock the procedure (by pseudonym), decide,
+//! record the non-personal history, hold or forget personal data as the decision says,
+//! and write the alerts to the outbox — all in the inbound transaction.
+//!
+//! Log lines name the pseudonym's first characters, the step and the consent state; never
+//! the docket number, the household or the contact (CONTRACT C1).
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use raccordo_core::amqp::HandleError;
+use raccordo_core::clock::now;
+use raccordo_core::db::{NewNotification, insert_notification};
+use raccordo_core::domain::{ComuneIstat, format_date};
+use raccordo_core::envelope::{Envelope, EventType};
+use raccordo_core::inbound::EventWorker;
+use raccordo_core::notification::NotificationKind;
+use raccordo_core::registry::{Comune, load_comune, recipients_for};
+
+use crate::decide::{
+    Input, Notice, Personal, StepRecord, Trigger, days_until, decide, next_access,
+};
+use crate::event::{ConsentEvent, StepEvent};
+use crate::personal::{Household, ProcedureId, Pseudonym, Pseudonymizer};
+use crate::store::{
+    self, ConsentRecord, HeldPersonal, forget_personal, hold_personal, link_notification,
+    load_consent, lock_procedure, record_consent,
+};
+use raccordo_core::clock::rome_local;
+
+/// The worker of `eviction.step.v1` and `eviction.consent.v1`.
+pub struct EvictionWorker {
+    pseudonyms: Pseudonymizer,
+    urgent_within_days: u32,
+}
+
+impl EvictionWorker {
+    /// With the pseudonym key and `eviction.urgent_within_days`.
+    pub fn new(pseudonyms: Pseudonymizer, urgent_within_days: u32) -> Self {
+        Self {
+            pseudonyms,
+            urgent_within_days,
+        }
+    }
+}
+
+#[async_trait]
+impl EventWorker for EvictionWorker {
+    fn accepts(&self) -> &'static [EventType] {
+        &[EventType::EvictionStep, EventType::EvictionConsent]
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+        match event.event_type {
+            EventType::EvictionStep => {
+                let step: StepEvent = event
+                    .data_as()
+                    .map_err(|e| HandleError::Permanent(e.to_string()))?;
+                self.apply_step(tx, step).await
+            }
+            EventType::EvictionConsent => {
+                let consent: ConsentEvent = event
+                    .data_as()
+                    .map_err(|e| HandleError::Permanent(e.to_string()))?;
+                self.apply_consent(tx, consent).await
+            }
+            other => Err(HandleError::Permanent(format!(
+                "the eviction worker does not handle {other}"
+            ))),
+        }
+    }
+}
+
+impl EvictionWorker {
+    async fn apply_step(&self, tx: &mut PgConnection, event: StepEvent) -> Result<(), HandleError> {
+        let comune = known_comune(tx, &event.comune_istat).await?;
+        let pseudonym = self.pseudonyms.pseudonym(&event.procedure_id);
+        let row = lock_procedure(tx, &pseudonym, &comune.istat)
+            .await
+            .map_err(HandleError::from_db)?;
+        let record = StepRecord {
+            step: event.step,
+            occurred_on: event.occurred_on,
+            next_access_at: event.next_access_at,
+            info_material_delivered: event.info_material_delivered,
+        };
+        let at = now();
+        let decision = decide(
+            &row.state,
+            Input::Step(&record),
+            at,
+            self.urgent_within_days,
+        );
+        store::insert_step(tx, &pseudonym, &comune.istat, &record)
+            .await
+            .map_err(HandleError::from_db)?;
+        let held = match decision.personal {
+            Personal::Hold => Some(
+                hold_personal(
+                    tx,
+                    &pseudonym,
+                    &event.procedure_id,
+                    None,
+                    event.household.as_ref(),
+                )
+                .await
+                .map_err(HandleError::from_db)?,
+            ),
+            Personal::Forget => {
+                forget_personal(tx, &pseudonym)
+                    .await
+                    .map_err(HandleError::from_db)?;
+                None
+            }
+            Personal::Drop => None,
+        };
+        let mut history = row.state.history.clone();
+        history.push(record.clone());
+        history.sort_by_key(|s| s.occurred_on);
+        let mut alerts = 0;
+        for notice in &decision.notices {
+            if let (Notice::Alert { trigger, urgent }, Some(held), Some(consent_id)) =
+                (notice, held.as_ref(), row.consent_id)
+            {
+                let consent = load_consent(tx, consent_id)
+                    .await
+                    .map_err(HandleError::from_db)?;
+                let payload = alert_payload(&AlertFacts {
+                    trigger: *trigger,
+                    urgent: *urgent,
+                    urgent_within_days: self.urgent_within_days,
+                    comune: &comune,
+                    held,
+                    household: event.household.as_ref().or(held.household.as_ref()),
+                    step: Some(&record),
+                    history: &history,
+                    consent: &consent,
+                    now: at,
+                });
+                notify(
+                    tx,
+                    NotificationKind::EvictionAlert,
+                    &comune,
+                    payload,
+                    *urgent,
+                    &pseudonym,
+                    consent_id,
+                )
+                .await?;
+                alerts += 1;
+            }
+        }
+        tracing::debug!(
+            procedure = pseudonym.short(),
+            step = %record.step,
+            consent = row.state.consent_active(),
+            alerts,
+            "Eviction step handled."
+        );
+        Ok(())
+    }
+
+    async fn apply_consent(
+        &self,
+        tx: &mut PgConnection,
+        event: ConsentEvent,
+    ) -> Result<(), HandleError> {
+        let comune = known_comune(tx, &event.comune_istat).await?;
+        let pseudonym = self.pseudonyms.pseudonym(&event.procedure_id);
+        let row = lock_procedure(tx, &pseudonym, &comune.istat)
+            .await
+            .map_err(HandleError::from_db)?;
+        let at = now();
+        let decision = decide(
+            &row.state,
+            Input::Consent {
+                decision: event.decision,
+                recorded_at: event.recorded_at,
+            },
+            at,
+            self.urgent_within_days,
+        );
+        let consent_id = record_consent(
+            tx,
+            &pseudonym,
+            &comune.istat,
+            &ConsentRecord {
+                decision: event.decision,
+                recorded_by: &event.recorded_by,
+                recorded_at: event.recorded_at,
+                applied: decision.consent_applied,
+            },
+        )
+        .await
+        .map_err(HandleError::from_db)?;
+        let held = match decision.personal {
+            Personal::Hold => Some(
+                hold_personal(
+                    tx,
+                    &pseudonym,
+                    &event.procedure_id,
+                    event.contact.as_ref(),
+                    None,
+                )
+                .await
+                .map_err(HandleError::from_db)?,
+            ),
+            Personal::Forget => {
+                let cancelled = forget_personal(tx, &pseudonym)
+                    .await
+                    .map_err(HandleError::from_db)?;
+                if cancelled > 0 {
+                    tracing::info!(
+                        procedure = pseudonym.short(),
+                        cancelled,
+                        "Consent revoked before delivery: alerts not sent."
+                    );
+                }
+                None
+            }
+            Personal::Drop => None,
+        };
+        let consent = (event.recorded_by.clone(), event.recorded_at);
+        for notice in &decision.notices {
+            match (notice, held.as_ref()) {
+                (Notice::Alert { trigger, urgent }, Some(held)) => {
+                    let payload = alert_payload(&AlertFacts {
+                        trigger: *trigger,
+                        urgent: *urgent,
+                        urgent_within_days: self.urgent_within_days,
+                        comune: &comune,
+                        held,
+                        household: held.household.as_ref(),
+                        step: None,
+                        history: &row.state.history,
+                        consent: &consent,
+                        now: at,
+                    });
+                    notify(
+                        tx,
+                        NotificationKind::EvictionAlert,
+                        &comune,
+                        payload,
+                        *urgent,
+                        &pseudonym,
+                        consent_id,
+                    )
+                    .await?;
+                }
+                (Notice::ConsentRevoked, _) => {
+                    let payload = revoked_payload(&event.procedure_id, &comune, &consent);
+                    notify(
+                        tx,
+                        NotificationKind::EvictionConsentRevoked,
+                        &comune,
+                        payload,
+                        false,
+                        &pseudonym,
+                        consent_id,
+                    )
+                    .await?;
+                }
+                (Notice::Alert { .. }, None) => {}
+            }
+        }
+        tracing::debug!(
+            procedure = pseudonym.short(),
+            decision = event.decision.as_str(),
+            applied = decision.consent_applied,
+            notices = decision.notices.len(),
+            "Eviction consent handled."
+        );
+        Ok(())
+    }
+}
+
+async fn known_comune(tx: &mut PgConnection, istat: &ComuneIstat) -> Result<Comune, HandleError> {
+    load_comune(tx, istat)
+        .await
+        .map_err(HandleError::from_db)?
+        .ok_or_else(|| {
+            HandleError::Permanent(format!(
+                "unknown comune {istat}: it is not in the registry (raccordo import comuni)"
+            ))
+        })
+}
+
+/// Writes one notification to the outbox and links it to the procedure and the consent
+/// decision that authorised it.
+async fn notify(
+    tx: &mut PgConnection,
+    kind: NotificationKind,
+    comune: &Comune,
+    payload: Value,
+    urgent: bool,
+    pseudonym: &Pseudonym,
+    consent_id: i64,
+) -> Result<(), HandleError> {
+    let recipients = recipients_for(tx, kind, comune)
+        .await
+        .map_err(HandleError::from_db)?;
+    let id = insert_notification(
+        tx,
+        &NewNotification {
+            kind,
+            comune_istat: Some(comune.istat.clone()),
+            payload,
+            urgent,
+            recipients,
+        },
+    )
+    .await
+    .map_err(HandleError::from_db)?;
+    link_notification(tx, id, pseudonym, consent_id)
+        .await
+        .map_err(HandleError::from_db)
+}
+
+/// Everything an alert says.
+struct AlertFacts<'a> {
+    trigger: Trigger,
+    urgent: bool,
+    urgent_within_days: u32,
+    comune: &'a Comune,
+    held: &'a HeldPersonal,
+    household: Option<&'a Household>,
+    /// The step that made the alert (C3).
+    step: Option<&'a StepRecord>,
+    /// The procedure's known steps, oldest first.
+    history: &'a [StepRecord],
+    /// Who recorded the consent in force, and when.
+    consent: &'a (String, OffsetDateTime),
+    now: OffsetDateTime,
+}
+
+/// The template data of an `eviction.alert`. Holds personal data: built only from data
+/// held under active consent.
+fn alert_payload(f: &AlertFacts<'_>) -> Value {
+    let access = next_access(f.history);
+    json!({
+        "trigger": f.trigger.as_str(),
+        "procedure_id": f.held.procedure_id.expose(),
+        "comune_istat": f.comune.istat,
+        "comune_nome": f.comune.nome,
+        "ambito": f.comune.ambito,
+        "step": f.step.map(step_json),
+        "current_step": f.history.last().map(step_json),
+        "history": f.history.iter().map(step_json).collect::<Vec<_>>(),
+        "contact": f.held.contact,
+        "household": f.household,
+        "urgent": f.urgent,
+        "urgent_within_days": f.urgent_within_days,
+        "next_access": access.map(|at| {
+            let (date, time) = rome_local(at);
+            json!({ "date": date, "time": time, "days": days_until(at, f.now) })
+        }),
+        "consent": consent_json(f.consent),
+    })
+}
+
+/// The template data of an `eviction.consent_revoked` (C4): the docket number from the
+/// revocation event, which the referents already know, and nothing else personal.
+fn revoked_payload(
+    procedure_id: &ProcedureId,
+    comune: &Comune,
+    consent: &(String, OffsetDateTime),
+) -> Value {
+    json!({
+        "procedure_id": procedure_id.expose(),
+        "comune_istat": comune.istat,
+        "comune_nome": comune.nome,
+        "ambito": comune.ambito,
+        "consent": consent_json(consent),
+    })
+}
+
+fn step_json(s: &StepRecord) -> Value {
+    json!({
+        "step": s.step.as_str(),
+        "short": s.step.short(),
+        "label": s.step.label(),
+        "occurred_on": format_date(s.occurred_on),
+        "next_access": s.next_access_at.map(|at| {
+            let (date, time) = rome_local(at);
+            json!({ "date": date, "time": time })
+        }),
+        "info_material_delivered": s.info_material_delivered,
+    })
+}
+
+fn consent_json(consent: &(String, OffsetDateTime)) -> Value {
+    let (date, time) = rome_local(consent.1);
+    json!({ "recorded_by": consent.0, "date": date, "time": time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Step;
+    use crate::personal::Contact;
+    use raccordo_mailer::{RecipientContext, Rendered, render};
+    use time::macros::{date, datetime};
+    use uuid::Uuid;
+
+    const NOW: OffsetDateTime = datetime!(2026-03-02 10:00 +01:00);
+
+    fn rho() -> Comune {
+        Comune {
+            istat: ComuneIstat::parse("015182").expect("valid"),
+            nome: "Rho".into(),
+            popolazione: 50_000,
+            zona: "Nord Ovest".into(),
+            ambito: Some("Rho".into()),
+            quota: None,
+            protocollo: true,
+        }
+    }
+
+    fn held() -> HeldPersonal {
+        HeldPersonal {
+            procedure_id: ProcedureId::parse("RG-9931/2026").expect("valid"),
+            contact: Some(Contact {
+                name: Some("Lucia Quetzal".into()),
+                phone: Some("+39 333 7654321".into()),
+                email: Some("quetzal@example.org".into()),
+                address: None,
+                notes: Some("Chiamare dopo le 17".into()),
+            }),
+            household: None,
+        }
+    }
+
+    fn household() -> Household {
+        Household {
+            name: Some("Famiglia Quetzal".into()),
+            address: Some("Via Giada 3, Rho".into()),
+            members: Some(4),
+            minors: Some(2),
+            frail: Some(true),
+            ..Household::default()
+        }
+    }
+
+    fn history() -> Vec<StepRecord> {
+        vec![
+            StepRecord {
+                step: Step::Intimazione,
+                occurred_on: date!(2026 - 01 - 12),
+                next_access_at: None,
+                info_material_delivered: Some(true),
+            },
+            StepRecord {
+                step: Step::Precetto,
+                occurred_on: date!(2026 - 02 - 20),
+                next_access_at: Some(datetime!(2026-03-02 09:00 +01:00)),
+                info_material_delivered: None,
+            },
+        ]
+    }
+
+    fn email(kind: &str, payload: &Value) -> Rendered {
+        render(
+            kind,
+            Uuid::nil(),
+            payload,
+            &RecipientContext {
+                name: None,
+                institution: "Comune di Rho - Servizi sociali".into(),
+                role: "servizi_sociali".into(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{kind}: {e:?}"))
+    }
+
+    fn consent() -> (String, OffsetDateTime) {
+        (
+            "Sportello sociale di Rho".into(),
+            datetime!(2026-03-01 11:00 +01:00),
+        )
+    }
+
+    #[test]
+    fn c2_the_consent_alert_has_the_contact_and_the_history_and_a_clean_subject() {
+        let h = history();
+        let held = held();
+        let c = consent();
+        let payload = alert_payload(&AlertFacts {
+            trigger: Trigger::Consent,
+            urgent: false,
+            urgent_within_days: 7,
+            comune: &rho(),
+            held: &held,
+            household: None,
+            step: None,
+            history: &h,
+            consent: &c,
+            now: NOW,
+        });
+        let mail = email("eviction.alert", &payload);
+        assert_eq!(
+            mail.subject,
+            "Sfratto a Rho: richiesta di aiuto della famiglia (fase: precetto)"
+        );
+        assert!(mail.text.contains("RG-9931/2026"));
+        for body in [&mail.text, &mail.html] {
+            assert!(body.contains("RG-9931"));
+            assert!(body.contains("Lucia Quetzal"));
+            assert!(body.contains("+39 333 7654321"));
+            assert!(body.contains("12 gennaio 2026"));
+            assert!(body.contains("20 febbraio 2026"));
+            assert!(body.contains("Sportello sociale di Rho"));
+            assert!(body.contains("art. 3"));
+            assert!(body.contains("escomio"));
+        }
+        for secret in ["9931", "Quetzal", "333"] {
+            assert!(!mail.subject.contains(secret));
+        }
+    }
+
+    #[test]
+    fn c2_consent_before_any_step_says_no_step_is_known_yet() {
+        let held = held();
+        let c = consent();
+        let payload = alert_payload(&AlertFacts {
+            trigger: Trigger::Consent,
+            urgent: false,
+            urgent_within_days: 7,
+            comune: &rho(),
+            held: &held,
+            household: None,
+            step: None,
+            history: &[],
+            consent: &c,
+            now: NOW,
+        });
+        let mail = email("eviction.alert", &payload);
+        assert!(mail.subject.ends_with("(fase: non ancora nota)"));
+        assert!(
+            mail.text
+                .contains("Nessuna fase della procedura è ancora nota")
+        );
+    }
+
+    #[test]
+    fn c3_a_step_alert_carries_the_step_and_the_household() {
+        let h = history();
+        let held = held();
+        let c = consent();
+        let hh = household();
+        let payload = alert_payload(&AlertFacts {
+            trigger: Trigger::Step,
+            urgent: false,
+            urgent_within_days: 7,
+            comune: &rho(),
+            held: &held,
+            household: Some(&hh),
+            step: Some(&h[1]),
+            history: &h,
+            consent: &c,
+            now: NOW - time::Duration::days(30),
+        });
+        let mail = email("eviction.alert", &payload);
+        assert_eq!(
+            mail.subject,
+            "Sfratto a Rho: nuova fase della procedura (fase: precetto)"
+        );
+        assert!(mail.text.contains("Famiglia Quetzal"));
+        assert!(mail.text.contains("Via Giada 3, Rho"));
+        assert!(mail.text.contains("Minori: 2"));
+        assert!(mail.text.contains("persone fragili"));
+    }
+
+    #[test]
+    fn c5_an_urgent_alert_on_the_day_of_the_access_asks_for_the_highest_priority() {
+        let h = history();
+        let held = held();
+        let c = consent();
+        let payload = alert_payload(&AlertFacts {
+            trigger: Trigger::Consent,
+            urgent: true,
+            urgent_within_days: 7,
+            comune: &rho(),
+            held: &held,
+            household: None,
+            step: None,
+            history: &h,
+            consent: &c,
+            now: NOW,
+        });
+        assert_eq!(payload["next_access"]["days"], 0);
+        let mail = email("eviction.alert", &payload);
+        for body in [&mail.text, &mail.html] {
+            assert!(body.contains("URGENTE"));
+            assert!(body.contains("OGGI"));
+            assert!(body.contains("massima priorità"));
+            assert!(body.contains("anche il giorno stesso dell"));
+        }
+    }
+
+    #[test]
+    fn c4_the_revocation_notice_has_the_docket_number_and_nothing_else_personal() {
+        let payload = revoked_payload(&held().procedure_id, &rho(), &consent());
+        let text = payload.to_string();
+        assert!(text.contains("RG-9931/2026"));
+        assert!(!text.contains("Quetzal") && !text.contains("333"));
+        let mail = email("eviction.consent_revoked", &payload);
+        assert_eq!(
+            mail.subject,
+            "Sfratto a Rho: la famiglia ha revocato il consenso"
+        );
+        assert!(mail.text.contains("RG-9931/2026"));
+        assert!(mail.text.contains("Non contatti la famiglia"));
+    }
+
+    #[test]
+    fn c6_the_statistics_email_shows_masked_counts() {
+        let units = crate::stats::group(vec![
+            (
+                Some("Rho".into()),
+                "015182".into(),
+                "Rho".into(),
+                "precetto".into(),
+                2,
+            ),
+            (
+                Some("Rho".into()),
+                "015009".into(),
+                "Arese".into(),
+                "accesso".into(),
+                5,
+            ),
+        ]);
+        let month = raccordo_core::clock::YearMonth::parse("2026-03").expect("valid");
+        let mail = email(
+            "eviction.stats",
+            &crate::stats::stats_payload(month, &units[0]),
+        );
+        assert_eq!(
+            mail.subject,
+            "Statistiche sfratti di marzo 2026: ambito territoriale Rho"
+        );
+        assert!(mail.text.contains("precetto: <3"));
+        assert!(mail.text.contains("accesso dell'ufficiale giudiziario: 5"));
+        assert!(mail.html.contains("&lt;3"));
+    }
+}

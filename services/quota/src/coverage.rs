@@ -1,0 +1,378 @@
+//! Coverage per comune and zona as of now (Q2–Q4, salvaguardia, Q7 flags), computed from the
+//! registry and the facilities' newest reports with the same functions the worker decides
+//! with — the figures of `raccordo report coverage` and of the monthly verification.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use time::Date;
+
+use raccordo_core::domain::{ComuneIstat, format_date, parse_date};
+use raccordo_core::registry::Comune;
+use raccordo_core::settings::QuotaSettings;
+
+use crate::decide::{
+    ComuneFigures, Facility, Ratios, Rule, ZonaTotals, flagged, percentage, quota_of, ratio,
+    reaches, standing, verification_deadline,
+};
+use crate::occupancy::ReceptionKind;
+
+/// One comune in the coverage report. The first eight fields are CONTRACT §8.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComuneCoverage {
+    pub istat: String,
+    pub nome: String,
+    pub zona: String,
+    pub quota: i64,
+    /// Places of active SPRAR facilities + presences in CAS (Q2).
+    pub coverage: i64,
+    /// `coverage / quota` as a fraction.
+    pub ratio: f64,
+    /// Excluded from tenders (Q4).
+    pub excluded: bool,
+    /// `comune` or `zona` while excluded, else null.
+    pub rule: Option<Rule>,
+    /// Inhabitants (census).
+    pub population: i32,
+    /// `coverage / quota` in percent, one decimal.
+    pub percentage: f64,
+    /// `tabella` (the Prefettura's table) or `calcolata` (Q3).
+    pub quota_source: &'static str,
+    pub sprar_places: i64,
+    pub cas_presences: i64,
+    /// Signed the protocol.
+    pub signatory: bool,
+    /// Under the clausola di salvaguardia (at least one active SPRAR facility).
+    pub safeguard: bool,
+    /// Still below the exclusion ratio six months after signing (Q7).
+    pub flagged: bool,
+    /// Facilities with a report.
+    pub facilities: usize,
+    /// The date of its newest facility report, if any.
+    pub last_report: Option<String>,
+}
+
+/// One zona omogenea (Milano is one of its own).
+#[derive(Debug, Clone, Serialize)]
+pub struct ZonaCoverage {
+    pub zona: String,
+    pub population: i64,
+    pub quota: i64,
+    pub coverage: i64,
+    pub ratio: f64,
+    pub percentage: f64,
+    /// The zona reached `zone_full_ratio` of its quota: all its signatories are excluded.
+    pub full: bool,
+    /// Comuni excluded, by either rule.
+    pub excluded: usize,
+    /// Comuni flagged by Q7.
+    pub flagged: usize,
+    /// Comuni under the salvaguardia.
+    pub safeguard: usize,
+    pub last_report: Option<String>,
+    pub comuni: Vec<ComuneCoverage>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoverageReport {
+    /// The day (Europe/Rome) the figures are for.
+    pub generated_on: String,
+    pub exclusion_ratio: f64,
+    pub zone_full_ratio: f64,
+    pub protocol_signed_on: String,
+    /// Six months after signing: from then on, comuni below the ratio are flagged (Q7).
+    pub deadline: String,
+    pub deadline_passed: bool,
+    pub zone: Vec<ZonaCoverage>,
+}
+
+impl CoverageReport {
+    /// Every comune, zona by zona.
+    pub fn comuni(&self) -> impl Iterator<Item = &ComuneCoverage> {
+        self.zone.iter().flat_map(|z| z.comuni.iter())
+    }
+}
+
+/// A facility's newest report, with its date.
+#[derive(Debug, Clone)]
+pub struct StoredFacility {
+    pub facility_id: String,
+    pub facility: Facility,
+    pub as_of: Date,
+}
+
+type ComuneRow = (
+    String,
+    String,
+    i32,
+    String,
+    Option<String>,
+    Option<i32>,
+    bool,
+);
+
+/// The comuni of one zona, or all, by zona then ISTAT code.
+pub async fn load_comuni(
+    conn: &mut PgConnection,
+    zona: Option<&str>,
+) -> Result<Vec<Comune>, sqlx::Error> {
+    let rows: Vec<ComuneRow> = sqlx::query_as(
+        r#"
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        FROM comuni
+        WHERE $1::TEXT IS NULL OR zona = $1
+        ORDER BY zona, istat
+        "#,
+    )
+    .bind(zona)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(Comune {
+                istat: ComuneIstat::parse(&r.0).ok()?,
+                nome: r.1,
+                popolazione: r.2,
+                zona: r.3,
+                ambito: r.4,
+                quota: r.5,
+                protocollo: r.6,
+            })
+        })
+        .collect())
+}
+
+type FacilityRow = (String, String, String, i32, i32, bool, Date);
+
+/// The newest report of every facility of one zona, or of all.
+pub async fn load_facilities(
+    conn: &mut PgConnection,
+    zona: Option<&str>,
+) -> Result<Vec<StoredFacility>, sqlx::Error> {
+    let rows: Vec<FacilityRow> = sqlx::query_as(
+        r#"
+        SELECT f.facility_id, f.comune_istat, f.reception_kind, f.capacity, f.presences, f.active, f.as_of
+        FROM reception_facilities f
+        JOIN comuni c ON c.istat = f.comune_istat
+        WHERE $1::TEXT IS NULL OR c.zona = $1
+        ORDER BY f.comune_istat, f.facility_id
+        "#,
+    )
+    .bind(zona)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, comune, kind, capacity, presences, active, as_of)| {
+            Some(StoredFacility {
+                facility_id: id,
+                facility: Facility {
+                    comune_istat: ComuneIstat::parse(&comune).ok()?,
+                    kind: ReceptionKind::parse(&kind)?,
+                    capacity: i64::from(capacity),
+                    presences: i64::from(presences),
+                    active,
+                },
+                as_of,
+            })
+        })
+        .collect())
+}
+
+/// The figures of every comune of `comuni` (which must hold whole zone), by zona.
+pub fn figures_by_zona<'a>(
+    comuni: &'a [Comune],
+    facilities: &[Facility],
+    per_thousand: f64,
+) -> BTreeMap<&'a str, Vec<(&'a Comune, ComuneFigures)>> {
+    let mut by_zona: BTreeMap<&str, Vec<(&Comune, ComuneFigures)>> = BTreeMap::new();
+    for c in comuni {
+        let quota = quota_of(c.popolazione, c.quota, per_thousand);
+        let figures = ComuneFigures::compute(&c.istat, c.protocollo, quota, facilities);
+        by_zona
+            .entry(c.zona.as_str())
+            .or_default()
+            .push((c, figures));
+    }
+    by_zona
+}
+
+/// Computes the report for one zona or all, as of `today`.
+pub async fn load_coverage(
+    conn: &mut PgConnection,
+    settings: &QuotaSettings,
+    zona: Option<&str>,
+    today: Date,
+) -> Result<CoverageReport, sqlx::Error> {
+    let comuni = load_comuni(&mut *conn, zona).await?;
+    let stored = load_facilities(&mut *conn, zona).await?;
+    Ok(build_report(&comuni, &stored, settings, today))
+}
+
+/// The report from loaded data (pure; unit-tested).
+pub fn build_report(
+    comuni: &[Comune],
+    stored: &[StoredFacility],
+    settings: &QuotaSettings,
+    today: Date,
+) -> CoverageReport {
+    let ratios = Ratios::from(settings);
+    // Validated at start-up; a bad value only loses the Q7 flags.
+    let signed_on = parse_date(&settings.protocol_signed_on).unwrap_or(Date::MIN);
+    let facilities: Vec<Facility> = stored.iter().map(|s| s.facility.clone()).collect();
+    let mut zone = Vec::new();
+    for (zona, members) in figures_by_zona(comuni, &facilities, settings.per_thousand) {
+        let figures: Vec<ComuneFigures> = members.iter().map(|(_, f)| f.clone()).collect();
+        let totals = ZonaTotals::of(&figures);
+        let mut rows: Vec<ComuneCoverage> = members
+            .iter()
+            .map(|(c, f)| {
+                let own = || stored.iter().filter(|s| s.facility.comune_istat == c.istat);
+                let sprar_places = own()
+                    .filter(|s| s.facility.kind == ReceptionKind::Sprar)
+                    .map(|s| s.facility.coverage())
+                    .sum();
+                let cas_presences = own()
+                    .filter(|s| s.facility.kind == ReceptionKind::Cas)
+                    .map(|s| s.facility.coverage())
+                    .sum();
+                let st = standing(f, totals, ratios);
+                ComuneCoverage {
+                    istat: c.istat.to_string(),
+                    nome: c.nome.clone(),
+                    zona: c.zona.clone(),
+                    quota: f.quota,
+                    coverage: f.coverage,
+                    ratio: ratio(f.coverage, f.quota),
+                    excluded: st.excluded(),
+                    rule: st.rule,
+                    population: c.popolazione,
+                    percentage: percentage(f.coverage, f.quota),
+                    quota_source: if c.quota.is_some() {
+                        "tabella"
+                    } else {
+                        "calcolata"
+                    },
+                    sprar_places,
+                    cas_presences,
+                    signatory: c.protocollo,
+                    safeguard: f.safeguard,
+                    flagged: flagged(f, ratios, today, signed_on),
+                    facilities: own().count(),
+                    last_report: own().map(|s| s.as_of).max().map(format_date),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.nome.cmp(&b.nome));
+        zone.push(ZonaCoverage {
+            zona: zona.to_owned(),
+            population: rows.iter().map(|r| i64::from(r.population)).sum(),
+            quota: totals.quota,
+            coverage: totals.coverage,
+            ratio: ratio(totals.coverage, totals.quota),
+            percentage: percentage(totals.coverage, totals.quota),
+            full: reaches(totals.coverage, totals.quota, ratios.zone_full_ratio),
+            excluded: rows.iter().filter(|r| r.excluded).count(),
+            flagged: rows.iter().filter(|r| r.flagged).count(),
+            safeguard: rows.iter().filter(|r| r.safeguard).count(),
+            last_report: rows.iter().filter_map(|r| r.last_report.clone()).max(),
+            comuni: rows,
+        });
+    }
+    let deadline = verification_deadline(signed_on);
+    CoverageReport {
+        generated_on: format_date(today),
+        exclusion_ratio: ratios.exclusion_ratio,
+        zone_full_ratio: ratios.zone_full_ratio,
+        protocol_signed_on: settings.protocol_signed_on.clone(),
+        deadline: format_date(deadline),
+        deadline_passed: today >= deadline,
+        zone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn settings() -> QuotaSettings {
+        QuotaSettings {
+            per_thousand: 2.8,
+            exclusion_ratio: 0.5,
+            zone_full_ratio: 1.0,
+            protocol_signed_on: "2017-05-18".into(),
+        }
+    }
+
+    fn comune(istat: &str, nome: &str, pop: i32, zona: &str, quota: Option<i32>) -> Comune {
+        Comune {
+            istat: ComuneIstat::parse(istat).expect("valid"),
+            nome: nome.into(),
+            popolazione: pop,
+            zona: zona.into(),
+            ambito: None,
+            quota,
+            protocollo: true,
+        }
+    }
+
+    fn facility(
+        id: &str,
+        comune: &str,
+        kind: ReceptionKind,
+        cap: i64,
+        pres: i64,
+    ) -> StoredFacility {
+        StoredFacility {
+            facility_id: id.into(),
+            facility: Facility {
+                comune_istat: ComuneIstat::parse(comune).expect("valid"),
+                kind,
+                capacity: cap,
+                presences: pres,
+                active: true,
+            },
+            as_of: date!(2026 - 03 - 01),
+        }
+    }
+
+    #[test]
+    fn q7_the_report_gives_state_rule_and_flags_per_comune_and_zona() {
+        let comuni = vec![
+            comune("015140", "Melegnano", 16774, "Sud Est", None),
+            comune("015082", "Colturano", 1952, "Sud Est", None),
+            comune("015146", "Milano", 1_242_123, "Milano", Some(2692)),
+        ];
+        let stored = vec![
+            facility("a", "015140", ReceptionKind::Cas, 30, 24),
+            facility("b", "015082", ReceptionKind::Sprar, 2, 0),
+        ];
+        let report = build_report(&comuni, &stored, &settings(), date!(2026 - 04 - 01));
+
+        assert_eq!(report.zone.len(), 2);
+        let sud_est = report
+            .zone
+            .iter()
+            .find(|z| z.zona == "Sud Est")
+            .expect("zona");
+        assert_eq!((sud_est.quota, sud_est.coverage), (47 + 6, 26));
+        let melegnano = &sud_est.comuni[1];
+        assert_eq!(melegnano.nome, "Melegnano");
+        assert!(melegnano.excluded);
+        assert_eq!(melegnano.rule, Some(Rule::Comune));
+        assert!(!melegnano.flagged);
+        assert_eq!(melegnano.last_report.as_deref(), Some("2026-03-01"));
+        let colturano = &sud_est.comuni[0];
+        assert_eq!((colturano.quota, colturano.coverage), (6, 2));
+        assert!(colturano.safeguard && colturano.flagged && !colturano.excluded);
+        let milano = &report.zone[0];
+        assert_eq!(milano.zona, "Milano");
+        assert!(milano.comuni[0].flagged);
+        assert_eq!(milano.comuni[0].last_report, None);
+        assert!(report.deadline_passed);
+    }
+}

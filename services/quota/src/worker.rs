@@ -1,0 +1,377 @@
+//! The database side of the quota worker. Each report is decided under row locks on the
+//! state of every comune of its zona (the zona rule of Q4 ties them together): two reports
+//! of one zona, on any replica, are decided one after the other, each against the state the
+//! previous one committed — so a change of state is announced exactly once (Q5).
+//!
+//! Lock order, the same everywhere: zone by name, then comuni by ISTAT code, then the
+//! facility. A deadlock or serialization failure is transient and the delivery retried.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::PgConnection;
+
+use raccordo_core::amqp::HandleError;
+use raccordo_core::db::{NewNotification, insert_notification};
+use raccordo_core::domain::format_date;
+use raccordo_core::envelope::{Envelope, EventType};
+use raccordo_core::inbound::EventWorker;
+use raccordo_core::notification::NotificationKind;
+use raccordo_core::registry::{Comune, load_comune, recipients_for};
+use raccordo_core::settings::QuotaSettings;
+
+use crate::coverage::{figures_by_zona, load_comuni, load_facilities};
+use crate::decide::{
+    Announcement, ComuneFigures, Facility, Ratios, Rule, Standing, ZonaTotals, announcements,
+    over_capacity, percentage, standing, supersedes,
+};
+use crate::occupancy::{OccupancyReport, ReceptionKind};
+
+/// The worker of `reception.occupancy.v1`.
+pub struct QuotaWorker {
+    per_thousand: f64,
+    ratios: Ratios,
+}
+
+impl QuotaWorker {
+    /// A worker with the configured quota rules.
+    pub fn new(settings: &QuotaSettings) -> Self {
+        Self {
+            per_thousand: settings.per_thousand,
+            ratios: Ratios::from(settings),
+        }
+    }
+}
+
+#[async_trait]
+impl EventWorker for QuotaWorker {
+    fn accepts(&self) -> &'static [EventType] {
+        &[EventType::ReceptionOccupancy]
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+        let report: OccupancyReport = event
+            .data_as()
+            .map_err(|e| HandleError::Permanent(e.to_string()))?;
+        self.apply_report(tx, &report).await.map_err(|e| match e {
+            StepError::Db(e) => HandleError::from_db(e),
+            StepError::Handle(e) => e,
+        })
+    }
+}
+
+enum StepError {
+    Db(sqlx::Error),
+    Handle(HandleError),
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(e: sqlx::Error) -> Self {
+        StepError::Db(e)
+    }
+}
+
+impl QuotaWorker {
+    async fn apply_report(
+        &self,
+        tx: &mut PgConnection,
+        report: &OccupancyReport,
+    ) -> Result<(), StepError> {
+        let comune = load_comune(tx, &report.comune_istat)
+            .await?
+            .ok_or_else(|| {
+                StepError::Handle(HandleError::Permanent(format!(
+                    "unknown comune {}: it is not in the registry (raccordo import comuni)",
+                    report.comune_istat
+                )))
+            })?;
+
+        // A facility that moved to another comune changes the coverage of both zone.
+        let previous: Option<String> = sqlx::query_scalar(
+            r#"
+            SELECT comune_istat
+            FROM reception_facilities
+            WHERE facility_id = $1
+            "#,
+        )
+        .bind(&report.facility_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut zone = vec![comune.zona.clone()];
+        if let Some(prev) = previous.as_deref().filter(|p| *p != comune.istat.as_ref()) {
+            let prev_zona: Option<String> =
+                sqlx::query_scalar("SELECT zona FROM comuni WHERE istat = $1")
+                    .bind(prev)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            zone.extend(prev_zona);
+        }
+        zone.sort();
+        zone.dedup();
+        let mut before = HashMap::new();
+        for zona in &zone {
+            before.extend(lock_zona(tx, zona).await?);
+        }
+
+        let stored: Option<(String, time::Date)> = sqlx::query_as(
+            r#"
+            SELECT comune_istat, as_of
+            FROM reception_facilities
+            WHERE facility_id = $1
+            FOR UPDATE
+            "#,
+        )
+        .bind(&report.facility_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if stored.as_ref().map(|s| s.0.as_str()) != previous.as_deref() {
+            return Err(StepError::Handle(HandleError::Transient(
+                "the facility was moved by a concurrent report; retrying".into(),
+            )));
+        }
+        // Q1: an older report arriving late changes nothing and alerts nothing.
+        if !supersedes(stored.map(|s| s.1), report.as_of) {
+            tracing::debug!(facility_id = %report.facility_id, "Older occupancy report ignored.");
+            return Ok(());
+        }
+        save_facility(tx, report).await?;
+
+        // Q6: once per report that shows it.
+        if over_capacity(report.capacity, report.presences) {
+            self.notify(
+                tx,
+                NotificationKind::ReceptionOverCapacity,
+                &comune,
+                json!({
+                    "facility_id": report.facility_id,
+                    "comune_istat": comune.istat,
+                    "comune_nome": comune.nome,
+                    "zona": comune.zona,
+                    "reception_kind": report.reception_kind,
+                    "capacity": report.capacity,
+                    "presences": report.presences,
+                    "excess": report.presences - report.capacity,
+                    "as_of": format_date(report.as_of),
+                }),
+            )
+            .await?;
+        }
+
+        for zona in &zone {
+            self.decide_zona(tx, zona, &before, report).await?;
+        }
+        tracing::debug!(facility_id = %report.facility_id, "Occupancy report handled.");
+        Ok(())
+    }
+
+    /// Recomputes the zona from the facilities table (inside the locks, so with every
+    /// committed report), stores the new state and writes the announcements.
+    async fn decide_zona(
+        &self,
+        tx: &mut PgConnection,
+        zona: &str,
+        before: &HashMap<String, (Standing, i64, i64)>,
+        report: &OccupancyReport,
+    ) -> Result<(), StepError> {
+        let comuni = load_comuni(&mut *tx, Some(zona)).await?;
+        let facilities: Vec<Facility> = load_facilities(&mut *tx, Some(zona))
+            .await?
+            .into_iter()
+            .map(|s| s.facility)
+            .collect();
+        let by_zona = figures_by_zona(&comuni, &facilities, self.per_thousand);
+        let Some(members) = by_zona.get(zona) else {
+            return Ok(());
+        };
+        let figures: Vec<ComuneFigures> = members.iter().map(|(_, f)| f.clone()).collect();
+        let totals = ZonaTotals::of(&figures);
+        for (comune, f) in members {
+            let after = standing(f, totals, self.ratios);
+            let (was, old_coverage, old_quota) = before
+                .get(comune.istat.as_ref())
+                .copied()
+                .unwrap_or_default();
+            if after != was || old_coverage != f.coverage || old_quota != f.quota {
+                save_state(tx, comune, after, f).await?;
+            }
+            for a in announcements(was, after) {
+                let (kind, payload) = self.announcement(a, comune, f, totals, report);
+                tracing::info!(
+                    comune = %comune.istat,
+                    kind = %kind,
+                    coverage = f.coverage,
+                    quota = f.quota,
+                    "Quota state changed."
+                );
+                self.notify(tx, kind, comune, payload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn announcement(
+        &self,
+        a: Announcement,
+        comune: &Comune,
+        f: &ComuneFigures,
+        totals: ZonaTotals,
+        report: &OccupancyReport,
+    ) -> (NotificationKind, serde_json::Value) {
+        let common = json!({
+            "comune_istat": comune.istat,
+            "comune_nome": comune.nome,
+            "zona": comune.zona,
+            "coverage": f.coverage,
+            "quota": f.quota,
+            "percentage": percentage(f.coverage, f.quota),
+            "zona_coverage": totals.coverage,
+            "zona_quota": totals.quota,
+            "zona_percentage": percentage(totals.coverage, totals.quota),
+            "threshold_percentage": self.ratios.exclusion_ratio * 100.0,
+            "zone_full_percentage": self.ratios.zone_full_ratio * 100.0,
+            "as_of": format_date(report.as_of),
+        });
+        let mut payload = common;
+        match a {
+            Announcement::Threshold { excluded, rule } => {
+                payload["excluded"] = json!(excluded);
+                payload["state"] = json!(if excluded { "excluded" } else { "included" });
+                // The rule that applies now; on leaving, the one that had applied.
+                payload["rule"] = json!(excluded.then_some(rule));
+                payload["previous_rule"] = json!((!excluded).then_some(rule));
+                payload["rule_label"] = json!(match rule {
+                    Rule::Comune => "copertura del Comune",
+                    Rule::Zona => "copertura della Zona omogenea",
+                });
+                (NotificationKind::QuotaThreshold, payload)
+            }
+            Announcement::Safeguard { entered } => {
+                payload["entered"] = json!(entered);
+                payload["safeguard"] = json!(entered);
+                (NotificationKind::QuotaSafeguard, payload)
+            }
+        }
+    }
+
+    async fn notify(
+        &self,
+        tx: &mut PgConnection,
+        kind: NotificationKind,
+        comune: &Comune,
+        payload: serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        let recipients = recipients_for(tx, kind, comune).await?;
+        insert_notification(
+            tx,
+            &NewNotification {
+                kind,
+                comune_istat: Some(comune.istat.clone()),
+                payload,
+                urgent: false,
+                recipients,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Creates the state rows of the zona's comuni if missing, then locks them all, in ISTAT
+/// order. Returns each comune's announced standing and stored coverage and quota.
+async fn lock_zona(
+    tx: &mut PgConnection,
+    zona: &str,
+) -> Result<HashMap<String, (Standing, i64, i64)>, sqlx::Error> {
+    sqlx::query(
+        r#"
+        INSERT INTO quota_state (comune_istat)
+        SELECT istat
+        FROM comuni
+        WHERE zona = $1
+        ORDER BY istat
+        ON CONFLICT (comune_istat) DO NOTHING
+        "#,
+    )
+    .bind(zona)
+    .execute(&mut *tx)
+    .await?;
+    let rows: Vec<(String, Option<String>, bool, i32, i32)> = sqlx::query_as(
+        r#"
+        SELECT s.comune_istat, s.rule, s.safeguard, s.coverage, s.quota
+        FROM quota_state s
+        JOIN comuni c ON c.istat = s.comune_istat
+        WHERE c.zona = $1
+        ORDER BY s.comune_istat
+        FOR UPDATE OF s
+        "#,
+    )
+    .bind(zona)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(istat, rule, safeguard, coverage, quota)| {
+            let standing = Standing {
+                rule: rule.as_deref().and_then(Rule::parse),
+                safeguard,
+            };
+            (istat, (standing, i64::from(coverage), i64::from(quota)))
+        })
+        .collect())
+}
+
+async fn save_facility(tx: &mut PgConnection, r: &OccupancyReport) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        INSERT INTO reception_facilities (facility_id, comune_istat, reception_kind, capacity, presences, as_of, active)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (facility_id) DO UPDATE
+        SET comune_istat = EXCLUDED.comune_istat,
+            reception_kind = EXCLUDED.reception_kind,
+            capacity = EXCLUDED.capacity,
+            presences = EXCLUDED.presences,
+            as_of = EXCLUDED.as_of,
+            active = EXCLUDED.active,
+            received_at = now()
+        "#,
+    )
+    .bind(&r.facility_id)
+    .bind(r.comune_istat.as_ref())
+    .bind(r.reception_kind.as_str())
+    .bind(i32::try_from(r.capacity).unwrap_or(i32::MAX))
+    .bind(i32::try_from(r.presences).unwrap_or(i32::MAX))
+    .bind(r.as_of)
+    // `active` speaks of SPRAR projects; a CAS is counted by its presences whatever it says.
+    .bind(r.active || r.reception_kind == ReceptionKind::Cas)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn save_state(
+    tx: &mut PgConnection,
+    comune: &Comune,
+    standing: Standing,
+    f: &ComuneFigures,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        UPDATE quota_state
+        SET rule = $2,
+            safeguard = $3,
+            coverage = $4,
+            quota = $5,
+            updated_at = now()
+        WHERE comune_istat = $1
+        "#,
+    )
+    .bind(comune.istat.as_ref())
+    .bind(standing.rule.map(Rule::as_str))
+    .bind(standing.safeguard)
+    .bind(i32::try_from(f.coverage).unwrap_or(i32::MAX))
+    .bind(i32::try_from(f.quota).unwrap_or(i32::MAX))
+    .execute(tx)
+    .await?;
+    Ok(())
+}

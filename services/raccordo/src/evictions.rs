@@ -1,0 +1,412 @@
+//! `raccordo report evictions` (C6) and `raccordo audit` (issue 4, item 5).
+//!
+//! The statistics show `<3` for counts of 1 or 2 wherever they are printed. The audit looks
+//! a docket number up by its pseudonym: what the operator types is hashed, never stored.
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use raccordo_core::amqp::{Publisher, Topology, connect};
+use raccordo_core::clock::{YearMonth, rome_start_of_day};
+use raccordo_core::db;
+use raccordo_core::domain::parse_date;
+use raccordo_core::settings::Settings;
+use raccordo_eviction::Pseudonymizer;
+use raccordo_eviction::audit::{self, AuditEntry, AuditFilter, ConsentEntry};
+use raccordo_eviction::event::Step;
+use raccordo_eviction::personal::ProcedureId;
+use raccordo_eviction::stats::{UnitStats, month_stats, send_stats};
+
+use crate::table::{Format, render, render_csv};
+
+async fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    db::connect(&settings.database).await.with_context(|| {
+        format!(
+            "Failed to connect to the database {} (raccordo setup; scripts/services.sh)",
+            settings.database.database_name().unwrap_or_default()
+        )
+    })
+}
+
+/// The month's statistics, per ambito.
+pub async fn report(settings: &Settings, month: YearMonth) -> anyhow::Result<Vec<UnitStats>> {
+    let pool = pool(settings).await?;
+    let mut conn = pool.acquire().await?;
+    let units = month_stats(&mut conn, month)
+        .await
+        .context("Failed to read the eviction steps")?;
+    drop(conn);
+    pool.close().await;
+    Ok(units)
+}
+
+/// One line of the report, for CSV and JSON.
+#[derive(Serialize)]
+struct ReportLine<'a> {
+    month: String,
+    ambito: Option<&'a str>,
+    istat: &'a str,
+    nome: &'a str,
+    counts: &'a std::collections::BTreeMap<&'static str, raccordo_eviction::stats::Count>,
+}
+
+/// The report as a table, CSV (one row per comune, one column per step) or JSON.
+pub fn format_report(
+    month: YearMonth,
+    units: &[UnitStats],
+    format: Format,
+) -> anyhow::Result<String> {
+    if format == Format::Json {
+        let lines: Vec<ReportLine<'_>> = units
+            .iter()
+            .flat_map(|u| u.comuni.iter())
+            .map(|c| ReportLine {
+                month: month.to_string(),
+                ambito: c.ambito.as_deref(),
+                istat: &c.istat,
+                nome: &c.nome,
+                counts: &c.counts,
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&lines)?));
+    }
+    let mut header = vec!["ambito", "istat", "comune"];
+    header.extend(Step::ALL.iter().map(|s| s.as_str()));
+    let rows: Vec<Vec<String>> = units
+        .iter()
+        .flat_map(|u| u.comuni.iter())
+        .map(|c| {
+            let mut row = vec![
+                c.ambito.clone().unwrap_or_else(|| "(nessuno)".into()),
+                c.istat.clone(),
+                c.nome.clone(),
+            ];
+            row.extend(Step::ALL.iter().map(|s| {
+                c.counts
+                    .get(s.as_str())
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            }));
+            row
+        })
+        .collect();
+    if format == Format::Csv {
+        return render_csv(&header, &rows);
+    }
+    if rows.is_empty() {
+        return Ok(format!(
+            "No eviction steps in {} ({}).\n",
+            month,
+            month.italian()
+        ));
+    }
+    Ok(format!(
+        "Eviction steps in {} ({}), by occurred_on; 1 or 2 shown as <3\n{}",
+        month,
+        month.italian(),
+        render(&header, &rows)
+    ))
+}
+
+/// Writes one `eviction.stats` per ambito with steps to the outbox and publishes it if the
+/// broker answers: (notifications, published).
+pub async fn send(settings: &Settings, month: YearMonth) -> anyhow::Result<(usize, bool)> {
+    let pool = pool(settings).await?;
+    let mut tx = pool.begin().await?;
+    let ids = send_stats(&mut tx, month)
+        .await
+        .context("Failed to write the eviction statistics")?;
+    tx.commit().await?;
+    let published = publish_outbox(settings, &pool).await.is_ok();
+    pool.close().await;
+    Ok((ids.len(), published))
+}
+
+async fn publish_outbox(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
+    let topology = Topology::from_settings(settings);
+    let connection = connect(&settings.amqp, "report")
+        .await
+        .context("Failed to connect to RabbitMQ")?;
+    let publisher = Publisher::open(&connection).await?;
+    topology.declare(publisher.channel()).await?;
+    while db::flush_outbox(pool, &publisher, &topology, settings.relay.batch).await? > 0 {}
+    let _ = connection.close(200, "report sent".into()).await;
+    Ok(())
+}
+
+/// What `report evictions --send` did, for the operator.
+pub fn describe_sent(notifications: usize, published: bool) -> String {
+    let mut out = format!(
+        "Eviction statistics written: {notifications} notification(s), one per ambito with steps.\n"
+    );
+    out.push_str(if published {
+        "Published on the events exchange: the mailer of a running hub sends the emails.\n"
+    } else {
+        "The broker is unreachable: the notifications wait in the outbox; a running hub publishes and sends them.\n"
+    });
+    out
+}
+
+/// The audit trail and, for one procedure, its consent decisions.
+pub struct Audit {
+    pub entries: Vec<AuditEntry>,
+    pub consents: Option<Vec<ConsentEntry>>,
+}
+
+/// Reads the audit trail. `since` is a `YYYY-MM-DD` day (from its start in Europe/Rome);
+/// `procedure` a docket number, looked up by its pseudonym.
+pub async fn audit(
+    settings: &Settings,
+    kind: Option<String>,
+    since: Option<&str>,
+    procedure: Option<&str>,
+) -> anyhow::Result<Audit> {
+    let since = since
+        .map(|s| parse_date(s).map(rome_start_of_day))
+        .transpose()
+        .context("--since")?;
+    let pseudonym = procedure
+        .map(|p| {
+            ProcedureId::parse(p).map(|id| {
+                Pseudonymizer::new(settings.eviction.pseudonym_key.clone()).pseudonym(&id)
+            })
+        })
+        .transpose()
+        .context("--procedure")?;
+    let pool = pool(settings).await?;
+    let mut conn = pool.acquire().await?;
+    let entries = audit::list(
+        &mut conn,
+        &AuditFilter {
+            kind,
+            since,
+            procedure: pseudonym.clone(),
+        },
+    )
+    .await
+    .context("Failed to read the audit trail")?;
+    let consents = match &pseudonym {
+        Some(p) => Some(audit::consent_history(&mut conn, p).await?),
+        None => None,
+    };
+    drop(conn);
+    pool.close().await;
+    Ok(Audit { entries, consents })
+}
+
+/// The audit as a table, CSV or JSON.
+pub fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<String> {
+    if format == Format::Json {
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "notifications": audit.entries,
+                "consent_decisions": audit.consents,
+            }))?
+        ));
+    }
+    let header = [
+        "created_at",
+        "kind",
+        "comune",
+        "recipient",
+        "outcome",
+        "at",
+        "smtp / error",
+        "consent",
+    ];
+    let rows: Vec<Vec<String>> = audit
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.created_at.clone(),
+                format!("{}{}", e.kind, if e.urgent { " [URGENTE]" } else { "" }),
+                e.comune_istat.clone().unwrap_or_default(),
+                e.recipient.clone().unwrap_or_else(|| "-".into()),
+                e.outcome.clone(),
+                e.outcome_at.clone().unwrap_or_default(),
+                e.last_error
+                    .clone()
+                    .or_else(|| e.smtp_response.clone())
+                    .unwrap_or_default(),
+                match (
+                    &e.consent_decision,
+                    &e.consent_recorded_by,
+                    &e.consent_recorded_at,
+                ) {
+                    (Some(d), Some(by), Some(at)) => format!("{d} by {by} at {at}"),
+                    _ => String::new(),
+                },
+            ]
+        })
+        .collect();
+    let mut out = if format == Format::Csv {
+        render_csv(&header, &rows)?
+    } else if rows.is_empty() {
+        "No notification matches.\n".to_owned()
+    } else {
+        render(&header, &rows)
+    };
+    if let Some(consents) = &audit.consents
+        && format == Format::Table
+    {
+        out.push_str("\nConsent decisions of this procedure\n");
+        let rows: Vec<Vec<String>> = consents
+            .iter()
+            .map(|c| {
+                vec![
+                    c.decision.clone(),
+                    c.recorded_by.clone(),
+                    c.recorded_at.clone(),
+                    c.received_at.clone(),
+                    if c.applied {
+                        "yes"
+                    } else {
+                        "no (older than the one in force)"
+                    }
+                    .into(),
+                ]
+            })
+            .collect();
+        out.push_str(&render(
+            &[
+                "decision",
+                "recorded_by",
+                "recorded_at",
+                "received_at",
+                "in force",
+            ],
+            &rows,
+        ));
+    }
+    Ok(out)
+}
+
+/// The demo's eviction events: two families, one in Rho that asks for help, one in Milano
+/// that never does. Dates in the file are written as if today were [`DEMO_DAY`]; they are
+/// moved to today so the Rho family's next access falls within the urgency window.
+const DEMO_EVENTS: &str = include_str!("../../../data/demo/evictions.ndjson");
+
+/// The day `data/demo/evictions.ndjson` is written for.
+pub const DEMO_DAY: time::Date = time::macros::date!(2026 - 01 - 15);
+
+/// Docket numbers of the demo families (sample data, not real people).
+const DEMO_FAMILIES: [(&str, &str); 2] = [("RG-DEMO-RHO/118", "Rho"), ("RG-DEMO-MI/342", "Milano")];
+
+/// The demo events with their dates moved from [`DEMO_DAY`] to `today`, as NDJSON.
+pub fn demo_events(today: time::Date) -> anyhow::Result<String> {
+    use time::format_description::well_known::Rfc3339;
+    let shift = today - DEMO_DAY;
+    let mut out = String::new();
+    for line in DEMO_EVENTS.lines().filter(|l| !l.trim().is_empty()) {
+        let mut event: serde_json::Value = serde_json::from_str(line)?;
+        let data = &mut event["data"];
+        if let Some(on) = data["occurred_on"].as_str() {
+            data["occurred_on"] =
+                raccordo_core::domain::format_date(parse_date(on)? + shift).into();
+        }
+        for key in ["next_access_at", "recorded_at"] {
+            if let Some(at) = data[key].as_str() {
+                let moved = time::OffsetDateTime::parse(at, &Rfc3339)? + shift;
+                data[key] = moved.format(&Rfc3339)?.into();
+            }
+        }
+        out.push_str(&serde_json::to_string(&event)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Publishes the demo events, one at a time, each once the hub has processed the one
+/// before: competing consumers may take events in any order, and the demo tells a story
+/// in order (consent first, then the step that makes an urgent alert). Returns how many.
+pub async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<usize> {
+    let today = raccordo_core::clock::rome_date(raccordo_core::clock::now());
+    let events = demo_events(today)?;
+    let mut published = 0;
+    for line in events.lines() {
+        let report = crate::publish::run(settings, line.as_bytes(), true, |_| {}).await?;
+        anyhow::ensure!(
+            report.refused.is_empty(),
+            "The demo's eviction events do not validate: {:?}",
+            report.refused
+        );
+        published += report.published;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let done: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_type LIKE 'eviction.%'")
+                    .fetch_one(pool)
+                    .await?;
+            if done as usize >= published {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "The hub did not process the eviction events within 30 s; see `raccordo status`"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    Ok(published)
+}
+
+/// The demo's summary of the two families, and this month's statistics.
+pub async fn demo_summary(pool: &PgPool, settings: &Settings) -> anyhow::Result<String> {
+    let pseudonyms = Pseudonymizer::new(settings.eviction.pseudonym_key.clone());
+    let mut out = String::from("Eviction procedures (Protocollo escomio): consent decides\n");
+    for (docket, comune) in DEMO_FAMILIES {
+        let pseudonym = pseudonyms.pseudonym(&ProcedureId::parse(docket)?);
+        let (steps, consent, held): (i64, Option<String>, bool) = sqlx::query_as(
+            r#"
+            SELECT (SELECT count(*) FROM eviction_steps WHERE pseudonym = $1),
+                   (SELECT consent FROM eviction_procedures WHERE pseudonym = $1),
+                   EXISTS (SELECT 1 FROM eviction_personal WHERE pseudonym = $1)
+            "#,
+        )
+        .bind(pseudonym.as_ref())
+        .fetch_one(pool)
+        .await?;
+        let (alerts, urgent, emails): (i64, i64, i64) = sqlx::query_as(
+            r#"
+            SELECT count(DISTINCT n.id),
+                   count(DISTINCT n.id) FILTER (WHERE n.urgent),
+                   count(d.email)
+            FROM eviction_notifications e
+            JOIN notifications n ON n.id = e.notification_id
+            LEFT JOIN deliveries d ON d.notification_id = n.id
+            WHERE e.pseudonym = $1
+              AND n.kind = 'eviction.alert'
+            "#,
+        )
+        .bind(pseudonym.as_ref())
+        .fetch_one(pool)
+        .await?;
+        if consent.as_deref() == Some("granted") {
+            out.push_str(&format!(
+                "  Family in {comune}: asked for help. {steps} steps known; {alerts} alerts ({urgent} urgent: [URGENTE], Importance: high) \
+                 → {emails} emails to the servizi sociali of {comune} and its ambito, with the contact data the family chose to share.\n"
+            ));
+        } else {
+            out.push_str(&format!(
+                "  Family in {comune}: never consented. {steps} steps counted in the anonymous statistics only; {alerts} alerts, {} personal data stored \
+                 (known only as pseudonym {}…).\n",
+                if held { "SOME" } else { "no" },
+                pseudonym.short()
+            ));
+        }
+    }
+    let month = YearMonth::of(raccordo_core::clock::rome_date(raccordo_core::clock::now()));
+    let mut conn = pool.acquire().await?;
+    let units = month_stats(&mut conn, month).await?;
+    out.push_str(&format!(
+        "\n{}",
+        format_report(month, &units, Format::Table)?
+    ));
+    out.push_str(&format!(
+        "(raccordo report evictions --month {month} --send sends it to each ambito and the prefettura; it goes out by itself when the month ends)\n"
+    ));
+    Ok(out)
+}
