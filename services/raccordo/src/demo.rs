@@ -241,67 +241,52 @@ async fn wait_until_quiet(
     }
 }
 
-/// kind, comune, institution, email, SMTP response or file, last error.
-type SummaryRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-);
-
 async fn summarize(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<String> {
-    let rows: Vec<SummaryRow> =
-        sqlx::query_as(
-            r#"
-            SELECT n.kind, c.nome, d.institution, COALESCE(d.email, ''), COALESCE(d.smtp_response, ''),
-                   d.last_error
-            FROM notifications n
-            LEFT JOIN comuni c ON c.istat = n.comune_istat
-            LEFT JOIN deliveries d ON d.notification_id = n.id
-            ORDER BY n.created_at, n.kind, d.email
-            "#,
-        )
-        .fetch_all(pool)
-        .await?;
-    let mut out = String::from("Emails produced\n");
+    // One line per notification: its recipients, and whether each email went out.
+    let rows: Vec<(String, Option<String>, String, i64, i64, String)> = sqlx::query_as(
+        r#"
+        SELECT n.kind,
+               c.nome,
+               left(n.id::text, 8),
+               count(d.email) FILTER (WHERE d.delivered_at IS NOT NULL),
+               count(d.email) FILTER (WHERE d.delivered_at IS NULL),
+               COALESCE(string_agg(d.email, ', ' ORDER BY d.email), '')
+        FROM notifications n
+        LEFT JOIN comuni c ON c.istat = n.comune_istat
+        LEFT JOIN deliveries d ON d.notification_id = n.id
+        GROUP BY n.id, n.kind, c.nome, n.created_at
+        ORDER BY n.created_at, n.kind
+        "#,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = String::from(
+        "Notifications and their emails
+",
+    );
     let mut table = Vec::new();
-    for (kind, comune, institution, email, response, error) in &rows {
-        let where_ = match (institution, error) {
-            (None, _) => "UNDELIVERABLE: no referent matches".to_owned(),
-            (Some(_), Some(e)) => format!("not sent: {e}"),
-            (Some(_), None) => match settings.mail.transport {
-                MailTransportKind::File => std::path::Path::new(response)
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                MailTransportKind::Smtp => response.clone(),
-            },
+    let mut counts: Vec<(String, i64)> = Vec::new();
+    for (kind, comune, id, sent, unsent, recipients) in &rows {
+        let to = match (sent + unsent, unsent) {
+            (0, _) => "UNDELIVERABLE: no referent matches".to_owned(),
+            (_, 0) => recipients.clone(),
+            (_, n) => format!("{recipients} ({n} not sent)"),
         };
         table.push(vec![
             kind.clone(),
             comune.clone().unwrap_or_default(),
-            match institution {
-                Some(i) => format!("{i} <{email}>"),
-                None => "-".into(),
-            },
-            where_,
+            id.clone(),
+            to,
         ]);
-    }
-    out.push_str(&crate::table::render(
-        &["kind", "comune", "to", "file / outcome"],
-        &table,
-    ));
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for (kind, _, institution, ..) in &rows {
-        if institution.is_some() {
-            match counts.iter_mut().find(|(k, _)| k == kind) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((kind.clone(), 1)),
-            }
+        match counts.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, n)) => *n += sent,
+            None => counts.push((kind.clone(), *sent)),
         }
     }
+    out.push_str(&crate::table::render(
+        &["kind", "comune", "id", "sent to"],
+        &table,
+    ));
     out.push_str("\nEmails per kind: ");
     out.push_str(
         &counts
@@ -313,7 +298,7 @@ async fn summarize(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<S
     out.push('\n');
     if settings.mail.transport == MailTransportKind::File {
         out.push_str(&format!(
-            "Open them in any mail client: {}\n",
+            "Open them in any mail client: {}/<id>-<recipient>.eml\n",
             settings.mail.outbox_dir.display()
         ));
     }
