@@ -207,6 +207,36 @@ impl fmt::Display for Scope {
     }
 }
 
+/// The reception system a facility belongs to (art. 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ReceptionKind {
+    /// Centro di accoglienza straordinaria: its presences count.
+    #[serde(rename = "CAS")]
+    Cas,
+    /// The comuni's network (SPRAR): its places count while the project is active.
+    #[serde(rename = "SPRAR")]
+    Sprar,
+}
+
+impl ReceptionKind {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceptionKind::Cas => "CAS",
+            ReceptionKind::Sprar => "SPRAR",
+        }
+    }
+
+    /// Parses the wire and database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CAS" => Some(ReceptionKind::Cas),
+            "SPRAR" => Some(ReceptionKind::Sprar),
+            _ => None,
+        }
+    }
+}
+
 /// Parses a `YYYY-MM-DD` date.
 pub fn parse_date(s: &str) -> Result<Date, ParseError> {
     Date::parse(s, format_description!("[year]-[month]-[day]"))

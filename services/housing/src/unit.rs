@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
+pub use raccordo_core::domain::ReceptionKind;
 use raccordo_core::domain::{ComuneIstat, iso_date};
 
 /// What the publisher says of the unit.
@@ -20,15 +21,6 @@ pub enum IdentifiedBy {
     #[default]
     Comune,
     Prefettura,
-}
-
-/// The reception system the places are for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum ReceptionKind {
-    #[serde(rename = "CAS")]
-    Cas,
-    #[serde(rename = "SPRAR")]
-    Sprar,
 }
 
 /// The kind of building.

@@ -3,37 +3,8 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
+pub use raccordo_core::domain::ReceptionKind;
 use raccordo_core::domain::{ComuneIstat, iso_date};
-
-/// The reception system a facility belongs to (art. 3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum ReceptionKind {
-    /// Centro di accoglienza straordinaria: its presences count.
-    #[serde(rename = "CAS")]
-    Cas,
-    /// The comuni's network (SPRAR): its places count while the project is active.
-    #[serde(rename = "SPRAR")]
-    Sprar,
-}
-
-impl ReceptionKind {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReceptionKind::Cas => "CAS",
-            ReceptionKind::Sprar => "SPRAR",
-        }
-    }
-
-    /// Parses the wire and database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "CAS" => Some(ReceptionKind::Cas),
-            "SPRAR" => Some(ReceptionKind::Sprar),
-            _ => None,
-        }
-    }
-}
 
 fn default_active() -> bool {
     true

@@ -7,7 +7,6 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use raccordo_core::amqp::{Publisher, Topology, connect};
 use raccordo_core::clock::{YearMonth, rome_start_of_day};
 use raccordo_core::db;
 use raccordo_core::domain::parse_date;
@@ -118,21 +117,9 @@ pub async fn send(settings: &Settings, month: YearMonth) -> anyhow::Result<(usiz
         .await
         .context("Failed to write the eviction statistics")?;
     tx.commit().await?;
-    let published = publish_outbox(settings, &pool).await.is_ok();
+    let published = db::publish_pending(&pool, settings).await.is_ok();
     pool.close().await;
     Ok((ids.len(), published))
-}
-
-async fn publish_outbox(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
-    let topology = Topology::from_settings(settings);
-    let connection = connect(&settings.amqp, "report")
-        .await
-        .context("Failed to connect to RabbitMQ")?;
-    let publisher = Publisher::open(&connection).await?;
-    topology.declare(publisher.channel()).await?;
-    while db::flush_outbox(pool, &publisher, &topology, settings.relay.batch).await? > 0 {}
-    let _ = connection.close(200, "report sent".into()).await;
-    Ok(())
 }
 
 /// What `report evictions --send` did, for the operator.

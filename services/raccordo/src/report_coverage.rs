@@ -6,7 +6,6 @@
 use anyhow::Context;
 use sqlx::PgPool;
 
-use raccordo_core::amqp::{Publisher, Topology, connect};
 use raccordo_core::clock::{YearMonth, now, rome_date};
 use raccordo_core::db;
 use raccordo_core::domain::ComuneIstat;
@@ -210,21 +209,9 @@ pub async fn send(settings: &Settings, zona: Option<&str>) -> anyhow::Result<(Se
         .await
         .context("Failed to write the monthly verification")?;
     tx.commit().await?;
-    let published = publish_outbox(settings, &pool).await.is_ok();
+    let published = db::publish_pending(&pool, settings).await.is_ok();
     pool.close().await;
     Ok((sent, published))
-}
-
-async fn publish_outbox(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
-    let topology = Topology::from_settings(settings);
-    let connection = connect(&settings.amqp, "report")
-        .await
-        .context("Failed to connect to RabbitMQ")?;
-    let publisher = Publisher::open(&connection).await?;
-    topology.declare(publisher.channel()).await?;
-    while db::flush_outbox(pool, &publisher, &topology, settings.relay.batch).await? > 0 {}
-    let _ = connection.close(200, "report sent".into()).await;
-    Ok(())
 }
 
 /// What `--send` did, for the operator.

@@ -14,7 +14,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 pub use inbox::{Ingest, record_event};
 pub use outbox::{NewNotification, Notification, insert_notification, load_notification};
-pub use relay::{NotificationMessage, OUTBOX_CHANNEL, flush_outbox, run_relay};
+pub use relay::{NotificationMessage, OUTBOX_CHANNEL, flush_outbox, publish_pending, run_relay};
 
 use crate::settings::DatabaseSettings;
 

@@ -89,6 +89,27 @@ pub async fn flush_outbox(
     Ok(rows.len())
 }
 
+/// Publishes everything pending now, on a connection of its own, then closes it: for
+/// commands (`report … --send`) that write notifications without a running hub.
+pub async fn publish_pending(pool: &PgPool, settings: &Settings) -> anyhow::Result<usize> {
+    let topology = Topology::from_settings(settings);
+    let connection = crate::amqp::connect(&settings.amqp, "report")
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to connect to RabbitMQ: {e}"))?;
+    let publisher = Publisher::open(&connection).await?;
+    topology.declare(publisher.channel()).await?;
+    let mut total = 0;
+    loop {
+        let n = flush_outbox(pool, &publisher, &topology, settings.relay.batch).await?;
+        total += n;
+        if n == 0 {
+            break;
+        }
+    }
+    let _ = connection.close(200, "published".into()).await;
+    Ok(total)
+}
+
 /// Runs the relay until `token` is cancelled: woken by NOTIFY at each commit, and by a
 /// poll in case a notification was missed (listener reconnecting).
 pub async fn run_relay(
