@@ -163,7 +163,8 @@ impl Envelope {
     pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
         serde_json::from_value(self.data.clone()).map_err(|e| Rejection::Schema {
             event_type: self.event_type.as_str().to_owned(),
-            detail: e.to_string(),
+            // serde's message may quote the offending value, which may be personal data.
+            detail: format!("the data does not fit the type ({:?} error)", e.classify()),
         })
     }
 }

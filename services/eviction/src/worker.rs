@@ -13,11 +13,11 @@ use time::OffsetDateTime;
 use raccordo_core::amqp::HandleError;
 use raccordo_core::clock::now;
 use raccordo_core::db::{NewNotification, insert_notification};
-use raccordo_core::domain::{ComuneIstat, format_date};
+use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, load_comune, recipients_for};
+use raccordo_core::registry::{Comune, recipients_for, require_comune};
 
 use crate::decide::{
     Input, Notice, Personal, StepRecord, Trigger, days_until, decide, next_access,
@@ -55,15 +55,11 @@ impl EventWorker for EvictionWorker {
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         match event.event_type {
             EventType::EvictionStep => {
-                let step: StepEvent = event
-                    .data_as()
-                    .map_err(|e| HandleError::Permanent(e.to_string()))?;
+                let step: StepEvent = event.data_as()?;
                 self.apply_step(tx, step).await
             }
             EventType::EvictionConsent => {
-                let consent: ConsentEvent = event
-                    .data_as()
-                    .map_err(|e| HandleError::Permanent(e.to_string()))?;
+                let consent: ConsentEvent = event.data_as()?;
                 self.apply_consent(tx, consent).await
             }
             other => Err(HandleError::Permanent(format!(
@@ -75,7 +71,7 @@ impl EventWorker for EvictionWorker {
 
 impl EvictionWorker {
     async fn apply_step(&self, tx: &mut PgConnection, event: StepEvent) -> Result<(), HandleError> {
-        let comune = known_comune(tx, &event.comune_istat).await?;
+        let comune = require_comune(tx, &event.comune_istat).await?;
         let pseudonym = self.pseudonyms.pseudonym(&event.procedure_id);
         let row = lock_procedure(tx, &pseudonym, &comune.istat)
             .await
@@ -167,7 +163,7 @@ impl EvictionWorker {
         tx: &mut PgConnection,
         event: ConsentEvent,
     ) -> Result<(), HandleError> {
-        let comune = known_comune(tx, &event.comune_istat).await?;
+        let comune = require_comune(tx, &event.comune_istat).await?;
         let pseudonym = self.pseudonyms.pseudonym(&event.procedure_id);
         let row = lock_procedure(tx, &pseudonym, &comune.istat)
             .await
@@ -274,17 +270,6 @@ impl EvictionWorker {
         );
         Ok(())
     }
-}
-
-async fn known_comune(tx: &mut PgConnection, istat: &ComuneIstat) -> Result<Comune, HandleError> {
-    load_comune(tx, istat)
-        .await
-        .map_err(HandleError::from_db)?
-        .ok_or_else(|| {
-            HandleError::Permanent(format!(
-                "unknown comune {istat}: it is not in the registry (raccordo import comuni)"
-            ))
-        })
 }
 
 /// Writes one notification to the outbox and links it to the procedure and the consent
@@ -408,7 +393,7 @@ mod tests {
 
     fn rho() -> Comune {
         Comune {
-            istat: ComuneIstat::parse("015182").expect("valid"),
+            istat: raccordo_core::domain::ComuneIstat::parse("015182").expect("valid"),
             nome: "Rho".into(),
             popolazione: 50_000,
             zona: "Nord Ovest".into(),

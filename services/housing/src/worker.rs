@@ -11,7 +11,7 @@ use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, load_comune, recipients_for};
+use raccordo_core::registry::{Comune, recipients_for, require_comune};
 
 use crate::decide::{Notice, decide};
 use crate::unit::{Action, HousingUnit};
@@ -26,18 +26,8 @@ impl EventWorker for HousingWorker {
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
-        let unit: HousingUnit = event
-            .data_as()
-            .map_err(|e| HandleError::Permanent(e.to_string()))?;
-        let comune = load_comune(tx, &unit.comune_istat)
-            .await
-            .map_err(HandleError::from_db)?
-            .ok_or_else(|| {
-                HandleError::Permanent(format!(
-                    "unknown comune {}: it is not in the registry (raccordo import comuni)",
-                    unit.comune_istat
-                ))
-            })?;
+        let unit: HousingUnit = event.data_as()?;
+        let comune = require_comune(tx, &unit.comune_istat).await?;
         let (forwarded, stored) = lock_unit(tx, &unit).await.map_err(HandleError::from_db)?;
         let decision = decide(forwarded, &unit);
         save_unit(tx, &unit, decision.forwarded)

@@ -18,7 +18,7 @@ use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, load_comune, recipients_for};
+use raccordo_core::registry::{Comune, recipients_for, require_comune};
 use raccordo_core::settings::QuotaSettings;
 
 use crate::coverage::{figures_by_zona, load_comuni, load_facilities};
@@ -51,9 +51,7 @@ impl EventWorker for QuotaWorker {
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
-        let report: OccupancyReport = event
-            .data_as()
-            .map_err(|e| HandleError::Permanent(e.to_string()))?;
+        let report: OccupancyReport = event.data_as()?;
         self.apply_report(tx, &report).await.map_err(|e| match e {
             StepError::Db(e) => HandleError::from_db(e),
             StepError::Handle(e) => e,
@@ -78,14 +76,9 @@ impl QuotaWorker {
         tx: &mut PgConnection,
         report: &OccupancyReport,
     ) -> Result<(), StepError> {
-        let comune = load_comune(tx, &report.comune_istat)
-            .await?
-            .ok_or_else(|| {
-                StepError::Handle(HandleError::Permanent(format!(
-                    "unknown comune {}: it is not in the registry (raccordo import comuni)",
-                    report.comune_istat
-                )))
-            })?;
+        let comune = require_comune(tx, &report.comune_istat)
+            .await
+            .map_err(StepError::Handle)?;
 
         // A facility that moved to another comune changes the coverage of both zone.
         let previous: Option<String> = sqlx::query_scalar(

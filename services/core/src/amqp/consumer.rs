@@ -59,6 +59,12 @@ pub enum HandleError {
     Transient(String),
 }
 
+impl From<crate::envelope::Rejection> for HandleError {
+    fn from(rejection: crate::envelope::Rejection) -> Self {
+        HandleError::Permanent(rejection.to_string())
+    }
+}
+
 impl HandleError {
     /// Classifies a database error: connection-level faults are worth a retry.
     pub fn from_db(error: sqlx::Error) -> Self {

@@ -63,6 +63,21 @@ pub async fn load_comune(
     Ok(row.and_then(from_row))
 }
 
+/// Loads one comune an event names; an unknown one makes the event unprocessable.
+pub async fn require_comune(
+    conn: &mut PgConnection,
+    istat: &ComuneIstat,
+) -> Result<Comune, crate::amqp::HandleError> {
+    load_comune(conn, istat)
+        .await
+        .map_err(crate::amqp::HandleError::from_db)?
+        .ok_or_else(|| {
+            crate::amqp::HandleError::Permanent(format!(
+                "unknown comune {istat}: it is not in the registry (raccordo import comuni)"
+            ))
+        })
+}
+
 /// Every comune, by zona then name.
 pub async fn list_comuni(conn: &mut PgConnection) -> Result<Vec<Comune>, sqlx::Error> {
     let rows: Vec<ComuneRow> = sqlx::query_as(

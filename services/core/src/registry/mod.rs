@@ -12,7 +12,7 @@ mod csv_rows;
 mod recipients;
 mod referents;
 
-pub use comuni::{Comune, import_comuni, list_comuni, load_comune};
+pub use comuni::{Comune, import_comuni, list_comuni, load_comune, require_comune};
 pub use csv_rows::{ImportReport, RowError};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{

@@ -177,9 +177,7 @@ impl EventWorker for RegistryWorker {
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
-        let data: ReferentEvent = event
-            .data_as()
-            .map_err(|e| HandleError::Permanent(e.to_string()))?;
+        let data: ReferentEvent = event.data_as()?;
         apply_referent_event(tx, data).await
     }
 }
