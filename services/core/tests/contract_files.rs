@@ -123,3 +123,47 @@ fn the_legacy_publisher_may_only_publish_to_the_inbound_exchange() {
     assert_eq!(legacy["read"], "^$");
     assert_eq!(legacy["configure"], "^$");
 }
+
+fn yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
+}
+
+#[test]
+fn the_asyncapi_document_names_every_event_type_and_notification_kind() {
+    let doc = yaml("schemas/asyncapi.yaml");
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    let text = serde_json::to_string(&doc).expect("json");
+    for event_type in EventType::ALL {
+        assert!(text.contains(event_type.as_str()), "{event_type} missing");
+    }
+    for kind in raccordo_core::notification::NotificationKind::ALL {
+        assert!(text.contains(kind.as_str()), "{kind} missing");
+    }
+    for name in [
+        "raccordo.inbound",
+        "raccordo.events",
+        "raccordo.dead",
+        "raccordo.parked",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+}
+
+#[test]
+fn compose_runs_the_broker_the_database_a_mail_sink_and_every_worker() {
+    let compose = yaml("docker/compose.yml");
+    let services = compose["services"].as_object().expect("services");
+    for name in [
+        "rabbitmq", "postgres", "mailpit", "setup", "housing", "quota", "eviction", "mailer",
+    ] {
+        assert!(services.contains_key(name), "service {name} missing");
+    }
+    for worker in ["housing", "quota", "eviction", "mailer"] {
+        let command = services[worker]["command"].to_string();
+        assert!(
+            command.contains("serve") && command.contains(worker),
+            "{worker}: {command}"
+        );
+    }
+}
