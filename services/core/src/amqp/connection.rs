@@ -10,12 +10,31 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::AmqpSettings;
 
+/// Bound on opening a connection: a broker that accepts TCP but never completes the AMQP
+/// handshake (overloaded, wedged) must not hang a worker or a command.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the broker did not complete the AMQP handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect to the broker: {0}")]
+    Broker(lapin::Error),
+}
+
 /// Opens one connection, named `{prefix}:{task}` so operators (and `rabbitmqctl
 /// list_connections client_properties`) can tell installations and tasks apart.
-pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, lapin::Error> {
+pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, ConnectError> {
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("{}:{name}", settings.prefix).into());
-    Connection::connect(settings.url.expose_secret(), properties).await
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(settings.url.expose_secret(), properties),
+    )
+    .await
+    .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
+    .map_err(ConnectError::Broker)
 }
 
 /// Connects, retrying with delays from 200 ms doubling to 10 s, until it succeeds or

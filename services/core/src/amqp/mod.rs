@@ -6,7 +6,7 @@ pub mod dead_letter;
 mod publisher;
 mod topology;
 
-pub use connection::{connect, connect_until_ready};
+pub use connection::{ConnectError, connect, connect_until_ready};
 pub use consumer::{ConsumerContext, HandleError, Handler, Message, Outcome, run_consumer};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{Topology, WorkQueue, header_int, header_text, set_header_int, set_header_text};
