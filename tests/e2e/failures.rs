@@ -169,6 +169,17 @@ async fn f2_work_that_keeps_failing_is_parked_and_dlq_replay_reinjects_it() {
     app.cleanup().await;
 }
 
+/// `raccordo serve all` as a child process of this test, output discarded.
+fn spawn_serve(app: &raccordo_e2e::TestApp) -> tokio::process::Child {
+    app.command()
+        .args(["serve", "all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("raccordo serve starts")
+}
+
 #[tokio::test]
 async fn f3_a_worker_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
     let app = prepare_with(|_| {}).await;
@@ -177,14 +188,7 @@ async fn f3_a_worker_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
         app.publish(&app.event("housing.unit.v1", offer(&format!("F3-{i}"))))
             .await;
     }
-    let mut child = app
-        .command()
-        .args(["serve", "all"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("raccordo serve starts");
+    let mut child = spawn_serve(&app);
     // Kill it hard once some, but not all, emails are out.
     let deadline = Instant::now() + Duration::from_secs(30);
     while app.emails().len() < 10 {
@@ -196,14 +200,7 @@ async fn f3_a_worker_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
     let before_restart = app.emails().len();
     assert!(before_restart < 2 * events, "killed mid-stream");
 
-    let mut child = app
-        .command()
-        .args(["serve", "all"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("raccordo serve restarts");
+    let mut child = spawn_serve(&app);
     app.wait_for_emails(2 * events).await;
     app.settle().await;
 

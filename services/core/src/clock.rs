@@ -152,21 +152,7 @@ impl YearMonth {
 
     /// The Italian name, `novembre 2026`.
     pub fn italian(self) -> String {
-        const NAMES: [&str; 12] = [
-            "gennaio",
-            "febbraio",
-            "marzo",
-            "aprile",
-            "maggio",
-            "giugno",
-            "luglio",
-            "agosto",
-            "settembre",
-            "ottobre",
-            "novembre",
-            "dicembre",
-        ];
-        format!("{} {}", NAMES[u8::from(self.month) as usize - 1], self.year)
+        format!("{} {}", month_it(self.month), self.year)
     }
 }
 
