@@ -167,3 +167,125 @@ fn compose_runs_the_broker_the_database_a_mail_sink_and_every_worker() {
         );
     }
 }
+
+/// Whether a string schema bounds its length: `maxLength`, an enum or const, or a pattern
+/// whose every repetition is bounded (`{6}`, not `+` or `*`).
+fn string_is_bounded(schema: &Value) -> bool {
+    let bounded_pattern = schema["pattern"]
+        .as_str()
+        .is_some_and(|p| p.starts_with('^') && p.ends_with('$') && !p.contains(['+', '*']));
+    schema.get("maxLength").is_some()
+        || schema.get("enum").is_some()
+        || schema.get("const").is_some()
+        || bounded_pattern
+}
+
+fn unbounded_strings(schema: &Value, path: &str, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            let is_string = match &map.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if is_string && !string_is_bounded(schema) {
+                out.push(path.to_owned());
+            }
+            for (key, value) in map {
+                unbounded_strings(value, &format!("{path}/{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                unbounded_strings(item, &format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_string_of_every_schema_has_a_bounded_length() {
+    let mut unbounded = Vec::new();
+    let mut schemas = 0;
+    for entry in std::fs::read_dir(root().join("schemas")).expect("schemas/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let schema: Value = serde_json::from_str(&text).expect("schemas are JSON");
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            unbounded_strings(&schema, &name.unwrap_or_default(), &mut unbounded);
+            schemas += 1;
+        }
+    }
+    assert!(schemas >= 7, "only {schemas} schemas found");
+    assert!(
+        unbounded.is_empty(),
+        "strings without maxLength: {unbounded:?}"
+    );
+}
+
+fn envelope_with(member: &str, value: String) -> Value {
+    let mut envelope = serde_json::json!({
+        "specversion": "1.0",
+        "id": "c0a8f6e2-4b1d-4e0b-9f3a-2d6f1b7e9a01",
+        "source": "/comune-abbiategrasso/patrimonio",
+        "type": "housing.unit.v1",
+        "data": {},
+    });
+    envelope[member] = Value::String(value);
+    envelope
+}
+
+#[test]
+fn the_envelope_limits_id_to_256_source_to_512_and_subject_to_256_characters() {
+    for (member, limit) in [("id", 256), ("source", 512), ("subject", 256)] {
+        let at_limit = envelope_with(member, "x".repeat(limit));
+        assert!(
+            validate_envelope(&at_limit).is_ok(),
+            "{member} of {limit} characters"
+        );
+        let over = envelope_with(member, "x".repeat(limit + 1));
+        let error = validate_envelope(&over).expect_err("one character too many");
+        assert!(error.contains(member), "{member}: {error}");
+    }
+    let long_fraction = format!("2025-03-20T11:02:00.{}+01:00", "1".repeat(60));
+    assert!(validate_envelope(&envelope_with("time", long_fraction)).is_err());
+}
+
+#[test]
+fn notes_are_limited_to_2000_characters_in_every_event_that_has_them() {
+    let cases = [
+        (
+            EventType::HousingUnit,
+            "valid-offered-appartamento.json",
+            "/notes",
+        ),
+        (
+            EventType::EvictionStep,
+            "valid-accesso-with-household.json",
+            "/household/notes",
+        ),
+        (
+            EventType::EvictionConsent,
+            "valid-granted-with-contact.json",
+            "/contact/notes",
+        ),
+    ];
+    for (event_type, example, pointer) in cases {
+        let (_, mut data) = examples(event_type.as_str())
+            .into_iter()
+            .find(|(name, _)| name == example)
+            .unwrap_or_else(|| panic!("{example} missing"));
+        *data.pointer_mut(pointer).expect("the example has notes") = "n".repeat(2000).into();
+        assert!(
+            validate_data(event_type, &data).is_ok(),
+            "{event_type}: 2000"
+        );
+        *data.pointer_mut(pointer).expect("the example has notes") = "n".repeat(2001).into();
+        assert!(
+            validate_data(event_type, &data).is_err(),
+            "{event_type}: 2001"
+        );
+    }
+}
