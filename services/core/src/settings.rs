@@ -110,6 +110,10 @@ pub struct MailSettings {
     pub from: String,
     /// Folder of the file transport; default `var/outbox`.
     pub outbox_dir: PathBuf,
+    /// Allow `transport = "file"` outside the demo; default false. The files hold the
+    /// alerts' personal data on disk, so a deployment must choose them knowingly
+    /// (`raccordo demo` sets it).
+    pub allow_file_transport: bool,
     /// Bound on connecting and on each send, in ms; default 10000.
     pub timeout_ms: u64,
     /// SMTP connections kept; default 4.
@@ -268,6 +272,9 @@ impl Settings {
         if crate::domain::EmailAddress::parse_mailbox(&self.mail.from).is_err() {
             return invalid("mail.from", "not an email address");
         }
+        if let Err(reason) = self.mail.check_smtp_url() {
+            return invalid("mail.smtp_url", reason);
+        }
         Ok(())
     }
 }
@@ -298,10 +305,45 @@ impl DatabaseSettings {
     }
 }
 
+/// Why `mail.transport = "file"` stops a start without `mail.allow_file_transport`.
+const FILE_TRANSPORT_REFUSED: &str = "\"file\" writes every email to mail.outbox_dir, eviction \
+    alerts with families' personal data included: it is refused outside the demo unless \
+    mail.allow_file_transport = true (or use mail.transport = \"smtp\")";
+
 impl MailSettings {
     /// Bound on connecting and on each send.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Refuses SMTP credentials that would travel in clear: a user or password needs
+    /// `smtps://` (implicit TLS) or `?tls=required` (STARTTLS that cannot be skipped).
+    /// The reason never quotes the URL, which holds the password.
+    fn check_smtp_url(&self) -> Result<(), &'static str> {
+        let Ok(url) = url::Url::parse(self.smtp_url.expose_secret()) else {
+            return Err("not a URL (smtp://host:port, smtps://host:port)");
+        };
+        let credentials = !url.username().is_empty() || url.password().is_some();
+        let tls_required = url.scheme() == "smtps"
+            || url
+                .query_pairs()
+                .any(|(key, value)| key == "tls" && value == "required");
+        if credentials && !tls_required {
+            return Err("credentials would be sent in clear: use smtps:// or add ?tls=required");
+        }
+        Ok(())
+    }
+
+    /// Refuses the file transport unless `mail.allow_file_transport`: what the mailer
+    /// checks before it writes a single file.
+    pub fn check_file_transport_allowed(&self) -> Result<(), SettingsError> {
+        if self.transport == MailTransportKind::File && !self.allow_file_transport {
+            return Err(SettingsError::Invalid {
+                key: "mail.transport",
+                reason: FILE_TRANSPORT_REFUSED.to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -349,6 +391,63 @@ mod tests {
         assert_eq!(settings.mail.transport, MailTransportKind::File);
         assert_eq!(settings.quota.exclusion_ratio, 0.5);
         assert_eq!(settings.eviction.urgent_within_days, 7);
+    }
+
+    #[test]
+    fn smtp_credentials_without_tls_are_refused_without_quoting_the_password() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        for clear in [
+            "smtp://raccordo:s3cret-Pa55@mail.example:587",
+            "smtp://raccordo:s3cret-Pa55@mail.example:587?tls=opportunistic",
+            "smtp://raccordo@mail.example:25",
+        ] {
+            settings.mail.smtp_url = clear.to_owned().into();
+            let error = settings.validate().expect_err(clear);
+            let text = error.to_string();
+            assert!(
+                matches!(
+                    error,
+                    SettingsError::Invalid {
+                        key: "mail.smtp_url",
+                        ..
+                    }
+                ),
+                "{text}"
+            );
+            assert!(
+                !text.contains("s3cret") && !text.contains("raccordo@"),
+                "{text}"
+            );
+        }
+        for protected in [
+            "smtps://raccordo:s3cret-Pa55@mail.example:465",
+            "smtp://raccordo:s3cret-Pa55@mail.example:587?tls=required",
+            "smtp://127.0.0.1:1025",
+        ] {
+            settings.mail.smtp_url = protected.to_owned().into();
+            assert!(settings.validate().is_ok(), "{protected}");
+        }
+    }
+
+    #[test]
+    fn the_file_transport_is_refused_unless_allowed_naming_both_keys() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        assert!(!settings.mail.allow_file_transport, "off by default");
+        settings.mail.transport = MailTransportKind::File;
+        let text = settings
+            .mail
+            .check_file_transport_allowed()
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            text.contains("mail.transport") && text.contains("mail.allow_file_transport"),
+            "{text}"
+        );
+        settings.mail.allow_file_transport = true;
+        assert!(settings.mail.check_file_transport_allowed().is_ok());
+        settings.mail.allow_file_transport = false;
+        settings.mail.transport = MailTransportKind::Smtp;
+        assert!(settings.mail.check_file_transport_allowed().is_ok());
     }
 
     #[test]

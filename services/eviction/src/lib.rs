@@ -38,7 +38,7 @@ mod c7_tests {
     use serde_json::json;
 
     use raccordo_core::amqp::Message;
-    use raccordo_core::amqp::dead_letter::{mask_personal, may_hold_personal_data};
+    use raccordo_core::amqp::dead_letter::{HeldMessage, Holding, may_hold_personal_data};
     use raccordo_core::settings::Settings;
 
     fn message(routing_key: &str, body: serde_json::Value) -> Message {
@@ -78,14 +78,22 @@ mod c7_tests {
 
     #[test]
     fn c7_dlq_show_masks_household_and_contact() {
-        let mut body = json!({"type": "eviction.step.v1", "data": {
+        let body = json!({"type": "eviction.step.v1", "data": {
             "procedure_id": "RG-1/2026",
             "household": {"name": "Famiglia Yeti", "phone": "+39 333 9999999"},
             "contact": {"email": "yeti@example.org"}
         }});
-        mask_personal(&mut body);
-        let text = body.to_string();
+        let held = HeldMessage::from_delivery(
+            Holding::Dead,
+            serde_json::to_vec(&body).expect("json"),
+            BasicProperties::default(),
+        );
+        let text = held.masked_body();
         assert!(!text.contains("Yeti") && !text.contains("9999999") && !text.contains("yeti@"));
+        assert!(
+            !text.contains("RG-1/2026"),
+            "the docket number is personal too"
+        );
     }
 
     #[test]

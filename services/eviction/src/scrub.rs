@@ -1,16 +1,26 @@
-//! C4 after delivery: an `eviction.consent_revoked` notice carries the docket number so
-//! the mailer can write it; once every recipient has it (or has failed for good), the
-//! hub has no reason to keep it, and this sweeper replaces the payload with its
-//! non-personal part. Alerts are scrubbed at once, by the revocation itself.
+//! C4 after the revocation's commit, for what the revocation's transaction cannot reach.
+//!
+//! - An `eviction.consent_revoked` notice carries the docket number so the mailer can write
+//!   it; once every recipient has it (or has failed for good), the hub has no reason to keep
+//!   it, and the payload is replaced with its non-personal part. Alerts are scrubbed at once,
+//!   by the revocation itself.
+//! - The file transport (`mail.transport = "file"`) keeps each email as an `.eml` file: the
+//!   files of an alert scrubbed by a revocation are removed from the outbox. Files are not
+//!   in the database's transaction, so they go only after the revocation is committed, and
+//!   the pass is stateless (the folder's files against the scrubbed alerts): it catches up
+//!   after a restart, and a file written just before a crash is found too.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use raccordo_mailer::FileOutbox;
 
 use crate::store::scrub_payloads;
 
-/// How often delivered revocation notices are looked for.
+/// How often delivered revocation notices and revoked alerts' files are looked for.
 pub const SCRUB_EVERY: Duration = Duration::from_secs(2);
 
 /// Scrubs the delivered revocation notices now; returns how many.
@@ -21,14 +31,75 @@ pub async fn scrub_delivered(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(n)
 }
 
-/// Runs [`scrub_delivered`] every [`SCRUB_EVERY`] until `token` is cancelled.
+/// Why a pass over the outbox folder stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveFilesError {
+    #[error("failed to read or change the outbox folder")]
+    Outbox(#[from] std::io::Error),
+    #[error("failed to find the revoked alerts")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Removes from `outbox` every file of an alert whose procedure's consent was revoked
+/// (an alert the revocation scrubbed); returns how many files.
+pub async fn remove_revoked_files(
+    pool: &PgPool,
+    outbox: &FileOutbox,
+) -> Result<usize, RemoveFilesError> {
+    let in_folder = outbox.notifications().await?;
+    if in_folder.is_empty() {
+        return Ok(0);
+    }
+    let revoked: Vec<Uuid> = sqlx::query_scalar(
+        r#"
+        SELECT e.notification_id
+        FROM eviction_notifications e
+        JOIN notifications n ON n.id = e.notification_id
+        WHERE e.notification_id = ANY($1)
+          AND n.kind = 'eviction.alert'
+          AND e.scrubbed_at IS NOT NULL
+        "#,
+    )
+    .bind(&in_folder)
+    .fetch_all(pool)
+    .await?;
+    let mut removed = 0;
+    for id in revoked {
+        removed += outbox.remove_notification(id).await?;
+    }
+    Ok(removed)
+}
+
+/// [`run_scrubber_with_outbox`] without an outbox: for a process whose settings name no
+/// file transport. `serve` should call [`run_scrubber_with_outbox`].
 pub async fn run_scrubber(pool: PgPool, token: CancellationToken) {
+    run_scrubber_with_outbox(pool, None, token).await
+}
+
+/// Runs [`scrub_delivered`] and, with the file transport, [`remove_revoked_files`] every
+/// [`SCRUB_EVERY`] until `token` is cancelled. Give it `FileOutbox::from_settings(&mail)`.
+pub async fn run_scrubber_with_outbox(
+    pool: PgPool,
+    outbox: Option<FileOutbox>,
+    token: CancellationToken,
+) {
     loop {
         match scrub_delivered(&pool).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(notifications = n, "Scrubbed delivered revocation notices."),
             Err(error) => {
                 tracing::warn!(error = %error, "Could not scrub revocation notices; will retry.")
+            }
+        }
+        if let Some(outbox) = &outbox {
+            match remove_revoked_files(&pool, outbox).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "Removed the outbox files of revoked alerts."),
+                Err(error) => tracing::warn!(
+                    error = %error,
+                    folder = %outbox.dir().display(),
+                    "Could not remove the outbox files of revoked alerts; will retry."
+                ),
             }
         }
         tokio::select! {

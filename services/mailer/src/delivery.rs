@@ -16,7 +16,7 @@ use uuid::Uuid;
 use raccordo_core::amqp::{HandleError, Handler, Message, Outcome};
 use raccordo_core::db::{NotificationMessage, load_notification};
 use raccordo_core::domain::EmailAddress;
-use raccordo_core::settings::{MailSettings, MailTransportKind};
+use raccordo_core::settings::{MailSettings, MailTransportKind, SettingsError};
 
 use crate::message::{OutgoingEmail, message_id_for};
 use crate::outbox_file::FileOutbox;
@@ -24,8 +24,21 @@ use crate::smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
 use crate::templates::{RecipientContext, render};
 use crate::transport::Transport;
 
-/// Builds the configured transport (`mail.transport`).
-pub fn transport_from_settings(settings: &MailSettings) -> Result<Transport, SmtpConfigError> {
+/// Why the configured transport cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportConfigError {
+    /// The file transport without `mail.allow_file_transport`.
+    #[error(transparent)]
+    FileTransportNotAllowed(#[from] SettingsError),
+    /// An SMTP URL or option that cannot work.
+    #[error(transparent)]
+    Smtp(#[from] SmtpConfigError),
+}
+
+/// Builds the configured transport (`mail.transport`); the file transport only where
+/// `mail.allow_file_transport` says so.
+pub fn transport_from_settings(settings: &MailSettings) -> Result<Transport, TransportConfigError> {
+    settings.check_file_transport_allowed()?;
     Ok(match settings.transport {
         MailTransportKind::File => Transport::File(FileOutbox::new(settings.outbox_dir.clone())),
         MailTransportKind::Smtp => Transport::Smtp(SmtpTransport::new(&SmtpOptions {

@@ -4,11 +4,19 @@
 //! Files are named `<notification_id>-<recipient>.eml` and written to a temporary name then
 //! renamed, so a reader never sees half a file and a resend of the same notification to the
 //! same recipient replaces the earlier file instead of adding a second one.
+//!
+//! An eviction alert is personal data at rest: files are created readable by their owner
+//! only (0600, the folder 0700 when the outbox creates it), and [`FileOutbox::remove_notification`]
+//! deletes every file of a notification when the family revokes its consent (CONTRACT C4;
+//! the eviction crate's scrubber calls it after the revocation is committed).
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
+
+use raccordo_core::settings::{MailSettings, MailTransportKind};
 
 use crate::{
     message::OutgoingEmail,
@@ -27,6 +35,13 @@ impl FileOutbox {
         FileOutbox { dir: dir.into() }
     }
 
+    /// The configured outbox when `mail.transport` is `file`: where files of revoked
+    /// alerts must be removed from (whether or not this process writes them).
+    pub fn from_settings(settings: &MailSettings) -> Option<FileOutbox> {
+        (settings.transport == MailTransportKind::File)
+            .then(|| FileOutbox::new(settings.outbox_dir.clone()))
+    }
+
     /// The folder the files go to.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -38,7 +53,7 @@ impl FileOutbox {
             .join(format!("{notification_id}-{}.eml", sanitise(recipient)))
     }
 
-    /// Writes the email; `Delivered::response` is the file's path.
+    /// Writes the email; `Delivered::response` is the file's absolute path.
     ///
     /// # Errors
     /// [`SendError::Build`] for an email that cannot be built, [`SendError::Outbox`] when
@@ -46,7 +61,7 @@ impl FileOutbox {
     pub async fn send(&self, email: &OutgoingEmail) -> Result<Delivered, SendError> {
         let bytes = email.to_message()?.formatted();
         let path = self.path_for(email.notification_id, &email.to);
-        tokio::fs::create_dir_all(&self.dir)
+        create_private_dir(&self.dir)
             .await
             .map_err(SendError::Outbox)?;
 
@@ -54,7 +69,7 @@ impl FileOutbox {
         // writers of the same file never share a temporary.
         let temporary = self.dir.join(format!(".{}.tmp", Uuid::new_v4()));
         let written = async {
-            let mut file = tokio::fs::File::create(&temporary).await?;
+            let mut file = create_private_file(&temporary).await?;
             file.write_all(&bytes).await?;
             // Durable before it becomes visible: the delivery is recorded as done next.
             file.sync_all().await?;
@@ -67,10 +82,86 @@ impl FileOutbox {
             let _ = tokio::fs::remove_file(&temporary).await;
             return Err(SendError::Outbox(error));
         }
+        // Absolute, so the record names the file whatever the reader's working folder.
+        let recorded = std::path::absolute(&path).unwrap_or(path);
         Ok(Delivered {
-            response: path.display().to_string(),
+            response: recorded.display().to_string(),
         })
     }
+
+    /// The notifications that have at least one file in the outbox (none when the folder
+    /// does not exist yet).
+    ///
+    /// # Errors
+    /// When the folder exists but cannot be read.
+    pub async fn notifications(&self) -> io::Result<Vec<Uuid>> {
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut ids = Vec::new();
+        while let Some(entry) = entries.next_entry().await? {
+            if let Some(id) = notification_of(&entry.file_name().to_string_lossy()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Deletes every file of `notification_id`, whoever the recipient; returns how many.
+    /// A file already gone is not an error.
+    ///
+    /// # Errors
+    /// When the folder cannot be read or a file cannot be deleted.
+    pub async fn remove_notification(&self, notification_id: Uuid) -> io::Result<usize> {
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(error),
+        };
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await? {
+            if notification_of(&entry.file_name().to_string_lossy()) != Some(notification_id) {
+                continue;
+            }
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The notification a file of the outbox belongs to: `<uuid>-<recipient>.eml`.
+fn notification_of(file_name: &str) -> Option<Uuid> {
+    let stem = file_name.strip_suffix(".eml")?;
+    let id = stem.get(..36)?;
+    stem.get(36..)?.starts_with('-').then_some(())?;
+    Uuid::parse_str(id).ok()
+}
+
+/// Creates the folder (and missing parents) readable by the owner only; an existing
+/// folder keeps its mode, which the operator chose.
+async fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await
+}
+
+/// Creates a new file readable and writable by the owner only.
+async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path).await
 }
 
 /// Lowercase letters, digits, `.`, `-`, `_` and `@` stay; anything else becomes `_`, so the
@@ -186,6 +277,133 @@ mod tests {
         assert_eq!(files.len(), 2, "{files:?}");
         let first = std::fs::read_to_string(&files[0]).expect("readable");
         assert!(first.contains("Subject: secondo"));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn files_are_readable_by_their_owner_only_and_a_created_folder_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = TempDir::new();
+        let outbox = FileOutbox::new(temp.0.join("outbox"));
+
+        outbox
+            .send(&email("a@example.org", "x"))
+            .await
+            .expect("written");
+
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(outbox.dir()), 0o700);
+        assert_eq!(
+            mode(&temp.0),
+            0o700,
+            "missing parents are created private too"
+        );
+        let files = eml_files(outbox.dir());
+        assert_eq!(files.len(), 1);
+        assert_eq!(mode(&files[0]), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_existing_folder_keeps_the_mode_the_operator_chose() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = TempDir::new();
+        std::fs::create_dir(&temp.0).expect("a folder");
+        std::fs::set_permissions(&temp.0, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        let outbox = FileOutbox::new(&temp.0);
+
+        outbox
+            .send(&email("a@example.org", "x"))
+            .await
+            .expect("written");
+
+        let mode = std::fs::metadata(&temp.0)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o750);
+        let file = &eml_files(&temp.0)[0];
+        let mode = std::fs::metadata(file)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[tokio::test]
+    async fn removing_a_notification_deletes_its_files_for_every_recipient_and_nothing_else() {
+        let temp = TempDir::new();
+        let outbox = FileOutbox::new(&temp.0);
+        let mut other = email("a@example.org", "altro");
+        other.notification_id = Uuid::from_u128(8);
+        for e in [
+            email("a@example.org", "x"),
+            email("b@example.org", "x"),
+            other,
+        ] {
+            outbox.send(&e).await.expect("written");
+        }
+        std::fs::write(temp.0.join("README.txt"), b"not an email").expect("writable");
+        assert_eq!(
+            outbox.notifications().await.expect("listed"),
+            vec![Uuid::from_u128(7), Uuid::from_u128(8)]
+        );
+
+        let removed = outbox
+            .remove_notification(Uuid::from_u128(7))
+            .await
+            .expect("removed");
+
+        assert_eq!(removed, 2);
+        let left: Vec<String> = eml_files(&temp.0)
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            left,
+            vec![
+                "00000000-0000-0000-0000-000000000008-a@example.org.eml".to_owned(),
+                "README.txt".to_owned()
+            ]
+        );
+        assert_eq!(
+            outbox
+                .remove_notification(Uuid::from_u128(7))
+                .await
+                .expect("idempotent"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_folder_has_no_notifications_and_nothing_to_remove() {
+        let temp = TempDir::new();
+        let outbox = FileOutbox::new(temp.0.join("never-written"));
+
+        assert!(outbox.notifications().await.expect("listed").is_empty());
+        assert_eq!(
+            outbox
+                .remove_notification(Uuid::from_u128(7))
+                .await
+                .expect("nothing"),
+            0
+        );
+    }
+
+    #[test]
+    fn only_files_named_by_a_notification_belong_to_it() {
+        let id = "00000000-0000-0000-0000-000000000007";
+        assert_eq!(
+            notification_of(&format!("{id}-a@b.example.eml")),
+            Some(Uuid::from_u128(7))
+        );
+        assert_eq!(notification_of(&format!("{id}-a@b.example.txt")), None);
+        assert_eq!(notification_of(&format!("{id}.eml")), None);
+        assert_eq!(notification_of(&format!(".{id}.tmp")), None);
+        assert_eq!(notification_of("short.eml"), None);
+        assert_eq!(notification_of("é.eml"), None);
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub enum SmtpConfigError {
     /// A user name without a password.
     #[error("the SMTP URL names a user but no password")]
     MissingPassword,
+    /// Credentials on a connection that may stay plain: AUTH would send them in clear.
+    #[error("the SMTP URL has credentials but no required TLS: use smtps:// or ?tls=required")]
+    CredentialsInClear,
     /// TLS could not be set up (e.g. the system certificate store is unreadable).
     #[error("failed to set up TLS for the SMTP server")]
     TlsSetup(#[source] lettre::transport::smtp::Error),
@@ -194,6 +197,13 @@ impl Endpoint {
             None if !url.username().is_empty() => return Err(SmtpConfigError::MissingPassword),
             None => None,
         };
+        let encrypted = matches!(
+            security,
+            Security::Implicit(_) | Security::StartTls { required: true, .. }
+        );
+        if credentials.is_some() && !encrypted {
+            return Err(SmtpConfigError::CredentialsInClear);
+        }
 
         let path_name = url.path().trim_matches('/');
         let hello = match (&options.hello_name, path_name) {
@@ -665,7 +675,7 @@ mod tests {
     #[test]
     fn credentials_and_hello_name_come_from_the_url() {
         let with_user =
-            endpoint("smtp://user%40x:p%25ss%2Bw@mail.example:25/relay.example").expect("valid");
+            endpoint("smtps://user%40x:p%25ss%2Bw@mail.example:465/relay.example").expect("valid");
         let named = Endpoint::parse(&SmtpOptions {
             hello_name: Some("raccordo.example".into()),
             ..options("smtp://mail.example/ignored.example")
@@ -708,6 +718,16 @@ mod tests {
             endpoint("smtp://user@mail.example"),
             Err(SmtpConfigError::MissingPassword)
         ));
+        for clear in [
+            "smtp://user:s3cret@mail.example",
+            "smtp://user:s3cret@mail.example?tls=opportunistic",
+        ] {
+            let Err(error) = endpoint(clear) else {
+                panic!("credentials in clear accepted");
+            };
+            assert!(matches!(error, SmtpConfigError::CredentialsInClear));
+            assert!(!error.to_string().contains("s3cret"));
+        }
         assert!(matches!(
             endpoint("smtp:relay"),
             Err(SmtpConfigError::MissingHost)

@@ -32,6 +32,8 @@ pub fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> {
     settings.amqp.prefix = format!("{}-demo", settings.amqp.prefix);
     settings.mail.outbox_dir = settings.mail.outbox_dir.join("demo");
     settings.http.addr = "127.0.0.1:0".into();
+    // Its emails go to files by default (no SMTP server needed): the demo allows that.
+    settings.mail.allow_file_transport = true;
     Ok(settings)
 }
 

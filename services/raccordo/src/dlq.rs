@@ -3,7 +3,7 @@
 use anyhow::Context;
 use lapin::Connection;
 
-use raccordo_core::amqp::dead_letter::{self, HeldMessage, Holding, ReplayReport};
+use raccordo_core::amqp::dead_letter::{self, HeldMessage, Holding, ReplayReport, printable};
 use raccordo_core::amqp::{Publisher, Topology, connect};
 use raccordo_core::settings::Settings;
 
@@ -92,12 +92,13 @@ pub async fn purge(settings: &Settings, which: Which) -> anyhow::Result<Vec<(Hol
     Ok(out)
 }
 
-/// The table `dlq list` prints.
+/// The table `dlq list` prints. Every cell goes through [`printable`]: a routing key or an
+/// id is the publisher's text and must not drive the operator's terminal.
 pub fn table(messages: &[HeldMessage]) -> String {
     let rows: Vec<Vec<String>> = messages
         .iter()
         .map(|m| {
-            vec![
+            [
                 format!("{:?}", m.holding).to_lowercase(),
                 m.id.clone(),
                 m.failed_at.clone(),
@@ -106,6 +107,9 @@ pub fn table(messages: &[HeldMessage]) -> String {
                 m.attempt.to_string(),
                 m.error.chars().take(100).collect(),
             ]
+            .iter()
+            .map(|cell| printable(cell))
+            .collect()
         })
         .collect();
     crate::table::render(
@@ -122,16 +126,24 @@ pub fn table(messages: &[HeldMessage]) -> String {
     )
 }
 
-/// The detail `dlq show` prints: reason, headers, and the body with personal data masked.
+/// The detail `dlq show` prints: reason, the headers and the body as
+/// [`HeldMessage::headers`] and [`HeldMessage::masked_body`] allow them (CONTRACT C7).
 pub fn detail(m: &HeldMessage) -> String {
     let mut out = format!(
-        "id:          {}\nqueue:       {:?}\nreason:      {}\nfrom queue:  {}\nrouting key: {}\nfailed at:   {}\nattempts:    {}\nsize:        {} bytes\n\nheaders:\n",
-        m.id, m.holding, m.error, m.queue, m.routing_key, m.failed_at, m.attempt, m.size
+        "id:          {}\nqueue:       {:?}\nreason:      {}\nfrom queue:  {}\nrouting key: {}\nfailed at:   {}\nattempts:    {}\nsize:        {} bytes\n\nheaders (the hub's own and known properties):\n",
+        printable(&m.id),
+        m.holding,
+        printable(&m.error),
+        printable(&m.queue),
+        printable(&m.routing_key),
+        printable(&m.failed_at),
+        m.attempt,
+        m.size
     );
     for (k, v) in m.headers() {
         out.push_str(&format!("  {k}: {v}\n"));
     }
-    out.push_str("\nbody (household and contact masked):\n");
+    out.push_str("\nbody (known non-personal members only; the rest masked):\n");
     out.push_str(&m.masked_body());
     out.push('\n');
     out
