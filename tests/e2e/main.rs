@@ -6,3 +6,4 @@ mod failures;
 mod housing;
 mod operations;
 mod quota;
+mod transport_tls;
