@@ -7,3 +7,4 @@ mod housing;
 mod operations;
 mod quota;
 mod transport_tls;
+mod trust;

@@ -5,6 +5,9 @@
 //! When RabbitMQ or PostgreSQL is unreachable the harness fails at once, naming the script
 //! that starts them: integration tests never skip.
 
+pub mod broker_users;
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -67,6 +70,10 @@ pub fn test_settings(smtp_port: u16) -> Settings {
     settings.retry.initial_delay_ms = 100;
     settings.retry.max_delay_ms = 400;
     settings.relay.poll_ms = 200;
+    // Tests publish as the broker's guest user without user_id, and pseudonymise with the
+    // public development key; the trust tests turn both off.
+    settings.publishers.allow_anonymous = true;
+    settings.eviction.allow_development_key = true;
     settings
 }
 
@@ -167,6 +174,12 @@ async fn preflight(settings: &Settings) {
 }
 
 impl TestApp {
+    /// Changes the settings the workers will start with (prepare, then configure, then start).
+    pub fn configure(mut self, configure: impl FnOnce(&mut Settings)) -> Self {
+        configure(&mut self.settings);
+        self
+    }
+
     /// Starts workers in this process.
     pub async fn start(mut self, workers: Workers) -> Self {
         let app = App::start(self.settings.clone(), workers)
@@ -210,6 +223,20 @@ impl TestApp {
             .to_owned();
         let body = serde_json::to_vec(event).expect("serializable");
         self.publish_raw(&key, &body).await;
+    }
+
+    /// Publishes any bytes with any routing key and properties, as the guest user.
+    pub async fn publish_with(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
+        self.publisher
+            .publish(
+                &self.topology.inbound_exchange(),
+                routing_key,
+                body,
+                properties,
+                false,
+            )
+            .await
+            .expect("the broker confirms the event");
     }
 
     /// Publishes any bytes with any routing key.
@@ -286,7 +313,10 @@ impl TestApp {
         let mut held = 0;
         for name in self.topology.all_queues() {
             let n = self.queue_depth(&name).await;
-            if name == self.topology.dead_queue() || name == self.topology.parked_queue() {
+            if name == self.topology.dead_queue()
+                || name == self.topology.parked_queue()
+                || name == self.topology.parked_personal_queue()
+            {
                 held += n;
             } else {
                 queued += n;
@@ -356,7 +386,10 @@ impl TestApp {
     pub async fn wait_for_held(&self, holding: Holding, n: usize) -> Vec<HeldMessage> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let depth = self.queue_depth(&holding.queue(&self.topology)).await as usize;
+            let mut depth = 0;
+            for queue in holding.queues(&self.topology) {
+                depth += self.queue_depth(&queue).await as usize;
+            }
             if depth >= n {
                 return dead_letter::browse(&self.connection, &self.topology, holding)
                     .await
@@ -434,6 +467,18 @@ impl TestApp {
             (
                 "RACCORDO__AMQP__QUEUE_TYPE".into(),
                 s.amqp.queue_type.as_str().to_owned(),
+            ),
+            (
+                "RACCORDO__PUBLISHERS__ALLOW_ANONYMOUS".into(),
+                s.publishers.allow_anonymous.to_string(),
+            ),
+            (
+                "RACCORDO__EVICTION__ALLOW_DEVELOPMENT_KEY".into(),
+                s.eviction.allow_development_key.to_string(),
+            ),
+            (
+                "RACCORDO__EVICTION__PSEUDONYM_KEY".into(),
+                s.eviction.pseudonym_key.expose_secret().to_owned(),
             ),
         ]
     }

@@ -4,8 +4,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use time::Date;
+use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
+use time::{Date, OffsetDateTime};
 
 /// A value that failed to parse, with a reason fit for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -237,15 +238,91 @@ impl ReceptionKind {
     }
 }
 
-/// Parses a `YYYY-MM-DD` date.
+/// The years a date or datetime of the contract may fall in (CONTRACT §2, version 1.1).
+/// Outside them an instant may not fit PostgreSQL's or the `time` crate's range once
+/// converted to UTC, and no eviction, report or offer is that far away.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1900..=2200;
+
+/// The text of a date or datetime outside [`YEARS`]; error messages that carry it are
+/// safe to show (they hold no value).
+pub const OUT_OF_RANGE: &str = "outside the years 1900-2200";
+
+/// Parses a `YYYY-MM-DD` date within [`YEARS`].
 pub fn parse_date(s: &str) -> Result<Date, ParseError> {
-    Date::parse(s, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ParseError(format!("{s:?} is not a date YYYY-MM-DD")))
+    let date = Date::parse(s, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| ParseError("not a date YYYY-MM-DD".into()))?;
+    check_year(date.year())?;
+    Ok(date)
+}
+
+/// Parses an RFC 3339 datetime whose year, both as written and in UTC, is within [`YEARS`].
+pub fn parse_datetime(s: &str) -> Result<OffsetDateTime, ParseError> {
+    let at = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|_| ParseError("not an RFC 3339 date-time".into()))?;
+    check_year(at.year())?;
+    // The year in UTC can differ at the edges (2200-12-31T23:59-01:00 is 2201 in UTC).
+    let utc = OffsetDateTime::from_unix_timestamp(at.unix_timestamp())
+        .map_err(|_| ParseError(OUT_OF_RANGE.into()))?;
+    check_year(utc.year())?;
+    Ok(at)
+}
+
+fn check_year(year: i32) -> Result<(), ParseError> {
+    if YEARS.contains(&year) {
+        Ok(())
+    } else {
+        Err(ParseError(OUT_OF_RANGE.into()))
+    }
 }
 
 /// Formats a date as `YYYY-MM-DD`.
 pub fn format_date(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Serde for RFC 3339 datetimes within [`YEARS`].
+pub mod datetime {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    /// Serializes as RFC 3339.
+    pub fn serialize<S: Serializer>(at: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        let text = at.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    /// Deserializes from RFC 3339, refusing years outside [`super::YEARS`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_datetime(&s).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for `Option<OffsetDateTime>`.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+        use time::OffsetDateTime;
+
+        /// Serializes as RFC 3339 or null.
+        pub fn serialize<S: Serializer>(
+            at: &Option<OffsetDateTime>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => super::serialize(at, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Deserializes from RFC 3339 or null.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<OffsetDateTime>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| super::super::parse_datetime(&s).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
 }
 
 /// Serde for `YYYY-MM-DD` dates.
@@ -315,6 +392,28 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()), Ok(role));
         }
         assert!(Role::parse("sindaco").is_err());
+    }
+
+    #[test]
+    fn dates_and_datetimes_outside_1900_2200_are_refused_without_echoing_them() {
+        for bad in ["9999-12-31", "1899-12-31", "2201-01-01"] {
+            let err = parse_date(bad).expect_err(bad);
+            assert_eq!(err.to_string(), OUT_OF_RANGE);
+        }
+        for bad in [
+            "9999-12-31T23:59:59-01:00",
+            "0001-01-01T00:00:00Z",
+            "2200-12-31T23:59:59-01:00",
+            "1900-01-01T00:30:00+01:00",
+        ] {
+            let err = parse_datetime(bad).expect_err(bad);
+            assert_eq!(err.to_string(), OUT_OF_RANGE, "{bad}");
+        }
+        assert!(parse_datetime("2200-12-31T23:59:59Z").is_ok());
+        assert!(parse_datetime("1900-01-01T00:00:00Z").is_ok());
+        assert!(parse_date("2200-12-31").is_ok());
+        let err = parse_datetime("yesterday at Via Segreta 9").expect_err("not a date");
+        assert!(!err.to_string().contains("Segreta"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// An event type of the contract, with its schema file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
     EvictionStep,
     EvictionConsent,
@@ -159,12 +159,26 @@ impl Envelope {
         })
     }
 
-    /// Deserializes `data` into the type's wire struct.
+    /// Deserializes `data` into the type's wire struct. The error names the field and
+    /// what is wrong with it, never its value.
     pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
-        serde_json::from_value(self.data.clone()).map_err(|e| Rejection::Schema {
-            event_type: self.event_type.as_str().to_owned(),
-            // serde's message may quote the offending value, which may be personal data.
-            detail: format!("the data does not fit the type ({:?} error)", e.classify()),
+        serde_path_to_error::deserialize(&self.data).map_err(|e| {
+            let path = match e.path().to_string() {
+                root if root == "." => String::new(),
+                path => path.replace('.', "/"),
+            };
+            let inner = e.into_inner().to_string();
+            // serde's messages may quote the offending value, which may be personal data;
+            // only the hub's own range message is known to hold none.
+            let what = if inner.contains(crate::domain::OUT_OF_RANGE) {
+                crate::domain::OUT_OF_RANGE
+            } else {
+                "does not fit the type"
+            };
+            Rejection::Schema {
+                event_type: self.event_type.as_str().to_owned(),
+                detail: format!("at /{path}: {what}"),
+            }
         })
     }
 }

@@ -1,37 +1,81 @@
-//! Readiness as operators see it: which consumers are attached to the broker right now.
+//! Readiness as operators see it: which consumers are attached to the broker and taking
+//! work right now, and why the others are not.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
+
+/// What one consumer is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerState {
+    /// Attached and taking messages.
+    Consuming,
+    /// Connecting or reconnecting (also after a restart that followed a panic).
+    WaitingForBroker,
+    /// Holding a message, taking no other, until the database answers again.
+    PausedDatabaseDown,
+}
+
+impl fmt::Display for ConsumerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConsumerState::Consuming => "consuming",
+            ConsumerState::WaitingForBroker => "waiting for the broker",
+            ConsumerState::PausedDatabaseDown => "paused: the database is unreachable",
+        })
+    }
+}
 
 /// Shared by every consumer of a process and by `/readyz`.
 #[derive(Clone, Default)]
 pub struct Health {
-    consumers: Arc<Mutex<BTreeMap<String, bool>>>,
+    consumers: Arc<Mutex<BTreeMap<String, ConsumerState>>>,
 }
 
 impl Health {
+    /// Records what consumer `name` is doing.
+    pub fn set_state(&self, name: &str, state: ConsumerState) {
+        if let Ok(mut map) = self.consumers.lock() {
+            map.insert(name.to_owned(), state);
+        }
+    }
+
     /// Records whether consumer `name` is attached.
     pub fn set_consuming(&self, name: &str, consuming: bool) {
-        if let Ok(mut map) = self.consumers.lock() {
-            map.insert(name.to_owned(), consuming);
-        }
+        self.set_state(
+            name,
+            if consuming {
+                ConsumerState::Consuming
+            } else {
+                ConsumerState::WaitingForBroker
+            },
+        );
     }
 
     /// Declares a consumer that will start, so readiness waits for it.
     pub fn expect(&self, name: &str) {
         if let Ok(mut map) = self.consumers.lock() {
-            map.entry(name.to_owned()).or_insert(false);
+            map.entry(name.to_owned())
+                .or_insert(ConsumerState::WaitingForBroker);
         }
     }
 
-    /// Every known consumer and whether it is attached.
-    pub fn consumers(&self) -> BTreeMap<String, bool> {
+    /// Every known consumer and what it is doing.
+    pub fn states(&self) -> BTreeMap<String, ConsumerState> {
         self.consumers.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// True when at least one consumer is known and all are attached.
+    /// Every known consumer and whether it is taking messages.
+    pub fn consumers(&self) -> BTreeMap<String, bool> {
+        self.states()
+            .into_iter()
+            .map(|(name, state)| (name, state == ConsumerState::Consuming))
+            .collect()
+    }
+
+    /// True when at least one consumer is known and all are taking messages.
     pub fn all_consuming(&self) -> bool {
-        let map = self.consumers();
-        !map.is_empty() && map.values().all(|c| *c)
+        let map = self.states();
+        !map.is_empty() && map.values().all(|c| *c == ConsumerState::Consuming)
     }
 }

@@ -113,21 +113,14 @@ pub async fn serve_http(
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = crate::db::ping(&state.pool, Duration::from_secs(2)).await;
-    let consumers = state.health.consumers();
+    let consumers = state.health.states();
     let consuming = state.health.all_consuming();
     let mut body = format!(
         "database: {}\n",
         if database { "ok" } else { "unreachable" }
     );
-    for (name, up) in &consumers {
-        body.push_str(&format!(
-            "consumer {name}: {}\n",
-            if *up {
-                "consuming"
-            } else {
-                "waiting for the broker"
-            }
-        ));
+    for (name, consumer) in &consumers {
+        body.push_str(&format!("consumer {name}: {consumer}\n"));
     }
     let status = if database && consuming {
         StatusCode::OK

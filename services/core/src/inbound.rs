@@ -1,6 +1,9 @@
 //! Inbound events, the same way for every worker: decode and validate the CloudEvent,
-//! check the worker handles its type, then in one transaction record the idempotency key,
-//! apply the worker's decision and write its outbox rows — and commit.
+//! check the worker handles its type and that its publisher may say it, then in one
+//! transaction record the idempotency key, apply the worker's decision and write its
+//! outbox rows — and commit.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
@@ -8,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::amqp::{HandleError, Handler, Message, Outcome};
 use crate::db::{Ingest, record_event};
 use crate::envelope::{Envelope, EventType};
+use crate::origin::Publishers;
 
 /// The part of a worker that differs from the others.
 #[async_trait]
@@ -22,13 +26,18 @@ pub trait EventWorker: Send + Sync + 'static {
 /// A [`Handler`] made of an [`EventWorker`] and the database.
 pub struct Inbound<W> {
     pool: PgPool,
+    publishers: Arc<Publishers>,
     worker: W,
 }
 
 impl<W: EventWorker> Inbound<W> {
-    /// Wraps `worker`.
-    pub fn new(pool: PgPool, worker: W) -> Self {
-        Self { pool, worker }
+    /// Wraps `worker`; `publishers` says who may publish what.
+    pub fn new(pool: PgPool, publishers: Arc<Publishers>, worker: W) -> Self {
+        Self {
+            pool,
+            publishers,
+            worker,
+        }
     }
 }
 
@@ -46,6 +55,9 @@ impl<W: EventWorker> Handler for Inbound<W> {
                 event.event_type, message.routing_key
             )));
         }
+        self.publishers
+            .authorize(message.publisher.as_deref(), &event)
+            .map_err(|refusal| HandleError::Permanent(refusal.to_string()))?;
         let mut tx = self.pool.begin().await.map_err(HandleError::from_db)?;
         if record_event(&mut tx, &event)
             .await

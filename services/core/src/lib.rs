@@ -11,6 +11,7 @@
 //! - [`amqp`]: topology, consume loop, publisher, dead and parked messages.
 //! - [`db`]: pool, migrations, inbox, outbox, relay.
 //! - [`inbound`]: the shared path of every inbound event.
+//! - [`origin`]: who published an event, and whether it may say it.
 //! - [`registry`]: comuni, referents, recipients.
 //! - [`notification`]: notification kinds and their audiences.
 //! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
@@ -26,6 +27,7 @@ pub mod health;
 pub mod http;
 pub mod inbound;
 pub mod notification;
+pub mod origin;
 pub mod registry;
 pub mod schedule;
 pub mod settings;

@@ -34,6 +34,7 @@ pub struct Settings {
     pub eviction: EvictionSettings,
     pub retry: RetrySettings,
     pub relay: RelaySettings,
+    pub publishers: PublishersSettings,
 }
 
 /// RabbitMQ connection and topology.
@@ -50,6 +51,9 @@ pub struct AmqpSettings {
     pub consumers: u16,
     /// Inbound messages larger than this are dead-lettered; default 262144 (256 KiB).
     pub max_message_bytes: usize,
+    /// Bound on handling one message (its transaction, or its emails), in ms; past it the
+    /// message is retried. Default 30000.
+    pub handler_timeout_ms: u64,
     /// Type of the work and retry queues; default `quorum` (CONTRACT §2). `classic` exists
     /// for test suites that create and delete thousands of queues: quorum queues are not
     /// designed for such churn.
@@ -167,10 +171,51 @@ pub struct QuotaSettings {
 pub struct EvictionSettings {
     /// An access within this many days makes an alert urgent; default 7.
     pub urgent_within_days: u32,
-    /// HMAC key of procedure pseudonyms.
+    /// HMAC key of procedure pseudonyms: one key of at least 32 bytes, or a chain of keys
+    /// separated by white space, oldest first (after `raccordo eviction rekey`). Default:
+    /// the development key, refused by `serve` and `setup` unless
+    /// `allow_development_key`.
     pub pseudonym_key: SecretString,
+    /// A file holding the key (or the chain, one key per line), for container secrets;
+    /// read at start and used instead of `pseudonym_key`. Default: none.
+    #[serde(default)]
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// Accept the development key or a key under 32 bytes (demo and tests only); default false.
+    pub allow_development_key: bool,
     /// Dead eviction events expire after this many days; default 7.
     pub dead_letter_ttl_days: u32,
+    /// How far in the future a consent's `recorded_at` may be (clocks differ), in
+    /// seconds; later is refused as a mistyped date. Default 600.
+    pub max_clock_skew_s: u64,
+}
+
+/// The key written in `config/default.toml`: known to everyone, so never for real data.
+pub const DEVELOPMENT_PSEUDONYM_KEY: &str = "raccordo-development-key-change-me";
+
+/// The smallest key `serve` and `setup` accept, in bytes (HMAC-SHA256's block of entropy).
+pub const MIN_PSEUDONYM_KEY_BYTES: usize = 32;
+
+/// Who may publish what (CONTRACT §2, version 1.1). Each entry but `allow_anonymous` is a
+/// broker user: `[publishers.<user>] types = [...], comuni = [...]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct PublishersSettings {
+    /// Accept events without an AMQP `user_id` (demo, tests, migration); default false.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// The broker users of the publishing systems and what each may say.
+    #[serde(flatten)]
+    pub users: std::collections::BTreeMap<String, PublisherRule>,
+}
+
+/// What one publishing system may say.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherRule {
+    /// Event types (routing keys) it may publish.
+    pub types: Vec<String>,
+    /// The comuni (ISTAT codes) its events may be about; empty or absent: any.
+    #[serde(default)]
+    pub comuni: Vec<String>,
 }
 
 /// Retries of transient failures (CONTRACT F2).
@@ -203,7 +248,7 @@ impl Settings {
         if let Ok(path) = std::env::var("RACCORDO_CONFIG") {
             builder = builder.add_source(config::File::with_name(&path).required(true));
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(
                 config::Environment::with_prefix("RACCORDO")
                     .prefix_separator("__")
@@ -212,6 +257,7 @@ impl Settings {
             )
             .build()?
             .try_deserialize()?;
+        settings.eviction.read_key_file()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -232,6 +278,9 @@ impl Settings {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !prefix_ok {
             return invalid("amqp.prefix", "use letters, digits, '-', '_' or '.'");
+        }
+        if self.amqp.handler_timeout_ms == 0 {
+            return invalid("amqp.handler_timeout_ms", "must be at least 1");
         }
         if self.amqp.prefetch == 0 || self.amqp.consumers == 0 {
             return invalid("amqp.prefetch/amqp.consumers", "must be at least 1");
@@ -266,8 +315,40 @@ impl Settings {
         if crate::domain::parse_date(&self.quota.protocol_signed_on).is_err() {
             return invalid("quota.protocol_signed_on", "use YYYY-MM-DD");
         }
-        if self.eviction.pseudonym_key.expose_secret().len() < 16 {
-            return invalid("eviction.pseudonym_key", "use at least 16 characters");
+        if self.eviction.pseudonym_keys().is_empty() {
+            return invalid("eviction.pseudonym_key", "no key given");
+        }
+        for (user, rule) in &self.publishers.users {
+            let key = "publishers";
+            if user.is_empty() || user.len() > 255 || user.chars().any(char::is_whitespace) {
+                return invalid(
+                    key,
+                    "a publisher's broker user name is empty, too long or has spaces",
+                );
+            }
+            if rule.types.is_empty() {
+                return invalid(key, &format!("publishers.{user}.types is empty"));
+            }
+            if let Some(t) = rule
+                .types
+                .iter()
+                .find(|t| crate::envelope::EventType::parse(t).is_none())
+            {
+                return invalid(
+                    key,
+                    &format!("publishers.{user}.types names an unknown type {t:?}"),
+                );
+            }
+            if let Some(c) = rule
+                .comuni
+                .iter()
+                .find(|c| crate::domain::ComuneIstat::parse(c).is_err())
+            {
+                return invalid(
+                    key,
+                    &format!("publishers.{user}.comuni: {c:?} is not an ISTAT code"),
+                );
+            }
         }
         if crate::domain::EmailAddress::parse_mailbox(&self.mail.from).is_err() {
             return invalid("mail.from", "not an email address");
@@ -280,9 +361,15 @@ impl Settings {
 }
 
 impl DatabaseSettings {
-    /// Options for the configured database.
+    /// Options for the configured database. Every statement and lock wait is bounded on
+    /// the server, so no await on the database hangs a worker: past the bound PostgreSQL
+    /// cancels it (57014, 55P03), a fault the hub retries.
     pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
-        self.url.expose_secret().parse::<PgConnectOptions>()
+        Ok(self
+            .url
+            .expose_secret()
+            .parse::<PgConnectOptions>()?
+            .options([("statement_timeout", "30s"), ("lock_timeout", "15s")]))
     }
 
     /// The name of the configured database.
@@ -302,6 +389,13 @@ impl DatabaseSettings {
     /// Bound on waiting for a pooled connection.
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+impl AmqpSettings {
+    /// Bound on handling one message.
+    pub fn handler_timeout(&self) -> Duration {
+        Duration::from_millis(self.handler_timeout_ms)
     }
 }
 
@@ -348,6 +442,57 @@ impl MailSettings {
 }
 
 impl EvictionSettings {
+    /// Replaces `pseudonym_key` with the content of `pseudonym_key_file`, when one is set.
+    fn read_key_file(&mut self) -> Result<(), SettingsError> {
+        if let Some(path) = &self.pseudonym_key_file {
+            let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Invalid {
+                key: "eviction.pseudonym_key_file",
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            self.pseudonym_key = SecretString::from(text);
+        }
+        Ok(())
+    }
+
+    /// The key chain, oldest first.
+    pub fn pseudonym_keys(&self) -> Vec<SecretString> {
+        self.pseudonym_key
+            .expose_secret()
+            .split_whitespace()
+            .map(|k| SecretString::from(k.to_owned()))
+            .collect()
+    }
+
+    /// Refuses the development key and short keys unless `allow_development_key`: what
+    /// `serve`, `setup` and `rekey` call before touching procedures.
+    pub fn check_key_for_real_data(&self) -> Result<(), SettingsError> {
+        if self.allow_development_key {
+            return Ok(());
+        }
+        let keys = self.pseudonym_keys();
+        let weak = keys.iter().any(|k| {
+            let k = k.expose_secret();
+            k == DEVELOPMENT_PSEUDONYM_KEY || k.len() < MIN_PSEUDONYM_KEY_BYTES
+        });
+        if weak || keys.is_empty() {
+            return Err(SettingsError::Invalid {
+                key: "eviction.pseudonym_key",
+                reason: format!(
+                    "the development key, or a key under {MIN_PSEUDONYM_KEY_BYTES} bytes, would let anyone \
+                     reverse the pseudonyms of families: set your own key (e.g. `openssl rand -hex 32`) \
+                     in eviction.pseudonym_key or eviction.pseudonym_key_file, or set \
+                     eviction.allow_development_key = true for a demo or a test"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// How far in the future a consent's `recorded_at` may be.
+    pub fn max_clock_skew(&self) -> Duration {
+        Duration::from_secs(self.max_clock_skew_s)
+    }
+
     /// How long a dead letter that may hold personal data is kept.
     pub fn dead_letter_ttl(&self) -> Duration {
         Duration::from_secs(u64::from(self.dead_letter_ttl_days) * 86_400)
@@ -391,6 +536,64 @@ mod tests {
         assert_eq!(settings.mail.transport, MailTransportKind::File);
         assert_eq!(settings.quota.exclusion_ratio, 0.5);
         assert_eq!(settings.eviction.urgent_within_days, 7);
+    }
+
+    #[test]
+    fn the_development_key_is_refused_for_real_data_unless_allowed() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        assert!(settings.eviction.check_key_for_real_data().is_err());
+        settings.eviction.pseudonym_key = "short-key-0123456789".to_owned().into();
+        let err = settings
+            .eviction
+            .check_key_for_real_data()
+            .expect_err("short");
+        assert!(!err.to_string().contains("short-key"), "{err}");
+        settings.eviction.pseudonym_key = "k".repeat(32).into();
+        assert!(settings.eviction.check_key_for_real_data().is_ok());
+        settings.eviction.pseudonym_key =
+            format!("{} {}", "a".repeat(32), DEVELOPMENT_PSEUDONYM_KEY).into();
+        assert!(settings.eviction.check_key_for_real_data().is_err());
+        settings.eviction.allow_development_key = true;
+        assert!(settings.eviction.check_key_for_real_data().is_ok());
+    }
+
+    #[test]
+    fn the_key_file_replaces_the_key_and_may_hold_a_chain() {
+        let dir = std::env::temp_dir().join(format!("raccordo-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("key");
+        std::fs::write(&file, format!("{}\n{}\n", "a".repeat(40), "b".repeat(40))).expect("write");
+        let mut settings = Settings::load().expect("defaults are valid");
+        settings.eviction.pseudonym_key_file = Some(file);
+        settings.eviction.read_key_file().expect("readable");
+        assert_eq!(settings.eviction.pseudonym_keys().len(), 2);
+        assert!(settings.eviction.check_key_for_real_data().is_ok());
+        settings.eviction.pseudonym_key_file = Some(dir.join("missing"));
+        assert!(settings.eviction.read_key_file().is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn publishers_name_known_types_and_comuni() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        assert!(!settings.publishers.allow_anonymous);
+        settings.publishers.users.insert(
+            "comune_rho".into(),
+            PublisherRule {
+                types: vec!["housing.unit.v1".into()],
+                comuni: vec!["015182".into()],
+            },
+        );
+        assert!(settings.validate().is_ok());
+        settings.publishers.users.insert(
+            "typo".into(),
+            PublisherRule {
+                types: vec!["housing.units.v1".into()],
+                comuni: vec![],
+            },
+        );
+        let err = settings.validate().expect_err("unknown type");
+        assert!(err.to_string().contains("housing.units.v1"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
-use raccordo_core::domain::{ComuneIstat, iso_date};
+use raccordo_core::domain::{ComuneIstat, datetime, iso_date};
 
 use crate::personal::{Contact, Household, ProcedureId};
 
@@ -84,7 +84,7 @@ pub struct StepEvent {
     pub step: Step,
     #[serde(with = "iso_date")]
     pub occurred_on: Date,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "datetime::option")]
     pub next_access_at: Option<OffsetDateTime>,
     pub comune_istat: ComuneIstat,
     #[serde(default)]
@@ -128,7 +128,7 @@ pub struct ConsentEvent {
     pub decision: ConsentDecision,
     /// The office that collected the decision (not personal data).
     pub recorded_by: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "datetime")]
     pub recorded_at: OffsetDateTime,
     #[serde(default)]
     pub contact: Option<Contact>,

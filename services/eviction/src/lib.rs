@@ -15,10 +15,12 @@
 //! - [`stats`]: monthly statistics per ambito (C6), and their monthly job.
 //! - [`scrub`]: removes the docket number from delivered revocation notices.
 //! - [`audit`]: who was told what, when, and on whose recorded consent.
+//! - [`keys`]: the pseudonym key checked against the database, and its rotation.
 
 pub mod audit;
 pub mod decide;
 pub mod event;
+pub mod keys;
 pub mod personal;
 pub mod scrub;
 pub mod stats;
@@ -47,6 +49,7 @@ mod c7_tests {
             routing_key: routing_key.into(),
             properties: BasicProperties::default(),
             attempt: 1,
+            publisher: None,
         }
     }
 

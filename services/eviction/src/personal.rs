@@ -19,22 +19,40 @@ use sha2::Sha256;
 pub struct ProcedureId(String);
 
 impl ProcedureId {
-    /// Accepts 1 to 64 characters, as the schema does.
+    /// Accepts 1 to 64 characters, as the schema does, with at least one letter or digit.
     pub fn parse(s: &str) -> Result<Self, raccordo_core::domain::ParseError> {
         let n = s.chars().count();
-        if (1..=64).contains(&n) {
-            Ok(Self(s.to_owned()))
-        } else {
-            // Never echo the value: it is personal.
-            Err(raccordo_core::domain::ParseError(
+        // Never echo the value: it is personal.
+        if !(1..=64).contains(&n) {
+            return Err(raccordo_core::domain::ParseError(
                 "procedure_id must be 1 to 64 characters".into(),
-            ))
+            ));
         }
+        if !s.chars().any(char::is_alphanumeric) {
+            return Err(raccordo_core::domain::ParseError(
+                "procedure_id has no letter or digit".into(),
+            ));
+        }
+        Ok(Self(s.to_owned()))
     }
 
-    /// The clear docket number; call only where consent allows it to be used.
+    /// The clear docket number as the publisher wrote it; call only where consent allows
+    /// it to be used.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The form two spellings of one docket number share, hashed into the pseudonym:
+    /// upper case, and every character other than a letter, a digit or `/` removed, so
+    /// "RG 1234/2026", "rg-1234/2026" and "R.G. 1.234/2026" are one procedure. The `/`
+    /// stays: it separates number and year ("123/42026" is not "1234/2026").
+    /// The rule is documented for publishers in `schemas/README.md`.
+    pub fn canonical(&self) -> String {
+        self.0
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '/')
+            .flat_map(char::to_uppercase)
+            .collect()
     }
 }
 
@@ -150,37 +168,95 @@ impl fmt::Display for Pseudonym {
     }
 }
 
-/// Computes pseudonyms with the configured key.
+/// Computes pseudonyms with the configured key chain.
+///
+/// A chain, oldest key first, makes keys rotatable without the docket numbers, which the
+/// hub does not keep: the pseudonym is the HMAC under the first key, then each later key
+/// hashes the previous pseudonym. `raccordo eviction rekey` appends a key by hashing every
+/// stored pseudonym once more; a leaked older key alone no longer links anything.
 #[derive(Clone)]
 pub struct Pseudonymizer {
-    key: SecretString,
+    keys: Vec<SecretString>,
 }
 
 impl fmt::Debug for Pseudonymizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Pseudonymizer { key: [REDACTED] }")
+        write!(
+            f,
+            "Pseudonymizer {{ keys: {} [REDACTED] }}",
+            self.keys.len()
+        )
     }
 }
 
+/// The input of the key fingerprint: hashed by the chain, it identifies the chain without
+/// revealing it, so a database written under one chain is never read under another.
+const FINGERPRINT_INPUT: &[u8] = b"raccordo:pseudonym-key-fingerprint";
+
 impl Pseudonymizer {
-    /// With `eviction.pseudonym_key`.
+    /// With one key.
     pub fn new(key: SecretString) -> Self {
-        Self { key }
+        Self { keys: vec![key] }
     }
 
-    /// The pseudonym of a docket number.
-    pub fn pseudonym(&self, procedure_id: &ProcedureId) -> Pseudonym {
-        // HMAC accepts keys of any length: `new_from_slice` cannot fail for it.
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret().as_bytes())
-            .expect("HMAC takes keys of any length");
-        mac.update(procedure_id.expose().as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut hex = String::with_capacity(digest.len() * 2);
-        for byte in digest {
-            hex.push_str(&format!("{byte:02x}"));
-        }
-        Pseudonym(hex)
+    /// With the configured key chain (`eviction.pseudonym_key` or its file).
+    pub fn from_settings(settings: &raccordo_core::settings::EvictionSettings) -> Self {
+        Self::with_chain(settings.pseudonym_keys())
     }
+
+    /// With a chain of keys, oldest first (`eviction.pseudonym_key`: keys separated by
+    /// white space). An empty chain is refused by the settings before this is called.
+    pub fn with_chain(keys: Vec<SecretString>) -> Self {
+        Self { keys }
+    }
+
+    /// The same chain with `key` appended (the chain after `raccordo eviction rekey`).
+    pub fn then(&self, key: SecretString) -> Self {
+        let mut keys = self.keys.clone();
+        keys.push(key);
+        Self { keys }
+    }
+
+    /// The pseudonym of a docket number (of its canonical form).
+    pub fn pseudonym(&self, procedure_id: &ProcedureId) -> Pseudonym {
+        Pseudonym(self.chain(procedure_id.canonical().as_bytes()))
+    }
+
+    /// Identifies the chain; stored beside the pseudonyms it made.
+    pub fn fingerprint(&self) -> String {
+        self.chain(FINGERPRINT_INPUT)
+    }
+
+    /// A stored pseudonym hashed under one more key: what `rekey` writes.
+    pub fn rehash(key: &SecretString, pseudonym: &Pseudonym) -> Pseudonym {
+        Pseudonym(hmac_hex(key, pseudonym.as_ref().as_bytes()))
+    }
+
+    fn chain(&self, input: &[u8]) -> String {
+        let mut keys = self.keys.iter();
+        let Some(first) = keys.next() else {
+            return hmac_hex(&SecretString::from(String::new()), input);
+        };
+        let mut out = hmac_hex(first, input);
+        for key in keys {
+            out = hmac_hex(key, out.as_bytes());
+        }
+        out
+    }
+}
+
+fn hmac_hex(key: &SecretString, input: &[u8]) -> String {
+    // HMAC accepts keys of any length: `new_from_slice` cannot fail for it.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(input);
+    let digest = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 #[cfg(test)]
@@ -221,6 +297,42 @@ mod tests {
         let long = "Z".repeat(65);
         let err = ProcedureId::parse(&long).expect_err("too long");
         assert!(!err.to_string().contains("ZZZ"));
+    }
+
+    #[test]
+    fn docket_numbers_written_differently_are_one_procedure() {
+        let key = Pseudonymizer::new("key-number-one-0123456789-0123456789".to_owned().into());
+        let p = |s: &str| key.pseudonym(&ProcedureId::parse(s).expect("valid"));
+        let reference = p("RG 1234/2026");
+        for same in [
+            "RG-1234/2026",
+            "rg 1234/2026",
+            "R.G. 1.234/2026",
+            " RG_1234/2026 ",
+        ] {
+            assert_eq!(p(same), reference, "{same}");
+        }
+        assert_ne!(p("RG 123/42026"), reference);
+        assert_ne!(p("RG 1235/2026"), reference);
+    }
+
+    #[test]
+    fn a_procedure_id_without_letters_or_digits_is_refused() {
+        assert!(ProcedureId::parse(" -/- ").is_err());
+    }
+
+    #[test]
+    fn a_rehashed_pseudonym_is_the_pseudonym_under_the_longer_chain() {
+        let old = Pseudonymizer::new("key-number-one-0123456789-0123456789".to_owned().into());
+        let new_key: SecretString = "key-number-two-0123456789-0123456789".to_owned().into();
+        let id = ProcedureId::parse("RG 77/2026").expect("valid");
+        let chained = old.then(new_key.clone());
+        assert_eq!(
+            Pseudonymizer::rehash(&new_key, &old.pseudonym(&id)),
+            chained.pseudonym(&id)
+        );
+        assert_ne!(old.fingerprint(), chained.fingerprint());
+        assert_eq!(old.fingerprint(), old.clone().fingerprint());
     }
 
     #[test]

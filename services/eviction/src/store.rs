@@ -353,3 +353,131 @@ pub async fn load_consent(
     .fetch_one(tx)
     .await
 }
+
+/// Whether the key chain in use made the stored pseudonyms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// It did (or nothing was stored yet, and now it is recorded as the one).
+    Matches,
+    /// Another chain made them: writing now would mix two keys' pseudonyms.
+    Differs,
+}
+
+/// Compares `fingerprint` with the one stored, recording it when none is. Takes a share
+/// lock on the row, so a `rekey` waits for transactions that checked the old chain.
+pub async fn check_key(
+    tx: &mut PgConnection,
+    fingerprint: &str,
+    keys: usize,
+) -> Result<KeyCheck, sqlx::Error> {
+    sqlx::query(
+        r#"
+        INSERT INTO eviction_key (fingerprint, keys)
+        VALUES ($1, $2)
+        ON CONFLICT (singleton) DO NOTHING
+        "#,
+    )
+    .bind(fingerprint)
+    .bind(i32::try_from(keys).unwrap_or(i32::MAX))
+    .execute(&mut *tx)
+    .await?;
+    let stored: String = sqlx::query_scalar(
+        r#"
+        SELECT fingerprint
+        FROM eviction_key
+        FOR SHARE
+        "#,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(if stored == fingerprint {
+        KeyCheck::Matches
+    } else {
+        KeyCheck::Differs
+    })
+}
+
+/// Every stored pseudonym, for `rekey`, with the key row locked against workers.
+pub async fn lock_for_rekey(tx: &mut PgConnection) -> Result<Vec<Pseudonym>, sqlx::Error> {
+    sqlx::query("LOCK TABLE eviction_key, eviction_procedures IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<String> = sqlx::query_scalar(
+        r#"
+        SELECT pseudonym
+        FROM eviction_procedures
+        ORDER BY pseudonym
+        "#,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().map(Pseudonym::from_stored).collect())
+}
+
+/// Renames procedures (old, new), the tables that point at them following (ON UPDATE
+/// CASCADE). New names are hashes under a new key: they never collide with old ones.
+pub async fn rename_procedures(
+    tx: &mut PgConnection,
+    renames: &[(Pseudonym, Pseudonym)],
+) -> Result<u64, sqlx::Error> {
+    let old: Vec<&str> = renames.iter().map(|(o, _)| o.as_ref()).collect();
+    let new: Vec<&str> = renames.iter().map(|(_, n)| n.as_ref()).collect();
+    Ok(sqlx::query(
+        r#"
+        UPDATE eviction_procedures p
+        SET pseudonym = r.new
+        FROM UNNEST($1::TEXT[], $2::TEXT[]) AS r (old, new)
+        WHERE p.pseudonym = r.old
+        "#,
+    )
+    .bind(&old)
+    .bind(&new)
+    .execute(tx)
+    .await?
+    .rows_affected())
+}
+
+/// Records the chain that now made every pseudonym.
+pub async fn record_key(
+    tx: &mut PgConnection,
+    fingerprint: &str,
+    keys: usize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        INSERT INTO eviction_key (fingerprint, keys)
+        VALUES ($1, $2)
+        ON CONFLICT (singleton) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint,
+            keys = EXCLUDED.keys,
+            changed_at = now()
+        "#,
+    )
+    .bind(fingerprint)
+    .bind(i32::try_from(keys).unwrap_or(i32::MAX))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Consent decisions that arrived after a later one and so changed nothing, by decision:
+/// a revocation among them is worth an operator's look (was it meant to apply?).
+pub async fn stale_decisions(
+    conn: &mut PgConnection,
+) -> Result<Vec<(ConsentDecision, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        r#"
+        SELECT decision, COUNT(*)
+        FROM eviction_consents
+        WHERE NOT applied
+        GROUP BY decision
+        ORDER BY decision
+        "#,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(d, n)| ConsentDecision::parse(&d).map(|d| (d, n)))
+        .collect())
+}

@@ -25,23 +25,51 @@ use crate::decide::{
 use crate::event::{ConsentEvent, StepEvent};
 use crate::personal::{Household, ProcedureId, Pseudonym, Pseudonymizer};
 use crate::store::{
-    self, ConsentRecord, HeldPersonal, forget_personal, hold_personal, link_notification,
+    self, ConsentRecord, HeldPersonal, KeyCheck, forget_personal, hold_personal, link_notification,
     load_consent, lock_procedure, record_consent,
 };
 use raccordo_core::clock::rome_local;
+use raccordo_core::settings::EvictionSettings;
 
 /// The worker of `eviction.step.v1` and `eviction.consent.v1`.
 pub struct EvictionWorker {
     pseudonyms: Pseudonymizer,
+    /// Of the key chain, compared with the database's in every transaction.
+    fingerprint: String,
+    keys: usize,
     urgent_within_days: u32,
+    max_clock_skew: time::Duration,
 }
 
 impl EvictionWorker {
-    /// With the pseudonym key and `eviction.urgent_within_days`.
-    pub fn new(pseudonyms: Pseudonymizer, urgent_within_days: u32) -> Self {
+    /// With the key chain and the `eviction` settings.
+    pub fn new(settings: &EvictionSettings) -> Self {
+        let count = settings.pseudonym_keys().len();
+        let pseudonyms = Pseudonymizer::from_settings(settings);
         Self {
+            fingerprint: pseudonyms.fingerprint(),
+            keys: count,
             pseudonyms,
-            urgent_within_days,
+            urgent_within_days: settings.urgent_within_days,
+            max_clock_skew: time::Duration::try_from(settings.max_clock_skew())
+                .unwrap_or(time::Duration::MAX),
+        }
+    }
+
+    /// Refuses to go on when the database's pseudonyms were made with another key chain
+    /// (a rotation this process has not heard of, a wrong key): mixing the two would split
+    /// one family's procedure in two.
+    async fn check_key(&self, tx: &mut PgConnection) -> Result<(), HandleError> {
+        match store::check_key(tx, &self.fingerprint, self.keys)
+            .await
+            .map_err(HandleError::from_db)?
+        {
+            KeyCheck::Matches => Ok(()),
+            KeyCheck::Differs => Err(HandleError::Transient(
+                "the pseudonym key differs from the one the database was written with \
+                 (rotated by `raccordo eviction rekey`?): restart with the current key"
+                    .into(),
+            )),
         }
     }
 }
@@ -53,6 +81,7 @@ impl EventWorker for EvictionWorker {
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+        self.check_key(tx).await?;
         match event.event_type {
             EventType::EvictionStep => {
                 let step: StepEvent = event.data_as()?;
@@ -163,12 +192,19 @@ impl EvictionWorker {
         tx: &mut PgConnection,
         event: ConsentEvent,
     ) -> Result<(), HandleError> {
+        let at = now();
+        if event.recorded_at > at + self.max_clock_skew {
+            // A mistyped year would make every later decision of the citizen "stale".
+            return Err(HandleError::Permanent(format!(
+                "recorded_at is more than {} s in the future",
+                self.max_clock_skew.whole_seconds()
+            )));
+        }
         let comune = require_comune(tx, &event.comune_istat).await?;
         let pseudonym = self.pseudonyms.pseudonym(&event.procedure_id);
         let row = lock_procedure(tx, &pseudonym, &comune.istat)
             .await
             .map_err(HandleError::from_db)?;
-        let at = now();
         let decision = decide(
             &row.state,
             Input::Consent {
@@ -218,6 +254,17 @@ impl EvictionWorker {
             }
             Personal::Drop => None,
         };
+        if !decision.consent_applied {
+            metrics::counter!("raccordo_consent_decisions_stale_total", "decision" => event.decision.as_str())
+                .increment(1);
+            // Never dropped in silence: a revocation older than the decision in force may
+            // be a citizen's word that came late; `raccordo status` counts them.
+            tracing::warn!(
+                procedure = pseudonym.short(),
+                decision = event.decision.as_str(),
+                "A consent decision older than the one in force arrived late; it changes nothing."
+            );
+        }
         let consent = (event.recorded_by.clone(), event.recorded_at);
         for notice in &decision.notices {
             match (notice, held.as_ref()) {

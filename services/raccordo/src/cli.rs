@@ -38,7 +38,17 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the database if missing, run migrations, declare the broker topology.
-    Setup,
+    Setup {
+        /// Also write the RabbitMQ definitions (users, permissions, topic permissions)
+        /// that let each publisher of `[publishers]` write only its event types.
+        #[arg(long, value_name = "FILE")]
+        definitions: Option<PathBuf>,
+    },
+    /// Eviction procedures: the pseudonym key.
+    Eviction {
+        #[command(subcommand)]
+        command: EvictionCommand,
+    },
     /// Import comuni or referents from a CSV file (all or nothing; importing again updates).
     Import {
         /// comuni: istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo];
@@ -94,6 +104,26 @@ pub enum Command {
     },
     /// The whole flow on the sample data of the Città Metropolitana di Milano.
     Demo,
+}
+
+/// `raccordo eviction …`
+#[derive(Debug, Subcommand)]
+pub enum EvictionCommand {
+    /// Rotate the pseudonym key: every stored pseudonym is hashed under a new key, in one
+    /// transaction. Stop the eviction workers first; then configure the chain it writes.
+    Rekey {
+        /// A file holding the new key (at least 32 bytes, e.g. `openssl rand -hex 32`).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+        /// Where to write the chain to configure from now on (eviction.pseudonym_key_file);
+        /// created with mode 0600, never overwritten.
+        #[arg(long, value_name = "FILE")]
+        write_key_file: PathBuf,
+        /// Rotate even while eviction consumers are attached (they will stop and retry
+        /// until restarted with the new chain).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `raccordo report …`

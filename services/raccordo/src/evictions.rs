@@ -155,9 +155,8 @@ pub async fn audit(
         .context("--since")?;
     let pseudonym = procedure
         .map(|p| {
-            ProcedureId::parse(p).map(|id| {
-                Pseudonymizer::new(settings.eviction.pseudonym_key.clone()).pseudonym(&id)
-            })
+            ProcedureId::parse(p)
+                .map(|id| Pseudonymizer::from_settings(&settings.eviction).pseudonym(&id))
         })
         .transpose()
         .context("--procedure")?;
@@ -342,7 +341,7 @@ pub async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<
 
 /// The demo's summary of the two families, and this month's statistics.
 pub async fn demo_summary(pool: &PgPool, settings: &Settings) -> anyhow::Result<String> {
-    let pseudonyms = Pseudonymizer::new(settings.eviction.pseudonym_key.clone());
+    let pseudonyms = Pseudonymizer::from_settings(&settings.eviction);
     let mut out = String::from("Eviction procedures (Protocollo escomio): consent decides\n");
     for (docket, comune) in DEMO_FAMILIES {
         let pseudonym = pseudonyms.pseudonym(&ProcedureId::parse(docket)?);

@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line (clap).
 //! - [`serve`]: workers, relay and HTTP endpoint in one process; graceful shutdown.
 //! - [`setup`], [`import`], [`publish`], [`dlq`], [`status`]: operator commands.
+//! - [`keys`]: rotation of the pseudonym key.
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`demo`]: the whole flow on the sample data.
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod dlq;
 pub mod evictions;
 pub mod import;
+pub mod keys;
 pub mod publish;
 pub mod report_coverage;
 pub mod run;

@@ -7,13 +7,21 @@ use anyhow::Context;
 
 use raccordo_core::settings::Settings;
 
-use crate::cli::{Command, DlqCommand, ReportCommand};
+use crate::cli::{Command, DlqCommand, EvictionCommand, ReportCommand};
 use crate::table::Format;
 
 /// Runs `command`; the exit code says whether it did what was asked.
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Setup => {
+        Command::Setup { definitions } => {
+            if let Some(path) = definitions {
+                crate::setup::write_definitions(&settings, &path)?;
+                println!(
+                    "RabbitMQ definitions for {} publisher(s) written to {}; set each user's password with rabbitmqctl change_password.",
+                    settings.publishers.users.len(),
+                    path.display()
+                );
+            }
             let r = crate::setup::run(&settings).await?;
             println!(
                 "Database {} {}; migrations applied; topology declared under prefix {}.",
@@ -82,6 +90,36 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             }
         }
         Command::Dlq { command } => return dlq(command, &settings).await,
+        Command::Eviction {
+            command:
+                EvictionCommand::Rekey {
+                    new_key_file,
+                    write_key_file,
+                    force,
+                },
+        } => {
+            let tty = std::io::stderr().is_terminal();
+            let report = crate::keys::rekey(
+                &settings,
+                &new_key_file,
+                &write_key_file,
+                force,
+                |done, total| {
+                    if tty {
+                        eprint!("\rre-pseudonymised {done} of {total}");
+                    }
+                },
+            )
+            .await?;
+            if tty {
+                eprintln!();
+            }
+            println!(
+                "Re-pseudonymised {} procedure(s). The key chain is in {}: set eviction.pseudonym_key_file to it and restart the eviction workers.",
+                report.procedures,
+                write_key_file.display()
+            );
+        }
         Command::Report { command } => return report(command, &settings).await,
         Command::Audit {
             kind,

@@ -16,9 +16,10 @@ use raccordo_core::amqp::{ConsumerContext, Handler, Topology, WorkQueue, run_con
 use raccordo_core::db;
 use raccordo_core::health::Health;
 use raccordo_core::inbound::{Inbound, Unrouted};
+use raccordo_core::origin::Publishers;
 use raccordo_core::registry::RegistryWorker;
 use raccordo_core::settings::Settings;
-use raccordo_eviction::{EvictionWorker, Pseudonymizer};
+use raccordo_eviction::EvictionWorker;
 use raccordo_housing::HousingWorker;
 use raccordo_mailer::delivery::{MailerHandler, transport_from_settings};
 use raccordo_quota::{MonthlyVerification, QuotaWorker};
@@ -75,6 +76,9 @@ pub struct App {
 impl App {
     /// Connects, migrates, and starts the workers, the relay and the HTTP endpoint.
     pub async fn start(settings: Settings, workers: Workers) -> anyhow::Result<Self> {
+        // Every process runs the registry consumer, and the eviction worker holds
+        // pseudonyms: no process serves real data under a public key.
+        settings.eviction.check_key_for_real_data()?;
         let settings = Arc::new(settings);
         let pool = db::connect(&settings.database).await.with_context(|| {
             format!(
@@ -85,6 +89,9 @@ impl App {
         db::migrate(&pool)
             .await
             .context("Failed to run the database migrations")?;
+        if workers.queues().contains(&WorkQueue::Eviction) {
+            raccordo_eviction::keys::verify_key(&pool, &settings.eviction).await?;
+        }
         let topology = Topology::from_settings(&settings);
         let health = Health::default();
         let token = CancellationToken::new();
@@ -93,21 +100,36 @@ impl App {
             settings: settings.clone(),
             topology: topology.clone(),
             health: health.clone(),
+            pool: pool.clone(),
         };
+        let publishers = Arc::new(Publishers::from_settings(&settings.publishers));
+        if publishers.allows_anonymous() {
+            tracing::warn!(
+                "publishers.allow_anonymous is true: events without an AMQP user_id are accepted \
+                 from anyone who can reach the broker. For demos, tests and migrations only."
+            );
+        }
 
         for queue in workers.queues() {
             let handler: Arc<dyn Handler> = match queue {
                 WorkQueue::Eviction => Arc::new(Inbound::new(
                     pool.clone(),
-                    EvictionWorker::new(
-                        Pseudonymizer::new(settings.eviction.pseudonym_key.clone()),
-                        settings.eviction.urgent_within_days,
-                    ),
+                    publishers.clone(),
+                    EvictionWorker::new(&settings.eviction),
                 )),
-                WorkQueue::Housing => Arc::new(Inbound::new(pool.clone(), HousingWorker)),
-                WorkQueue::Registry => Arc::new(Inbound::new(pool.clone(), RegistryWorker)),
+                WorkQueue::Housing => Arc::new(Inbound::new(
+                    pool.clone(),
+                    publishers.clone(),
+                    HousingWorker,
+                )),
+                WorkQueue::Registry => Arc::new(Inbound::new(
+                    pool.clone(),
+                    publishers.clone(),
+                    RegistryWorker,
+                )),
                 WorkQueue::Quota => Arc::new(Inbound::new(
                     pool.clone(),
+                    publishers.clone(),
                     QuotaWorker::new(&settings.quota),
                 )),
                 WorkQueue::Unrouted => Arc::new(Unrouted),

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use raccordo_core::amqp::{Topology, connect};
 use raccordo_core::db;
 use raccordo_core::settings::Settings;
+use raccordo_eviction::event::ConsentDecision;
 
 /// One queue.
 #[derive(Debug, Serialize)]
@@ -48,6 +49,11 @@ pub struct Status {
     pub undeliverable_total: i64,
     /// The most recent undeliverable notifications.
     pub undeliverable: Vec<Undeliverable>,
+    /// Consent revocations that arrived after a later decision and so changed nothing:
+    /// each is worth a look (was the citizen's latest word really the grant?).
+    pub stale_revocations: i64,
+    /// Grants that arrived after a later decision.
+    pub stale_grants: i64,
 }
 
 /// Reads the broker (passive declarations) and the database.
@@ -90,7 +96,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
             .unwrap_or(0)
     };
     let dead = count(&topology.dead_queue());
-    let parked = count(&topology.parked_queue());
+    let parked = count(&topology.parked_queue()) + count(&topology.parked_personal_queue());
 
     let pool = db::connect(&settings.database)
         .await
@@ -125,7 +131,16 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
     )
     .fetch_all(&pool)
     .await?;
+    let mut conn = pool.acquire().await?;
+    let stale = raccordo_eviction::store::stale_decisions(&mut conn).await?;
+    drop(conn);
     pool.close().await;
+    let stale_count = |d| {
+        stale
+            .iter()
+            .find(|(decision, _)| *decision == d)
+            .map_or(0, |(_, n)| *n)
+    };
     Ok(Status {
         prefix: settings.amqp.prefix.clone(),
         queues,
@@ -136,6 +151,8 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
         deliveries_failed,
         deliveries_sent,
         undeliverable_total,
+        stale_revocations: stale_count(ConsentDecision::Revoked),
+        stale_grants: stale_count(ConsentDecision::Granted),
         undeliverable: undeliverable
             .into_iter()
             .map(|(id, kind, comune_istat, created_at)| Undeliverable {
@@ -172,6 +189,12 @@ pub fn table(status: &Status) -> String {
         status.deliveries_failed,
         status.undeliverable_total
     ));
+    if status.stale_revocations + status.stale_grants > 0 {
+        out.push_str(&format!(
+            "consent decisions that arrived after a later one and changed nothing: {} revocation(s), {} grant(s) (raccordo audit --kind eviction.consent_revoked)\n",
+            status.stale_revocations, status.stale_grants
+        ));
+    }
     for u in &status.undeliverable {
         out.push_str(&format!(
             "  {}  {}  comune {}  {}\n",

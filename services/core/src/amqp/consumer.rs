@@ -7,12 +7,19 @@
 //!
 //! A crash between any two steps redelivers the message, and the handler's idempotency
 //! makes the second pass a no-op (CONTRACT F2, F3).
+//!
+//! Nothing a message does can stop the loop: a handler that panics has its message
+//! dead-lettered; every await on the broker and the handler is bounded; a watchdog notices
+//! a connection that died without the consumer hearing of it; a panic anywhere else
+//! restarts the consumer. While the database is unreachable the consumer keeps the message
+//! in hand and takes no other (`/readyz` answers 503 naming it) until it answers again.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_lite::StreamExt;
+use futures_lite::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -22,10 +29,15 @@ use tracing::Instrument;
 
 use super::connection::connect_until_ready;
 use super::dead_letter::{self, Holding};
-use super::publisher::{PublishError, Publisher};
+use super::publisher::{PublishError, Publisher, hub_copy};
 use super::topology::{WorkQueue, header_int, header_text, set_header_int, set_header_text};
-use crate::health::Health;
+use crate::health::{ConsumerState, Health};
 use crate::settings::Settings;
+
+/// Bound on the broker's answer to an ack.
+const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the watchdog looks at the connection.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(2);
 
 /// A delivery as a handler sees it.
 pub struct Message {
@@ -37,6 +49,9 @@ pub struct Message {
     pub properties: BasicProperties,
     /// 1 on first delivery, then one more per retry.
     pub attempt: u32,
+    /// The broker user that published it: the `user_id` RabbitMQ validated, kept by the
+    /// hub in `x-raccordo-user` across retries and replays. None: anonymous.
+    pub publisher: Option<String>,
 }
 
 /// What a handler made of a message.
@@ -89,6 +104,8 @@ pub struct ConsumerContext {
     pub settings: Arc<Settings>,
     pub topology: super::Topology,
     pub health: Health,
+    /// Pinged after a transient failure: an unreachable database pauses the consumer.
+    pub pool: sqlx::PgPool,
 }
 
 enum Disposition {
@@ -112,13 +129,35 @@ pub async fn run_consumer(
         let Some(connection) = connect_until_ready(&ctx.settings.amqp, &name, &token).await else {
             break;
         };
-        let result = consume_on(&ctx, &connection, queue, &name, handler.as_ref(), &token).await;
-        ctx.health.set_consuming(&name, false);
-        let _ = connection.close(200, "shutdown".into()).await;
+        let started = Instant::now();
+        // A panic outside the handler (a defect) must not end the consumer for good:
+        // it is logged and the consumer starts again, like after a lost connection.
+        let result = AssertUnwindSafe(consume_on(
+            &ctx,
+            &connection,
+            queue,
+            &name,
+            handler.as_ref(),
+            &token,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(LoopError::Panicked(panic_text(panic.as_ref()))));
+        ctx.health.set_state(&name, ConsumerState::WaitingForBroker);
+        let _ = tokio::time::timeout(ACK_TIMEOUT, connection.close(200, "shutdown".into())).await;
         match result {
             Ok(()) => break,
             Err(error) => {
-                tracing::warn!(consumer = %name, error = %error, "Lost the broker, reconnecting.");
+                if matches!(error, LoopError::Panicked(_)) {
+                    tracing::error!(consumer = %name, error = %error, "The consumer panicked; restarting it.");
+                    metrics::counter!("raccordo_consumer_restarts_total", "worker" => queue.name())
+                        .increment(1);
+                } else {
+                    tracing::warn!(consumer = %name, error = %error, "Lost the broker, reconnecting.");
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = Duration::from_millis(200);
+                }
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
@@ -130,6 +169,16 @@ pub async fn run_consumer(
     tracing::info!(consumer = %name, "Stopped consuming.");
 }
 
+/// The message of a caught panic (a defect of the hub: its messages hold no event data).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_owned());
+    text.chars().take(300).collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 enum LoopError {
     #[error(transparent)]
@@ -138,6 +187,12 @@ enum LoopError {
     Publish(#[from] PublishError),
     #[error("the broker cancelled the consumer")]
     Cancelled,
+    #[error("the connection is gone (noticed by the watchdog)")]
+    ConnectionLost,
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("panicked: {0}")]
+    Panicked(String),
 }
 
 async fn consume_on(
@@ -163,12 +218,19 @@ async fn consume_on(
             FieldTable::default(),
         )
         .await?;
-    ctx.health.set_consuming(name, true);
+    ctx.health.set_state(name, ConsumerState::Consuming);
     tracing::info!(queue = %queue_name, prefetch = ctx.settings.amqp.prefetch, "Started consuming.");
+    let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
     loop {
         let next = tokio::select! {
             biased;
             _ = token.cancelled() => return Ok(()),
+            _ = watchdog.tick() => {
+                if !connection.status().connected() || !channel.status().connected() {
+                    return Err(LoopError::ConnectionLost);
+                }
+                continue;
+            }
             next = consumer.next() => next,
         };
         let delivery = match next {
@@ -176,7 +238,58 @@ async fn consume_on(
             Some(Err(error)) => return Err(error.into()),
             None => return Err(LoopError::Cancelled),
         };
-        settle(ctx, &publisher, queue, handler, delivery).await?;
+        if settle(ctx, &publisher, queue, name, handler, delivery, token).await?
+            == Settled::Abandoned
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// What became of a delivery.
+#[derive(Debug, PartialEq, Eq)]
+enum Settled {
+    /// Acknowledged, after its effects or its copy were confirmed.
+    Done,
+    /// Left unacknowledged because the process is stopping: the broker redelivers it.
+    Abandoned,
+}
+
+/// The message as the handler sees it, and who published it. A delivery routed by the
+/// inbound exchange comes from a publisher: any `x-raccordo-*` header it carries is
+/// dropped, since those are the hub's own (attempt count, original routing key, publisher).
+/// Anything else reached the queue through the default exchange — a retry or a replay by
+/// the hub, which publishers may not write to — and its headers are the hub's.
+fn message_of(ctx: &ConsumerContext, delivery: &mut Delivery) -> Message {
+    let from_publisher = delivery.exchange.as_str() == ctx.topology.inbound_exchange();
+    let mut properties = std::mem::take(&mut delivery.properties);
+    if from_publisher && let Some(headers) = properties.headers().as_ref() {
+        let mut clean = FieldTable::default();
+        for (k, v) in headers {
+            if !k.as_str().starts_with("x-raccordo-") {
+                clean.insert(k.clone(), v.clone());
+            }
+        }
+        properties = properties.with_headers(clean);
+    }
+    let headers = properties.headers().as_ref();
+    let attempt = header_int(headers, dead_letter::ATTEMPT)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+        .saturating_add(1);
+    let routing_key = header_text(headers, dead_letter::ROUTING_KEY)
+        .unwrap_or_else(|| delivery.routing_key.as_str().to_owned());
+    let publisher = if from_publisher {
+        properties.user_id().as_ref().map(|u| u.as_str().to_owned())
+    } else {
+        header_text(headers, dead_letter::USER)
+    };
+    Message {
+        body: std::mem::take(&mut delivery.data),
+        routing_key,
+        properties,
+        attempt,
+        publisher,
     }
 }
 
@@ -184,17 +297,13 @@ async fn settle(
     ctx: &ConsumerContext,
     publisher: &Publisher,
     queue: WorkQueue,
+    name: &str,
     handler: &dyn Handler,
-    delivery: Delivery,
-) -> Result<(), LoopError> {
-    let headers = delivery.properties.headers().as_ref();
-    let attempt = header_int(headers, dead_letter::ATTEMPT)
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(0)
-        + 1;
-    let routing_key = header_text(headers, dead_letter::ROUTING_KEY)
-        .unwrap_or_else(|| delivery.routing_key.as_str().to_owned());
-    let message_id = delivery
+    mut delivery: Delivery,
+    token: &CancellationToken,
+) -> Result<Settled, LoopError> {
+    let message = message_of(ctx, &mut delivery);
+    let message_id = message
         .properties
         .message_id()
         .as_ref()
@@ -204,21 +313,31 @@ async fn settle(
         "delivery",
         worker = queue.name(),
         message_id = %message_id,
-        routing_key = %routing_key,
-        attempt,
+        routing_key = %message.routing_key,
+        attempt = message.attempt,
+        publisher = message.publisher.as_deref().unwrap_or("-"),
         r#type = tracing::field::Empty,
         source = tracing::field::Empty,
     );
-    let message = Message {
-        body: delivery.data,
-        routing_key,
-        properties: delivery.properties,
-        attempt,
-    };
     let started = Instant::now();
-    let disposition = decide(ctx, queue, handler, &message)
-        .instrument(span.clone())
-        .await;
+    let disposition = loop {
+        let disposition = decide(ctx, queue, handler, &message)
+            .instrument(span.clone())
+            .await;
+        if !matches!(disposition, Disposition::Retry { .. })
+            || crate::db::ping(&ctx.pool, Duration::from_secs(2)).await
+        {
+            break disposition;
+        }
+        // The database is gone: retrying would only burn attempts. Keep the message,
+        // take no other, and try it again once the database answers.
+        if !wait_for_database(ctx, name, token)
+            .instrument(span.clone())
+            .await
+        {
+            return Ok(Settled::Abandoned);
+        }
+    };
     metrics::histogram!("raccordo_message_handling_seconds", "worker" => queue.name())
         .record(started.elapsed().as_secs_f64());
 
@@ -235,12 +354,16 @@ async fn settle(
             );
             set_header_text(&mut headers, dead_letter::ROUTING_KEY, &message.routing_key);
             set_header_text(&mut headers, dead_letter::ERROR, &reason);
+            if let Some(user) = &message.publisher {
+                set_header_text(&mut headers, dead_letter::USER, user);
+            }
             publisher
                 .publish(
                     "",
                     &ctx.topology.retry_queue(queue, delay),
                     &message.body,
-                    message.properties.clone().with_headers(headers),
+                    // The hub republishes as itself: RabbitMQ would refuse the publisher's user_id.
+                    hub_copy(&message.properties).with_headers(headers),
                     true,
                 )
                 .await?;
@@ -248,10 +371,6 @@ async fn settle(
                 .increment(1);
         }
         Disposition::Hold { holding, reason } => {
-            // Dead input that may hold personal data expires (CONTRACT C7); parked work
-            // is valid work waiting for a fault to pass, and is kept.
-            let ttl = (holding == Holding::Dead && dead_letter::may_hold_personal_data(&message))
-                .then(|| ctx.settings.eviction.dead_letter_ttl());
             if holding == Holding::Parked {
                 tracing::error!(error = %reason, "Giving up after all retries; parked for an operator.");
             } else {
@@ -264,7 +383,7 @@ async fn settle(
                 &ctx.topology.queue(queue),
                 &message,
                 &reason,
-                ttl,
+                ctx.settings.eviction.dead_letter_ttl(),
             )
             .await?;
             let metric = match holding {
@@ -274,8 +393,31 @@ async fn settle(
             metrics::counter!(metric, "worker" => queue.name()).increment(1);
         }
     }
-    delivery.acker.ack(BasicAckOptions::default()).await?;
-    Ok(())
+    tokio::time::timeout(ACK_TIMEOUT, delivery.acker.ack(BasicAckOptions::default()))
+        .await
+        .map_err(|_| LoopError::Timeout(ACK_TIMEOUT))??;
+    Ok(Settled::Done)
+}
+
+/// Waits until the database answers again (true), or the process stops (false). The
+/// consumer shows as paused meanwhile, so `/readyz` answers 503 naming it.
+async fn wait_for_database(ctx: &ConsumerContext, name: &str, token: &CancellationToken) -> bool {
+    ctx.health
+        .set_state(name, ConsumerState::PausedDatabaseDown);
+    tracing::warn!("The database is unreachable: pausing this consumer until it answers.");
+    let mut delay = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        if crate::db::ping(&ctx.pool, Duration::from_secs(2)).await {
+            ctx.health.set_state(name, ConsumerState::Consuming);
+            tracing::info!("The database answers again: resuming.");
+            return true;
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 async fn decide(
@@ -294,7 +436,29 @@ async fn decide(
             ),
         };
     }
-    match handler.handle(message).await {
+    let timeout = ctx.settings.amqp.handler_timeout();
+    let handled = tokio::time::timeout(
+        timeout,
+        AssertUnwindSafe(handler.handle(message)).catch_unwind(),
+    )
+    .await;
+    let result = match handled {
+        Err(_) => Err(HandleError::Transient(format!(
+            "the handler did not finish within {} ms",
+            timeout.as_millis()
+        ))),
+        // A panic is a defect met by this message: it would meet it again on every retry.
+        Ok(Err(panic)) => {
+            metrics::counter!("raccordo_handler_panics_total", "worker" => queue.name())
+                .increment(1);
+            Err(HandleError::Permanent(format!(
+                "the handler panicked (a defect of the hub, please report it): {}",
+                panic_text(panic.as_ref())
+            )))
+        }
+        Ok(Ok(result)) => result,
+    };
+    match result {
         Ok(outcome) => {
             let label = match outcome {
                 Outcome::Processed => "processed",

@@ -31,6 +31,9 @@ pub const DEAD_ID: &str = "x-raccordo-dead-id";
 pub const FAILED_AT: &str = "x-raccordo-failed-at";
 /// Attempts made so far.
 pub const ATTEMPT: &str = "x-raccordo-attempt";
+/// The broker user that published the original (its validated `user_id`): the hub
+/// republishes copies as itself, and RabbitMQ would refuse another user's `user_id`.
+pub const USER: &str = "x-raccordo-user";
 
 /// Which holding queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,10 +53,22 @@ impl Holding {
             Holding::Parked => topology.parked_queue(),
         }
     }
+
+    /// Every queue holding such messages: parked work that may hold personal data waits
+    /// in a queue of its own, where every message has the same time to live.
+    pub fn queues(self, topology: &Topology) -> Vec<String> {
+        match self {
+            Holding::Dead => vec![topology.dead_queue()],
+            Holding::Parked => vec![topology.parked_queue(), topology.parked_personal_queue()],
+        }
+    }
 }
 
 /// Publishes a copy of `message` to a holding queue, with the reason, and waits for the
-/// confirm. `ttl` sets a per-message expiry (eviction events: CONTRACT C7).
+/// confirm. A message that may hold personal data of a family expires after
+/// `personal_ttl` (CONTRACT C7): a dead one in `{prefix}.dead`, a parked one in
+/// `{prefix}.parked.personal`, where all messages have the same time to live and so
+/// expire in their order — none waits behind a message that never expires.
 pub async fn hold(
     publisher: &Publisher,
     topology: &Topology,
@@ -61,9 +76,17 @@ pub async fn hold(
     origin_queue: &str,
     message: &Message,
     reason: &str,
-    ttl: Option<Duration>,
+    personal_ttl: Duration,
 ) -> Result<(), PublishError> {
+    let personal = may_hold_personal_data(message);
+    let queue = match (holding, personal) {
+        (Holding::Parked, true) => topology.parked_personal_queue(),
+        _ => holding.queue(topology),
+    };
     let mut headers = message.properties.headers().clone().unwrap_or_default();
+    if let Some(user) = &message.publisher {
+        set_header_text(&mut headers, USER, user);
+    }
     set_header_text(&mut headers, ERROR, reason);
     set_header_text(&mut headers, QUEUE, origin_queue);
     set_header_text(&mut headers, ROUTING_KEY, &message.routing_key);
@@ -71,18 +94,12 @@ pub async fn hold(
     set_header_text(&mut headers, DEAD_ID, &uuid::Uuid::new_v4().to_string());
     set_header_text(&mut headers, FAILED_AT, &crate::clock::now_rfc3339());
     set_header_int(&mut headers, ATTEMPT, i64::from(message.attempt));
-    let mut properties = message.properties.clone().with_headers(headers);
-    if let Some(ttl) = ttl {
-        properties = properties.with_expiration(ttl.as_millis().to_string().into());
+    let mut properties = super::publisher::hub_copy(&message.properties).with_headers(headers);
+    if personal {
+        properties = properties.with_expiration(personal_ttl.as_millis().to_string().into());
     }
     publisher
-        .publish(
-            "",
-            &holding.queue(topology),
-            &message.body,
-            properties,
-            true,
-        )
+        .publish("", &queue, &message.body, properties, true)
         .await
 }
 
@@ -516,22 +533,24 @@ pub async fn browse(
     topology: &Topology,
     holding: Holding,
 ) -> Result<Vec<HeldMessage>, lapin::Error> {
-    let channel = connection.create_channel().await?;
-    let queue = holding.queue(topology);
     let mut held = Vec::new();
-    while let Some(msg) = channel
-        .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
-        .await?
-    {
-        let delivery = msg.delivery;
-        held.push(HeldMessage::from_delivery(
-            holding,
-            delivery.data,
-            delivery.properties,
-        ));
+    for queue in holding.queues(topology) {
+        // One channel per queue: closing it without acks returns every message to its
+        // queue, in order, before the next queue is read.
+        let channel = connection.create_channel().await?;
+        while let Some(msg) = channel
+            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
+            .await?
+        {
+            let delivery = msg.delivery;
+            held.push(HeldMessage::from_delivery(
+                holding,
+                delivery.data,
+                delivery.properties,
+            ));
+        }
+        channel.close(200, "browsed".into()).await?;
     }
-    // Closing without acks returns every message to the queue, in order.
-    channel.close(200, "browsed".into()).await?;
     Ok(held)
 }
 
@@ -555,72 +574,47 @@ pub async fn replay(
 ) -> Result<ReplayReport, ReplayError> {
     let publisher = Publisher::open(connection).await?;
     let channel = connection.create_channel().await?;
-    let queue = holding.queue(topology);
     let mut report = ReplayReport::default();
-    while let Some(msg) = channel
-        .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
-        .await?
-    {
-        let delivery = msg.delivery;
-        let headers = delivery.properties.headers().as_ref();
-        let id = header_text(headers, DEAD_ID).unwrap_or_default();
-        if only.is_some_and(|o| o != id) {
-            report.kept += 1;
-            continue;
-        }
-        let origin = header_text(headers, QUEUE).unwrap_or_default();
-        if origin.is_empty() {
-            report.kept += 1;
-            continue;
-        }
-        let mut clean = FieldTable::default();
-        if let Some(h) = headers {
-            for (k, v) in h {
-                let key = k.as_str();
-                // Keep the original routing key: the queue may be reached only via default exchange.
-                if key == ROUTING_KEY || !key.starts_with("x-raccordo-") {
-                    clean.insert(k.clone(), v.clone());
+    for queue in holding.queues(topology) {
+        while let Some(msg) = channel
+            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
+            .await?
+        {
+            let delivery = msg.delivery;
+            let headers = delivery.properties.headers().as_ref();
+            let id = header_text(headers, DEAD_ID).unwrap_or_default();
+            if only.is_some_and(|o| o != id) {
+                report.kept += 1;
+                continue;
+            }
+            let origin = header_text(headers, QUEUE).unwrap_or_default();
+            if origin.is_empty() {
+                report.kept += 1;
+                continue;
+            }
+            let mut clean = FieldTable::default();
+            if let Some(h) = headers {
+                for (k, v) in h {
+                    let key = k.as_str();
+                    // Keep the original routing key (the queue may be reached only via the
+                    // default exchange) and the publisher the broker vouched for.
+                    if key == ROUTING_KEY || key == USER || !key.starts_with("x-raccordo-") {
+                        clean.insert(k.clone(), v.clone());
+                    }
                 }
             }
+            set_header_int(&mut clean, ATTEMPT, 0);
+            // Replayed work must not inherit the dead letter's expiry.
+            let properties = super::publisher::hub_copy(&delivery.properties).with_headers(clean);
+            publisher
+                .publish("", &origin, &delivery.data, properties, true)
+                .await?;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            report.replayed += 1;
         }
-        set_header_int(&mut clean, ATTEMPT, 0);
-        // Replayed work must not inherit the dead letter's expiry.
-        let properties = without_expiration(&delivery.properties).with_headers(clean);
-        publisher
-            .publish("", &origin, &delivery.data, properties, true)
-            .await?;
-        delivery.acker.ack(BasicAckOptions::default()).await?;
-        report.replayed += 1;
     }
     channel.close(200, "replayed".into()).await?;
     Ok(report)
-}
-
-/// The same properties, headers and expiration left out.
-fn without_expiration(p: &BasicProperties) -> BasicProperties {
-    let mut out = BasicProperties::default();
-    if let Some(v) = p.content_type() {
-        out = out.with_content_type(v.clone());
-    }
-    if let Some(v) = p.content_encoding() {
-        out = out.with_content_encoding(v.clone());
-    }
-    if let Some(v) = p.message_id() {
-        out = out.with_message_id(v.clone());
-    }
-    if let Some(v) = p.timestamp() {
-        out = out.with_timestamp(*v);
-    }
-    if let Some(v) = p.app_id() {
-        out = out.with_app_id(v.clone());
-    }
-    if let Some(v) = p.correlation_id() {
-        out = out.with_correlation_id(v.clone());
-    }
-    if let Some(v) = p.kind() {
-        out = out.with_type(v.clone());
-    }
-    out
 }
 
 /// Removes every message of a holding queue; returns how many.
@@ -630,9 +624,12 @@ pub async fn purge(
     holding: Holding,
 ) -> Result<u32, lapin::Error> {
     let channel = connection.create_channel().await?;
-    let n = channel
-        .queue_purge(holding.queue(topology).into(), QueuePurgeOptions::default())
-        .await?;
+    let mut n = 0;
+    for queue in holding.queues(topology) {
+        n += channel
+            .queue_purge(queue.into(), QueuePurgeOptions::default())
+            .await?;
+    }
     channel.close(200, "purged".into()).await?;
     Ok(n)
 }

@@ -1,8 +1,13 @@
 //! Publishing with publisher confirms: a message counts as sent only when the broker has
 //! acknowledged it and did not return it as unroutable.
 
+use std::time::Duration;
+
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
+
+/// Bound on the broker's confirm: a broker that stops answering must not hang a worker.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a publish did not reach a queue.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +18,46 @@ pub enum PublishError {
     Returned(String),
     #[error("the channel failed")]
     Channel(#[source] lapin::Error),
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The properties of a message the hub republishes as itself (a retry, a dead letter, a
+/// replay): everything but `user_id`, which RabbitMQ accepts only from the user named in
+/// it, and `expiration`, which the hub sets itself where it wants one.
+pub fn hub_copy(p: &BasicProperties) -> BasicProperties {
+    let mut out = BasicProperties::default();
+    if let Some(v) = p.content_type() {
+        out = out.with_content_type(v.clone());
+    }
+    if let Some(v) = p.content_encoding() {
+        out = out.with_content_encoding(v.clone());
+    }
+    if let Some(v) = p.headers() {
+        out = out.with_headers(v.clone());
+    }
+    if let Some(v) = p.priority() {
+        out = out.with_priority(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        out = out.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        out = out.with_reply_to(v.clone());
+    }
+    if let Some(v) = p.message_id() {
+        out = out.with_message_id(v.clone());
+    }
+    if let Some(v) = p.timestamp() {
+        out = out.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        out = out.with_type(v.clone());
+    }
+    if let Some(v) = p.app_id() {
+        out = out.with_app_id(v.clone());
+    }
+    out
 }
 
 /// A channel in confirm mode.
@@ -46,21 +91,24 @@ impl Publisher {
         properties: BasicProperties,
         mandatory: bool,
     ) -> Result<(), PublishError> {
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties.with_delivery_mode(2),
-            )
+        let confirmed = async {
+            self.channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions {
+                        mandatory,
+                        ..BasicPublishOptions::default()
+                    },
+                    body,
+                    properties.with_delivery_mode(2),
+                )
+                .await?
+                .await
+        };
+        let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, confirmed)
             .await
-            .map_err(PublishError::Channel)?
-            .await
+            .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))?
             .map_err(PublishError::Channel)?;
         match confirm {
             // An ack that carries a message is a return: routed nowhere (lapin docs).

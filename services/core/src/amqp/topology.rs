@@ -144,6 +144,12 @@ impl Topology {
         format!("{}.parked", self.prefix)
     }
 
+    /// Parked work that may hold personal data of a family: every message in it expires
+    /// after `eviction.dead_letter_ttl_days`, in the order it came (CONTRACT C7).
+    pub fn parked_personal_queue(&self) -> String {
+        format!("{}.parked.personal", self.prefix)
+    }
+
     /// A worker's queue.
     pub fn queue(&self, q: WorkQueue) -> String {
         format!("{}.{}", self.prefix, q.name())
@@ -169,6 +175,7 @@ impl Topology {
         }
         names.push(self.dead_queue());
         names.push(self.parked_queue());
+        names.push(self.parked_personal_queue());
         names
     }
 
@@ -189,7 +196,11 @@ impl Topology {
                 .await?;
         }
 
-        for name in [self.dead_queue(), self.parked_queue()] {
+        for name in [
+            self.dead_queue(),
+            self.parked_queue(),
+            self.parked_personal_queue(),
+        ] {
             channel
                 .queue_declare(
                     name.into(),
@@ -205,7 +216,7 @@ impl Topology {
                 .queue_declare(
                     name.clone().into(),
                     QueueDeclareOptions::durable(),
-                    self.work_arguments(),
+                    self.work_arguments(q),
                 )
                 .await?;
             let exchange = if q.is_inbound() {
@@ -270,7 +281,7 @@ impl Topology {
         ]
     }
 
-    fn work_arguments(&self) -> FieldTable {
+    fn work_arguments(&self, q: WorkQueue) -> FieldTable {
         let mut args = FieldTable::default();
         // Quorum queues are replicated and survive a node's loss (CONTRACT §2).
         args.insert("x-queue-type".into(), text(self.queue_type.as_str()));
@@ -279,10 +290,13 @@ impl Topology {
             args.insert("x-delivery-limit".into(), AMQPValue::LongInt(50));
         }
         args.insert("x-dead-letter-exchange".into(), text(""));
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            text(&self.parked_queue()),
-        );
+        // Eviction events may hold personal data: parked apart, where they expire (C7).
+        let parked = if q == WorkQueue::Eviction {
+            self.parked_personal_queue()
+        } else {
+            self.parked_queue()
+        };
+        args.insert("x-dead-letter-routing-key".into(), text(&parked));
         args
     }
 
