@@ -777,3 +777,254 @@ async fn leak_test_no_personal_data_in_text_logs_emails_queues_or_database() {
 async fn leak_test_no_personal_data_in_json_logs_emails_queues_or_database() {
     leak_scenario("json").await;
 }
+
+/// Runs `raccordo <args>` for this test and returns what it printed, stdout and stderr.
+async fn run_cli(app: &TestApp, args: &[&str]) -> String {
+    let output = app
+        .command()
+        .args(args)
+        .output()
+        .await
+        .expect("raccordo runs");
+    assert!(
+        output.status.success(),
+        "raccordo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn leak_test_dlq_list_and_show_print_nothing_of_a_dead_lettered_household() {
+    let app = spawn_app().await;
+    let all: Vec<&str> = NEVER
+        .strings()
+        .into_iter()
+        .chain(REVOKING.strings())
+        .collect();
+    // A schema violation (unknown step) with a household: dead-lettered as it was sent.
+    let mut bad_step = step(NEVER.procedure, MILANO, "sgombero", &today());
+    bad_step["household"] = NEVER.household();
+    bad_step["next_access_at"] = json!(in_days(2));
+    app.publish(&app.event("eviction.step.v1", bad_step)).await;
+    // A consent whose contact has a field the schema does not know.
+    let mut bad_consent = consent(REVOKING.procedure, RHO, "granted", &in_days(0));
+    bad_consent["contact"] = json!({"name": REVOKING.name, "phone": REVOKING.phone,
+                                    "mobile": REVOKING.email, "address": REVOKING.address});
+    app.publish(&app.event("eviction.consent.v1", bad_consent))
+        .await;
+    // A body that is not JSON, and JSON that is not an object, both full of the family.
+    let text = format!("{} {} {}", NEVER.procedure, NEVER.name, NEVER.phone);
+    app.publish_raw("eviction.step.v1", text.as_bytes()).await;
+    let array = json!([NEVER.name, NEVER.address, {"household": NEVER.household()}]);
+    app.publish_raw("eviction.step.v1", array.to_string().as_bytes())
+        .await;
+    let dead = app.wait_for_dead(4).await;
+    assert_eq!(dead.len(), 4);
+
+    let mut printed = run_cli(&app, &["dlq", "list"]).await;
+    printed.push_str(&run_cli(&app, &["dlq", "list", "--format", "json"]).await);
+    let mut shows = Vec::new();
+    for held in &dead {
+        let show = run_cli(&app, &["dlq", "show", &held.id]).await;
+        assert!(show.contains(&held.id), "{show}");
+        shows.push(show);
+    }
+    for show in &shows {
+        printed.push_str(show);
+    }
+
+    assert_absent("dlq list and show", &printed, &all);
+    // The scan covers something real: what is known not to be personal is shown.
+    let step_show = shows
+        .iter()
+        .find(|s| s.contains("sgombero") || s.contains("\"step\""))
+        .expect("the step's dead letter");
+    assert!(step_show.contains(MILANO), "{step_show}");
+    assert!(
+        step_show.contains("\"household\": \"***masked***\""),
+        "{step_show}"
+    );
+    assert!(
+        step_show.contains("\"procedure_id\": \"***masked***\""),
+        "{step_show}"
+    );
+    let consent_show = shows
+        .iter()
+        .find(|s| s.contains("eviction.consent.v1"))
+        .expect("the consent's dead letter");
+    assert!(
+        consent_show.contains("Sportello sociale di Rho"),
+        "{consent_show}"
+    );
+    assert!(shows.iter().any(|s| s.contains("not JSON: not shown")));
+    assert!(shows.iter().any(|s| s.contains("not an object: not shown")));
+    app.cleanup().await;
+}
+
+/// The `.eml` files in `dir`, with their contents.
+fn eml_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(std::path::PathBuf, String)> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "eml"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            (path, text)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Waits until `ready` holds for the outbox's files (bounded to 20 s).
+async fn wait_for_files(
+    dir: &std::path::Path,
+    what: &str,
+    ready: impl Fn(&[(std::path::PathBuf, String)]) -> bool,
+) -> Vec<(std::path::PathBuf, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let files = eml_files(dir);
+        if ready(&files) {
+            return files;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:?}",
+            files.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn kind_of(eml: &str) -> &str {
+    eml.lines()
+        .find_map(|l| l.strip_prefix("X-Raccordo-Kind: "))
+        .unwrap_or_default()
+        .trim()
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn leak_test_eml_files_are_private_and_gone_for_a_family_that_revoked_its_consent() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let outbox_dir =
+        std::env::temp_dir().join(format!("raccordo-outbox-{}", uuid::Uuid::new_v4().simple()));
+    let dir = outbox_dir.join("outbox");
+    let app = prepare_with(|settings| {
+        settings.mail.transport = raccordo_core::settings::MailTransportKind::File;
+        settings.mail.allow_file_transport = true;
+        settings.mail.outbox_dir = dir.clone();
+    })
+    .await
+    .start(raccordo::serve::Workers::All)
+    .await;
+    // The scrubber `serve` runs for the eviction worker, given this outbox.
+    let token = tokio_util::sync::CancellationToken::new();
+    let scrubber = tokio::spawn(raccordo_eviction::scrub::run_scrubber_with_outbox(
+        app.pool.clone(),
+        raccordo_mailer::FileOutbox::from_settings(&app.settings.mail),
+        token.clone(),
+    ));
+
+    // Mail that has nothing to do with the family stays.
+    app.publish(&app.event(
+        "housing.unit.v1",
+        json!({"unit_id": "LEAK-EML-1", "action": "offered", "comune_istat": RHO,
+               "address": "Via Roma 1, Rho", "places": 4, "reception_kind": "CAS",
+               "building_type": "appartamento", "owner_declaration": true}),
+    ))
+    .await;
+    // The family that never consents: no file at all.
+    let mut never = step(NEVER.procedure, MILANO, "avviso_sloggio", &today());
+    never["household"] = NEVER.household();
+    never["next_access_at"] = json!(in_days(2));
+    app.publish(&app.event("eviction.step.v1", never)).await;
+    // The family that consents: an alert, then a step with its household, two referents each.
+    let mut granted = consent(REVOKING.procedure, RHO, "granted", &in_days(-1));
+    granted["contact"] = json!({"name": REVOKING.name, "phone": REVOKING.phone,
+                                "email": REVOKING.email, "address": REVOKING.address});
+    app.publish(&app.event("eviction.consent.v1", granted))
+        .await;
+    wait_for_files(&dir, "two alerts on consent", |files| {
+        files
+            .iter()
+            .filter(|(_, t)| kind_of(t) == "eviction.alert")
+            .count()
+            == 2
+    })
+    .await;
+    let mut later = step(REVOKING.procedure, RHO, "precetto", &today());
+    later["household"] = REVOKING.household();
+    app.publish(&app.event("eviction.step.v1", later)).await;
+    let files = wait_for_files(&dir, "four alerts", |files| {
+        files
+            .iter()
+            .filter(|(_, t)| kind_of(t) == "eviction.alert")
+            .count()
+            == 4
+    })
+    .await;
+    app.settle().await;
+    let housing_files: Vec<_> = eml_files(&dir)
+        .into_iter()
+        .filter(|(_, t)| kind_of(t).starts_with("housing."))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!housing_files.is_empty(), "the housing offer's emails");
+
+    // While they exist, nobody else can read them.
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the outbox folder");
+    for (path, text) in &files {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+        assert_absent("an .eml file", text, &NEVER.strings());
+    }
+    assert!(
+        files
+            .iter()
+            .filter(|(_, t)| kind_of(t) == "eviction.alert")
+            .all(|(_, t)| t.contains(REVOKING.procedure)),
+        "the test can see the strings where consent allows them"
+    );
+
+    // Revocation: the alerts' files go; the revocation notices arrive.
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(REVOKING.procedure, RHO, "revoked", &in_days(0)),
+    ))
+    .await;
+    let files = wait_for_files(&dir, "alerts removed, notices written", |files| {
+        files.iter().all(|(_, t)| kind_of(t) != "eviction.alert")
+            && files
+                .iter()
+                .filter(|(_, t)| kind_of(t) == "eviction.consent_revoked")
+                .count()
+                == 2
+    })
+    .await;
+
+    for (path, text) in &files {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+        assert_absent("an .eml file", text, &NEVER.strings());
+        // C4: the docket number they already know, nothing else of the family.
+        assert_absent("an .eml file", text, &REVOKING.strings()[1..]);
+    }
+    for path in &housing_files {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    token.cancel();
+    let _ = scrubber.await;
+    app.cleanup().await;
+    let _ = std::fs::remove_dir_all(&outbox_dir);
+}
