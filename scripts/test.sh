@@ -17,12 +17,18 @@ fi
 echo '[test] cargo build -p raccordo' >&2
 cargo build -p raccordo
 
+# The broker-restart tests stop and start the machine's RabbitMQ: they run alone, after
+# the parallel suite, so they never disturb another test.
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest runs the lib, bin and test targets; not benches (a harness = false bench has no
   # test list for it to read).
-  echo '[test] cargo nextest run --workspace' >&2
-  exec cargo nextest run --workspace "$@"
+  echo '[test] cargo nextest run --workspace (all but broker_restart_*)' >&2
+  cargo nextest run --workspace -E 'not test(/broker_restart_/)' "$@"
+  echo '[test] cargo nextest run -p raccordo-e2e (broker_restart_*, alone)' >&2
+  cargo nextest run -p raccordo-e2e -E 'test(/broker_restart_/)' "$@"
 else
-  echo '[test] cargo test --workspace --all-targets' >&2
-  exec cargo test --workspace --all-targets "$@"
+  echo '[test] cargo test --workspace --all-targets (all but broker_restart_*)' >&2
+  cargo test --workspace --all-targets "$@" -- --skip broker_restart_
+  echo '[test] cargo test -p raccordo-e2e broker_restart_ (alone)' >&2
+  cargo test -p raccordo-e2e --test e2e "$@" -- broker_restart_ --test-threads=1
 fi

@@ -928,13 +928,6 @@ async fn leak_test_eml_files_are_private_and_gone_for_a_family_that_revoked_its_
     .await
     .start(raccordo::serve::Workers::All)
     .await;
-    // The scrubber `serve` runs for the eviction worker, given this outbox.
-    let token = tokio_util::sync::CancellationToken::new();
-    let scrubber = tokio::spawn(raccordo_eviction::scrub::run_scrubber_with_outbox(
-        app.pool.clone(),
-        raccordo_mailer::FileOutbox::from_settings(&app.settings.mail),
-        token.clone(),
-    ));
 
     // Mail that has nothing to do with the family stays.
     app.publish(&app.event(
@@ -1023,8 +1016,6 @@ async fn leak_test_eml_files_are_private_and_gone_for_a_family_that_revoked_its_
     for path in &housing_files {
         assert!(path.exists(), "{} was removed", path.display());
     }
-    token.cancel();
-    let _ = scrubber.await;
     app.cleanup().await;
     let _ = std::fs::remove_dir_all(&outbox_dir);
 }

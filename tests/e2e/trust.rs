@@ -792,3 +792,51 @@ async fn parked_eviction_work_waits_in_its_own_queue_and_expires() {
     let _ = connection.close(200, "done".into()).await;
     app.cleanup().await;
 }
+
+#[test]
+fn the_docker_definitions_give_each_configured_publisher_exactly_its_types() {
+    let root = raccordo_e2e::workspace_root();
+    let publishers: raccordo_core::settings::PublishersSettings = config::Config::builder()
+        .add_source(config::File::from(root.join("docker/raccordo.toml")))
+        .build()
+        .expect("docker/raccordo.toml parses")
+        .get("publishers")
+        .expect("a [publishers] table");
+    assert!(!publishers.allow_anonymous);
+    let mut settings = Settings::load().expect("defaults");
+    settings.publishers = publishers;
+    settings
+        .validate()
+        .expect("the docker publishers are valid settings");
+    let expected = raccordo::setup::publisher_definitions(&settings).expect("definitions");
+    let text = std::fs::read_to_string(root.join("docker/rabbitmq/definitions.json"))
+        .expect("definitions.json");
+    let shipped: Value = serde_json::from_str(&text).expect("JSON");
+    for section in ["permissions", "topic_permissions"] {
+        for entry in expected[section].as_array().expect("entries") {
+            assert!(
+                shipped[section]
+                    .as_array()
+                    .expect("entries")
+                    .contains(entry),
+                "{section} of definitions.json lacks {entry}"
+            );
+        }
+    }
+    let shipped_users: Vec<&str> = shipped["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    for user in settings.publishers.users.keys() {
+        assert!(shipped_users.contains(&user.as_str()), "{user} missing");
+    }
+    // Nobody but the hub may write anything other than the inbound exchange.
+    for permission in shipped["permissions"].as_array().expect("permissions") {
+        if permission["user"] != "raccordo" {
+            assert_eq!(permission["write"], "^raccordo\\.inbound$");
+            assert_eq!(permission["configure"], "^$");
+        }
+    }
+}

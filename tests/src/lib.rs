@@ -174,6 +174,16 @@ async fn preflight(settings: &Settings) {
 }
 
 impl TestApp {
+    /// Opens the test's own broker connection again (after a broker restart).
+    pub async fn reconnect(&mut self) {
+        self.connection = connect(&self.settings.amqp, "test")
+            .await
+            .expect("the test connects to RabbitMQ");
+        self.publisher = Publisher::open(&self.connection)
+            .await
+            .expect("a confirm channel");
+    }
+
     /// Changes the settings the workers will start with (prepare, then configure, then start).
     pub fn configure(mut self, configure: impl FnOnce(&mut Settings)) -> Self {
         configure(&mut self.settings);

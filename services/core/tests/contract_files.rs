@@ -110,18 +110,38 @@ fn docker_definitions_declare_the_exchanges_exactly_as_the_hub_does() {
 }
 
 #[test]
-fn the_legacy_publisher_may_only_publish_to_the_inbound_exchange() {
+fn every_publishing_system_may_only_publish_its_types_to_the_inbound_exchange() {
     let text = std::fs::read_to_string(root().join("docker/rabbitmq/definitions.json"))
         .expect("definitions.json");
     let definitions: Value = serde_json::from_str(&text).expect("JSON");
     let permissions = definitions["permissions"].as_array().expect("permissions");
-    let legacy = permissions
+    let publishers: Vec<&Value> = permissions
         .iter()
-        .find(|p| p["user"] == "legacy_publisher")
-        .expect("a legacy_publisher user");
-    assert_eq!(legacy["write"], r"^raccordo\.inbound$");
-    assert_eq!(legacy["read"], "^$");
-    assert_eq!(legacy["configure"], "^$");
+        .filter(|p| p["user"] != "raccordo")
+        .collect();
+    assert!(publishers.len() >= 3, "one user per publishing system");
+    let topics = definitions["topic_permissions"]
+        .as_array()
+        .expect("topic permissions");
+    for p in publishers {
+        assert_eq!(p["write"], r"^raccordo\.inbound$");
+        assert_eq!(p["read"], "^$");
+        assert_eq!(p["configure"], "^$");
+        let topic = topics
+            .iter()
+            .find(|t| t["user"] == p["user"])
+            .unwrap_or_else(|| panic!("{} has no topic permissions", p["user"]));
+        assert_eq!(topic["exchange"], "raccordo.inbound");
+        let write = topic["write"].as_str().expect("a pattern");
+        assert!(write.starts_with("^(") && write.ends_with(")$"), "{write}");
+        for key in write[2..write.len() - 2].split('|') {
+            let event_type = key.replace('\\', "");
+            assert!(
+                EventType::parse(&event_type).is_some(),
+                "{key} is no event type"
+            );
+        }
+    }
 }
 
 fn yaml(path: &str) -> Value {

@@ -71,6 +71,10 @@ pub enum Command {
         /// Send lines as they are, without checking them against the schemas first.
         #[arg(long)]
         no_validate: bool,
+        /// Set the AMQP user_id to amqp.url's user, as a publishing system must when
+        /// publishers.allow_anonymous is false (RabbitMQ checks it is the connection's own).
+        #[arg(long)]
+        as_publisher: bool,
     },
     /// Dead and parked messages, with their reasons.
     Dlq {

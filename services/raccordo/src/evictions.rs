@@ -313,7 +313,7 @@ pub async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<
     let events = demo_events(today)?;
     let mut published = 0;
     for line in events.lines() {
-        let report = crate::publish::run(settings, line.as_bytes(), true, |_| {}).await?;
+        let report = crate::publish::run(settings, line.as_bytes(), true, false, |_| {}).await?;
         anyhow::ensure!(
             report.refused.is_empty(),
             "The demo's eviction events do not validate: {:?}",

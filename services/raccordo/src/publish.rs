@@ -27,22 +27,50 @@ const WINDOW: usize = 256;
 /// Publishes every non-empty line. With `validate`, lines that are not valid events are
 /// reported and skipped (the hub would dead-letter them); without, they are sent as they
 /// are, with the routing key taken from `type` when there is one.
+///
+/// With `as_publisher`, every message carries the AMQP `user_id` of `amqp.url`'s user, as
+/// a publishing system's must when `publishers.allow_anonymous` is false (RabbitMQ checks
+/// that it is the connection's own user).
 pub async fn run(
     settings: &Settings,
     input: impl BufRead,
     validate: bool,
+    as_publisher: bool,
     mut progress: impl FnMut(usize),
 ) -> anyhow::Result<PublishReport> {
     let topology = Topology::from_settings(settings);
+    let user_id = if as_publisher {
+        use secrecy::ExposeSecret;
+        let url = url::Url::parse(settings.amqp.url.expose_secret()).context("amqp.url")?;
+        let user = percent_encoding::percent_decode_str(url.username())
+            .decode_utf8_lossy()
+            .into_owned();
+        anyhow::ensure!(!user.is_empty(), "--as-publisher needs a user in amqp.url");
+        Some(user)
+    } else {
+        None
+    };
     let connection = connect(&settings.amqp, "publish")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
     let publisher = Publisher::open(&connection).await?;
-    topology
-        .declare(publisher.channel())
-        .await
-        .context("Failed to declare the broker topology")?;
     let exchange = topology.inbound_exchange();
+    // A passive check needs no permission: a publishing system may not configure the broker.
+    publisher
+        .channel()
+        .exchange_declare(
+            exchange.clone().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .with_context(|| {
+            format!("The exchange {exchange} does not exist: run `raccordo setup` first")
+        })?;
     let mut report = PublishReport::default();
     let mut pending = Vec::with_capacity(WINDOW);
     for (index, line) in input.lines().enumerate() {
@@ -65,11 +93,14 @@ pub async fn run(
                 .to_owned()
         };
         let routing_key = text("type");
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_content_type("application/cloudevents+json".into())
             .with_message_id(text("id").into())
             .with_app_id("raccordo-publish".into())
             .with_delivery_mode(2);
+        if let Some(user) = &user_id {
+            properties = properties.with_user_id(user.clone().into());
+        }
         let confirm = publisher
             .channel()
             .basic_publish(

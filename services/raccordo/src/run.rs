@@ -57,7 +57,11 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         Command::Serve { workers } => {
             crate::serve::run_until_stopped(settings, workers).await?;
         }
-        Command::Publish { file, no_validate } => {
+        Command::Publish {
+            file,
+            no_validate,
+            as_publisher,
+        } => {
             let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
                 Box::new(BufReader::new(std::io::stdin()))
             } else {
@@ -67,7 +71,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 ))
             };
             let tty = std::io::stderr().is_terminal();
-            let report = crate::publish::run(&settings, input, !no_validate, |n| {
+            let report = crate::publish::run(&settings, input, !no_validate, as_publisher, |n| {
                 if tty {
                     eprint!("\rpublished {n}");
                 }

@@ -162,9 +162,11 @@ impl App {
                 MONTHLY_CHECK_EVERY,
                 token.clone(),
             ));
-            // C4: docket numbers leave delivered revocation notices.
-            tracker.spawn(raccordo_eviction::scrub::run_scrubber(
+            // C4: docket numbers leave delivered revocation notices, and the `.eml` files
+            // of revoked alerts leave the file transport's folder.
+            tracker.spawn(raccordo_eviction::scrub::run_scrubber_with_outbox(
                 pool.clone(),
+                raccordo_mailer::FileOutbox::from_settings(&settings.mail),
                 token.clone(),
             ));
         }
