@@ -46,10 +46,21 @@ pub struct Timeout {
     pub waited: Duration,
 }
 
+/// Where an observed sink hands each mail (see [`SmtpSink::start_observed`]).
+struct Observer(Box<dyn Fn(ReceivedMail) + Send + Sync>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer(..)")
+    }
+}
+
 /// What sessions share with the sink: received mails, the fault mode, counters.
 #[derive(Debug)]
 pub(crate) struct Store {
     mails: Mutex<Vec<ReceivedMail>>,
+    /// When set, mails go here instead of `mails`.
+    observer: Option<Observer>,
     /// The number of stored mails, published so waiters wake on arrival.
     count: watch::Sender<usize>,
     mode: Mutex<Mode>,
@@ -58,9 +69,10 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    fn new() -> Self {
+    fn new(observer: Option<Observer>) -> Self {
         Self {
             mails: Mutex::new(Vec::new()),
+            observer,
             count: watch::Sender::new(0),
             mode: Mutex::new(Mode::Accept),
             accepted_connections: AtomicU64::new(0),
@@ -81,6 +93,11 @@ impl Store {
     /// Stores a mail and returns the queue id quoted in the `250` reply.
     pub(crate) fn push(&self, mail: ReceivedMail) -> u64 {
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(observer) = &self.observer {
+            (observer.0)(mail);
+            self.count.send_modify(|count| *count += 1);
+            return id;
+        }
         let mut mails = self.mails();
         mails.push(mail);
         self.count.send_replace(mails.len());
@@ -111,9 +128,28 @@ impl SmtpSink {
     /// # Errors
     /// Binding or listening on the socket failed.
     pub async fn start() -> io::Result<SmtpSink> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`SmtpSink::start`], but every accepted mail is handed to `observer` at the moment
+    /// it is accepted — before the `250` reply goes out — instead of being kept: for
+    /// benchmarks, which need each mail's arrival time and must not hold thousands of mails.
+    /// [`SmtpSink::mails`] then stays empty; [`SmtpSink::wait_for`] still counts arrivals
+    /// (and returns an empty list). `observer` runs on the session's task: keep it cheap
+    /// (record a timestamp, send to a channel).
+    ///
+    /// # Errors
+    /// Binding or listening on the socket failed.
+    pub async fn start_observed(
+        observer: impl Fn(ReceivedMail) + Send + Sync + 'static,
+    ) -> io::Result<SmtpSink> {
+        Self::start_with(Some(Observer(Box::new(observer)))).await
+    }
+
+    async fn start_with(observer: Option<Observer>) -> io::Result<SmtpSink> {
         let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         let addr = listener.local_addr()?;
-        let store = Arc::new(Store::new());
+        let store = Arc::new(Store::new(observer));
         let running = spawn(listener, Arc::clone(&store));
         tracing::debug!(%addr, "SMTP sink started.");
         Ok(SmtpSink {
@@ -565,6 +601,36 @@ mod tests {
             .expect("accepted after restart");
         let mails = sink.wait_for(1, WAIT).await.expect("one mail");
         assert_eq!(mails[0].subject().as_deref(), Some("after restart"));
+    }
+
+    #[tokio::test]
+    async fn an_observed_sink_hands_each_mail_over_and_keeps_none() {
+        // Arrange
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = SmtpSink::start_observed({
+            let seen = Arc::clone(&seen);
+            move |mail: ReceivedMail| {
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(mail.subject());
+            }
+        })
+        .await
+        .expect("sink starts");
+
+        // Act
+        for subject in ["one", "two"] {
+            lettre_for(&sink)
+                .send(sample(subject, "t", "<p>h</p>"))
+                .await
+                .expect("accepted");
+        }
+
+        // Assert
+        sink.wait_for(2, WAIT).await.expect("two arrivals counted");
+        assert!(sink.mails().is_empty());
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(seen, vec![Some("one".to_owned()), Some("two".to_owned())]);
     }
 
     #[tokio::test]
