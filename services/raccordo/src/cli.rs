@@ -108,6 +108,9 @@ pub enum Command {
     },
     /// The whole flow on the sample data of the Città Metropolitana di Milano.
     Demo,
+    /// Measure the hub end to end on its own prefix and database: throughput, latency,
+    /// CPU per event, commits per event, memory, against the broker's raw relay.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `raccordo eviction …`

@@ -76,19 +76,8 @@ pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Re
 
     step(out, "Importing the registry")?;
     let pool = db::connect(&settings.database).await?;
-    let comuni = import_comuni(&pool, COMUNI.as_bytes()).await?;
-    let referents = import_referents(&pool, REFERENTS.as_bytes()).await?;
-    anyhow::ensure!(
-        comuni.errors.is_empty() && referents.errors.is_empty(),
-        "The sample data does not import: {:?} {:?}",
-        comuni.errors,
-        referents.errors
-    );
-    writeln!(
-        out,
-        "  {} comuni, {} referents",
-        comuni.inserted, referents.inserted
-    )?;
+    let (comuni, referents) = import_sample_registry(&pool).await?;
+    writeln!(out, "  {comuni} comuni, {referents} referents")?;
 
     step(out, "Starting every worker")?;
     let app = App::start(settings.clone(), Workers::All).await?;
@@ -156,6 +145,19 @@ pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Re
     )?;
     pool.close().await;
     Ok(())
+}
+
+/// Imports the sample comuni and referents (`data/`); the numbers of each inserted.
+pub(crate) async fn import_sample_registry(pool: &sqlx::PgPool) -> anyhow::Result<(u64, u64)> {
+    let comuni = import_comuni(pool, COMUNI.as_bytes()).await?;
+    let referents = import_referents(pool, REFERENTS.as_bytes()).await?;
+    anyhow::ensure!(
+        comuni.errors.is_empty() && referents.errors.is_empty(),
+        "The sample data does not import: {:?} {:?}",
+        comuni.errors,
+        referents.errors
+    );
+    Ok((comuni.inserted, referents.inserted))
 }
 
 /// The demo database's URL without its password, for the hint printed at the end.

@@ -9,9 +9,11 @@
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`demo`]: the whole flow on the sample data.
+//! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod dlq;

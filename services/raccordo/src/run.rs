@@ -143,6 +143,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 _ => print!("{}", crate::status::table(&status)),
             }
         }
+        Command::Bench(args) => {
+            let mut out = std::io::stdout();
+            let exact = crate::bench::run(settings, args, &mut out).await?;
+            out.flush()?;
+            if !exact {
+                eprintln!("Some expected emails are missing or doubled (see the table).");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Demo => {
             let mut out = std::io::stdout();
             crate::demo::run(settings, &mut out).await?;

@@ -1,0 +1,37 @@
+//! `raccordo bench`: the hub measured end to end, as an operator would see it, and only
+//! from outside — so the figures stay comparable while the hub's insides change.
+//!
+//! It creates its own prefix (`<prefix>-bench-<random>`) and database
+//! (`<name>_bench_<random>`) with the sample registry, starts the project's SMTP sink in
+//! this process, runs the real `raccordo serve all` (this binary) as a child process for
+//! each run, publishes CloudEvents to `{prefix}.inbound` with confirms, and reads the
+//! figures off the SMTP sink (what arrived, when), the hub's `/metrics`, `/proc` and
+//! `pg_stat_database`. Queues, exchanges and database are removed at the end, also after
+//! an error or Ctrl-C.
+//!
+//! # Layout
+//! - [`options`]: the command's options.
+//! - `run`: the course of a benchmark (relay, scenarios, runs, clean-up).
+//! - `load`: the scenarios' events and the emails each must cause.
+//! - `mailbox`: the SMTP sink and the tracker of arrivals (latency, missing, doubles).
+//! - `hub`: the `serve all` child process.
+//! - `relay`: the raw two-hop relay of the same broker.
+//! - `procfs`: CPU time and peak RSS from `/proc`, the machine's details.
+//! - `stats`: percentiles and rates.
+//! - `report`: the table, the JSON and markdown files.
+//! - `progress`: the progress line.
+
+mod hub;
+mod load;
+mod mailbox;
+pub mod options;
+mod procfs;
+mod progress;
+mod relay;
+mod report;
+mod run;
+mod stats;
+
+pub use load::Scenario;
+pub use options::BenchArgs;
+pub use run::run;

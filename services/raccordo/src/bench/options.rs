@@ -1,0 +1,85 @@
+//! The options of `raccordo bench`.
+
+use std::path::PathBuf;
+
+use raccordo_core::settings::QueueType;
+
+use super::load::Scenario;
+
+/// Which scenarios to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioChoice {
+    Housing,
+    Mixed,
+    All,
+}
+
+impl ScenarioChoice {
+    /// The scenarios, in the order they run.
+    pub fn scenarios(self) -> Vec<Scenario> {
+        match self {
+            ScenarioChoice::Housing => vec![Scenario::Housing],
+            ScenarioChoice::Mixed => vec![Scenario::Mixed],
+            ScenarioChoice::All => vec![Scenario::Housing, Scenario::Mixed],
+        }
+    }
+
+    /// The name used in result file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioChoice::Housing => "housing",
+            ScenarioChoice::Mixed => "mixed",
+            ScenarioChoice::All => "all",
+        }
+    }
+}
+
+/// The queue type of the hub's work queues and of the raw relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueChoice {
+    Classic,
+    Quorum,
+}
+
+impl From<QueueChoice> for QueueType {
+    fn from(choice: QueueChoice) -> Self {
+        match choice {
+            QueueChoice::Classic => QueueType::Classic,
+            QueueChoice::Quorum => QueueType::Quorum,
+        }
+    }
+}
+
+/// `raccordo bench`: the real `serve all` in a child process, on its own prefix and
+/// database, fed through the broker and measured from outside.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// housing (offers, 2 emails each), mixed (70% occupancy, 20% eviction, 10% housing), or all.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: ScenarioChoice,
+    /// Events of the throughput run (published as fast as confirms allow).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events: u64,
+    /// Offered rates of the latency runs, events per second (comma-separated); `--rates`
+    /// with no value runs none.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "100,500")]
+    pub rates: Vec<u32>,
+    /// Length of each latency run, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seconds: u64,
+    /// Queue type of the hub's work queues and of the raw relay.
+    #[arg(long, value_enum, default_value = "quorum")]
+    pub queue_type: QueueChoice,
+    /// Messages of the raw two-hop relay (0: skip it).
+    #[arg(long, default_value_t = 10000)]
+    pub relay_messages: u64,
+    /// Publisher confirms awaited at once.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65535))]
+    pub window: u64,
+    /// A run fails when no expected email and no event was handled for this long, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_seconds: u64,
+    /// Where the JSON and markdown results are written.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+}
