@@ -50,6 +50,7 @@ mod c7_tests {
             properties: BasicProperties::default(),
             attempt: 1,
             publisher: None,
+            span: tracing::Span::none(),
         }
     }
 

@@ -80,6 +80,14 @@ impl EventWorker for EvictionWorker {
         &[EventType::EvictionStep, EventType::EvictionConsent]
     }
 
+    /// The procedure's row (and the key fingerprint's, shared) is what it locks: its
+    /// pseudonym orders the batch. Kept in memory only, like the pseudonym itself.
+    fn batch_key(&self, event: &Envelope) -> Option<String> {
+        let id = event.data.get("procedure_id")?.as_str()?;
+        let id = ProcedureId::parse(id).ok()?;
+        Some(self.pseudonyms.pseudonym(&id).as_ref().to_owned())
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         self.check_key(tx).await?;
         match event.event_type {

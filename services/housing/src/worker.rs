@@ -25,6 +25,15 @@ impl EventWorker for HousingWorker {
         &[EventType::HousingUnit]
     }
 
+    /// The unit's row is the only row it locks.
+    fn batch_key(&self, event: &Envelope) -> Option<String> {
+        event
+            .data
+            .get("unit_id")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         let unit: HousingUnit = event.data_as()?;
         let comune = require_comune(tx, &unit.comune_istat).await?;

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use raccordo_core::amqp::{HandleError, Handler, Message, Outcome};
-use raccordo_core::db::{NotificationMessage, load_notification};
+use raccordo_core::db::NotificationMessage;
 use raccordo_core::domain::EmailAddress;
 use raccordo_core::settings::{MailSettings, MailTransportKind, SettingsError};
 
@@ -73,7 +73,40 @@ impl MailerHandler {
     }
 }
 
-type PendingRow = (String, String, Option<String>, String, String);
+/// A recipient still waiting for a notification's email, with what the email says.
+#[derive(sqlx::FromRow)]
+struct Pending {
+    kind: String,
+    payload: serde_json::Value,
+    urgent: bool,
+    email: String,
+    referent_id: String,
+    name: Option<String>,
+    institution: String,
+    role: String,
+}
+
+/// What one recipient's send came to.
+enum Sent {
+    Delivered {
+        email: String,
+        response: String,
+        message_id: String,
+    },
+    Failed(Failure),
+}
+
+/// A recipient's email that did not go.
+struct Failure {
+    email: String,
+    /// Recorded on the delivery.
+    error: String,
+    message_id: Option<String>,
+    /// Worth a retry (SMTP 4xx, connection); otherwise the recipient is given up.
+    transient: bool,
+    /// For the consume loop's retry or dead letter.
+    reason: String,
+}
 
 #[async_trait]
 impl Handler for MailerHandler {
@@ -82,184 +115,187 @@ impl Handler for MailerHandler {
             .map_err(|e| HandleError::Permanent(format!("not a notification message: {e}")))?;
         let span = tracing::Span::current();
         span.record("type", announced.kind.as_str());
-        let mut conn = self.pool.acquire().await.map_err(HandleError::from_db)?;
-        let Some(notification) = load_notification(&mut conn, announced.id)
-            .await
-            .map_err(HandleError::from_db)?
-        else {
-            return Err(HandleError::Permanent(format!(
-                "notification {} is not in the database",
-                announced.id
-            )));
-        };
-        drop(conn);
-        if notification.undeliverable {
-            return Ok(Outcome::Processed);
-        }
-        let pending: Vec<PendingRow> = sqlx::query_as(
+        // One transaction for the notification: its pending recipients are locked while
+        // their emails are sent and recorded together, so a redelivery or a second mailer
+        // sends nothing twice, and a crash resends at most this notification's recipients,
+        // with the same Message-IDs (CONTRACT F3).
+        let mut tx = self.pool.begin().await.map_err(HandleError::from_db)?;
+        let pending: Vec<Pending> = sqlx::query_as(
             r#"
-            SELECT email, referent_id, name, institution, role
-            FROM deliveries
-            WHERE notification_id = $1
-              AND delivered_at IS NULL
-              AND failed_at IS NULL
-            ORDER BY email
+            SELECT n.kind, n.payload, n.urgent, d.email, d.referent_id, d.name, d.institution, d.role
+            FROM deliveries d
+            JOIN notifications n ON n.id = d.notification_id
+            WHERE d.notification_id = $1
+              AND d.delivered_at IS NULL
+              AND d.failed_at IS NULL
+            ORDER BY d.email
+            FOR UPDATE OF d SKIP LOCKED
             "#,
         )
-        .bind(notification.id)
-        .fetch_all(&self.pool)
+        .bind(announced.id)
+        .fetch_all(&mut *tx)
         .await
         .map_err(HandleError::from_db)?;
         if pending.is_empty() {
-            return Ok(Outcome::Duplicate);
+            // Delivered already (or being sent by another mailer), undeliverable, or unknown.
+            let undeliverable: Option<bool> =
+                sqlx::query_scalar("SELECT undeliverable FROM notifications WHERE id = $1")
+                    .bind(announced.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(HandleError::from_db)?;
+            return match undeliverable {
+                None => Err(HandleError::Permanent(format!(
+                    "notification {} is not in the database",
+                    announced.id
+                ))),
+                Some(true) => Ok(Outcome::Processed),
+                Some(false) => Ok(Outcome::Duplicate),
+            };
         }
 
-        let mut transient = Vec::new();
-        let mut permanent = Vec::new();
-        for (email, referent_id, name, institution, role) in pending {
-            let recipient = RecipientContext {
-                name,
-                institution,
-                role,
-            };
-            match self
-                .deliver(&notification, &email, &referent_id, &recipient)
-                .await
-            {
-                Ok(()) => {}
-                Err(HandleError::Transient(e)) => transient.push(e),
-                Err(HandleError::Permanent(e)) => permanent.push(e),
+        let mut delivered = (Vec::new(), Vec::new(), Vec::new());
+        let mut failures = Vec::new();
+        for row in &pending {
+            match self.send(announced.id, row).await {
+                Sent::Delivered {
+                    email,
+                    response,
+                    message_id,
+                } => {
+                    delivered.0.push(email);
+                    delivered.1.push(response);
+                    delivered.2.push(message_id);
+                }
+                Sent::Failed(failure) => failures.push(failure),
             }
         }
-        // Transient first: a retry then also reaches what a permanent error skipped.
-        if !transient.is_empty() {
-            return Err(HandleError::Transient(transient.join("; ")));
+        if !delivered.0.is_empty() {
+            sqlx::query(
+                r#"
+                UPDATE deliveries d
+                SET delivered_at = now(),
+                    smtp_response = s.response,
+                    message_id = s.message_id,
+                    attempts = d.attempts + 1,
+                    last_error = NULL
+                FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[]) AS s (email, response, message_id)
+                WHERE d.notification_id = $1
+                  AND d.email = s.email
+                "#,
+            )
+            .bind(announced.id)
+            .bind(&delivered.0)
+            .bind(&delivered.1)
+            .bind(&delivered.2)
+            .execute(&mut *tx)
+            .await
+            .map_err(HandleError::from_db)?;
         }
-        if !permanent.is_empty() {
-            return Err(HandleError::Permanent(permanent.join("; ")));
+        for f in &failures {
+            record_failure(
+                &mut tx,
+                announced.id,
+                &f.email,
+                &f.error,
+                f.message_id.as_deref(),
+                f.transient,
+            )
+            .await
+            .map_err(HandleError::from_db)?;
+        }
+        tx.commit().await.map_err(HandleError::from_db)?;
+        let reasons = |transient: bool| {
+            failures
+                .iter()
+                .filter(|f| f.transient == transient)
+                .map(|f| f.reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        // Transient first: a retry then also reaches what a permanent error skipped.
+        if failures.iter().any(|f| f.transient) {
+            return Err(HandleError::Transient(reasons(true)));
+        }
+        if !failures.is_empty() {
+            return Err(HandleError::Permanent(reasons(false)));
         }
         Ok(Outcome::Processed)
     }
 }
 
 impl MailerHandler {
-    /// Sends one recipient's email under its row lock and records the outcome.
-    async fn deliver(
-        &self,
-        notification: &raccordo_core::db::Notification,
-        email: &str,
-        referent_id: &str,
-        recipient: &RecipientContext,
-    ) -> Result<(), HandleError> {
-        let kind = notification.kind.as_str();
-        let mut tx = self.pool.begin().await.map_err(HandleError::from_db)?;
-        let locked: Option<(Uuid,)> = sqlx::query_as(
-            r#"
-            SELECT notification_id
-            FROM deliveries
-            WHERE notification_id = $1
-              AND email = $2
-              AND delivered_at IS NULL
-              AND failed_at IS NULL
-            FOR UPDATE SKIP LOCKED
-            "#,
-        )
-        .bind(notification.id)
-        .bind(email)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(HandleError::from_db)?;
-        if locked.is_none() {
-            // Delivered meanwhile, or another mailer is sending it right now.
-            return Ok(());
-        }
-        let rendered = match render(kind, notification.id, &notification.payload, recipient) {
+    /// Renders and sends one recipient's email; the caller records the outcome.
+    async fn send(&self, notification_id: Uuid, row: &Pending) -> Sent {
+        let kind = row.kind.as_str();
+        let recipient = RecipientContext {
+            name: row.name.clone(),
+            institution: row.institution.clone(),
+            role: row.role.clone(),
+        };
+        let rendered = match render(kind, notification_id, &row.payload, &recipient) {
             Ok(r) => r,
             Err(e) => {
-                // A template or payload fault is not this message's to retry: record it on the
-                // recipient so it is visible in status, and dead-letter for an operator.
+                // A template or payload fault is not this message's to retry: recorded on
+                // the recipient so it is visible in status, and dead-lettered for an operator.
                 let reason = format!("cannot render {kind}: {}", chain(&e));
-                record_failure(&mut tx, notification.id, email, &reason, None, false)
-                    .await
-                    .map_err(HandleError::from_db)?;
-                tx.commit().await.map_err(HandleError::from_db)?;
-                return Err(HandleError::Permanent(reason));
+                return Sent::Failed(Failure {
+                    email: row.email.clone(),
+                    error: reason.clone(),
+                    message_id: None,
+                    transient: false,
+                    reason,
+                });
             }
         };
-        let subject = if notification.urgent && !rendered.subject.starts_with("[URGENTE]") {
+        let subject = if row.urgent && !rendered.subject.starts_with("[URGENTE]") {
             format!("[URGENTE] {}", rendered.subject)
         } else {
             rendered.subject
         };
-        let message_id = message_id_for(notification.id, email, &self.message_id_domain);
+        let message_id = message_id_for(notification_id, &row.email, &self.message_id_domain);
         let outgoing = OutgoingEmail {
             from: self.from.clone(),
-            to: email.to_owned(),
-            to_name: recipient.name.clone(),
+            to: row.email.clone(),
+            to_name: row.name.clone(),
             subject,
             text: rendered.text,
             html: rendered.html,
             kind: kind.to_owned(),
-            notification_id: notification.id,
+            notification_id,
             message_id: message_id.clone(),
-            urgent: notification.urgent,
+            urgent: row.urgent,
         };
         let started = Instant::now();
         let result = self.transport.send(&outgoing).await;
         metrics::histogram!("raccordo_email_send_seconds").record(started.elapsed().as_secs_f64());
-        let outcome = match result {
+        match result {
             Ok(delivered) => {
-                sqlx::query(
-                    r#"
-                    UPDATE deliveries
-                    SET delivered_at = now(),
-                        smtp_response = $3,
-                        message_id = $4,
-                        attempts = attempts + 1,
-                        last_error = NULL
-                    WHERE notification_id = $1
-                      AND email = $2
-                    "#,
-                )
-                .bind(notification.id)
-                .bind(email)
-                .bind(&delivered.response)
-                .bind(&message_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(HandleError::from_db)?;
                 metrics::counter!("raccordo_emails_sent_total", "kind" => kind.to_owned())
                     .increment(1);
-                tracing::debug!(notification = %notification.id, referent = referent_id, "Email sent.");
-                Ok(())
+                tracing::debug!(notification = %notification_id, referent = row.referent_id, "Email sent.");
+                Sent::Delivered {
+                    email: row.email.clone(),
+                    response: delivered.response,
+                    message_id,
+                }
             }
             Err(error) => {
                 let transient = error.is_transient();
                 let text = error.to_string();
-                record_failure(
-                    &mut tx,
-                    notification.id,
-                    email,
-                    &text,
-                    Some(&message_id),
-                    transient,
-                )
-                .await
-                .map_err(HandleError::from_db)?;
                 let cause = if transient { "transient" } else { "permanent" };
                 metrics::counter!("raccordo_emails_failed_total", "kind" => kind.to_owned(), "cause" => cause)
                     .increment(1);
-                tracing::warn!(notification = %notification.id, referent = referent_id, error = %text, cause, "Email not sent.");
-                let reason = format!("referent {referent_id}: {text}");
-                Err(if transient {
-                    HandleError::Transient(reason)
-                } else {
-                    HandleError::Permanent(reason)
+                tracing::warn!(notification = %notification_id, referent = row.referent_id, error = %text, cause, "Email not sent.");
+                Sent::Failed(Failure {
+                    email: row.email.clone(),
+                    reason: format!("referent {}: {text}", row.referent_id),
+                    error: text,
+                    message_id: Some(message_id),
+                    transient,
                 })
             }
-        };
-        tx.commit().await.map_err(HandleError::from_db)?;
-        outcome
+        }
     }
 }
 

@@ -14,6 +14,12 @@ use crate::settings::AmqpSettings;
 /// handshake (overloaded, wedged) must not hang a worker or a command.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The largest frame the hub proposes, unless `amqp.url` sets `?frame_max=`. lapin keeps two
+/// buffers of 32 frames per connection: at RabbitMQ's default of 128 KiB that is 8 MiB a
+/// connection, touched in full under load; at 16 KiB, 1 MiB. Events are a few KiB, and a
+/// larger message simply travels in several frames.
+const FRAME_MAX: u32 = 16 * 1024;
+
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -21,6 +27,8 @@ pub enum ConnectError {
     Timeout(Duration),
     #[error("cannot connect to the broker: {0}")]
     Broker(lapin::Error),
+    #[error("amqp.url is not a valid AMQP URL")]
+    Url,
 }
 
 /// Opens one connection, named `{prefix}:{task}` so operators (and `rabbitmqctl
@@ -28,13 +36,17 @@ pub enum ConnectError {
 pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, ConnectError> {
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("{}:{name}", settings.prefix).into());
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Connection::connect(settings.url.expose_secret(), properties),
-    )
-    .await
-    .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
-    .map_err(ConnectError::Broker)
+    // The parser's message may quote the URL, password included: not shown.
+    let mut uri: lapin::uri::AMQPUri = settings
+        .url
+        .expose_secret()
+        .parse()
+        .map_err(|_| ConnectError::Url)?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties))
+        .await
+        .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
+        .map_err(ConnectError::Broker)
 }
 
 /// Connects, retrying with delays from 200 ms doubling to 10 s, until it succeeds or

@@ -52,6 +52,9 @@ pub struct Message {
     /// The broker user that published it: the `user_id` RabbitMQ validated, kept by the
     /// hub in `x-raccordo-user` across retries and replays. None: anonymous.
     pub publisher: Option<String>,
+    /// The delivery's span (message id, routing key, attempt, publisher); a handler of a
+    /// batch runs each message's part in it.
+    pub span: tracing::Span,
 }
 
 /// What a handler made of a message.
@@ -83,7 +86,12 @@ impl From<crate::envelope::Rejection> for HandleError {
 impl HandleError {
     /// Classifies a database error: connection-level faults are worth a retry.
     pub fn from_db(error: sqlx::Error) -> Self {
-        if crate::db::is_transient(&error) {
+        Self::from_db_ref(&error)
+    }
+
+    /// The same, for an error shared by several messages.
+    pub fn from_db_ref(error: &sqlx::Error) -> Self {
+        if crate::db::is_transient(error) {
             HandleError::Transient(format!("database: {error}"))
         } else {
             HandleError::Permanent(format!("database: {error}"))
@@ -91,11 +99,22 @@ impl HandleError {
     }
 }
 
-/// A worker's logic, called once per delivery.
+/// A worker's logic, called once per delivery, or once per batch of deliveries.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Processes one message. Must be idempotent: a redelivery may follow any crash.
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError>;
+
+    /// Processes messages taken together, one result each, in order. A handler that can
+    /// decide several in one database transaction (one commit instead of one each)
+    /// overrides it; the outcome of each must be what [`Handler::handle`] would give.
+    async fn handle_batch(&self, messages: &[&Message]) -> Vec<Result<Outcome, HandleError>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for message in messages {
+            results.push(self.handle(message).instrument(message.span.clone()).await);
+        }
+        results
+    }
 }
 
 /// What the loop needs besides the handler.
@@ -238,8 +257,16 @@ async fn consume_on(
             Some(Err(error)) => return Err(error.into()),
             None => return Err(LoopError::Cancelled),
         };
-        if settle(ctx, &publisher, queue, name, handler, delivery, token).await?
-            == Settled::Abandoned
+        // Whatever else the broker already sent (up to the prefetch) is decided with it.
+        let mut batch = vec![delivery];
+        while batch.len() < usize::from(ctx.settings.amqp.prefetch) {
+            match futures_lite::future::poll_once(consumer.next()).await {
+                Some(Some(Ok(delivery))) => batch.push(delivery),
+                Some(Some(Err(error))) => return Err(error.into()),
+                Some(None) | None => break,
+            }
+        }
+        if settle(ctx, &publisher, queue, name, handler, batch, token).await? == Settled::Abandoned
         {
             return Ok(());
         }
@@ -260,7 +287,7 @@ enum Settled {
 /// dropped, since those are the hub's own (attempt count, original routing key, publisher).
 /// Anything else reached the queue through the default exchange — a retry or a replay by
 /// the hub, which publishers may not write to — and its headers are the hub's.
-fn message_of(ctx: &ConsumerContext, delivery: &mut Delivery) -> Message {
+fn message_of(ctx: &ConsumerContext, queue: WorkQueue, delivery: &mut Delivery) -> Message {
     let from_publisher = delivery.exchange.as_str() == ctx.topology.inbound_exchange();
     let mut properties = std::mem::take(&mut delivery.properties);
     if from_publisher && let Some(headers) = properties.headers().as_ref() {
@@ -284,27 +311,7 @@ fn message_of(ctx: &ConsumerContext, delivery: &mut Delivery) -> Message {
     } else {
         header_text(headers, dead_letter::USER)
     };
-    Message {
-        body: std::mem::take(&mut delivery.data),
-        routing_key,
-        properties,
-        attempt,
-        publisher,
-    }
-}
-
-async fn settle(
-    ctx: &ConsumerContext,
-    publisher: &Publisher,
-    queue: WorkQueue,
-    name: &str,
-    handler: &dyn Handler,
-    mut delivery: Delivery,
-    token: &CancellationToken,
-) -> Result<Settled, LoopError> {
-    let message = message_of(ctx, &mut delivery);
-    let message_id = message
-        .properties
+    let message_id = properties
         .message_id()
         .as_ref()
         .map(|s| s.as_str().to_owned())
@@ -313,35 +320,80 @@ async fn settle(
         "delivery",
         worker = queue.name(),
         message_id = %message_id,
-        routing_key = %message.routing_key,
-        attempt = message.attempt,
-        publisher = message.publisher.as_deref().unwrap_or("-"),
+        routing_key = %routing_key,
+        attempt,
+        publisher = publisher.as_deref().unwrap_or("-"),
         r#type = tracing::field::Empty,
         source = tracing::field::Empty,
     );
+    Message {
+        body: std::mem::take(&mut delivery.data),
+        routing_key,
+        properties,
+        attempt,
+        publisher,
+        span,
+    }
+}
+
+/// Decides a batch of deliveries, publishes the copies some need (retry, dead, parked) and
+/// waits for their confirms, then acknowledges the whole batch at once.
+async fn settle(
+    ctx: &ConsumerContext,
+    publisher: &Publisher,
+    queue: WorkQueue,
+    name: &str,
+    handler: &dyn Handler,
+    mut deliveries: Vec<Delivery>,
+    token: &CancellationToken,
+) -> Result<Settled, LoopError> {
+    let messages: Vec<Message> = deliveries
+        .iter_mut()
+        .map(|d| message_of(ctx, queue, d))
+        .collect();
     let started = Instant::now();
-    let disposition = loop {
-        let disposition = decide(ctx, queue, handler, &message)
-            .instrument(span.clone())
-            .await;
-        if !matches!(disposition, Disposition::Retry { .. })
+    let dispositions = loop {
+        let dispositions = decide(ctx, queue, handler, &messages).await;
+        if !dispositions
+            .iter()
+            .any(|d| matches!(d, Disposition::Retry { .. }))
             || crate::db::ping(&ctx.pool, Duration::from_secs(2)).await
         {
-            break disposition;
+            break dispositions;
         }
-        // The database is gone: retrying would only burn attempts. Keep the message,
-        // take no other, and try it again once the database answers.
-        if !wait_for_database(ctx, name, token)
-            .instrument(span.clone())
-            .await
-        {
+        // The database is gone: retrying would only burn attempts. Keep the messages,
+        // take no other, and try them again once the database answers.
+        if !wait_for_database(ctx, name, token).await {
             return Ok(Settled::Abandoned);
         }
     };
-    metrics::histogram!("raccordo_message_handling_seconds", "worker" => queue.name())
-        .record(started.elapsed().as_secs_f64());
+    let per_message = started.elapsed().as_secs_f64() / messages.len().max(1) as f64;
+    for (message, disposition) in messages.iter().zip(dispositions) {
+        metrics::histogram!("raccordo_message_handling_seconds", "worker" => queue.name())
+            .record(per_message);
+        dispose(ctx, publisher, queue, message, disposition)
+            .instrument(message.span.clone())
+            .await?;
+    }
+    // Every delivery of the batch came on this channel after the last acknowledged one:
+    // acknowledging the last with `multiple` acknowledges exactly the batch.
+    if let Some(last) = deliveries.last() {
+        let ack = last.acker.ack(BasicAckOptions { multiple: true });
+        tokio::time::timeout(ACK_TIMEOUT, ack)
+            .await
+            .map_err(|_| LoopError::Timeout(ACK_TIMEOUT))??;
+    }
+    Ok(Settled::Done)
+}
 
-    let _entered = span.enter();
+/// Publishes and confirms the copy a disposition asks for.
+async fn dispose(
+    ctx: &ConsumerContext,
+    publisher: &Publisher,
+    queue: WorkQueue,
+    message: &Message,
+    disposition: Disposition,
+) -> Result<(), LoopError> {
     match disposition {
         Disposition::Ack => {}
         Disposition::Retry { delay, reason } => {
@@ -381,7 +433,7 @@ async fn settle(
                 &ctx.topology,
                 holding,
                 &ctx.topology.queue(queue),
-                &message,
+                message,
                 &reason,
                 ctx.settings.eviction.dead_letter_ttl(),
             )
@@ -393,10 +445,7 @@ async fn settle(
             metrics::counter!(metric, "worker" => queue.name()).increment(1);
         }
     }
-    tokio::time::timeout(ACK_TIMEOUT, delivery.acker.ack(BasicAckOptions::default()))
-        .await
-        .map_err(|_| LoopError::Timeout(ACK_TIMEOUT))??;
-    Ok(Settled::Done)
+    Ok(())
 }
 
 /// Waits until the database answers again (true), or the process stops (false). The
@@ -420,44 +469,119 @@ async fn wait_for_database(ctx: &ConsumerContext, name: &str, token: &Cancellati
     }
 }
 
+/// What to do with each message of a batch.
 async fn decide(
     ctx: &ConsumerContext,
     queue: WorkQueue,
     handler: &dyn Handler,
-    message: &Message,
-) -> Disposition {
+    messages: &[Message],
+) -> Vec<Disposition> {
     let limit = ctx.settings.amqp.max_message_bytes;
-    if queue.is_inbound() && message.body.len() > limit {
-        return Disposition::Hold {
-            holding: Holding::Dead,
-            reason: format!(
-                "message of {} bytes is over the {limit}-byte limit",
-                message.body.len()
-            ),
+    let mut dispositions: Vec<Option<Disposition>> = messages
+        .iter()
+        .map(|m| {
+            (queue.is_inbound() && m.body.len() > limit).then(|| Disposition::Hold {
+                holding: Holding::Dead,
+                reason: format!(
+                    "message of {} bytes is over the {limit}-byte limit",
+                    m.body.len()
+                ),
+            })
+        })
+        .collect();
+    let todo: Vec<&Message> = messages
+        .iter()
+        .zip(&dispositions)
+        .filter(|(_, d)| d.is_none())
+        .map(|(m, _)| m)
+        .collect();
+    if !todo.is_empty() {
+        let results = match run_handler(ctx, queue, handler, &todo).await {
+            Ok(results) => results,
+            Err(panic) if todo.len() == 1 => vec![Err(panicked(&panic))],
+            Err(_) => {
+                // The batch met a panic: one by one, so only the message that causes it is
+                // dead-lettered and the others are decided as usual.
+                let mut one_by_one = Vec::with_capacity(todo.len());
+                for message in &todo {
+                    one_by_one.push(match run_handler(ctx, queue, handler, &[*message]).await {
+                        Ok(mut r) => r.pop().unwrap_or_else(|| {
+                            Err(HandleError::Transient("the handler gave no result".into()))
+                        }),
+                        Err(panic) => Err(panicked(&panic)),
+                    });
+                }
+                one_by_one
+            }
         };
+        let mut results = results.into_iter();
+        for (slot, message) in dispositions.iter_mut().zip(messages) {
+            if slot.is_none() {
+                let result = results.next().unwrap_or_else(|| {
+                    Err(HandleError::Transient("the handler gave no result".into()))
+                });
+                *slot = Some(
+                    disposition_of(ctx, queue, message, result)
+                        .instrument(message.span.clone())
+                        .await,
+                );
+            }
+        }
     }
+    dispositions
+        .into_iter()
+        .map(|d| d.unwrap_or(Disposition::Ack))
+        .collect()
+}
+
+/// The handler's results for `messages`, bounded in time; the panic's text when it panicked.
+async fn run_handler(
+    ctx: &ConsumerContext,
+    queue: WorkQueue,
+    handler: &dyn Handler,
+    messages: &[&Message],
+) -> Result<Vec<Result<Outcome, HandleError>>, String> {
     let timeout = ctx.settings.amqp.handler_timeout();
     let handled = tokio::time::timeout(
         timeout,
-        AssertUnwindSafe(handler.handle(message)).catch_unwind(),
+        AssertUnwindSafe(handler.handle_batch(messages)).catch_unwind(),
     )
     .await;
-    let result = match handled {
-        Err(_) => Err(HandleError::Transient(format!(
-            "the handler did not finish within {} ms",
-            timeout.as_millis()
-        ))),
-        // A panic is a defect met by this message: it would meet it again on every retry.
+    match handled {
+        Err(_) => Ok(messages
+            .iter()
+            .map(|_| {
+                Err(HandleError::Transient(format!(
+                    "the handler did not finish within {} ms",
+                    timeout.as_millis()
+                )))
+            })
+            .collect()),
         Ok(Err(panic)) => {
+            let text = panic_text(panic.as_ref());
             metrics::counter!("raccordo_handler_panics_total", "worker" => queue.name())
                 .increment(1);
-            Err(HandleError::Permanent(format!(
-                "the handler panicked (a defect of the hub, please report it): {}",
-                panic_text(panic.as_ref())
-            )))
+            tracing::error!(worker = queue.name(), error = %text, "The handler panicked.");
+            Err(text)
         }
-        Ok(Ok(result)) => result,
-    };
+        Ok(Ok(results)) => Ok(results),
+    }
+}
+
+/// A panic is a defect met by this message: it would meet it again on every retry.
+fn panicked(text: &str) -> HandleError {
+    HandleError::Permanent(format!(
+        "the handler panicked (a defect of the hub, please report it): {text}"
+    ))
+}
+
+/// Turns one handler result into what happens to its message.
+async fn disposition_of(
+    ctx: &ConsumerContext,
+    queue: WorkQueue,
+    message: &Message,
+    result: Result<Outcome, HandleError>,
+) -> Disposition {
     match result {
         Ok(outcome) => {
             let label = match outcome {

@@ -8,5 +8,5 @@ mod topology;
 
 pub use connection::{ConnectError, connect, connect_until_ready};
 pub use consumer::{ConsumerContext, HandleError, Handler, Message, Outcome, run_consumer};
-pub use publisher::{PublishError, Publisher};
+pub use publisher::{Outgoing, PublishError, Publisher};
 pub use topology::{Topology, WorkQueue, header_int, header_text, set_header_int, set_header_text};

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::amqp::{Publisher, Topology, connect_until_ready};
+use crate::amqp::{Outgoing, Publisher, Topology, connect_until_ready};
 use crate::settings::Settings;
 
 /// The PostgreSQL channel that wakes the relay.
@@ -58,21 +58,33 @@ pub async fn flush_outbox(
     .fetch_all(&mut *tx)
     .await?;
     let exchange = topology.events_exchange();
+    let mut bodies = Vec::with_capacity(rows.len());
     for (id, kind, comune_istat, created_at, undeliverable) in &rows {
-        let body = serde_json::to_vec(&NotificationMessage {
+        bodies.push(serde_json::to_vec(&NotificationMessage {
             id: *id,
             kind: kind.clone(),
             comune_istat: comune_istat.clone(),
             created_at: *created_at,
             undeliverable: *undeliverable,
-        })?;
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_message_id(id.to_string().into())
-            .with_type(kind.clone().into());
-        publisher
-            .publish(&exchange, kind, &body, properties, true)
-            .await?;
+        })?);
+    }
+    let messages: Vec<Outgoing<'_>> = rows
+        .iter()
+        .zip(&bodies)
+        .map(|((id, kind, ..), body)| Outgoing {
+            exchange: &exchange,
+            routing_key: kind,
+            body,
+            properties: BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_message_id(id.to_string().into())
+                .with_type(kind.clone().into()),
+            mandatory: true,
+        })
+        .collect();
+    // One round trip for the batch: published together, confirmed together.
+    publisher.publish_all(&messages).await?;
+    for (id, kind, _, _, undeliverable) in &rows {
         metrics::counter!("raccordo_notifications_total", "kind" => kind.clone()).increment(1);
         if *undeliverable {
             tracing::warn!(notification = %id, kind = %kind, "No referent matches this notification; recorded as undeliverable.");
