@@ -39,7 +39,6 @@ pub(crate) async fn run(
     settings: &Settings,
     messages: u64,
     body: &[u8],
-    progress: impl Fn(u64),
 ) -> anyhow::Result<RelayResult> {
     let queues = [
         format!("{}.relay.a", settings.amqp.prefix),
@@ -69,9 +68,7 @@ pub(crate) async fn run(
     }
     let result = tokio::time::timeout(
         RELAY_WITHIN,
-        relay(
-            &publisher, &mover, &drainer, &queues, messages, body, progress,
-        ),
+        relay(&publisher, &mover, &drainer, &queues, messages, body),
     )
     .await;
     for queue in &queues {
@@ -98,7 +95,6 @@ async fn relay(
     queues: &[String; 2],
     messages: u64,
     body: &[u8],
-    progress: impl Fn(u64),
 ) -> anyhow::Result<f64> {
     let [a, b] = queues;
     let drain = tokio::spawn(drain(drainer.create_channel().await?, b.clone(), messages));
@@ -112,7 +108,7 @@ async fn relay(
     let channel = confirm_channel(publisher).await?;
     let started = Instant::now();
     let mut pending = VecDeque::with_capacity(usize::from(WINDOW));
-    for n in 0..messages {
+    for _ in 0..messages {
         let confirm = channel
             .basic_publish(
                 "".into(),
@@ -131,9 +127,6 @@ async fn relay(
                 "the broker refused a relay message"
             );
         }
-        if n % 500 == 0 {
-            progress(n);
-        }
     }
     for confirm in pending {
         anyhow::ensure!(
@@ -141,7 +134,6 @@ async fn relay(
             "the broker refused a relay message"
         );
     }
-    progress(messages);
     mover.await.context("The relay mover failed")??;
     drain.await.context("The relay drainer failed")??;
     Ok(started.elapsed().as_secs_f64())

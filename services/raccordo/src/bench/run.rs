@@ -200,16 +200,12 @@ async fn measure_all(
 
     let relay = if args.relay_messages > 0 {
         let sample = Workload::new(Scenario::Housing, "BRELAY".into(), started).event(0);
-        let mut progress = Progress::start(format!(
+        let progress = Progress::start(format!(
             "Raw two-hop relay, {} {} queues",
             args.relay_messages,
             settings.amqp.queue_type.as_str()
         ));
-        let result = relay::run(settings, args.relay_messages, &sample.body, |n| {
-            let _ = n;
-        })
-        .await?;
-        progress.update(args.relay_messages, args.relay_messages, "");
+        let result = relay::run(settings, args.relay_messages, &sample.body).await?;
         progress.finish(&format!("{:.0} msg/s", result.messages_per_s));
         Some(result)
     } else {
@@ -522,9 +518,13 @@ impl Bench<'_> {
         let channel: &Channel = self.publisher.channel();
         let window = usize::try_from(self.args.window).unwrap_or(256);
         let (tx, mut rx) = mpsc::channel::<PublisherConfirm>(window);
+        let stall = self.stall();
         let confirmer = tokio::spawn(async move {
             while let Some(confirm) = rx.recv().await {
-                let confirmation = confirm.await.context("Lost the broker while publishing")?;
+                let confirmation = tokio::time::timeout(stall, confirm)
+                    .await
+                    .context("The broker confirmed nothing for --stall-seconds")?
+                    .context("Lost the broker while publishing")?;
                 anyhow::ensure!(confirmation.is_ack(), "The broker refused an event (nack)");
             }
             anyhow::Ok(())
