@@ -338,3 +338,49 @@ async fn workers_reconnect_by_themselves_after_the_broker_drops_their_connection
     assert_eq!(app.emails().len(), 4);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn f3_a_worker_killed_with_a_thousand_offers_in_flight_resends_only_what_it_was_sending() {
+    let app = prepare_with(|_| {}).await;
+    let events = 1000;
+    for i in 0..events {
+        app.publish(&app.event("housing.unit.v1", offer(&format!("K-{i}"))))
+            .await;
+    }
+    let mut child = spawn_serve(&app);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while app.emails().len() < 300 {
+        assert!(Instant::now() < deadline, "no emails from the first worker");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    assert!(app.emails().len() < 2 * events, "killed mid-stream");
+
+    let mut child = spawn_serve(&app);
+    match app
+        .smtp
+        .wait_for(2 * events, Duration::from_secs(150))
+        .await
+    {
+        Ok(_) => {}
+        Err(got) => panic!("expected {} emails, got {got:?}", 2 * events),
+    }
+    app.settle().await;
+    let mut per_message_id: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &app.emails() {
+        *per_message_id
+            .entry(m.header("Message-ID").expect("a Message-ID"))
+            .or_default() += 1;
+    }
+    assert_eq!(per_message_id.len(), 2 * events, "nothing lost");
+    let resent: usize = per_message_id.values().map(|n| n - 1).sum();
+    // Each mailer consumer sends one email at a time: at most that one, per consumer, was
+    // between SMTP acceptance and its record when the process died — and it carries the same
+    // Message-ID.
+    let mailers = usize::from(app.settings.amqp.consumers);
+    assert!(resent <= mailers, "{resent} emails sent twice");
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    app.cleanup().await;
+}
