@@ -41,7 +41,12 @@ pub fn quota_of(popolazione: i32, table_quota: Option<i32>, per_thousand: f64) -
         return 6;
     }
     let per_ten_million = (per_thousand * 10_000.0).round() as i64;
-    (i64::from(popolazione) * per_ten_million + 5_000_000) / 10_000_000
+    // Saturating: the settings accept any positive `per_thousand`, and an absurd one must
+    // give an absurd quota, not an overflow (found by fuzz/fuzz_targets/reception_occupancy.rs).
+    i64::from(popolazione)
+        .saturating_mul(per_ten_million)
+        .saturating_add(5_000_000)
+        / 10_000_000
 }
 
 /// One facility as its newest report describes it.
@@ -317,6 +322,14 @@ mod tests {
 
     fn zona(quota: i64, coverage: i64) -> ZonaTotals {
         ZonaTotals { quota, coverage }
+    }
+
+    #[test]
+    fn q3_an_absurd_per_thousand_saturates_instead_of_overflowing() {
+        let quota = quota_of(i32::MAX, None, 1e300);
+        assert_eq!(quota, i64::MAX / 10_000_000);
+        let zona = ZonaTotals::of(&vec![figures("015146", quota, 0); 200]);
+        assert!(zona.quota > 0);
     }
 
     #[test]

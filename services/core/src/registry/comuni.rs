@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use super::csv_rows::{Columns, ImportReport, read_rows};
+use super::csv_rows::{Columns, ImportReport, RowError, read_rows};
 use crate::domain::ComuneIstat;
 
 /// A comune as the registry knows it.
@@ -136,16 +136,23 @@ fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, St
     })
 }
 
-/// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`).
-/// All or nothing: every bad line is reported and, if there is any, nothing changes.
-pub async fn import_comuni(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
-    let (rows, errors) = read_rows(
+/// Parses a comuni CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`)
+/// without touching the database: the rows with their line numbers, and every bad line.
+/// `Err` when the file cannot be read at all (no header, missing or unknown columns).
+pub fn parse_comuni(input: impl Read) -> anyhow::Result<(Vec<(u64, Comune)>, Vec<RowError>)> {
+    read_rows(
         input,
         &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
         &["quota", "protocollo"],
         parse_comune,
         |c: &Comune| format!("istat {}", c.istat),
-    )?;
+    )
+}
+
+/// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`).
+/// All or nothing: every bad line is reported and, if there is any, nothing changes.
+pub async fn import_comuni(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+    let (rows, errors) = parse_comuni(input)?;
     let mut report = ImportReport {
         errors,
         ..ImportReport::default()

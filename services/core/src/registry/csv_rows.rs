@@ -9,7 +9,7 @@ use serde::Serialize;
 /// A line of a CSV file that could not be imported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowError {
-    /// 1-based line number in the file (the header is line 1).
+    /// 1-based line number in the file where the record starts (the header is line 1).
     pub line: u64,
     /// What is wrong.
     pub reason: String,
@@ -91,13 +91,18 @@ pub(crate) type Numbered<T> = (u64, T);
 /// `key`) seen on an earlier line. Returns the parsed rows with their line numbers, and the
 /// errors; a header that lacks a required column is an error of its own.
 pub(crate) fn read_rows<T>(
-    input: impl Read,
+    mut input: impl Read,
     required: &[&str],
     optional: &[&str],
     parse: impl Fn(&Columns, &csv::StringRecord) -> Result<T, String>,
     key: impl Fn(&T) -> String,
 ) -> anyhow::Result<(Vec<Numbered<T>>, Vec<RowError>)> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+    // Read whole (imports are small) so that a record's byte offset gives its line.
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(bytes.as_slice());
     let headers = reader.headers()?.clone();
     let cols =
         Columns::new(&headers, required, optional).map_err(|e| anyhow::anyhow!("line 1: {e}"))?;
@@ -105,7 +110,13 @@ pub(crate) fn read_rows<T>(
     let mut errors = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (i, record) in reader.records().enumerate() {
-        let line = i as u64 + 2;
+        // Where the record starts in the file: blank lines are skipped and a quoted field
+        // may span lines, so the record's index is not its line.
+        let position = match &record {
+            Ok(r) => r.position(),
+            Err(e) => e.position(),
+        };
+        let line = position.map_or(i as u64 + 2, |p| line_of(&bytes, p.byte()));
         match record
             .map_err(|e| e.to_string())
             .and_then(|r| parse(&cols, &r))
@@ -126,4 +137,54 @@ pub(crate) fn read_rows<T>(
         }
     }
     Ok((rows, errors))
+}
+
+/// The 1-based line of the first character of the record the `csv` reader saw start at
+/// `offset`: its position is taken before the blank lines it skips.
+fn line_of(bytes: &[u8], offset: u64) -> u64 {
+    let offset = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let start = bytes[offset..]
+        .iter()
+        .position(|b| !matches!(b, b'\n' | b'\r'))
+        .map_or(bytes.len(), |skip| offset + skip);
+    1 + bytes[..start].iter().filter(|b| **b == b'\n').count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &str) -> (Vec<Numbered<String>>, Vec<RowError>) {
+        read_rows(
+            input.as_bytes(),
+            &["k", "v"],
+            &[],
+            |cols, record| Ok(cols.get(record, "k").to_owned()),
+            |k: &String| format!("k {k}"),
+        )
+        .expect("a header")
+    }
+
+    #[test]
+    fn line_numbers_are_where_records_start_across_blank_lines_and_quoted_newlines() {
+        // Found by fuzz/fuzz_targets/csv_comuni.rs: lines were counted as records + 1.
+        let (rows, errors) = read("k,v\n\na,1\n\"b\nb\",2\nc,\"3\n\n3\"\na,4\nd\n");
+        let lines: Vec<u64> = rows.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, vec![3, 4, 6]);
+        assert_eq!(
+            errors,
+            vec![
+                RowError {
+                    line: 9,
+                    reason: "k a repeats line 3".into()
+                },
+                RowError {
+                    line: 10,
+                    reason: errors[1].reason.clone()
+                },
+            ]
+        );
+    }
 }

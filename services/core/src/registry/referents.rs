@@ -216,10 +216,11 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
     })
 }
 
-/// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
-/// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
-pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
-    let (rows, errors) = read_rows(
+/// Parses a referents CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`)
+/// without touching the database: the rows with their line numbers, and every bad line.
+/// Whether each scope names something the registry knows is checked by the import.
+pub fn parse_referents(input: impl Read) -> anyhow::Result<(Vec<(u64, Referent)>, Vec<RowError>)> {
+    read_rows(
         input,
         &[
             "referent_id",
@@ -234,7 +235,13 @@ pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result
         &[],
         parse_referent,
         |r: &Referent| format!("referent_id {}", r.referent_id),
-    )?;
+    )
+}
+
+/// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
+/// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
+pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+    let (rows, errors) = parse_referents(input)?;
     let mut report = ImportReport {
         errors,
         ..ImportReport::default()

@@ -1,0 +1,73 @@
+//! `eviction.consent.v1` from bytes to the decision: decode, `data_as::<ConsentEvent>`,
+//! then rules C2 and C4 against a plausible prior state. Beyond "no panic": `recorded_at`
+//! within 1900–2200 (CONTRACT §2), no personal value in a rejection, personal data held only
+//! on a grant that is now in force, and a revocation always forgets.
+
+#![no_main]
+
+use arbitrary::Unstructured;
+use libfuzzer_sys::fuzz_target;
+
+use raccordo_core::envelope::EventType;
+use raccordo_eviction::decide::{Input, Notice, Personal, Trigger, decide};
+use raccordo_eviction::event::{ConsentDecision, ConsentEvent};
+use raccordo_fuzz::{assert_datetime, data_as, decode, plausible, split_body};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((event, rest)) = split_body(data) else {
+        return;
+    };
+    let (body, decoded) = decode(&event);
+    let Ok(envelope) = decoded else {
+        return;
+    };
+    if envelope.event_type != EventType::EvictionConsent {
+        return;
+    }
+    let Ok(consent) = data_as::<ConsentEvent>(&envelope, &body) else {
+        return;
+    };
+    assert_datetime("recorded_at", consent.recorded_at, &body);
+
+    let mut u = Unstructured::new(rest);
+    let (Ok(state), Ok(now), Ok(days)) = (
+        plausible::procedure_state(&mut u),
+        plausible::now(&mut u),
+        plausible::urgent_within_days(&mut u),
+    ) else {
+        return;
+    };
+    let input = Input::Consent {
+        decision: consent.decision,
+        recorded_at: consent.recorded_at,
+    };
+    let decision = decide(&state, input, now, days);
+    assert_eq!(decision, decide(&state, input, now, days));
+    let stale = state
+        .consent
+        .is_some_and(|c| consent.recorded_at < c.recorded_at);
+    assert_eq!(decision.consent_applied, !stale, "the later word stands");
+    match (stale, consent.decision) {
+        (true, _) => {
+            assert!(decision.notices.is_empty());
+            assert_eq!(decision.personal, Personal::Drop);
+        }
+        (false, ConsentDecision::Granted) => {
+            assert_eq!(decision.personal, Personal::Hold);
+            assert!(matches!(
+                decision.notices.as_slice(),
+                [Notice::Alert {
+                    trigger: Trigger::Consent,
+                    ..
+                }]
+            ));
+        }
+        (false, ConsentDecision::Revoked) => {
+            // C4: forget always; tell only referents who were told.
+            assert_eq!(decision.personal, Personal::Forget);
+            let told = state.consent_active();
+            assert_eq!(decision.notices == vec![Notice::ConsentRevoked], told);
+            assert!(told || decision.notices.is_empty());
+        }
+    }
+});

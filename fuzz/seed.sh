@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Writes the seed inputs of every fuzz target into fuzz/seeds/<target>/ (not committed): the
+# schema examples wrapped in an envelope of their type, each event of data/demo/*.ndjson,
+# the hostile dates of issue 7, and data/*.csv. `scripts/fuzz.sh` minimizes them with the
+# committed corpus (`cargo fuzz cmin`) when asked to reseed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+command -v jq >/dev/null || { echo 'seed.sh needs jq' >&2; exit 1; }
+
+rm -rf seeds
+declare -A TARGET=(
+  [eviction.step.v1]=eviction_step
+  [eviction.consent.v1]=eviction_consent
+  [housing.unit.v1]=housing_unit
+  [reception.occupancy.v1]=reception_occupancy
+  [registry.referent.v1]=registry_referent
+)
+for t in envelope_decode "${TARGET[@]}" csv_comuni csv_referents; do mkdir -p "seeds/$t"; done
+
+# One event per file, for its type's target and for envelope_decode.
+put() { # type name json
+  local target=${TARGET[$1]:-}
+  [[ -n $target ]] && printf '%s' "$3" >"seeds/$target/$2.json"
+  printf '%s' "$3" >"seeds/envelope_decode/$2.json"
+}
+
+for dir in ../schemas/examples/*/; do
+  type=$(basename "$dir")
+  [[ -n ${TARGET[$type]:-} ]] || continue
+  for file in "$dir"*.json; do
+    name="$type-$(basename "$file" .json)"
+    put "$type" "$name" "$(jq -c --arg t "$type" --arg id "$name" \
+      '{specversion: "1.0", id: $id, source: "urn:fuzz:seed", type: $t, data: .}' "$file")"
+  done
+done
+
+for file in ../data/demo/*.ndjson; do
+  n=0
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    n=$((n + 1))
+    put "$(jq -r .type <<<"$line")" "demo-$(basename "$file" .ndjson)-$n" "$line"
+  done <"$file"
+done
+
+# Issue 7, point 1: valid RFC 3339, outside the contract's years.
+step='{"specversion":"1.0","id":"h1","source":"urn:fuzz:seed","type":"eviction.step.v1","data":{"procedure_id":"RG-1/2026","step":"accesso","occurred_on":"2026-03-01","comune_istat":"015146","next_access_at":"9999-12-31T23:59:59-01:00"}}'
+put eviction.step.v1 hostile-next-access-9999 "$step"
+no_access=${step/9999-12-31T23:59:59-01:00/2026-03-10T09:00:00+01:00}
+put eviction.step.v1 hostile-occurred-on-0000 "${no_access/2026-03-01/0000-01-01}"
+consent='{"specversion":"1.0","id":"h2","source":"urn:fuzz:seed","type":"eviction.consent.v1","data":{"procedure_id":"RG-1/2026","comune_istat":"015146","decision":"granted","recorded_by":"UNEP","recorded_at":"9999-12-31T23:59:59-01:00"}}'
+put eviction.consent.v1 hostile-recorded-at-9999 "$consent"
+put eviction.consent.v1 hostile-recorded-at-2062 "${consent/9999-12-31T23:59:59-01:00/2062-01-01T00:00:00Z}"
+
+cp ../data/comuni_mi.csv seeds/csv_comuni/comuni_mi.csv
+head -4 ../data/comuni_mi.csv >seeds/csv_comuni/comuni_mi-head.csv
+printf 'istat,nome,popolazione,zona_omogenea,ambito,quota,protocollo\n015002,A,1,Z,,3,no\n015003,B,1,Z,,,si\n' \
+  >seeds/csv_comuni/protocollo.csv
+cp ../data/referents_sample.csv seeds/csv_referents/referents_sample.csv
+head -4 ../data/referents_sample.csv >seeds/csv_referents/referents-head.csv
+
+for t in seeds/*/; do echo "$(basename "$t"): $(ls "$t" | wc -l) seeds" >&2; done
