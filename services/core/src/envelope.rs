@@ -165,7 +165,14 @@ impl Envelope {
         serde_path_to_error::deserialize(&self.data).map_err(|e| {
             let path = match e.path().to_string() {
                 root if root == "." => String::new(),
-                path => path.replace('.', "/"),
+                path => path
+                    .split('.')
+                    .map(|segment| {
+                        let name = segment.split('[').next().unwrap_or_default();
+                        if is_field_name(name) { segment } else { "?" }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/"),
             };
             let inner = e.into_inner().to_string();
             // serde's messages may quote the offending value, which may be personal data;
@@ -250,7 +257,21 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> String {
     match error.kind() {
         K::Required { property } => format!("missing required property {property}"),
         K::AdditionalProperties { unexpected } => {
-            format!("unexpected properties {}", unexpected.join(", "))
+            // A publisher chooses member names too: under `household` or `contact` a name
+            // may be a family's name. Only names that look like field names are repeated.
+            let named: Vec<&str> = unexpected
+                .iter()
+                .map(String::as_str)
+                .filter(|n| is_field_name(n))
+                .collect();
+            match unexpected.len() - named.len() {
+                0 => format!("unexpected properties {}", named.join(", ")),
+                others if named.is_empty() => format!("{others} unexpected properties"),
+                others => format!(
+                    "unexpected properties {} and {others} more",
+                    named.join(", ")
+                ),
+            }
         }
         K::Enum { options } => format!("must be one of {options}"),
         K::Constant { expected_value } => format!("must be {expected_value}"),
@@ -266,6 +287,15 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> String {
             error.schema_path().as_str()
         ),
     }
+}
+
+/// Whether `name` looks like a field name (lower-case letters, digits and `_`, at most 32),
+/// and so may be repeated in a reason without risk of repeating personal data.
+pub fn is_field_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -321,6 +351,23 @@ mod tests {
             Envelope::decode(body).err(),
             Some(Rejection::UnknownType("pizza.v1".into()))
         );
+    }
+
+    #[test]
+    fn unexpected_member_names_that_could_be_personal_data_are_counted_not_repeated() {
+        let body = serde_json::to_vec(&json!({
+            "specversion": "1.0", "id": "e1", "source": "urn:test", "type": "eviction.step.v1",
+            "data": {"procedure_id": "RG 1/2026", "step": "precetto", "occurred_on": "2026-03-02",
+                     "comune_istat": "015146",
+                     "household": {"Mario Rossi 333 1234567": "x", "pets": 2}}
+        }))
+        .expect("serializable");
+        let text = Envelope::decode(&body).expect_err("unexpected").to_string();
+        assert!(
+            !text.contains("Rossi") && !text.contains("1234567"),
+            "{text}"
+        );
+        assert!(text.contains("pets") && text.contains("1 more"), "{text}");
     }
 
     #[test]

@@ -303,8 +303,11 @@ impl Settings {
                 "must not be below retry.initial_delay_ms",
             );
         }
-        if self.quota.per_thousand.is_nan() || self.quota.per_thousand <= 0.0 {
-            return invalid("quota.per_thousand", "must be positive");
+        if !self.quota.per_thousand.is_finite()
+            || self.quota.per_thousand <= 0.0
+            || self.quota.per_thousand > 1000.0
+        {
+            return invalid("quota.per_thousand", "must be above 0 and at most 1000");
         }
         if [self.quota.exclusion_ratio, self.quota.zone_full_ratio]
             .iter()

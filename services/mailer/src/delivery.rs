@@ -6,6 +6,7 @@
 //! replica or a restart sends nothing twice. A crash between the server's acceptance and
 //! the commit resends — with the same `Message-ID`, so mail systems can tell (CONTRACT F3).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -56,19 +57,28 @@ pub struct MailerHandler {
     transport: Transport,
     from: String,
     message_id_domain: String,
+    emails_per_commit: i64,
 }
 
+/// The most emails a mailer process killed at any instant may have sent without recording
+/// them: they are sent again after a restart, with the same Message-IDs (CONTRACT F3).
+pub const MAX_UNRECORDED_EMAILS: usize = 16;
+
 impl MailerHandler {
-    /// A mailer sending from `from` (`mail.from`) through `transport`.
-    pub fn new(pool: PgPool, transport: Transport, from: &str) -> Self {
+    /// A mailer sending from `from` (`mail.from`) through `transport`; one of `consumers`
+    /// mailer consumers of the process, which share [`MAX_UNRECORDED_EMAILS`]: each sends
+    /// its share under one lock and records it in one commit.
+    pub fn new(pool: PgPool, transport: Transport, from: &str, consumers: u16) -> Self {
         let domain = EmailAddress::parse_mailbox(from)
             .map(|e| e.domain().to_owned())
             .unwrap_or_else(|_| "raccordo.invalid".to_owned());
+        let share = MAX_UNRECORDED_EMAILS / usize::from(consumers.max(1));
         Self {
             pool,
             transport,
             from: from.to_owned(),
             message_id_domain: domain,
+            emails_per_commit: i64::try_from(share.max(1)).unwrap_or(1),
         }
     }
 }
@@ -76,6 +86,7 @@ impl MailerHandler {
 /// A recipient still waiting for a notification's email, with what the email says.
 #[derive(sqlx::FromRow)]
 struct Pending {
+    notification_id: Uuid,
     kind: String,
     payload: serde_json::Value,
     urgent: bool,
@@ -108,125 +119,224 @@ struct Failure {
     reason: String,
 }
 
+/// What became of one notification's pending recipients.
+#[derive(Default)]
+struct Tally {
+    sent: usize,
+    transient: Vec<String>,
+    permanent: Vec<String>,
+}
+
 #[async_trait]
 impl Handler for MailerHandler {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
-        let announced: NotificationMessage = serde_json::from_slice(&message.body)
-            .map_err(|e| HandleError::Permanent(format!("not a notification message: {e}")))?;
-        let span = tracing::Span::current();
-        span.record("type", announced.kind.as_str());
-        // One transaction for the notification: its pending recipients are locked while
-        // their emails are sent and recorded together, so a redelivery or a second mailer
-        // sends nothing twice, and a crash resends at most this notification's recipients,
-        // with the same Message-IDs (CONTRACT F3).
-        let mut tx = self.pool.begin().await.map_err(HandleError::from_db)?;
-        let pending: Vec<Pending> = sqlx::query_as(
-            r#"
-            SELECT n.kind, n.payload, n.urgent, d.email, d.referent_id, d.name, d.institution, d.role
-            FROM deliveries d
-            JOIN notifications n ON n.id = d.notification_id
-            WHERE d.notification_id = $1
-              AND d.delivered_at IS NULL
-              AND d.failed_at IS NULL
-            ORDER BY d.email
-            FOR UPDATE OF d SKIP LOCKED
-            "#,
-        )
-        .bind(announced.id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(HandleError::from_db)?;
-        if pending.is_empty() {
-            // Delivered already (or being sent by another mailer), undeliverable, or unknown.
-            let undeliverable: Option<bool> =
-                sqlx::query_scalar("SELECT undeliverable FROM notifications WHERE id = $1")
-                    .bind(announced.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(HandleError::from_db)?;
-            return match undeliverable {
-                None => Err(HandleError::Permanent(format!(
-                    "notification {} is not in the database",
-                    announced.id
-                ))),
-                Some(true) => Ok(Outcome::Processed),
-                Some(false) => Ok(Outcome::Duplicate),
-            };
-        }
+        self.handle_batch(&[message])
+            .await
+            .pop()
+            .unwrap_or(Err(HandleError::Transient("no result".into())))
+    }
 
-        let mut delivered = (Vec::new(), Vec::new(), Vec::new());
-        let mut failures = Vec::new();
-        for row in &pending {
-            match self.send(announced.id, row).await {
-                Sent::Delivered {
-                    email,
-                    response,
-                    message_id,
-                } => {
-                    delivered.0.push(email);
-                    delivered.1.push(response);
-                    delivered.2.push(message_id);
-                }
-                Sent::Failed(failure) => failures.push(failure),
+    /// The notifications of the batch are delivered together: their pending recipients are
+    /// locked (`FOR UPDATE SKIP LOCKED`) its share of [`MAX_UNRECORDED_EMAILS`] at a time, sent, and marked
+    /// delivered in the same transaction, so a redelivery or a second mailer sends nothing
+    /// twice.
+    async fn handle_batch(&self, messages: &[&Message]) -> Vec<Result<Outcome, HandleError>> {
+        let announced: Vec<Result<Uuid, HandleError>> = messages
+            .iter()
+            .map(|m| {
+                let n: NotificationMessage = serde_json::from_slice(&m.body).map_err(|e| {
+                    HandleError::Permanent(format!("not a notification message: {e}"))
+                })?;
+                m.span.record("type", n.kind.as_str());
+                Ok(n.id)
+            })
+            .collect();
+        let ids: Vec<Uuid> = announced
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        let tallies = match self.deliver(&ids).await {
+            Ok(t) => t,
+            Err(error) => {
+                // Whatever was committed stays delivered; the rest is retried.
+                return announced
+                    .into_iter()
+                    .map(|r| {
+                        r.and_then(|_| Err(HandleError::Transient(format!("database: {error}"))))
+                    })
+                    .collect();
             }
+        };
+        let untouched: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !tallies.contains_key(*id))
+            .copied()
+            .collect();
+        let known = match self.undeliverable(&untouched).await {
+            Ok(known) => known,
+            Err(error) => {
+                return announced
+                    .into_iter()
+                    .map(|r| r.and_then(|_| Err(HandleError::from_db_ref(&error))))
+                    .collect();
+            }
+        };
+        announced
+            .into_iter()
+            .map(|r| {
+                let id = r?;
+                match tallies.get(&id) {
+                    // Transient first: a retry then also reaches what a permanent error skipped.
+                    Some(t) if !t.transient.is_empty() => {
+                        Err(HandleError::Transient(t.transient.join("; ")))
+                    }
+                    Some(t) if !t.permanent.is_empty() => {
+                        Err(HandleError::Permanent(t.permanent.join("; ")))
+                    }
+                    Some(_) => Ok(Outcome::Processed),
+                    // Delivered already (or being sent by another mailer), undeliverable, or unknown.
+                    None => match known.get(&id) {
+                        None => Err(HandleError::Permanent(format!(
+                            "notification {id} is not in the database"
+                        ))),
+                        Some(true) => Ok(Outcome::Processed),
+                        Some(false) => Ok(Outcome::Duplicate),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+impl MailerHandler {
+    /// Sends every pending email of `ids`, its share of [`MAX_UNRECORDED_EMAILS`] per transaction.
+    async fn deliver(&self, ids: &[Uuid]) -> Result<BTreeMap<Uuid, Tally>, sqlx::Error> {
+        let mut tallies: BTreeMap<Uuid, Tally> = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(tallies);
         }
-        if !delivered.0.is_empty() {
-            sqlx::query(
+        // Recipients tried in this call: a transient failure stays pending, and must not be
+        // tried again before the consume loop's retry delay.
+        let mut tried: (Vec<Uuid>, Vec<String>) = (Vec::new(), Vec::new());
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let pending: Vec<Pending> = sqlx::query_as(
                 r#"
-                UPDATE deliveries d
-                SET delivered_at = now(),
-                    smtp_response = s.response,
-                    message_id = s.message_id,
-                    attempts = d.attempts + 1,
-                    last_error = NULL
-                FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[]) AS s (email, response, message_id)
-                WHERE d.notification_id = $1
-                  AND d.email = s.email
+                SELECT d.notification_id, n.kind, n.payload, n.urgent,
+                       d.email, d.referent_id, d.name, d.institution, d.role
+                FROM deliveries d
+                JOIN notifications n ON n.id = d.notification_id
+                WHERE d.notification_id = ANY($1)
+                  AND d.delivered_at IS NULL
+                  AND d.failed_at IS NULL
+                  AND NOT EXISTS (
+                        SELECT 1
+                        FROM UNNEST($2::UUID[], $3::TEXT[]) AS t (notification_id, email)
+                        WHERE t.notification_id = d.notification_id
+                          AND t.email = d.email
+                  )
+                ORDER BY d.notification_id, d.email
+                LIMIT $4
+                FOR UPDATE OF d SKIP LOCKED
                 "#,
             )
-            .bind(announced.id)
-            .bind(&delivered.0)
-            .bind(&delivered.1)
-            .bind(&delivered.2)
-            .execute(&mut *tx)
-            .await
-            .map_err(HandleError::from_db)?;
+            .bind(ids)
+            .bind(&tried.0)
+            .bind(&tried.1)
+            .bind(self.emails_per_commit)
+            .fetch_all(&mut *tx)
+            .await?;
+            if pending.is_empty() {
+                tx.commit().await?;
+                return Ok(tallies);
+            }
+            let mut delivered = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut failures = Vec::new();
+            for row in &pending {
+                tried.0.push(row.notification_id);
+                tried.1.push(row.email.clone());
+                let tally = tallies.entry(row.notification_id).or_default();
+                match self.send(row).await {
+                    Sent::Delivered {
+                        email,
+                        response,
+                        message_id,
+                    } => {
+                        tally.sent += 1;
+                        delivered.0.push(row.notification_id);
+                        delivered.1.push(email);
+                        delivered.2.push(response);
+                        delivered.3.push(message_id);
+                    }
+                    Sent::Failed(failure) => {
+                        if failure.transient {
+                            tally.transient.push(failure.reason.clone());
+                        } else {
+                            tally.permanent.push(failure.reason.clone());
+                        }
+                        failures.push((row.notification_id, failure));
+                    }
+                }
+            }
+            if !delivered.0.is_empty() {
+                sqlx::query(
+                    r#"
+                    UPDATE deliveries d
+                    SET delivered_at = now(),
+                        smtp_response = s.response,
+                        message_id = s.message_id,
+                        attempts = d.attempts + 1,
+                        last_error = NULL
+                    FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[])
+                        AS s (notification_id, email, response, message_id)
+                    WHERE d.notification_id = s.notification_id
+                      AND d.email = s.email
+                    "#,
+                )
+                .bind(&delivered.0)
+                .bind(&delivered.1)
+                .bind(&delivered.2)
+                .bind(&delivered.3)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Failures are rare: recorded one by one, in the same commit.
+            for (notification_id, f) in &failures {
+                record_failure(
+                    &mut tx,
+                    *notification_id,
+                    &f.email,
+                    &f.error,
+                    f.message_id.as_deref(),
+                    f.transient,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            if (pending.len() as i64) < self.emails_per_commit {
+                return Ok(tallies);
+            }
         }
-        for f in &failures {
-            record_failure(
-                &mut tx,
-                announced.id,
-                &f.email,
-                &f.error,
-                f.message_id.as_deref(),
-                f.transient,
-            )
-            .await
-            .map_err(HandleError::from_db)?;
+    }
+
+    /// Of notifications with nothing to send: which exist, and whether undeliverable.
+    async fn undeliverable(&self, ids: &[Uuid]) -> Result<BTreeMap<Uuid, bool>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
         }
-        tx.commit().await.map_err(HandleError::from_db)?;
-        let reasons = |transient: bool| {
-            failures
-                .iter()
-                .filter(|f| f.transient == transient)
-                .map(|f| f.reason.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        // Transient first: a retry then also reaches what a permanent error skipped.
-        if failures.iter().any(|f| f.transient) {
-            return Err(HandleError::Transient(reasons(true)));
-        }
-        if !failures.is_empty() {
-            return Err(HandleError::Permanent(reasons(false)));
-        }
-        Ok(Outcome::Processed)
+        let rows: Vec<(Uuid, bool)> =
+            sqlx::query_as("SELECT id, undeliverable FROM notifications WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
     }
 }
 
 impl MailerHandler {
     /// Renders and sends one recipient's email; the caller records the outcome.
-    async fn send(&self, notification_id: Uuid, row: &Pending) -> Sent {
+    async fn send(&self, row: &Pending) -> Sent {
+        let notification_id = row.notification_id;
         let kind = row.kind.as_str();
         let recipient = RecipientContext {
             name: row.name.clone(),

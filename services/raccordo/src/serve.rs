@@ -140,6 +140,7 @@ impl App {
                         pool.clone(),
                         transport,
                         &settings.mail.from,
+                        settings.amqp.consumers,
                     ))
                 }
             };

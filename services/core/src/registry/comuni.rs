@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use super::csv_rows::{Columns, ImportReport, RowError, read_rows};
+use super::csv_rows::{Columns, ImportReport, Parsed, read_rows};
 use crate::domain::ComuneIstat;
 
 /// A comune as the registry knows it.
@@ -139,7 +139,7 @@ fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, St
 /// Parses a comuni CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`)
 /// without touching the database: the rows with their line numbers, and every bad line.
 /// `Err` when the file cannot be read at all (no header, missing or unknown columns).
-pub fn parse_comuni(input: impl Read) -> anyhow::Result<(Vec<(u64, Comune)>, Vec<RowError>)> {
+pub fn parse_comuni(input: impl Read) -> anyhow::Result<Parsed<Comune>> {
     read_rows(
         input,
         &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],

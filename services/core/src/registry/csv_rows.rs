@@ -6,6 +6,10 @@ use std::io::Read;
 
 use serde::Serialize;
 
+/// What a parse of a CSV file gives: the good rows with the line each starts on, and
+/// every bad line.
+pub type Parsed<T> = (Vec<(u64, T)>, Vec<RowError>);
+
 /// A line of a CSV file that could not be imported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowError {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use super::csv_rows::{Columns, ImportReport, RowError, read_rows};
+use super::csv_rows::{Columns, ImportReport, Parsed, RowError, read_rows};
 use crate::amqp::HandleError;
 use crate::domain::{ComuneIstat, EmailAddress, Role, Scope};
 use crate::envelope::{Envelope, EventType};
@@ -176,6 +176,15 @@ impl EventWorker for RegistryWorker {
         &[EventType::RegistryReferent]
     }
 
+    /// The referent's row is the only row it locks.
+    fn batch_key(&self, event: &Envelope) -> Option<String> {
+        event
+            .data
+            .get("referent_id")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         let data: ReferentEvent = event.data_as()?;
         apply_referent_event(tx, data).await
@@ -219,7 +228,7 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
 /// Parses a referents CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`)
 /// without touching the database: the rows with their line numbers, and every bad line.
 /// Whether each scope names something the registry knows is checked by the import.
-pub fn parse_referents(input: impl Read) -> anyhow::Result<(Vec<(u64, Referent)>, Vec<RowError>)> {
+pub fn parse_referents(input: impl Read) -> anyhow::Result<Parsed<Referent>> {
     read_rows(
         input,
         &[
