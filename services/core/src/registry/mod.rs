@@ -16,5 +16,6 @@ pub use comuni::{Comune, import_comuni, list_comuni, load_comune, require_comune
 pub use csv_rows::{ImportReport, RowError};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{
-    Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents, list_referents,
+    Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,
+    list_referents, parse_referents,
 };

@@ -216,21 +216,37 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
     })
 }
 
+/// The columns of a referents CSV (CONTRACT §8).
+const REFERENT_COLUMNS: [&str; 8] = [
+    "referent_id",
+    "institution",
+    "role",
+    "email",
+    "name",
+    "comune_istat",
+    "ambito",
+    "zona",
+];
+
+/// Reads a referents CSV without writing anything: the referents of its valid lines and
+/// every wrong line (the console's preview of an import).
+pub fn parse_referents(input: impl Read) -> anyhow::Result<(Vec<Referent>, Vec<RowError>)> {
+    let (rows, errors) = read_rows(
+        input,
+        &REFERENT_COLUMNS,
+        &[],
+        parse_referent,
+        |r: &Referent| format!("referent_id {}", r.referent_id),
+    )?;
+    Ok((rows.into_iter().map(|(_, r)| r).collect(), errors))
+}
+
 /// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
 /// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
 pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
     let (rows, errors) = read_rows(
         input,
-        &[
-            "referent_id",
-            "institution",
-            "role",
-            "email",
-            "name",
-            "comune_istat",
-            "ambito",
-            "zona",
-        ],
+        &REFERENT_COLUMNS,
         &[],
         parse_referent,
         |r: &Referent| format!("referent_id {}", r.referent_id),
