@@ -92,8 +92,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// The whole flow on the sample data of the Città Metropolitana di Milano.
-    Demo,
+    /// The operators' web console alone (`console.*` settings); `hash-password` makes an
+    /// operator's password hash.
+    Console {
+        #[command(subcommand)]
+        command: Option<ConsoleCommand>,
+    },
+    /// The whole flow on the sample data of the Città Metropolitana di Milano; the console
+    /// stays up with the demo's data until Ctrl-C.
+    Demo {
+        /// Stop after the summary instead of keeping the console up.
+        #[arg(long)]
+        exit: bool,
+    },
+}
+
+/// `raccordo console …`
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Serve the console until SIGINT or SIGTERM (the default).
+    Serve,
+    /// Read a password from standard input and print its argon2 hash, for
+    /// `console.operators[].password_hash`.
+    HashPassword,
 }
 
 /// `raccordo report …`
