@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real RabbitMQ and PostgreSQL (started if needed).
-# Uses cargo-nextest when installed, else cargo test. Arguments go to the test runner.
+# Uses cargo-nextest when installed, else cargo test; then the console's browser tests
+# (scripts/test-browser.sh). Arguments go to the Rust test runner.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,8 +22,12 @@ if cargo nextest --version >/dev/null 2>&1; then
   # nextest runs the lib, bin and test targets; not benches (a harness = false bench has no
   # test list for it to read).
   echo '[test] cargo nextest run --workspace' >&2
-  exec cargo nextest run --workspace "$@"
+  cargo nextest run --workspace "$@"
 else
   echo '[test] cargo test --workspace --all-targets' >&2
-  exec cargo test --workspace --all-targets "$@"
+  cargo test --workspace --all-targets "$@"
 fi
+
+# The console in a real browser (Debian's Chromium, installed if missing; never skipped).
+echo '[test] scripts/test-browser.sh' >&2
+scripts/test-browser.sh

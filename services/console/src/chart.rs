@@ -42,8 +42,9 @@ pub(crate) fn rate_bars(id: &str, title: &str, counts: &[i64]) -> String {
     }
     let _ = write!(
         svg,
-        r#"<text class="label" x="{pad}" y="{h}">-{mins} min</text><text class="label end" x="{w}" y="{h}">ora</text></svg>"#,
-        mins = counts.len()
+        r#"<text class="label" x="{pad}" y="{yb}">-{mins} min</text><text class="label end" x="{w}" y="{yb}">ora</text></svg>"#,
+        mins = counts.len(),
+        yb = h - 3.0
     );
     svg
 }
@@ -76,7 +77,7 @@ pub(crate) fn history(points: &[(String, f64)]) -> String {
     let n = points.len().max(2) as f64 - 1.0;
     let x = |i: usize| left + (i as f64 / n) * (w - left - 10.0);
     let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="th dh"><title id="th">Copertura in percentuale della quota nel tempo</title><desc id="dh">{n} punti; linee al 50% (esclusione del comune) e al 100%</desc>"#,
+        r#"<svg class="chart history" viewBox="0 0 {w} {h}" role="img" aria-labelledby="th dh"><title id="th">Copertura in percentuale della quota nel tempo</title><desc id="dh">{n} punti; linee al 50% (esclusione del comune) e al 100%</desc>"#,
         n = points.len()
     );
     for (mark, cls) in [(50.0, "mark"), (100.0, "mark strong")] {
@@ -110,7 +111,8 @@ pub(crate) fn history(points: &[(String, f64)]) -> String {
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
         let _ = write!(
             svg,
-            r#"<text class="label" x="{left}" y="{h}">{a}</text><text class="label end" x="{w}" y="{h}">{b}</text>"#,
+            r#"<text class="label" x="{left}" y="{yb}">{a}</text><text class="label end" x="{w}" y="{yb}">{b}</text>"#,
+            yb = h - 6.0,
             a = escape(&first.0),
             b = escape(&last.0),
         );

@@ -26,6 +26,17 @@ pub(crate) struct MonthQuery {
     month: Option<String>,
 }
 
+/// A step's label short enough for a chart's axis: `intimazione` → `inti.`.
+fn abbreviation(step: Step) -> String {
+    let word = step.as_str();
+    let head: String = word.chars().take(4).collect();
+    if head.len() < word.len() {
+        format!("{head}.")
+    } else {
+        head
+    }
+}
+
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
@@ -57,12 +68,14 @@ pub(crate) async fn page(
                 .comuni
                 .iter()
                 .map(|c| {
+                    let labels: Vec<String> = Step::ALL.iter().map(|s| abbreviation(*s)).collect();
                     let steps: Vec<(&str, Option<i64>, bool)> = Step::ALL
                         .iter()
-                        .map(|s| match c.counts.get(s.as_str()) {
-                            Some(Count::Exact(n)) => (s.short(), Some(*n), false),
-                            Some(Count::Few) => (s.short(), None, true),
-                            _ => (s.short(), None, false),
+                        .zip(&labels)
+                        .map(|(s, label)| match c.counts.get(s.as_str()) {
+                            Some(Count::Exact(n)) => (label.as_str(), Some(*n), false),
+                            Some(Count::Few) => (label.as_str(), None, true),
+                            _ => (label.as_str(), None, false),
                         })
                         .collect();
                     context! {
@@ -103,7 +116,7 @@ pub(crate) async fn page(
         month_label => month.italian(),
         previous => month.previous().to_string(),
         next => (month < current).then(|| month.next().to_string()),
-        steps => Step::ALL.iter().map(|s| s.label()).collect::<Vec<_>>(),
+        steps => Step::ALL.iter().map(|s| context! { label => s.label(), abbr => abbreviation(*s) }).collect::<Vec<_>>(),
         units => units,
         audit => audit,
         ..page_context(&operator, "evictions")
