@@ -65,8 +65,11 @@ async fn request(
         .await
         .expect("the console accepts connections");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(c) = cookie {
-        head.push_str(&format!("Cookie: {c}\r\n"));
+    match cookie {
+        // A header line as it is: what a reverse proxy adds.
+        Some(c) if c.contains(": ") => head.push_str(&format!("{c}\r\n")),
+        Some(c) => head.push_str(&format!("Cookie: {c}\r\n")),
+        None => {}
     }
     let body = form.unwrap_or_default();
     if form.is_some() {
@@ -235,6 +238,43 @@ async fn an_unauthenticated_request_gets_the_login_page_and_every_page_sets_a_st
     assert_eq!(out.status, 303);
     let r = request(addr, "GET", "/", Some(&cookie), None).await;
     assert_eq!(r.status, 303);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_header_names_the_operator_and_nothing_else_gets_in() {
+    let app = spawn_app_with(|s| {
+        s.console.enabled = true;
+        s.console.addr = "127.0.0.1:0".into();
+        s.console.trusted_user_header = "X-Remote-User".into();
+    })
+    .await;
+    let addr = app
+        .app
+        .as_ref()
+        .and_then(|a| a.console_addr)
+        .expect("the console listens");
+    let r = request(addr, "GET", "/", Some("X-Remote-User: m.rossi"), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("m.rossi"), "the page names the operator");
+    let cookie = r
+        .header("set-cookie")
+        .expect("a session for the CSRF token");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let r = request(addr, "GET", "/", None, None).await;
+    assert_eq!(r.status, 303, "without the header, the login page");
+    let r = request(
+        addr,
+        "POST",
+        "/login",
+        None,
+        Some(&form_encode(&[("user", "m.rossi"), ("password", "x")])),
+    )
+    .await;
+    assert_eq!(
+        r.status, 401,
+        "no password logs in when no operator is configured"
+    );
     app.cleanup().await;
 }
 
@@ -486,6 +526,8 @@ async fn leak_test_no_console_page_shows_a_family_s_personal_data() {
                            "email": CONSENTING.email, "address": CONSENTING.address}}),
     ))
     .await;
+    // Consumers compete: the next step is published once the consent has been handled.
+    app.wait_for_emails(2).await;
     let mut later = step(CONSENTING.procedure, "015182", "convalida");
     later["household"] = CONSENTING.household();
     app.publish(&app.event("eviction.step.v1", later)).await;

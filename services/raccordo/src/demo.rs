@@ -51,6 +51,10 @@ pub async fn run(
     // whoever else reaches the address.
     let password = format!("{:016x}", rand::random::<u64>());
     settings.console.enabled = true;
+    // Another demo (or console) may hold the usual port: then any free one, printed below.
+    if std::net::TcpListener::bind(&settings.console.addr).is_err() {
+        settings.console.addr = "127.0.0.1:0".into();
+    }
     settings
         .console
         .operators
