@@ -176,20 +176,21 @@ pub(crate) struct ImportForm {
     csv: String,
 }
 
-/// What a referent of this role and scope receives.
+/// The kinds a referent of this role and scope can receive (CONTRACT §5): personal data
+/// only with a comune or ambito scope; the statistics go to the servizi sociali of an ambito
+/// or comune; the monthly verification to unscoped or zona-wide referents.
 fn reach_of(role: Role, scope: &Scope) -> Vec<String> {
+    let local = matches!(scope, Scope::Comune(_) | Scope::Ambito(_));
     NotificationKind::ALL
         .iter()
         .filter(|k| k.roles().contains(&role))
-        .map(|k| {
-            let minimised =
-                k.reach() == Reach::ComuneOrAmbito && matches!(scope, Scope::All | Scope::Zona(_));
-            if minimised {
-                format!("{} (no: ambito troppo ampio)", k.as_str())
-            } else {
-                k.as_str().to_owned()
-            }
+        .filter(|k| match k {
+            _ if k.reach() == Reach::ComuneOrAmbito => local,
+            NotificationKind::EvictionStats => role == Role::Prefettura || local,
+            NotificationKind::QuotaMonthlyReport => matches!(scope, Scope::All | Scope::Zona(_)),
+            _ => true,
         })
+        .map(|k| k.as_str().to_owned())
         .collect()
 }
 
