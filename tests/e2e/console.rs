@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use raccordo_core::clock::{now, rome_date};
 use raccordo_core::domain::format_date;
 use raccordo_core::settings::OperatorSettings;
+use raccordo_e2e::families::{NEVER, REVOKING};
 use raccordo_e2e::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -456,46 +457,17 @@ async fn the_routing_preview_of_an_eviction_alert_never_lists_an_unscoped_refere
     app.cleanup().await;
 }
 
-/// Distinctive strings of one family.
-struct Family {
-    procedure: &'static str,
-    name: &'static str,
-    address: &'static str,
-    phone: &'static str,
-    email: &'static str,
-}
-
-const NEVER: Family = Family {
-    procedure: "RG-CNSLEAK-5511/2026",
-    name: "Famiglia Quaglierotti",
-    address: "Via Zebedeo Murmure 71",
-    phone: "+39 349 5550771",
-    email: "quaglierotti.leak@example.org",
-};
-
-const CONSENTING: Family = Family {
-    procedure: "RG-CNSLEAK-6622/2026",
-    name: "Famiglia Ornitorinchi",
-    address: "Piazzetta Yakovlev 8",
-    phone: "+39 346 5550808",
-    email: "ornitorinchi.leak@example.org",
-};
-
-impl Family {
-    fn strings(&self) -> [&'static str; 5] {
-        [
-            self.procedure,
-            self.name,
-            self.address,
-            self.phone,
-            self.email,
-        ]
+fn consent(procedure: &str, decision: &str, contact: Option<Value>) -> Value {
+    let at = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("formattable");
+    let mut c = json!({"procedure_id": procedure, "comune_istat": "015182",
+                       "decision": decision, "recorded_by": "Sportello sociale di Rho",
+                       "recorded_at": at});
+    if let Some(contact) = contact {
+        c["contact"] = contact;
     }
-
-    fn household(&self) -> Value {
-        json!({"name": self.name, "address": self.address, "members": 3, "minors": 1,
-               "frail": false, "phone": self.phone, "email": self.email, "notes": "Leak"})
-    }
+    c
 }
 
 fn step(procedure: &str, comune: &str, step: &str) -> Value {
@@ -503,48 +475,12 @@ fn step(procedure: &str, comune: &str, step: &str) -> Value {
            "comune_istat": comune, "info_material_delivered": true})
 }
 
-#[tokio::test]
-async fn leak_test_no_console_page_shows_a_family_s_personal_data() {
-    let (app, addr) = spawn_console().await;
-    // Without consent, in Milano: counted only.
-    let mut e = step(NEVER.procedure, "015146", "intimazione");
-    e["household"] = NEVER.household();
-    app.publish(&app.event("eviction.step.v1", e)).await;
-    // With consent, in Rho: alerts with the family's data go to the servizi sociali.
-    let mut first = step(CONSENTING.procedure, "015182", "intimazione");
-    first["household"] = CONSENTING.household();
-    app.publish(&app.event("eviction.step.v1", first)).await;
-    let at = OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .expect("formattable");
-    app.publish(&app.event(
-        "eviction.consent.v1",
-        json!({"procedure_id": CONSENTING.procedure, "comune_istat": "015182",
-               "decision": "granted", "recorded_by": "Sportello sociale di Rho",
-               "recorded_at": at,
-               "contact": {"name": CONSENTING.name, "phone": CONSENTING.phone,
-                           "email": CONSENTING.email, "address": CONSENTING.address}}),
-    ))
-    .await;
-    // Consumers compete: the next step is published once the consent has been handled.
-    app.wait_for_emails(2).await;
-    let mut later = step(CONSENTING.procedure, "015182", "convalida");
-    later["household"] = CONSENTING.household();
-    app.publish(&app.event("eviction.step.v1", later)).await;
-    // An eviction event that cannot be processed keeps the household in the dead queue,
-    // where only the masked body may be shown (C7).
-    let mut bad = step("RG-DEAD-1/2026", "015182", "sgombero");
-    bad["household"] = NEVER.household();
-    app.publish(&app.event("eviction.step.v1", bad)).await;
-    app.wait_for_emails(4).await;
-    let dead = app.wait_for_dead(1).await;
-    app.settle().await;
-
-    let cookie = login(addr).await;
+/// Every page of the console, after `dead_id` was dead-lettered.
+fn pages(dead_id: &str) -> Vec<String> {
     let mut pages = vec![
         "/".to_owned(),
         "/dead-letters".to_owned(),
-        format!("/dead-letters/{}", dead[0].id),
+        format!("/dead-letters/{dead_id}"),
         "/coverage".to_owned(),
         "/coverage.csv".to_owned(),
         "/coverage/015182".to_owned(),
@@ -559,19 +495,84 @@ async fn leak_test_no_console_page_shows_a_family_s_personal_data() {
             .iter()
             .map(|k| format!("/emails/{k}/html")),
     );
-    let mut seen_audit = false;
-    for path in &pages {
-        let r = request(addr, "GET", path, Some(&cookie), None).await;
+    pages
+}
+
+/// Fetches every page and fails on any string of either family; returns the text of
+/// `/evictions`.
+async fn assert_no_family_on_any_page(addr: SocketAddr, cookie: &str, dead_id: &str) -> String {
+    let mut evictions = String::new();
+    for path in pages(dead_id) {
+        let r = request(addr, "GET", &path, Some(cookie), None).await;
         assert_eq!(r.status, 200, "{path}: {}", r.body);
-        let strings = NEVER.strings().into_iter().chain(CONSENTING.strings());
-        for s in strings {
+        for s in NEVER.strings().into_iter().chain(REVOKING.strings()) {
             assert!(
                 !r.body.contains(s),
                 "{s:?} leaked into the console page {path}"
             );
         }
-        seen_audit |= path == "/evictions" && r.body.contains("servizisociali@comune.rho.example");
+        if path == "/evictions" {
+            evictions = r.body;
+        }
     }
-    assert!(seen_audit, "the audit trail lists the alerts' recipients");
+    evictions
+}
+
+#[tokio::test]
+async fn leak_test_no_console_page_shows_a_family_s_personal_data() {
+    let (app, addr) = spawn_console().await;
+    // The family that never consents, in Milano: counted only.
+    for s in ["intimazione", "avviso_sloggio"] {
+        let mut e = step(NEVER.procedure, "015146", s);
+        e["household"] = NEVER.household();
+        app.publish(&app.event("eviction.step.v1", e)).await;
+    }
+    // The family that consents, in Rho: alerts with its data go to the servizi sociali.
+    let mut first = step(REVOKING.procedure, "015182", "intimazione");
+    first["household"] = REVOKING.household();
+    app.publish(&app.event("eviction.step.v1", first)).await;
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(REVOKING.procedure, "granted", Some(REVOKING.contact())),
+    ))
+    .await;
+    // Consumers compete: the next step is published once the consent has been handled.
+    app.wait_for_emails(2).await;
+    let mut later = step(REVOKING.procedure, "015182", "convalida");
+    later["household"] = REVOKING.household();
+    app.publish(&app.event("eviction.step.v1", later)).await;
+    // An eviction event that cannot be processed keeps a household in the dead queue,
+    // where only the masked body may be shown (C7).
+    let mut bad = step("RG-DEAD-1/2026", "015182", "sgombero");
+    bad["household"] = NEVER.household();
+    app.publish(&app.event("eviction.step.v1", bad)).await;
+    app.wait_for_emails(4).await;
+    let dead = app.wait_for_dead(1).await;
+    app.settle().await;
+
+    assert!(
+        app.emails_of("eviction.alert")
+            .iter()
+            .any(|m| m.text_body().unwrap_or_default().contains(REVOKING.name)),
+        "the test can see the strings where consent allows them"
+    );
+    let cookie = login(addr).await;
+    let evictions = assert_no_family_on_any_page(addr, &cookie, &dead[0].id).await;
+    assert!(
+        evictions.contains("servizisociali@comune.rho.example"),
+        "the audit trail lists the alerts' recipients"
+    );
+
+    // Revocation: the same referents are told, with the docket number they already know.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(REVOKING.procedure, "revoked", None),
+    ))
+    .await;
+    app.wait_for_emails(6).await;
+    app.settle().await;
+    let evictions = assert_no_family_on_any_page(addr, &cookie, &dead[0].id).await;
+    assert!(evictions.contains("eviction.consent_revoked"));
     app.cleanup().await;
 }
