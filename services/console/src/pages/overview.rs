@@ -56,12 +56,24 @@ pub(crate) async fn page(
                 .collect()
         })
         .unwrap_or_default();
+    let parked = topology.parked_queue();
     let (dead, parked) = queues
         .as_ref()
         .map(|qs| {
             (
                 Some(depth_of(qs, &topology.dead_queue())),
-                Some(depth_of(qs, &topology.parked_queue())),
+                // Every parked queue: `{prefix}.parked` and any `{prefix}.parked.*` beside it.
+                Some(
+                    qs.iter()
+                        .filter(|q| {
+                            q.name == parked
+                                || q.name
+                                    .strip_prefix(parked.as_str())
+                                    .is_some_and(|r| r.starts_with('.'))
+                        })
+                        .map(|q| q.messages.unwrap_or(0))
+                        .sum::<u32>(),
+                ),
             )
         })
         .unwrap_or((None, None));
