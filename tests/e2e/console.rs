@@ -576,3 +576,70 @@ async fn leak_test_no_console_page_shows_a_family_s_personal_data() {
     assert!(evictions.contains("eviction.consent_revoked"));
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn raccordo_console_hashes_a_password_and_serves_the_console_alone() {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+
+    let app = raccordo_e2e::prepare_with(|_| {}).await;
+    let mut hashing = app
+        .command()
+        .args(["console", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("raccordo console hash-password starts");
+    let mut stdin = hashing.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .await
+        .expect("password written");
+    drop(stdin);
+    let out = hashing.wait_with_output().await.expect("it ends");
+    assert!(out.status.success());
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let config = std::env::temp_dir().join(format!("{}-console.toml", app.settings.amqp.prefix));
+    std::fs::write(
+        &config,
+        format!(
+            "[console]\naddr = \"127.0.0.1:0\"\noperators = [{{ name = \"{OPERATOR}\", password_hash = \"{hash}\" }}]\n"
+        ),
+    )
+    .expect("config written");
+    let mut child = app
+        .command()
+        .arg("console")
+        .env("RACCORDO_CONFIG", &config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("raccordo console starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("it prints its address in time")
+        .expect("stdout")
+        .expect("a line");
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("an address in {line:?}"));
+    let r = request(addr, "GET", "/", None, None).await;
+    assert_eq!(r.status, 303, "login required");
+    let cookie = login(addr).await;
+    let r = request(addr, "GET", "/", Some(&cookie), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("nessun consumatore"),
+        "no worker runs beside it"
+    );
+    let _ = child.kill().await;
+    let _ = std::fs::remove_file(&config);
+    app.cleanup().await;
+}
