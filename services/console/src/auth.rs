@@ -163,15 +163,19 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn set_cookie(state: &AppState, token: &str, max_age: u64) -> HeaderValue {
+/// The session cookie; `None` keeps it until the browser closes (the session's expiry is
+/// kept on the server and moves with every request), `Some(0)` deletes it.
+fn set_cookie(state: &AppState, token: &str, max_age: Option<u64>) -> HeaderValue {
     let secure = if state.settings.console.secure_cookie {
         "; Secure"
     } else {
         ""
     };
-    let value = format!(
-        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-    );
+    let max_age = max_age
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
+    let value =
+        format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict{max_age}{secure}");
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -209,10 +213,9 @@ pub(crate) async fn require_operator(
     request.extensions_mut().insert(operator);
     let mut response = next.run(request).await;
     if let Some(token) = new_cookie {
-        let ttl = state.settings.console.session_ttl().as_secs();
         response
             .headers_mut()
-            .append(SET_COOKIE, set_cookie(&state, &token, ttl));
+            .append(SET_COOKIE, set_cookie(&state, &token, None));
     }
     response
 }
@@ -257,11 +260,10 @@ pub(crate) async fn login(
     }
     tracing::info!(operator = %form.user, "An operator logged in to the console.");
     let token = state.sessions.open(&form.user);
-    let ttl = state.settings.console.session_ttl().as_secs();
     let mut response = Redirect::to("/").into_response();
     response
         .headers_mut()
-        .append(SET_COOKIE, set_cookie(&state, &token, ttl));
+        .append(SET_COOKIE, set_cookie(&state, &token, None));
     Ok(response)
 }
 
@@ -288,7 +290,7 @@ pub(crate) async fn logout(
     let mut response = Redirect::to("/login").into_response();
     response
         .headers_mut()
-        .append(SET_COOKIE, set_cookie(&state, "", 0));
+        .append(SET_COOKIE, set_cookie(&state, "", Some(0)));
     Ok(response)
 }
 
