@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real RabbitMQ and PostgreSQL (started if needed).
-# Uses cargo-nextest when installed, else cargo test. Arguments go to the test runner.
+# Uses cargo-nextest when installed, else cargo test; then the console's browser tests
+# (scripts/test-browser.sh). Arguments go to the Rust test runner.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,3 +33,7 @@ else
   echo '[test] cargo test -p raccordo-e2e broker_restart_ (alone)' >&2
   cargo test -p raccordo-e2e --test e2e "$@" -- broker_restart_ --test-threads=1
 fi
+
+# The console in a real browser (Debian's Chromium, installed if missing; never skipped).
+echo '[test] scripts/test-browser.sh' >&2
+scripts/test-browser.sh

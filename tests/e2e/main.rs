@@ -4,6 +4,7 @@
 mod batching;
 mod bench;
 mod broker_restart;
+mod console;
 mod eviction;
 mod failures;
 mod housing;

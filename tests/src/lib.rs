@@ -25,6 +25,8 @@ use uuid::Uuid;
 
 pub use raccordo_smtp_sink::Mode;
 
+pub mod families;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

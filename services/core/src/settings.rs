@@ -35,6 +35,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub relay: RelaySettings,
     pub publishers: PublishersSettings,
+    pub console: ConsoleSettings,
 }
 
 /// RabbitMQ connection and topology.
@@ -240,6 +241,50 @@ pub struct RelaySettings {
     pub batch: i64,
 }
 
+/// The operators' web console (`raccordo serve` with `console.enabled`, or `raccordo console`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Serve the console; default false.
+    pub enabled: bool,
+    /// Listen address; default `127.0.0.1:9465`. Port 0 picks a free port.
+    pub addr: String,
+    /// Operators who log in with a password; default none.
+    #[serde(default)]
+    pub operators: Vec<OperatorSettings>,
+    /// A header set by a trusted reverse proxy (the administration's SSO) naming the
+    /// authenticated user, e.g. `X-Remote-User`; default empty (off). Only set it when the
+    /// console is reachable through that proxy alone.
+    pub trusted_user_header: String,
+    /// A session ends after this many minutes without a request; default 30.
+    pub session_ttl_minutes: u64,
+    /// Mark the session cookie `Secure` (the console is served over HTTPS); default false.
+    pub secure_cookie: bool,
+}
+
+/// One operator of the console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSettings {
+    /// The login name, also written in the console's audit trail.
+    pub name: String,
+    /// An argon2 hash in PHC form (`$argon2id$…`), from `raccordo console hash-password`.
+    pub password_hash: SecretString,
+}
+
+impl ConsoleSettings {
+    /// Somebody can log in: operators, or a trusted proxy header, are configured. Checked
+    /// where the console starts, so that `raccordo console hash-password` runs before.
+    pub fn login_configured(&self) -> bool {
+        !self.operators.is_empty() || !self.trusted_user_header.trim().is_empty()
+    }
+
+    /// How long a session lives without a request.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_minutes.saturating_mul(60))
+    }
+}
+
 impl Settings {
     /// Loads defaults, the `RACCORDO_CONFIG` file and `RACCORDO__*` variables, then validates.
     pub fn load() -> Result<Self, SettingsError> {
@@ -358,6 +403,35 @@ impl Settings {
         }
         if let Err(reason) = self.mail.check_smtp_url() {
             return invalid("mail.smtp_url", reason);
+        }
+        self.validate_console()
+    }
+
+    fn validate_console(&self) -> Result<(), SettingsError> {
+        let console = &self.console;
+        let invalid = |key, reason: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if console.session_ttl_minutes == 0 {
+            return invalid("console.session_ttl_minutes", "must be at least 1");
+        }
+        for operator in &console.operators {
+            if operator.name.trim().is_empty() || operator.name.len() > 64 {
+                return invalid("console.operators.name", "use 1 to 64 characters");
+            }
+            if !operator
+                .password_hash
+                .expose_secret()
+                .starts_with("$argon2")
+            {
+                return invalid(
+                    "console.operators.password_hash",
+                    "use an argon2 hash from `raccordo console hash-password`",
+                );
+            }
         }
         Ok(())
     }
@@ -539,6 +613,26 @@ mod tests {
         assert_eq!(settings.mail.transport, MailTransportKind::File);
         assert_eq!(settings.quota.exclusion_ratio, 0.5);
         assert_eq!(settings.eviction.urgent_within_days, 7);
+        assert!(!settings.console.enabled);
+        assert_eq!(settings.console.addr, "127.0.0.1:9465");
+    }
+
+    #[test]
+    fn a_console_without_operators_or_proxy_header_lets_nobody_in() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        assert!(!settings.console.login_configured());
+        settings.console.trusted_user_header = "X-Remote-User".into();
+        assert!(settings.console.login_configured());
+    }
+
+    #[test]
+    fn an_operator_password_in_clear_is_refused() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        settings.console.operators.push(OperatorSettings {
+            name: "op".into(),
+            password_hash: "secret".to_owned().into(),
+        });
+        assert!(settings.validate().is_err());
     }
 
     #[test]

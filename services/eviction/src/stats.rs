@@ -155,7 +155,7 @@ pub async fn month_stats(
 }
 
 /// The recipients of one unit's statistics (CONTRACT §5).
-async fn unit_recipients(
+pub async fn unit_recipients(
     conn: &mut PgConnection,
     unit: &UnitStats,
 ) -> Result<Vec<Recipient>, sqlx::Error> {

@@ -16,11 +16,13 @@
 //! - [`smtp`]: [`SmtpTransport`], a bounded pool of lettre connections on `TCP_NODELAY`
 //!   sockets, configured by [`SmtpOptions`].
 //! - [`delivery`]: the worker: per-recipient records, so nothing is sent twice.
+//! - [`samples`]: a sample payload per kind, for the console's gallery.
 //! - [`outbox_file`]: [`FileOutbox`], atomic `.eml` files named by notification and recipient.
 
 pub mod delivery;
 pub mod message;
 pub mod outbox_file;
+pub mod samples;
 pub mod smtp;
 pub mod templates;
 pub mod transport;

@@ -89,10 +89,106 @@ pub struct CoverageReport {
 }
 
 impl CoverageReport {
+    /// The columns of the CSV form (`report coverage --format csv`, the console's download):
+    /// CONTRACT §8's eight first.
+    pub const CSV_HEADER: [&'static str; 18] = [
+        "istat",
+        "nome",
+        "zona",
+        "quota",
+        "coverage",
+        "ratio",
+        "excluded",
+        "rule",
+        "population",
+        "percentage",
+        "quota_source",
+        "sprar_places",
+        "cas_presences",
+        "signatory",
+        "safeguard",
+        "flagged",
+        "facilities",
+        "last_report",
+    ];
+
     /// Every comune, zona by zona.
     pub fn comuni(&self) -> impl Iterator<Item = &ComuneCoverage> {
         self.zone.iter().flat_map(|z| z.comuni.iter())
     }
+
+    /// One row per comune, in [`Self::CSV_HEADER`]'s order.
+    pub fn csv_rows(&self) -> Vec<Vec<String>> {
+        self.comuni()
+            .map(|c| {
+                vec![
+                    c.istat.clone(),
+                    c.nome.clone(),
+                    c.zona.clone(),
+                    c.quota.to_string(),
+                    c.coverage.to_string(),
+                    format!("{:.4}", c.ratio),
+                    c.excluded.to_string(),
+                    c.rule.map(|r| r.as_str()).unwrap_or("").to_owned(),
+                    c.population.to_string(),
+                    format!("{:.1}", c.percentage),
+                    c.quota_source.to_owned(),
+                    c.sprar_places.to_string(),
+                    c.cas_presences.to_string(),
+                    c.signatory.to_string(),
+                    c.safeguard.to_string(),
+                    c.flagged.to_string(),
+                    c.facilities.to_string(),
+                    c.last_report.clone().unwrap_or_default(),
+                ]
+            })
+            .collect()
+    }
+}
+
+/// A reception announcement made so far: a change of state (`quota.threshold`), of the
+/// salvaguardia (`quota.safeguard`) or a facility over capacity (`reception.over_capacity`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Announcement {
+    pub kind: String,
+    pub comune_istat: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    /// The notification's payload: figures of the comune and its zona, never personal data.
+    pub payload: serde_json::Value,
+}
+
+/// The announcements about one comune, or all, oldest first.
+pub async fn load_announcements(
+    conn: &mut PgConnection,
+    comune: Option<&ComuneIstat>,
+) -> Result<Vec<Announcement>, sqlx::Error> {
+    let rows: Vec<(
+        String,
+        Option<String>,
+        time::OffsetDateTime,
+        serde_json::Value,
+    )> = sqlx::query_as(
+        r#"
+            SELECT kind, comune_istat, created_at, payload
+            FROM notifications
+            WHERE kind IN ('quota.threshold', 'quota.safeguard', 'reception.over_capacity')
+              AND ($1::TEXT IS NULL OR comune_istat = $1)
+            ORDER BY created_at, comune_istat
+            "#,
+    )
+    .bind(comune.map(|c| c.as_ref()))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, comune_istat, created_at, payload)| Announcement {
+            kind,
+            comune_istat,
+            created_at,
+            payload,
+        })
+        .collect())
 }
 
 /// A facility's newest report, with its date.

@@ -36,6 +36,21 @@ pub struct SentReport {
     pub flagged: usize,
 }
 
+/// Who receives the whole verification: the unscoped `prefettura` and `tavolo` referents.
+pub async fn whole_report_recipients(
+    conn: &mut PgConnection,
+) -> Result<Vec<raccordo_core::registry::Recipient>, sqlx::Error> {
+    recipients_with_roles(conn, &AUDIENCE, "all", None).await
+}
+
+/// Who receives one zona's part of the verification: the referents scoped to that zona.
+pub async fn zona_report_recipients(
+    conn: &mut PgConnection,
+    zona: &str,
+) -> Result<Vec<raccordo_core::registry::Recipient>, sqlx::Error> {
+    recipients_with_roles(conn, &AUDIENCE, "zona", Some(zona)).await
+}
+
 /// Writes the month's verification to the outbox in `conn`'s transaction, with the
 /// figures as of `today`, labelled with `period`: the whole report and every zona's part,
 /// or — with `only_zona` — that zona's part alone.
@@ -54,12 +69,11 @@ pub async fn insert_monthly_report(
     };
     let mut parts = Vec::new();
     if only_zona.is_none() {
-        let whole = recipients_with_roles(&mut *conn, &AUDIENCE, "all", None).await?;
+        let whole = whole_report_recipients(&mut *conn).await?;
         parts.push((payload(&report, period, &report.zone, None), whole));
     }
     for zona in &report.zone {
-        let recipients =
-            recipients_with_roles(&mut *conn, &AUDIENCE, "zona", Some(&zona.zona)).await?;
+        let recipients = zona_report_recipients(&mut *conn, &zona.zona).await?;
         parts.push((
             payload(
                 &report,

@@ -106,11 +106,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// The whole flow on the sample data of the Città Metropolitana di Milano.
-    Demo,
     /// Measure the hub end to end on its own prefix and database: throughput, latency,
     /// CPU per event, commits per event, memory, against the broker's raw relay.
     Bench(crate::bench::BenchArgs),
+    /// The operators' web console alone (`console.*` settings); `hash-password` makes an
+    /// operator's password hash.
+    Console {
+        #[command(subcommand)]
+        command: Option<ConsoleCommand>,
+    },
+    /// The whole flow on the sample data of the Città Metropolitana di Milano; the console
+    /// stays up with the demo's data until Ctrl-C.
+    Demo {
+        /// Stop after the summary instead of keeping the console up.
+        #[arg(long)]
+        exit: bool,
+    },
 }
 
 /// `raccordo eviction …`
@@ -131,6 +142,16 @@ pub enum EvictionCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `raccordo console …`
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Serve the console until SIGINT or SIGTERM (the default).
+    Serve,
+    /// Read a password from standard input and print its argon2 hash, for
+    /// `console.operators[].password_hash`.
+    HashPassword,
 }
 
 /// `raccordo report …`

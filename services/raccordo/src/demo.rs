@@ -41,10 +41,33 @@ pub fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// Runs the demo, writing progress and the summary to `out`.
-pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+/// The demo's console operator.
+const DEMO_OPERATOR: &str = "demo";
+
+/// Runs the demo, writing progress and the summary to `out`; with `keep_console`, the hub
+/// and its console stay up with the demo's data until Ctrl-C.
+pub async fn run(
+    settings: Settings,
+    keep_console: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let settings = demo_settings(settings)?;
+    let mut settings = demo_settings(settings)?;
+    // A password of this run only, printed below: the demo's console is not left open to
+    // whoever else reaches the address.
+    let password = format!("{:016x}", rand::random::<u64>());
+    settings.console.enabled = true;
+    // Another demo (or console) may hold the usual port: then any free one, printed below.
+    if std::net::TcpListener::bind(&settings.console.addr).is_err() {
+        settings.console.addr = "127.0.0.1:0".into();
+    }
+    settings
+        .console
+        .operators
+        .push(raccordo_core::settings::OperatorSettings {
+            name: DEMO_OPERATOR.into(),
+            password_hash: raccordo_console::hash_password(&password)?.into(),
+        });
     let database = settings.database.database_name()?;
     writeln!(out, "Raccordo demo — Città Metropolitana di Milano")?;
     writeln!(
@@ -87,6 +110,12 @@ pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Re
         "  /healthz /readyz /metrics on http://{}",
         app.http_addr
     )?;
+    if let Some(console) = app.console_addr {
+        writeln!(
+            out,
+            "  console on http://{console}/ (operator {DEMO_OPERATOR}, password {password})"
+        )?;
+    }
 
     step(out, "Comuni and the Prefettura publish housing units")?;
     let report =
@@ -117,8 +146,6 @@ pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Re
     let quota = crate::report_coverage::announcements(&pool).await?;
     let evictions = crate::evictions::demo_summary(&pool, &settings).await?;
     let dead = crate::dlq::list(&settings, crate::dlq::Which::Dead).await?;
-    let stopped = app.shutdown(Duration::from_secs(9)).await;
-    anyhow::ensure!(stopped, "The workers did not stop within 9 s");
 
     writeln!(out, "\n{summary}")?;
     writeln!(out, "{quota}")?;
@@ -143,6 +170,16 @@ pub async fn run(settings: Settings, out: &mut (dyn Write + Send)) -> anyhow::Re
         settings.amqp.prefix,
         settings_url(&settings)
     )?;
+    if let (true, Some(console)) = (keep_console, app.console_addr) {
+        writeln!(
+            out,
+            "\nThe console shows the demo's data: http://{console}/ — operator {DEMO_OPERATOR}, password {password}.\nThe hub keeps running; Ctrl-C stops it."
+        )?;
+        out.flush()?;
+        crate::serve::wait_for_signal(app.token()).await;
+    }
+    let stopped = app.shutdown(Duration::from_secs(9)).await;
+    anyhow::ensure!(stopped, "The workers did not stop within 9 s");
     pool.close().await;
     Ok(())
 }

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     };
     // The demo prints its own story on stdout; only problems belong on stderr.
     let default_filter = match cli.command {
-        raccordo::cli::Command::Demo => "error,lapin=off,sqlx=off",
+        raccordo::cli::Command::Demo { .. } => "error,lapin=off,sqlx=off",
         // The benchmark draws its own progress on stderr.
         raccordo::cli::Command::Bench(_) => "warn,lapin=off,sqlx=off",
         _ => raccordo_core::telemetry::DEFAULT_FILTER,

@@ -11,7 +11,7 @@ use raccordo_core::db;
 use raccordo_core::domain::ComuneIstat;
 use raccordo_core::settings::Settings;
 use raccordo_quota::census::{Census, CensusTotals, load_census};
-use raccordo_quota::coverage::{CoverageReport, load_coverage};
+use raccordo_quota::coverage::{CoverageReport, load_announcements, load_coverage};
 use raccordo_quota::monthly::{SentReport, insert_monthly_report};
 
 use crate::table::{Format, render, render_csv};
@@ -99,54 +99,7 @@ pub fn format_coverage(report: &CoverageReport, format: Format) -> anyhow::Resul
             let comuni: Vec<_> = report.comuni().collect();
             Ok(format!("{}\n", serde_json::to_string_pretty(&comuni)?))
         }
-        Format::Csv => {
-            let header = [
-                "istat",
-                "nome",
-                "zona",
-                "quota",
-                "coverage",
-                "ratio",
-                "excluded",
-                "rule",
-                "population",
-                "percentage",
-                "quota_source",
-                "sprar_places",
-                "cas_presences",
-                "signatory",
-                "safeguard",
-                "flagged",
-                "facilities",
-                "last_report",
-            ];
-            let rows: Vec<Vec<String>> = report
-                .comuni()
-                .map(|c| {
-                    vec![
-                        c.istat.clone(),
-                        c.nome.clone(),
-                        c.zona.clone(),
-                        c.quota.to_string(),
-                        c.coverage.to_string(),
-                        format!("{:.4}", c.ratio),
-                        c.excluded.to_string(),
-                        c.rule.map(|r| r.as_str()).unwrap_or("").to_owned(),
-                        c.population.to_string(),
-                        format!("{:.1}", c.percentage),
-                        c.quota_source.to_owned(),
-                        c.sprar_places.to_string(),
-                        c.cas_presences.to_string(),
-                        c.signatory.to_string(),
-                        c.safeguard.to_string(),
-                        c.flagged.to_string(),
-                        c.facilities.to_string(),
-                        c.last_report.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            render_csv(&header, &rows)
-        }
+        Format::Csv => render_csv(&CoverageReport::CSV_HEADER, &report.csv_rows()),
         Format::Table => {
             let mut out = format!(
                 "Reception coverage as of {} — excluded from tenders at {:.0}% of the comune's quota or {:.0}% of the zona's (art. 2.3, 3.2); q7 flags signatories below the ratio since {}\n\n",
@@ -341,16 +294,12 @@ pub fn format_facilities(census: &Census, format: Format) -> anyhow::Result<Stri
 
 /// The quota announcements made so far, oldest first, as a table (the demo prints it).
 pub async fn announcements(pool: &PgPool) -> anyhow::Result<String> {
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        r#"
-        SELECT kind, payload
-        FROM notifications
-        WHERE kind IN ('quota.threshold', 'quota.safeguard', 'reception.over_capacity')
-        ORDER BY created_at, comune_istat
-        "#,
-    )
-    .fetch_all(pool)
-    .await?;
+    let mut conn = pool.acquire().await?;
+    let rows: Vec<(String, serde_json::Value)> = load_announcements(&mut conn, None)
+        .await?
+        .into_iter()
+        .map(|a| (a.kind, a.payload))
+        .collect();
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "-".into(),

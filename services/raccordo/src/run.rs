@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use raccordo_core::settings::Settings;
 
-use crate::cli::{Command, DlqCommand, EvictionCommand, ReportCommand};
+use crate::cli::{Command, ConsoleCommand, DlqCommand, EvictionCommand, ReportCommand};
 use crate::table::Format;
 
 /// Runs `command`; the exit code says whether it did what was asked.
@@ -152,9 +152,20 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Demo => {
+        Command::Console { command } => match command.unwrap_or(ConsoleCommand::Serve) {
+            ConsoleCommand::Serve => crate::serve::run_console_until_stopped(settings).await?,
+            ConsoleCommand::HashPassword => {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_line(&mut password)
+                    .context("Failed to read the password from standard input")?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                println!("{}", raccordo_console::hash_password(password)?);
+            }
+        },
+        Command::Demo { exit } => {
             let mut out = std::io::stdout();
-            crate::demo::run(settings, &mut out).await?;
+            crate::demo::run(settings, !exit, &mut out).await?;
             out.flush()?;
         }
     }

@@ -65,6 +65,8 @@ impl Workers {
 pub struct App {
     /// Where `/healthz`, `/readyz` and `/metrics` answer.
     pub http_addr: SocketAddr,
+    /// Where the console answers, when `console.enabled`.
+    pub console_addr: Option<SocketAddr>,
     /// The database pool the workers use.
     pub pool: PgPool,
     /// Consumers and their state.
@@ -197,9 +199,15 @@ impl App {
         tracker.spawn(async move {
             let _ = http.await;
         });
+        let console_addr = if settings.console.enabled {
+            Some(start_console(&settings, &pool, Some(health.clone()), &token, &tracker).await?)
+        } else {
+            None
+        };
         tracker.close();
         Ok(Self {
             http_addr,
+            console_addr,
             pool,
             health,
             token,
@@ -238,10 +246,61 @@ impl App {
     }
 }
 
+/// Starts the console on `console.addr` under `tracker`; returns its address.
+async fn start_console(
+    settings: &Arc<Settings>,
+    pool: &PgPool,
+    health: Option<Health>,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<SocketAddr> {
+    anyhow::ensure!(
+        settings.console.login_configured(),
+        "The console is enabled but nobody can log in: configure console.operators (see `raccordo console hash-password`) or console.trusted_user_header"
+    );
+    let (addr, console) =
+        raccordo_console::serve_console(settings.clone(), pool.clone(), health, token.clone())
+            .await
+            .with_context(|| {
+                format!("Failed to listen on console.addr {}", settings.console.addr)
+            })?;
+    tracker.spawn(async move {
+        let _ = console.await;
+    });
+    Ok(addr)
+}
+
+/// `raccordo console`: the console alone, over the configured database and broker, until
+/// SIGINT or SIGTERM.
+pub async fn run_console_until_stopped(mut settings: Settings) -> anyhow::Result<()> {
+    settings.console.enabled = true;
+    let settings = Arc::new(settings);
+    let pool = db::connect(&settings.database).await.with_context(|| {
+        format!(
+            "Failed to connect to the database {} (run `raccordo setup` first)",
+            settings.database.database_name().unwrap_or_default()
+        )
+    })?;
+    db::migrate(&pool)
+        .await
+        .context("Failed to run the database migrations")?;
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let addr = start_console(&settings, &pool, None, &token, &tracker).await?;
+    tracker.close();
+    tracing::info!(console = %addr, "Raccordo console is running.");
+    println!("Console on http://{addr}/ (Ctrl-C stops it).");
+    wait_for_signal(token.clone()).await;
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(9), tracker.wait()).await;
+    pool.close().await;
+    Ok(())
+}
+
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run_until_stopped(settings: Settings, workers: Workers) -> anyhow::Result<()> {
     let app = App::start(settings, workers).await?;
-    tracing::info!(workers = ?workers, http = %app.http_addr, "Raccordo is running.");
+    tracing::info!(workers = ?workers, http = %app.http_addr, console = ?app.console_addr, "Raccordo is running.");
     wait_for_signal(app.token()).await;
     tracing::info!("Stopping: finishing the messages in hand.");
     if app.shutdown(Duration::from_secs(9)).await {
@@ -254,7 +313,8 @@ pub async fn run_until_stopped(settings: Settings, workers: Workers) -> anyhow::
     Ok(())
 }
 
-async fn wait_for_signal(token: CancellationToken) {
+/// Returns on SIGINT, SIGTERM or when `token` is cancelled.
+pub async fn wait_for_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

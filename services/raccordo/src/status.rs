@@ -2,25 +2,14 @@
 //! deliveries and undeliverable notifications.
 
 use anyhow::Context;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use raccordo_core::amqp::{Topology, connect};
+use raccordo_core::amqp::{QueueStatus, Topology, connect, depth_of, queue_status};
 use raccordo_core::db;
 use raccordo_core::settings::Settings;
 use raccordo_eviction::event::ConsentDecision;
-
-/// One queue.
-#[derive(Debug, Serialize)]
-pub struct QueueStatus {
-    pub name: String,
-    /// Messages ready; `None` when the queue does not exist.
-    pub messages: Option<u32>,
-    pub consumers: Option<u32>,
-}
 
 /// A notification no referent matched.
 #[derive(Debug, Serialize)]
@@ -62,76 +51,18 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
     let connection = connect(&settings.amqp, "status")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
-    let mut queues = Vec::new();
-    for name in topology.all_queues() {
-        // A passive declare fails on a missing queue and closes the channel: one channel each.
-        let channel = connection.create_channel().await?;
-        let declared = channel
-            .queue_declare(
-                name.clone().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        let (messages, consumers) = match declared {
-            Ok(q) => (Some(q.message_count()), Some(q.consumer_count())),
-            Err(_) => (None, None),
-        };
-        let _ = channel.close(200, "status".into()).await;
-        queues.push(QueueStatus {
-            name,
-            messages,
-            consumers,
-        });
-    }
+    let queues = queue_status(&connection, &topology).await?;
     let _ = connection.close(200, "status".into()).await;
-    let count = |name: &str| {
-        queues
-            .iter()
-            .find(|q| q.name == name)
-            .and_then(|q| q.messages)
-            .unwrap_or(0)
-    };
-    let dead = count(&topology.dead_queue());
-    let parked = count(&topology.parked_queue()) + count(&topology.parked_personal_queue());
+    let dead = depth_of(&queues, &topology.dead_queue());
+    let parked = depth_of(&queues, &topology.parked_queue())
+        + depth_of(&queues, &topology.parked_personal_queue());
 
     let pool = db::connect(&settings.database)
         .await
         .context("Failed to connect to the database (run `raccordo setup` first)")?;
-    let (outbox_pending, undeliverable_total): (i64, i64) = sqlx::query_as(
-        r#"
-        SELECT count(*) FILTER (WHERE published_at IS NULL),
-               count(*) FILTER (WHERE undeliverable)
-        FROM notifications
-        "#,
-    )
-    .fetch_one(&pool)
-    .await?;
-    let (deliveries_pending, deliveries_failed, deliveries_sent): (i64, i64, i64) = sqlx::query_as(
-        r#"
-            SELECT count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL),
-                   count(*) FILTER (WHERE failed_at IS NOT NULL),
-                   count(*) FILTER (WHERE delivered_at IS NOT NULL)
-            FROM deliveries
-            "#,
-    )
-    .fetch_one(&pool)
-    .await?;
-    let undeliverable: Vec<(Uuid, String, Option<String>, OffsetDateTime)> = sqlx::query_as(
-        r#"
-        SELECT id, kind, comune_istat, created_at
-        FROM notifications
-        WHERE undeliverable
-        ORDER BY created_at DESC
-        LIMIT 20
-        "#,
-    )
-    .fetch_all(&pool)
-    .await?;
     let mut conn = pool.acquire().await?;
+    let backlog = db::backlog(&mut conn).await?;
+    let undeliverable = db::recent_notifications(&mut conn, true, 20).await?;
     let stale = raccordo_eviction::store::stale_decisions(&mut conn).await?;
     drop(conn);
     pool.close().await;
@@ -146,20 +77,20 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
         queues,
         dead,
         parked,
-        outbox_pending,
-        deliveries_pending,
-        deliveries_failed,
-        deliveries_sent,
-        undeliverable_total,
+        outbox_pending: backlog.outbox_pending,
+        deliveries_pending: backlog.deliveries_pending,
+        deliveries_failed: backlog.deliveries_failed,
+        deliveries_sent: backlog.deliveries_sent,
+        undeliverable_total: backlog.undeliverable_total,
         stale_revocations: stale_count(ConsentDecision::Revoked),
         stale_grants: stale_count(ConsentDecision::Granted),
         undeliverable: undeliverable
             .into_iter()
-            .map(|(id, kind, comune_istat, created_at)| Undeliverable {
-                id,
-                kind,
-                comune_istat,
-                created_at,
+            .map(|n| Undeliverable {
+                id: n.id,
+                kind: n.kind,
+                comune_istat: n.comune_istat,
+                created_at: n.created_at,
             })
             .collect(),
     })

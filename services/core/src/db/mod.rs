@@ -3,6 +3,7 @@
 //!
 //! Repository functions take `&mut PgConnection` so the caller owns the transaction.
 
+mod backlog;
 mod inbox;
 mod outbox;
 mod relay;
@@ -12,6 +13,9 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
+pub use backlog::{
+    Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
+};
 pub use inbox::{Ingest, record_event};
 pub use outbox::{NewNotification, Notification, insert_notification, load_notification};
 pub use relay::{NotificationMessage, OUTBOX_CHANNEL, flush_outbox, publish_pending, run_relay};

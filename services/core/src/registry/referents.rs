@@ -225,22 +225,26 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
     })
 }
 
+/// The columns of a referents CSV (CONTRACT §8).
+const REFERENT_COLUMNS: [&str; 8] = [
+    "referent_id",
+    "institution",
+    "role",
+    "email",
+    "name",
+    "comune_istat",
+    "ambito",
+    "zona",
+];
+
 /// Parses a referents CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`)
-/// without touching the database: the rows with their line numbers, and every bad line.
-/// Whether each scope names something the registry knows is checked by the import.
+/// without touching the database: the rows with their line numbers, and every bad line
+/// (the imports, and the console's preview of an import). Whether each scope names
+/// something the registry knows is checked by the import.
 pub fn parse_referents(input: impl Read) -> anyhow::Result<Parsed<Referent>> {
     read_rows(
         input,
-        &[
-            "referent_id",
-            "institution",
-            "role",
-            "email",
-            "name",
-            "comune_istat",
-            "ambito",
-            "zona",
-        ],
+        &REFERENT_COLUMNS,
         &[],
         parse_referent,
         |r: &Referent| format!("referent_id {}", r.referent_id),

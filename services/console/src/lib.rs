@@ -1,0 +1,34 @@
+//! The operators' web console (issue 9): what the hub knows, to look at rather than read —
+//! workers and queues, dead letters one click from replay, coverage of the reception
+//! quotas, who would receive what, eviction statistics and the audit trail, and every email
+//! as a referent sees it.
+//!
+//! Server-rendered HTML (axum and minijinja), charts as inline SVG drawn here, CSS and a
+//! few lines of progressive JS embedded in the binary: no CDN, no external asset, because a
+//! public administration's network often has no internet. Every page sets a strict CSP.
+//!
+//! The console reads through the functions the CLI and the workers use — the coverage of
+//! `raccordo_quota`, the statistics and audit of `raccordo_eviction`, `recipients_for` of
+//! the registry, `HeldMessage::masked_body` — so what it shows is what happens. Personal
+//! data of families never reaches a page: eviction pages show counts and the audit trail,
+//! never the content of an alert.
+//!
+//! # Layout
+//! - [`server`]: the router and [`serve_console`].
+//! - `auth`: operators (argon2), a trusted proxy header, sessions, CSRF; [`hash_password`].
+//! - `headers`: CSP and the other security headers on every response.
+//! - `render`: the embedded templates and the error page.
+//! - `chart`: inline SVG charts.
+//! - `actions`: the audit trail of console actions (`console_actions`).
+//! - `pages`: one module per page.
+
+mod actions;
+mod auth;
+mod chart;
+mod headers;
+mod pages;
+mod render;
+pub mod server;
+
+pub use auth::{HashError, hash_password};
+pub use server::serve_console;

@@ -1,0 +1,15 @@
+//! One module per page of the console.
+
+pub(crate) mod assets;
+pub(crate) mod coverage;
+pub(crate) mod dead_letters;
+pub(crate) mod emails;
+pub(crate) mod evictions;
+pub(crate) mod overview;
+pub(crate) mod routing;
+
+use crate::render::ConsoleError;
+
+pub(crate) async fn not_found() -> ConsoleError {
+    ConsoleError::NotFound("Pagina non trovata.")
+}

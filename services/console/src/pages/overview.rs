@@ -1,0 +1,126 @@
+//! The overview an operator keeps open: workers and their consumers, queue depths, messages
+//! and emails per second over the last hour, the backlog, undeliverable notifications, dead
+//! and parked counts, the newest notifications (kind and comune only).
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+use minijinja::{Value, context};
+
+use raccordo_core::amqp::{Topology, WorkQueue, connect, depth_of, queue_status};
+use raccordo_core::db;
+
+use crate::auth::{Operator, page_context};
+use crate::chart;
+use crate::render::{ConsoleError, local_time};
+use crate::server::AppState;
+
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+) -> Result<Response, ConsoleError> {
+    let topology = Topology::from_settings(&state.settings);
+    let queues = match connect(&state.settings.amqp, "console").await {
+        Ok(connection) => {
+            let queues = queue_status(&connection, &topology).await.ok();
+            let _ = connection.close(200, "console".into()).await;
+            queues
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "The console could not reach the broker.");
+            None
+        }
+    };
+    let workers: Vec<Value> = WorkQueue::ALL
+        .iter()
+        .map(|q| {
+            let name = topology.queue(*q);
+            let status = queues
+                .as_ref()
+                .and_then(|qs| qs.iter().find(|s| s.name == name));
+            context! {
+                worker => q.name(),
+                queue => name,
+                messages => status.and_then(|s| s.messages),
+                consumers => status.and_then(|s| s.consumers),
+            }
+        })
+        .collect();
+    let local: Vec<Value> = state
+        .health
+        .as_ref()
+        .map(|h| {
+            h.consumers()
+                .into_iter()
+                .map(|(name, up)| context! { name => name, up => up })
+                .collect()
+        })
+        .unwrap_or_default();
+    let parked = topology.parked_queue();
+    let (dead, parked) = queues
+        .as_ref()
+        .map(|qs| {
+            (
+                Some(depth_of(qs, &topology.dead_queue())),
+                // Every parked queue: `{prefix}.parked` and any `{prefix}.parked.*` beside it.
+                Some(
+                    qs.iter()
+                        .filter(|q| {
+                            q.name == parked
+                                || q.name
+                                    .strip_prefix(parked.as_str())
+                                    .is_some_and(|r| r.starts_with('.'))
+                        })
+                        .map(|q| q.messages.unwrap_or(0))
+                        .sum::<u32>(),
+                ),
+            )
+        })
+        .unwrap_or((None, None));
+    let other_queues: Vec<Value> = queues
+        .iter()
+        .flatten()
+        .filter(|q| q.messages.is_some_and(|m| m > 0) || q.name.ends_with(".dead"))
+        .map(|q| context! { name => q.name, messages => q.messages, consumers => q.consumers })
+        .collect();
+
+    let mut conn = state.pool.acquire().await?;
+    let backlog = db::backlog(&mut conn).await?;
+    let throughput = db::throughput(&mut conn, 60).await?;
+    let recent = db::recent_notifications(&mut conn, false, 15).await?;
+    let undeliverable = db::recent_notifications(&mut conn, true, 10).await?;
+    drop(conn);
+    let summarize = |n: &db::NotificationSummary| {
+        context! {
+            kind => n.kind,
+            comune => n.comune_istat,
+            at => local_time(n.created_at),
+            recipients => n.recipients,
+            delivered => n.delivered,
+            undeliverable => n.undeliverable,
+        }
+    };
+    let ready = !local.is_empty()
+        && local
+            .iter()
+            .all(|c| c.get_attr("up").is_ok_and(|v| v.is_true()));
+    let ctx = context! {
+        broker => queues.is_some(),
+        workers => workers,
+        local => local,
+        ready => ready,
+        dead => dead,
+        parked => parked,
+        queues => other_queues,
+        backlog => backlog,
+        events_chart => Value::from_safe_string(chart::rate_bars("ev", "Eventi elaborati al secondo, ultima ora", &throughput.events)),
+        emails_chart => Value::from_safe_string(chart::rate_bars("em", "Email inviate al secondo, ultima ora", &throughput.emails)),
+        events_hour => throughput.events.iter().sum::<i64>(),
+        emails_hour => throughput.emails.iter().sum::<i64>(),
+        recent => recent.iter().map(summarize).collect::<Vec<_>>(),
+        undeliverable => undeliverable.iter().map(summarize).collect::<Vec<_>>(),
+        prefix => state.settings.amqp.prefix,
+        ..page_context(&operator, "overview")
+    };
+    state.templates.page("overview.html", ctx)
+}

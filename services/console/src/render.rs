@@ -1,0 +1,147 @@
+//! The console's templates, embedded in the binary, and how errors become pages.
+//!
+//! Every value is HTML-escaped; only the SVG charts drawn by `chart` (which escape their
+//! own labels) are inserted as they are.
+
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{AutoEscape, Environment, context};
+use time::OffsetDateTime;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("overview.html", include_str!("../templates/overview.html")),
+    (
+        "dead_letters.html",
+        include_str!("../templates/dead_letters.html"),
+    ),
+    (
+        "dead_letter.html",
+        include_str!("../templates/dead_letter.html"),
+    ),
+    ("confirm.html", include_str!("../templates/confirm.html")),
+    ("coverage.html", include_str!("../templates/coverage.html")),
+    ("comune.html", include_str!("../templates/comune.html")),
+    ("routing.html", include_str!("../templates/routing.html")),
+    (
+        "evictions.html",
+        include_str!("../templates/evictions.html"),
+    ),
+    ("emails.html", include_str!("../templates/emails.html")),
+    ("error.html", include_str!("../templates/error.html")),
+];
+
+/// The compiled templates.
+pub(crate) struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    pub(crate) fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .expect("embedded templates parse: `every_template_parses` checks them");
+        }
+        Self { env }
+    }
+
+    /// Renders `name` with `ctx`.
+    pub(crate) fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, ConsoleError> {
+        Ok(self.env.get_template(name)?.render(ctx)?)
+    }
+
+    /// Renders `name` as a 200 page.
+    pub(crate) fn page(&self, name: &str, ctx: minijinja::Value) -> Result<Response, ConsoleError> {
+        Ok(Html(self.render(name, ctx)?).into_response())
+    }
+
+    /// The login page, with an error after a failed attempt.
+    pub(crate) fn login(
+        &self,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Result<Response, ConsoleError> {
+        let html = self.render("login.html", context! { error => error })?;
+        Ok((status, Html(html)).into_response())
+    }
+}
+
+/// A date and time in Europe/Rome, `YYYY-MM-DD HH:MM`.
+pub(crate) fn local_time(at: OffsetDateTime) -> String {
+    let (date, time) = raccordo_core::clock::rome_local(at);
+    format!("{date} {time}")
+}
+
+/// Why a page could not be served.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConsoleError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("broker error")]
+    Broker(#[from] lapin::Error),
+    #[error("replay failed")]
+    Replay(#[from] raccordo_core::amqp::dead_letter::ReplayError),
+    #[error("template error")]
+    Template(#[from] minijinja::Error),
+    #[error("not found")]
+    NotFound(&'static str),
+    #[error("forbidden")]
+    Forbidden(&'static str),
+    #[error("bad request")]
+    BadRequest(String),
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            ConsoleError::NotFound(m) => (StatusCode::NOT_FOUND, (*m).to_owned()),
+            ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, (*m).to_owned()),
+            ConsoleError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            other => {
+                tracing::error!(error = ?other, "A console page failed.");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Il servizio non ha risposto (database o broker non raggiungibile). Riprovare tra poco; `raccordo status` dice cosa manca.".to_owned(),
+                )
+            }
+        };
+        let body = Templates::new()
+            .render(
+                "error.html",
+                context! { status => status.as_u16(), message => message },
+            )
+            .unwrap_or_else(|_| message.clone());
+        (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses() {
+        let templates = Templates::new();
+        for (name, _) in TEMPLATES {
+            assert!(templates.env.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn values_are_html_escaped() {
+        let html = Templates::new()
+            .render(
+                "error.html",
+                context! { status => 400, message => "<script>x</script>" },
+            )
+            .expect("renders");
+        assert!(!html.contains("<script>x"));
+        assert!(html.contains("&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,294 @@
+// Real-browser tests of the Raccordo console, in Debian's Chromium driven by playwright-core
+// and run by node's test runner. scripts/test-browser.sh starts the hub (`raccordo serve all`
+// with the console) on a database and broker prefix of its own and sets the environment read
+// below. The tests run in order, in one browser session, as an operator would work.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { chromium } from "playwright-core";
+
+const need = (name) => {
+  const value = process.env[name];
+  assert.ok(value, `${name} is not set: run scripts/test-browser.sh`);
+  return value;
+};
+const BASE = need("CONSOLE_URL");
+const USER = need("CONSOLE_USER");
+const PASSWORD = need("CONSOLE_PASSWORD");
+const BIN = need("RACCORDO_BIN");
+const CHROMIUM = need("CHROMIUM");
+const SHOTS = need("SCREENSHOTS_DIR");
+const WORK = need("WORK_DIR");
+
+const TODAY = new Date().toISOString().slice(0, 10);
+// A comune the registry does not know until the test imports it.
+const NEW_COMUNE = "015998";
+// A fictional family: its strings must never appear in the console.
+const FAMILY = { name: "Famiglia Brontolini", address: "Via Pizzighettone 404", phone: "+39 340 5550404" };
+
+let browser;
+let page;
+
+function raccordo(args, input) {
+  const run = spawnSync(BIN, args, { input, encoding: "utf8" });
+  assert.equal(run.status, 0, `raccordo ${args.join(" ")}: ${run.stderr}`);
+  return run.stdout;
+}
+
+function event(type, data) {
+  return { specversion: "1.0", id: randomUUID(), source: "urn:raccordo:browser-test", type, data };
+}
+
+function publish(...events) {
+  raccordo(["publish", "-"], events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+}
+
+function importCsv(table, text) {
+  const file = join(WORK, `${table}-${randomUUID()}.csv`);
+  writeFileSync(file, text);
+  raccordo(["import", table, file]);
+}
+
+async function shot(name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+/** Reloads `path` until `check` passes (bounded to 20 s). */
+async function eventually(path, check) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    await page.goto(BASE + path);
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await page.waitForTimeout(250);
+    }
+  }
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "it-IT" });
+  page = await context.newPage();
+  // Any request outside the console would break on a PA network without internet.
+  page.on("request", (request) => {
+    const url = request.url();
+    assert.ok(url.startsWith(BASE) || url.startsWith("data:") || url === "about:blank", `request to ${url}`);
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("an unauthenticated request gets the login page", async () => {
+  const response = await page.goto(BASE + "/coverage");
+  assert.equal(new URL(page.url()).pathname, "/login");
+  assert.equal(response.status(), 200);
+  const csp = response.headers()["content-security-policy"];
+  assert.match(csp, /default-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  await shot("login");
+});
+
+test("a wrong password is refused, the right one opens the overview", async () => {
+  await page.fill("#user", USER);
+  await page.fill("#password", "not the password");
+  await page.click("button[type=submit]");
+  await page.getByRole("alert").waitFor();
+  await page.fill("#user", USER);
+  await page.fill("#password", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.getByRole("heading", { name: "Panoramica" }).waitFor();
+  assert.equal(new URL(page.url()).pathname, "/");
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === "raccordo_console");
+  assert.ok(session?.httpOnly, "the session cookie is HttpOnly");
+  assert.equal(session.sameSite, "Strict");
+  await eventually("/", async () => {
+    assert.match(await page.locator("main").innerText(), /Questo processo: pronto/);
+  });
+  await shot("overview");
+});
+
+test("a bad event appears as a dead letter, and opens with personal fields masked", async () => {
+  publish(event("eviction.step.v1", {
+    procedure_id: "RG-BROWSER-1/2026", step: "intimazione", occurred_on: TODAY,
+    comune_istat: NEW_COMUNE, info_material_delivered: true,
+    household: { ...FAMILY, members: 3, minors: 1, frail: false },
+  }));
+  await eventually("/dead-letters", async () => {
+    assert.equal(await page.locator("#held tbody tr", { hasText: "eviction.step.v1" }).count(), 1);
+  });
+  assert.match(await page.locator("#held").innerText(), new RegExp(NEW_COMUNE));
+  await shot("dead-letters");
+  await page.locator("#held tbody tr", { hasText: "eviction.step.v1" }).getByRole("link").click();
+  await page.getByRole("heading", { name: /Messaggio scartato/ }).waitFor();
+  const body = await page.locator("#body").innerText();
+  // The member is named, its value masked (HeldMessage::masked_body, as `dlq show`).
+  assert.match(body, /"household"/);
+  assert.match(body, new RegExp(`"comune_istat": "${NEW_COMUNE}"`));
+  for (const value of Object.values(FAMILY)) {
+    assert.ok(!body.includes(value), `${value} is masked`);
+    assert.ok(!(await page.content()).includes(value), `${value} is nowhere on the page`);
+  }
+  await shot("dead-letter");
+});
+
+test("a replay without the CSRF token is refused", async () => {
+  const refused = await page.request.post(BASE + "/dead-letters/action", {
+    form: { action: "replay", holding: "all" },
+    maxRedirects: 0,
+  });
+  assert.equal(refused.status(), 403);
+  const wrong = await page.request.post(BASE + "/dead-letters/action", {
+    form: { action: "purge", holding: "all", csrf: "0".repeat(64) },
+    maxRedirects: 0,
+  });
+  assert.equal(wrong.status(), 403);
+  await page.goto(BASE + "/dead-letters");
+  assert.equal(await page.locator("#held tbody tr", { hasText: "eviction.step.v1" }).count(), 1);
+});
+
+test("after fixing the registry, a confirmed replay gets the dead letter processed", async () => {
+  importCsv("comuni", `istat,nome,popolazione,zona_omogenea,ambito\n${NEW_COMUNE},Comune di Prova,1500,Sud Est,Prova\n`);
+  await page.goto(BASE + "/dead-letters");
+  await page.locator("#held tbody tr", { hasText: "eviction.step.v1" }).getByRole("link").click();
+  await page.getByRole("link", { name: "Reinvia questo messaggio" }).click();
+  await page.getByRole("heading", { name: "Conferma" }).waitFor();
+  await shot("confirm");
+  await page.getByRole("button", { name: "Sì, reinvia" }).click();
+  await page.getByRole("status").waitFor();
+  assert.match(await page.getByRole("status").innerText(), /1 messaggi reinviati/);
+  assert.match(await page.locator("#actions").innerText(), new RegExp(`${USER}[\\s\\S]*reinvio`));
+  await eventually("/evictions", async () => {
+    assert.match(await page.locator("main").innerText(), /Comune di Prova/);
+  });
+  await eventually("/dead-letters", async () => {
+    assert.equal(await page.locator("#held tbody tr", { hasText: "eviction.step.v1" }).count(), 0);
+  });
+});
+
+test("a comune turns excluded after occupancy reports push it past 50% of its quota", async () => {
+  await page.goto(BASE + "/coverage");
+  const tile = () => page.locator('.tile[data-istat="015082"]');
+  assert.equal(await tile().getAttribute("data-state"), "incluso");
+  // Colturano: 1,952 inhabitants, a quota of 6; 3 CAS presences are half of it.
+  publish(event("reception.occupancy.v1", {
+    facility_id: "CAS-BROWSER-COLT", comune_istat: "015082", reception_kind: "CAS",
+    capacity: 4, presences: 3, as_of: TODAY,
+  }));
+  await eventually("/coverage", async () => {
+    assert.equal(await tile().getAttribute("data-state"), "escluso");
+  });
+  assert.match(await page.locator('#coverage tr[data-istat="015082"]').innerText(), /escluso[\s\S]*comune al 50%/);
+  await shot("coverage");
+  await tile().click();
+  await page.getByRole("heading", { name: /Colturano/ }).waitFor();
+  assert.match(await page.locator("#state").innerText(), /escluso/);
+  await eventually("/coverage/015082", async () => {
+    assert.match(await page.locator("#announcements").innerText(), /quota\.threshold[\s\S]*escluso dai bandi/);
+  });
+  assert.equal(await page.locator("svg.chart").count(), 1);
+  await shot("comune");
+  const csv = await page.request.get(BASE + "/coverage.csv");
+  assert.equal(csv.status(), 200);
+  assert.match(await csv.text(), /^istat,nome,zona,quota,coverage,ratio,excluded,rule/);
+});
+
+test("the routing preview of an eviction alert never lists an unscoped referent", async () => {
+  importCsv("referents", [
+    "referent_id,institution,role,email,name,comune_istat,ambito,zona",
+    "ss-browser-unscoped,Regione di prova,servizi_sociali,sociale@regione.example,,,,",
+    "ss-browser-zona,Zona Nord Ovest di prova,servizi_sociali,zona@nordovest.example,,,,Nord Ovest",
+  ].join("\n") + "\n");
+  await page.goto(BASE + "/routing");
+  await page.selectOption("#comune", "015182");
+  await page.selectOption("#kind", "eviction.alert");
+  await page.getByRole("button", { name: "Mostra i destinatari" }).click();
+  await page.locator("#recipients").waitFor();
+  const ids = await page.locator("#recipients tr[data-referent]").evaluateAll((rows) => rows.map((r) => r.dataset.referent));
+  assert.ok(ids.includes("ss-rho") && ids.includes("ss-ambito-rho"), `scoped referents: ${ids}`);
+  assert.ok(!ids.includes("ss-browser-unscoped"), "never an unscoped referent");
+  assert.ok(!ids.includes("ss-browser-zona"), "never a zona-wide referent");
+  await shot("routing");
+});
+
+test("a referents file is compared with the registry before its import", async () => {
+  await page.goto(BASE + "/routing");
+  await page.setInputFiles("#csvfile", {
+    name: "referenti.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from([
+      "referent_id,institution,role,email,name,comune_istat,ambito,zona",
+      "ss-browser-unscoped,Regione di prova,servizi_sociali,sociale@regione.example,,015182,,",
+      "ss-browser-new,Comune di Arese,servizi_sociali,ss@arese.example,,015009,,",
+    ].join("\n") + "\n"),
+  });
+  await page.waitForFunction(() => document.querySelector("#csv").value.includes("ss-browser-new"));
+  await page.getByRole("button", { name: "Confronta con il registro" }).click();
+  const diff = await page.locator("#diff").innerText();
+  assert.match(diff, /Aggiunti \(1\)[\s\S]*ss-browser-new/);
+  assert.match(diff, /Modificati \(1\)[\s\S]*ss-browser-unscoped[\s\S]*tutta l'area → comune 015182/);
+  await page.locator("#diff").scrollIntoViewIfNeeded();
+  await shot("routing-import");
+});
+
+test("the evictions page shows masked statistics and the audit trail, never a family", async () => {
+  // A fictional family in Rho asks for help: its alerts go to the servizi sociali.
+  const docket = "RG-BROWSER-2/2026";
+  const household = { ...FAMILY, members: 2, minors: 0, frail: true };
+  const step = (name) => event("eviction.step.v1", {
+    procedure_id: docket, step: name, occurred_on: TODAY, comune_istat: "015182",
+    info_material_delivered: true, household,
+  });
+  publish(step("intimazione"));
+  publish(event("eviction.consent.v1", {
+    procedure_id: docket, comune_istat: "015182", decision: "granted",
+    recorded_by: "Sportello sociale di Rho", recorded_at: new Date().toISOString(),
+    contact: { name: FAMILY.name, phone: FAMILY.phone },
+  }));
+  publish(step("convalida"));
+  await eventually("/evictions", async () => {
+    assert.match(await page.locator("#audit").innerText(), /eviction\.alert[\s\S]*delivered[\s\S]*granted da Sportello sociale di Rho/);
+  });
+  const html = await page.content();
+  assert.match(await page.locator("main").innerText(), /<3/);
+  for (const value of [docket, ...Object.values(FAMILY)]) {
+    assert.ok(!html.includes(value), `${value} is not on the evictions page`);
+  }
+  await shot("evictions");
+});
+
+test("the email gallery shows every kind, text and HTML side by side", async () => {
+  await page.goto(BASE + "/emails");
+  assert.equal(await page.locator("section.email").count(), 12);
+  assert.equal(await page.locator("iframe.mailhtml").count(), 12);
+  // quota.threshold: the frames load lazily, once scrolled into view.
+  await page.locator("section.email").nth(8).evaluate((el) => el.scrollIntoView({ block: "start" }));
+  const frame = page.frameLocator('iframe[src="/emails/quota.threshold/html"]');
+  await frame.getByText("Melegnano").first().waitFor({ state: "attached" });
+  await shot("emails");
+});
+
+test("the overview is readable on a phone", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(BASE + "/");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  assert.equal(overflow, false, "no horizontal scrolling of the page");
+  await shot("overview-phone");
+  await page.setViewportSize({ width: 1280, height: 860 });
+});
