@@ -276,6 +276,13 @@ async fn lock_zona(
     tx: &mut PgConnection,
     zona: &str,
 ) -> Result<HashMap<String, (Standing, i64, i64)>, sqlx::Error> {
+    // One decision per zona at a time, taken before any row of it is touched: the first
+    // reports of a zona on a fresh database insert its state rows, and two such inserts
+    // running at once can deadlock on the unique index even in the same order.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('raccordo:quota:' || $1, 0))")
+        .bind(zona)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         r#"
         INSERT INTO quota_state (comune_istat)
