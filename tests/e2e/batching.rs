@@ -52,3 +52,28 @@ async fn a_batch_holding_a_poison_event_dead_letters_it_alone_and_commits_the_re
     assert!(app.parked().await.is_empty());
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_lone_event_that_fails_leaves_no_trace_so_its_replay_is_processed() {
+    let app = raccordo_e2e::spawn_app().await;
+    app.publish(&app.event("housing.unit.v1", offer("LONE-1", "015999")))
+        .await;
+    let dead = app.wait_for_dead(1).await;
+    assert!(
+        dead[0].error.contains("unknown comune 015999"),
+        "{}",
+        dead[0].error
+    );
+    app.settle().await;
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(inbox, 0, "no idempotency row: a replay is a new event");
+    let units: i64 = sqlx::query_scalar("SELECT count(*) FROM housing_units")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(units, 0);
+    app.cleanup().await;
+}

@@ -135,8 +135,13 @@ impl<W: EventWorker> Handler for Inbound<W> {
                     }
                 }
                 Ok(mut tx) => {
+                    // A lone event needs no savepoint: its failure rolls back nothing else.
+                    let alone = admitted.len() == 1;
                     for (_, i, event) in &admitted {
                         let result = async {
+                            if alone {
+                                return self.ingest(&mut tx, event).await;
+                            }
                             let mut savepoint = tx.begin().await.map_err(HandleError::from_db)?;
                             let outcome = self.ingest(&mut savepoint, event).await?;
                             savepoint.commit().await.map_err(HandleError::from_db)?;
@@ -146,7 +151,14 @@ impl<W: EventWorker> Handler for Inbound<W> {
                         .await;
                         results[*i] = Some(result);
                     }
-                    if let Err(error) = tx.commit().await {
+                    let failed_alone = alone
+                        && admitted
+                            .first()
+                            .is_some_and(|(_, i, _)| matches!(results[*i], Some(Err(_))));
+                    if failed_alone {
+                        // Its writes (the idempotency row first) must not stay: rolled back.
+                        let _ = tx.rollback().await;
+                    } else if let Err(error) = tx.commit().await {
                         // Nothing of the batch is committed: what succeeded must be done again.
                         for (_, i, _) in &admitted {
                             if matches!(results[*i], Some(Ok(_))) {

@@ -37,16 +37,34 @@ impl std::fmt::Debug for NewNotification {
     }
 }
 
-/// Inserts a notification and its deliveries, and wakes the relay at commit.
+/// Inserts a notification and its deliveries, and wakes the relay at commit — in one
+/// statement, one round trip to the database whatever the number of recipients.
 pub async fn insert_notification(
     conn: &mut PgConnection,
     notification: &NewNotification,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::new_v4();
+    let r = &notification.recipients;
+    let emails: Vec<&str> = r.iter().map(|r| r.email.as_ref()).collect();
+    let referents: Vec<&str> = r.iter().map(|r| r.referent_id.as_str()).collect();
+    let names: Vec<Option<&str>> = r.iter().map(|r| r.name.as_deref()).collect();
+    let institutions: Vec<&str> = r.iter().map(|r| r.institution.as_str()).collect();
+    let roles: Vec<&str> = r.iter().map(|r| r.role.as_str()).collect();
+    // The deliveries' foreign key is checked at the end of the statement, when the
+    // notification row exists. The NOTIFY is delivered only if the transaction commits.
     sqlx::query(
         r#"
-        INSERT INTO notifications (id, kind, comune_istat, payload, urgent, undeliverable)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        WITH notification AS (
+            INSERT INTO notifications (id, kind, comune_istat, payload, urgent, undeliverable)
+            VALUES ($1, $2, $3, $4, $5, $6)
+        ), recipients AS (
+            INSERT INTO deliveries (notification_id, email, referent_id, name, institution, role)
+            SELECT $1, r.email, r.referent_id, r.name, r.institution, r.role
+            FROM UNNEST($7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[])
+                AS r (email, referent_id, name, institution, role)
+            ON CONFLICT (notification_id, email) DO NOTHING
+        )
+        SELECT pg_notify($12, '')
         "#,
     )
     .bind(id)
@@ -59,31 +77,15 @@ pub async fn insert_notification(
     )
     .bind(&notification.payload)
     .bind(notification.urgent)
-    .bind(notification.recipients.is_empty())
+    .bind(r.is_empty())
+    .bind(&emails)
+    .bind(&referents)
+    .bind(&names)
+    .bind(&institutions)
+    .bind(&roles)
+    .bind(OUTBOX_CHANNEL)
     .execute(&mut *conn)
     .await?;
-    for r in &notification.recipients {
-        sqlx::query(
-            r#"
-            INSERT INTO deliveries (notification_id, email, referent_id, name, institution, role)
-            VALUES ($1, $2, $3, $4, $5, $6)
-            ON CONFLICT (notification_id, email) DO NOTHING
-            "#,
-        )
-        .bind(id)
-        .bind(r.email.as_ref())
-        .bind(&r.referent_id)
-        .bind(&r.name)
-        .bind(&r.institution)
-        .bind(r.role.as_str())
-        .execute(&mut *conn)
-        .await?;
-    }
-    // Delivered by PostgreSQL only if the transaction commits.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(OUTBOX_CHANNEL)
-        .execute(&mut *conn)
-        .await?;
     Ok(id)
 }
 
