@@ -11,8 +11,18 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SECONDS_EACH=${1:-30}
-[[ $SECONDS_EACH =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
+# `--runs N`: N executions per target from a fixed seed instead of a time, so the run is the
+# same every time (what .ci/run does: a red CI must be reproducible).
+LIMIT=()
+if [[ ${1:-} == --runs ]]; then
+  [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS | --runs N]" >&2; exit 2; }
+  LIMIT=(-runs="$2" -seed=1)
+  SECONDS_EACH=0
+else
+  SECONDS_EACH=${1:-30}
+  [[ $SECONDS_EACH =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS | --runs N]" >&2; exit 2; }
+  LIMIT=(-max_total_time="$SECONDS_EACH")
+fi
 export RUSTC_BOOTSTRAP=1
 FUZZ_ARGS=(--sanitizer none)
 
@@ -35,7 +45,7 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   # One process, one thread (the default; -jobs/-workers would fork and log to files).
   if cargo fuzz run "${FUZZ_ARGS[@]}" "$t" "fuzz/target/corpus/$t" "fuzz/corpus/$t" -- \
-    -max_total_time="$SECONDS_EACH" -timeout=30 -print_final_stats=1 >"$out" 2>&1; then
+    "${LIMIT[@]}" -timeout=30 -print_final_stats=1 >"$out" 2>&1; then
     status=ok
   else
     status=CRASH
