@@ -36,6 +36,8 @@ use crate::settings::Settings;
 
 /// Bound on the broker's answer to an ack.
 const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on declaring the topology and attaching the consumer.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the watchdog looks at the connection.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(2);
 
@@ -222,21 +224,28 @@ async fn consume_on(
     handler: &dyn Handler,
     token: &CancellationToken,
 ) -> Result<(), LoopError> {
-    let publisher = Publisher::open(connection).await?;
-    ctx.topology.declare(publisher.channel()).await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(ctx.settings.amqp.prefetch, BasicQosOptions::default())
-        .await?;
     let queue_name = ctx.topology.queue(queue);
-    let mut consumer = channel
-        .basic_consume(
-            queue_name.clone().into(),
-            name.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // A broker that accepts the connection but never answers must not hang the start.
+    let started = tokio::time::timeout(SETUP_TIMEOUT, async {
+        let publisher = Publisher::open(connection).await?;
+        ctx.topology.declare(publisher.channel()).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(ctx.settings.amqp.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue_name.clone().into(),
+                name.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((publisher, channel, consumer))
+    })
+    .await
+    .map_err(|_| LoopError::Timeout(SETUP_TIMEOUT))?;
+    let (publisher, channel, mut consumer) = started?;
     ctx.health.set_state(name, ConsumerState::Consuming);
     tracing::info!(queue = %queue_name, prefetch = ctx.settings.amqp.prefetch, "Started consuming.");
     let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
