@@ -774,7 +774,7 @@ async fn parked_eviction_work_waits_in_its_own_queue_and_expires() {
         .execute(&app.pool)
         .await
         .expect("fingerprint changed");
-    let mut data = step("RG 808/2026", "accesso", None);
+    let mut data = step("RG PARCHEGGIO-77/2026", "accesso", None);
     data["household"] = json!({"name": "Famiglia Parcheggio"});
     app.publish(&app.event("eviction.step.v1", data)).await;
     let parked = app.wait_for_held(Holding::Parked, 1).await;
@@ -804,6 +804,28 @@ async fn parked_eviction_work_waits_in_its_own_queue_and_expires() {
         .map(|e| e.as_str().to_owned());
     assert_eq!(expiration.as_deref(), Some("259200000"), "three days");
     let _ = connection.close(200, "done".into()).await;
+    // What an operator sees of it names no one.
+    for args in [
+        vec!["dlq", "list", "--queue", "parked"],
+        vec!["dlq", "show", parked[0].id.as_str()],
+    ] {
+        let output = app
+            .command()
+            .args(&args)
+            .output()
+            .await
+            .expect("raccordo dlq");
+        assert!(output.status.success(), "{args:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !text.contains("Parcheggio") && !text.contains("808"),
+            "{args:?}: {text}"
+        );
+    }
     app.cleanup().await;
 }
 
