@@ -529,30 +529,9 @@ impl TestApp {
     }
 }
 
-/// A minimal HTTP/1.1 GET on loopback: (status, body).
+/// A minimal HTTP/1.1 GET on loopback: (status, body) — the benchmark's own client.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    raccordo::bench::http_get(addr, path)
         .await
-        .expect("the HTTP endpoint accepts connections");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("request sent");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("response read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+        .expect("the HTTP endpoint answers within 5 s")
 }

@@ -177,7 +177,7 @@ pub(crate) fn consumed_inbound(metrics: &str) -> Option<u64> {
 }
 
 /// A minimal HTTP/1.1 GET on loopback: (status, body), bounded to 5 s.
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     tokio::time::timeout(Duration::from_secs(5), async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");

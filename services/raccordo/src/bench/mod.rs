@@ -32,6 +32,7 @@ mod report;
 mod run;
 mod stats;
 
+pub use hub::http_get;
 pub use load::Scenario;
 pub use options::BenchArgs;
 pub use run::run;
