@@ -21,20 +21,7 @@ pub fn sample_payload(kind: &str) -> Option<Value> {
         "notes": "Esempio: chiavi presso l'ufficio tecnico",
         "update": false,
     });
-    let comune = json!({
-        "comune_istat": "015140",
-        "comune_nome": "Melegnano",
-        "zona": "Sud Est",
-        "coverage": 24,
-        "quota": 47,
-        "percentage": 51.1,
-        "zona_coverage": 120,
-        "zona_quota": 477,
-        "zona_percentage": 25.2,
-        "threshold_percentage": 50.0,
-        "zone_full_percentage": 100.0,
-        "as_of": "2026-11-03",
-    });
+    let comune = comune();
     let consent =
         json!({"recorded_by": "Sportello sociale di Rho", "date": "2026-11-02", "time": "10:30"});
     let step = |step: &str, label: &str, on: &str| {
@@ -130,6 +117,24 @@ pub fn sample_payload(kind: &str) -> Option<Value> {
         _ => return None,
     };
     Some(payload)
+}
+
+/// A comune's coverage as the quota kinds carry it (Melegnano, past half of its quota).
+pub(crate) fn comune() -> Value {
+    json!({
+        "comune_istat": "015140",
+        "comune_nome": "Melegnano",
+        "zona": "Sud Est",
+        "coverage": 24,
+        "quota": 47,
+        "percentage": 51.1,
+        "zona_coverage": 120,
+        "zona_quota": 477,
+        "zona_percentage": 25.2,
+        "threshold_percentage": 50.0,
+        "zone_full_percentage": 100.0,
+        "as_of": "2026-11-03",
+    })
 }
 
 fn monthly() -> Value {

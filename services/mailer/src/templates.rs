@@ -647,20 +647,7 @@ mod quota_tests {
     const NOTIFICATION: Uuid = Uuid::from_u128(0x0193_8c2e_5d4f_7a10_8b2c_3d4e_5f60_7183);
 
     fn comune() -> Value {
-        json!({
-            "comune_istat": "015140",
-            "comune_nome": "Melegnano",
-            "zona": "Sud Est",
-            "coverage": 24,
-            "quota": 47,
-            "percentage": 51.1,
-            "zona_coverage": 120,
-            "zona_quota": 477,
-            "zona_percentage": 25.2,
-            "threshold_percentage": 50.0,
-            "zone_full_percentage": 100.0,
-            "as_of": "2026-11-03",
-        })
+        crate::samples::comune()
     }
 
     fn payload_for(kind: &str) -> Value {
