@@ -32,6 +32,10 @@ use crate::occupancy::{OccupancyReport, ReceptionKind};
 pub struct QuotaWorker {
     per_thousand: f64,
     ratios: Ratios,
+    /// Each comune's zona (ISTAT code → zona), as the registry said at start: the lock key
+    /// of a batch. A comune imported later is decided in a transaction of its own; a comune
+    /// moved to another zona since only risks a deadlock, which is detected and retried.
+    zona_of: HashMap<String, String>,
 }
 
 impl QuotaWorker {
@@ -40,7 +44,17 @@ impl QuotaWorker {
         Self {
             per_thousand: settings.per_thousand,
             ratios: Ratios::from(settings),
+            zona_of: HashMap::new(),
         }
+    }
+
+    /// The same, deciding reports in batches ordered by their comune's zona.
+    pub fn with_zone(mut self, comuni: &[Comune]) -> Self {
+        self.zona_of = comuni
+            .iter()
+            .map(|c| (c.istat.as_ref().to_owned(), c.zona.clone()))
+            .collect();
+        self
     }
 }
 
@@ -48,6 +62,14 @@ impl QuotaWorker {
 impl EventWorker for QuotaWorker {
     fn accepts(&self) -> &'static [EventType] {
         &[EventType::ReceptionOccupancy]
+    }
+
+    /// A report locks its zona (an advisory lock, then every comune of it in ISTAT order):
+    /// batches apply reports zona by zona, so two batches never wait on each other in a
+    /// circle.
+    fn batch_key(&self, event: &Envelope) -> Option<String> {
+        let comune = event.data.get("comune_istat")?.as_str()?;
+        self.zona_of.get(comune).cloned()
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {

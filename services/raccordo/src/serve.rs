@@ -129,11 +129,20 @@ impl App {
                     publishers.clone(),
                     RegistryWorker,
                 )),
-                WorkQueue::Quota => Arc::new(Inbound::new(
-                    pool.clone(),
-                    publishers.clone(),
-                    QuotaWorker::new(&settings.quota),
-                )),
+                WorkQueue::Quota => {
+                    let mut conn = pool
+                        .acquire()
+                        .await
+                        .context("Failed to read the registry")?;
+                    let comuni = raccordo_core::registry::list_comuni(&mut conn)
+                        .await
+                        .context("Failed to read the registry")?;
+                    Arc::new(Inbound::new(
+                        pool.clone(),
+                        publishers.clone(),
+                        QuotaWorker::new(&settings.quota).with_zone(&comuni),
+                    ))
+                }
                 WorkQueue::Unrouted => Arc::new(Unrouted),
                 WorkQueue::Mailer => {
                     let transport =
