@@ -11,20 +11,11 @@ use libfuzzer_sys::fuzz_target;
 use raccordo_core::envelope::EventType;
 use raccordo_eviction::decide::{Input, Notice, Personal, Trigger, decide};
 use raccordo_eviction::event::{ConsentDecision, ConsentEvent};
-use raccordo_fuzz::{assert_datetime, data_as, decode, plausible, split_body};
+use raccordo_fuzz::{assert_datetime, plausible, wire_event};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((event, rest)) = split_body(data) else {
-        return;
-    };
-    let (body, decoded) = decode(&event);
-    let Ok(envelope) = decoded else {
-        return;
-    };
-    if envelope.event_type != EventType::EvictionConsent {
-        return;
-    }
-    let Ok(consent) = data_as::<ConsentEvent>(&envelope, &body) else {
+    let Some((consent, body, rest)) = wire_event::<ConsentEvent>(data, EventType::EvictionConsent)
+    else {
         return;
     };
     assert_datetime("recorded_at", consent.recorded_at, &body);

@@ -13,20 +13,10 @@ use raccordo_eviction::decide::{
     Input, Notice, Personal, StepRecord, Trigger, days_until, decide, is_urgent, next_access,
 };
 use raccordo_eviction::event::StepEvent;
-use raccordo_fuzz::{assert_date, assert_datetime, data_as, decode, plausible, split_body};
+use raccordo_fuzz::{assert_date, assert_datetime, plausible, wire_event};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((event, rest)) = split_body(data) else {
-        return;
-    };
-    let (body, decoded) = decode(&event);
-    let Ok(envelope) = decoded else {
-        return;
-    };
-    if envelope.event_type != EventType::EvictionStep {
-        return;
-    }
-    let Ok(step) = data_as::<StepEvent>(&envelope, &body) else {
+    let Some((step, body, rest)) = wire_event::<StepEvent>(data, EventType::EvictionStep) else {
         return;
     };
     assert_date("occurred_on", step.occurred_on, &body);

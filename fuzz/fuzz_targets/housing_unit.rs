@@ -8,22 +8,12 @@
 use libfuzzer_sys::fuzz_target;
 
 use raccordo_core::envelope::EventType;
-use raccordo_fuzz::{assert_date, data_as, decode, split_body};
+use raccordo_fuzz::{assert_date, wire_event};
 use raccordo_housing::decide::{Notice, decide};
 use raccordo_housing::unit::{Action, BuildingType, HousingUnit, IdentifiedBy};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((event, rest)) = split_body(data) else {
-        return;
-    };
-    let (body, decoded) = decode(&event);
-    let Ok(envelope) = decoded else {
-        return;
-    };
-    if envelope.event_type != EventType::HousingUnit {
-        return;
-    }
-    let Ok(unit) = data_as::<HousingUnit>(&envelope, &body) else {
+    let Some((unit, body, rest)) = wire_event::<HousingUnit>(data, EventType::HousingUnit) else {
         return;
     };
     if let Some(from) = unit.available_from {

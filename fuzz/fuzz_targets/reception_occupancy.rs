@@ -10,7 +10,7 @@ use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 
 use raccordo_core::envelope::EventType;
-use raccordo_fuzz::{assert_date, data_as, decode, plausible, split_body};
+use raccordo_fuzz::{assert_date, plausible, wire_event};
 use raccordo_quota::decide::{
     Announcement, ComuneFigures, Facility, ZonaTotals, announcements, flagged, over_capacity,
     percentage, standing, supersedes, verification_deadline,
@@ -18,17 +18,9 @@ use raccordo_quota::decide::{
 use raccordo_quota::occupancy::OccupancyReport;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((event, rest)) = split_body(data) else {
-        return;
-    };
-    let (body, decoded) = decode(&event);
-    let Ok(envelope) = decoded else {
-        return;
-    };
-    if envelope.event_type != EventType::ReceptionOccupancy {
-        return;
-    }
-    let Ok(report) = data_as::<OccupancyReport>(&envelope, &body) else {
+    let Some((report, body, rest)) =
+        wire_event::<OccupancyReport>(data, EventType::ReceptionOccupancy)
+    else {
         return;
     };
     assert_date("as_of", report.as_of, &body);

@@ -14,7 +14,7 @@
 //! - [`plausible`]: prior states as the hub could hold them.
 //! - [`csv_lines`]: the CSV imports' line numbers, checked against the `csv` crate.
 
-use raccordo_core::envelope::{Envelope, Rejection};
+use raccordo_core::envelope::{Envelope, EventType, Rejection};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::{Date, OffsetDateTime};
@@ -217,4 +217,22 @@ pub fn assert_datetime(field: &str, at: OffsetDateTime, body: &[u8]) {
     let utc = OffsetDateTime::from_unix_timestamp(at.unix_timestamp())
         .unwrap_or_else(|_| panic!("{field} decoded, but its instant has no UTC form"));
     assert_year(field, utc.year(), body);
+}
+
+/// A target's input as one event of `event_type`: the body after [`decode`] (canaries in
+/// place of personal values), its data as `T` through [`data_as`], and the bytes left for
+/// the prior state. None when the input is not such an event; every check of [`decode`]
+/// and [`data_as`] has run by then.
+pub fn wire_event<T: DeserializeOwned>(
+    data: &[u8],
+    event_type: EventType,
+) -> Option<(T, Vec<u8>, &[u8])> {
+    let (event, rest) = split_body(data)?;
+    let (body, decoded) = decode(&event);
+    let envelope = decoded.ok()?;
+    if envelope.event_type != event_type {
+        return None;
+    }
+    let wire = data_as::<T>(&envelope, &body).ok()?;
+    Some((wire, body, rest))
 }
