@@ -8,6 +8,7 @@ mod console;
 mod eviction;
 mod failures;
 mod housing;
+mod mailer;
 mod operations;
 mod quota;
 mod transport_tls;

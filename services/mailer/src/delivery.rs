@@ -1,23 +1,36 @@
-//! The mailer worker: for each notification published on `{prefix}.events`, one email per
-//! recipient recorded in the database, each sent at most once.
+//! The mailer: sends the emails the workers decided, one per recipient, each at most once.
 //!
-//! Each recipient's row is locked (`FOR UPDATE SKIP LOCKED`) while its email is sent and
-//! marked delivered in the same transaction, so a redelivered notification, a second mailer
-//! replica or a restart sends nothing twice. A crash between the server's acceptance and
-//! the commit resends — with the same `Message-ID`, so mail systems can tell (CONTRACT F3).
+//! Its work is rows of `deliveries`, claimed straight from the database — no broker hop:
+//! woken by the NOTIFY of each committed notification, a sender locks its share of
+//! [`MAX_UNRECORDED_EMAILS`] due rows (`FOR UPDATE SKIP LOCKED`), sends them and records
+//! the outcome in the same transaction, so a second sender, a second replica or a restart
+//! sends nothing twice. A crash between the server's acceptance and the commit resends —
+//! with the same `Message-ID`, so mail systems can tell (CONTRACT F3). A transient failure
+//! makes the row due again after the retry delay; after `retry.max_attempts`, or at once
+//! for a refusal, the row is held and the relay announces it in `{prefix}.parked` or
+//! `{prefix}.dead`, where `raccordo dlq replay` sends it to `{prefix}.mailer` and
+//! [`ReplayHandler`] makes it due again (CONTRACT F1, F2).
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use uuid::Uuid;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use raccordo_core::amqp::{HandleError, Handler, Message, Outcome};
-use raccordo_core::db::NotificationMessage;
+use raccordo_core::db::{
+    self, AfterFailure, DueDelivery, FailedEmail, HeldIn, NotificationMessage, OUTBOX_CHANNEL,
+    SentEmail,
+};
 use raccordo_core::domain::EmailAddress;
-use raccordo_core::settings::{MailSettings, MailTransportKind, SettingsError};
+use raccordo_core::health::{ConsumerState, Health};
+use raccordo_core::settings::{MailSettings, MailTransportKind, RetrySettings, SettingsError};
 
 use crate::message::{OutgoingEmail, message_id_for};
 use crate::outbox_file::FileOutbox;
@@ -51,12 +64,13 @@ pub fn transport_from_settings(settings: &MailSettings) -> Result<Transport, Tra
     })
 }
 
-/// The consume-loop handler of `{prefix}.mailer`.
-pub struct MailerHandler {
+/// Sends due deliveries; shared by the senders of a process.
+pub struct Mailer {
     pool: PgPool,
     transport: Transport,
     from: String,
     message_id_domain: String,
+    retry: RetrySettings,
     emails_per_commit: i64,
 }
 
@@ -64,278 +78,241 @@ pub struct MailerHandler {
 /// them: they are sent again after a restart, with the same Message-IDs (CONTRACT F3).
 pub const MAX_UNRECORDED_EMAILS: usize = 16;
 
-impl MailerHandler {
-    /// A mailer sending from `from` (`mail.from`) through `transport`; one of `consumers`
-    /// mailer consumers of the process, which share [`MAX_UNRECORDED_EMAILS`]: each sends
-    /// its share under one lock and records it in one commit.
-    pub fn new(pool: PgPool, transport: Transport, from: &str, consumers: u16) -> Self {
+/// What one round of a sender did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Round {
+    /// Deliveries claimed.
+    pub claimed: usize,
+    /// Of which the server accepted.
+    pub sent: usize,
+    /// The soonest retry this round scheduled.
+    pub retry_in: Option<Duration>,
+}
+
+impl Mailer {
+    /// A mailer sending from `from` (`mail.from`) through `transport`, retrying by `retry`;
+    /// its `senders` share [`MAX_UNRECORDED_EMAILS`]: each sends its share under one lock
+    /// and records it in one commit.
+    pub fn new(
+        pool: PgPool,
+        transport: Transport,
+        from: &str,
+        retry: &RetrySettings,
+        senders: u16,
+    ) -> Self {
         let domain = EmailAddress::parse_mailbox(from)
             .map(|e| e.domain().to_owned())
             .unwrap_or_else(|_| "raccordo.invalid".to_owned());
-        let share = MAX_UNRECORDED_EMAILS / usize::from(consumers.max(1));
+        let share = MAX_UNRECORDED_EMAILS / usize::from(senders.max(1));
         Self {
             pool,
             transport,
             from: from.to_owned(),
             message_id_domain: domain,
+            retry: retry.clone(),
             emails_per_commit: i64::try_from(share.max(1)).unwrap_or(1),
         }
     }
+
+    /// One round: claims this sender's share of due deliveries, sends them, and records
+    /// every outcome in the claim's transaction.
+    pub async fn send_due(&self) -> Result<Round, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let due = db::claim_due(&mut tx, self.emails_per_commit).await?;
+        let mut round = Round {
+            claimed: due.len(),
+            ..Round::default()
+        };
+        let mut sent = Vec::new();
+        let mut failed = Vec::new();
+        for row in &due {
+            match self.send(row).await {
+                Ok(email) => sent.push(email),
+                Err(failure) => {
+                    if let AfterFailure::RetryAfter(delay) = failure.then {
+                        round.retry_in = Some(round.retry_in.map_or(delay, |d| d.min(delay)));
+                    }
+                    failed.push(failure);
+                }
+            }
+        }
+        round.sent = sent.len();
+        db::record_sent(&mut tx, &sent).await?;
+        db::record_failed(&mut tx, &failed).await?;
+        tx.commit().await?;
+        Ok(round)
+    }
+
+    /// What follows a failure of attempt `attempts + 1`.
+    fn after_failure(&self, transient: bool, attempts: i32) -> AfterFailure {
+        let attempt = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
+        if !transient {
+            AfterFailure::Hold(HeldIn::Dead)
+        } else if attempt >= self.retry.max_attempts {
+            AfterFailure::Hold(HeldIn::Parked)
+        } else {
+            AfterFailure::RetryAfter(self.retry.delay(attempt))
+        }
+    }
 }
 
-/// A recipient still waiting for a notification's email, with what the email says.
-#[derive(sqlx::FromRow)]
-struct Pending {
-    notification_id: Uuid,
-    kind: String,
-    payload: serde_json::Value,
-    urgent: bool,
-    email: String,
-    referent_id: String,
-    name: Option<String>,
-    institution: String,
-    role: String,
+/// Runs `senders` senders until `token` is cancelled: each sends while work is due, then
+/// waits for a NOTIFY of a commit, its soonest retry, or `poll` (a NOTIFY missed while
+/// the listener reconnected, another replica's retries). A sender finishes its round
+/// before it stops (CONTRACT F4).
+pub async fn run_mailer(
+    mailer: Arc<Mailer>,
+    senders: u16,
+    poll: Duration,
+    health: Health,
+    token: CancellationToken,
+) {
+    let (wake, woken) = watch::channel(0u64);
+    let tracker = TaskTracker::new();
+    tracker.spawn(listen(mailer.pool.clone(), wake, poll, token.clone()));
+    for index in 0..senders.max(1) {
+        let name = format!("mailer-sender-{index}");
+        health.expect(&name);
+        tracker.spawn(run_sender(
+            mailer.clone(),
+            name,
+            woken.clone(),
+            poll,
+            health.clone(),
+            token.clone(),
+        ));
+    }
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("Mailer stopped.");
 }
 
-/// What one recipient's send came to.
-enum Sent {
-    Delivered {
-        email: String,
-        response: String,
-        message_id: String,
-    },
-    Failed(Failure),
+/// Turns each NOTIFY on the outbox channel into a wake-up of every sender.
+async fn listen(pool: PgPool, wake: watch::Sender<u64>, poll: Duration, token: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            error = listen_until_lost(&pool, &wake) => {
+                tracing::warn!(error = %error, "Mailer's database listener lost; reconnecting.");
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
 }
 
-/// A recipient's email that did not go.
-struct Failure {
-    email: String,
-    /// Recorded on the delivery.
-    error: String,
-    message_id: Option<String>,
-    /// Worth a retry (SMTP 4xx, connection); otherwise the recipient is given up.
-    transient: bool,
-    /// For the consume loop's retry or dead letter.
-    reason: String,
+async fn listen_until_lost(pool: &PgPool, wake: &watch::Sender<u64>) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(l) => l,
+        Err(error) => return error,
+    };
+    if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
+        return error;
+    }
+    // What committed while no listener was up is found by this wake.
+    wake.send_modify(|n| *n += 1);
+    loop {
+        if let Err(error) = listener.recv().await {
+            return error;
+        }
+        wake.send_modify(|n| *n += 1);
+    }
 }
 
-/// What became of one notification's pending recipients.
-#[derive(Default)]
-struct Tally {
-    sent: usize,
-    transient: Vec<String>,
-    permanent: Vec<String>,
+async fn run_sender(
+    mailer: Arc<Mailer>,
+    name: String,
+    mut woken: watch::Receiver<u64>,
+    poll: Duration,
+    health: Health,
+    token: CancellationToken,
+) {
+    let mut retry_at: Option<Instant> = None;
+    while !token.is_cancelled() {
+        woken.borrow_and_update();
+        let wait = match mailer.send_due().await {
+            Ok(round) => {
+                health.set_state(&name, ConsumerState::Consuming);
+                if let Some(delay) = round.retry_in {
+                    let at = Instant::now() + delay;
+                    retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+                }
+                if round.claimed as i64 >= mailer.emails_per_commit {
+                    continue;
+                }
+                let until_retry = retry_at.map(|r| r.saturating_duration_since(Instant::now()));
+                if until_retry == Some(Duration::ZERO) {
+                    retry_at = None;
+                    continue;
+                }
+                until_retry.map_or(poll, |d| d.min(poll))
+            }
+            Err(error) => {
+                // Nothing was recorded: the claimed rows are due again, and an email the
+                // server accepted goes again with its Message-ID.
+                health.set_state(&name, ConsumerState::PausedDatabaseDown);
+                tracing::warn!(error = %error, "Mailer could not record its round; retrying.");
+                poll
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = woken.changed() => {}
+            _ = tokio::time::sleep(wait) => {
+                if retry_at.is_some_and(|r| r <= Instant::now()) {
+                    retry_at = None;
+                }
+            }
+        }
+    }
+}
+
+/// The handler of `{prefix}.mailer`: a held notification replayed by an operator has its
+/// held deliveries made due again; the senders are woken at commit.
+pub struct ReplayHandler {
+    pool: PgPool,
+}
+
+impl ReplayHandler {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
 }
 
 #[async_trait]
-impl Handler for MailerHandler {
+impl Handler for ReplayHandler {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
-        self.handle_batch(&[message])
+        let n: NotificationMessage = serde_json::from_slice(&message.body)
+            .map_err(|e| HandleError::Permanent(format!("not a notification message: {e}")))?;
+        message.span.record("type", n.kind.as_str());
+        let mut conn = self.pool.acquire().await.map_err(HandleError::from_db)?;
+        if db::load_notification(&mut conn, n.id)
             .await
-            .pop()
-            .unwrap_or(Err(HandleError::Transient("no result".into())))
-    }
-
-    /// The notifications of the batch are delivered together: their pending recipients are
-    /// locked (`FOR UPDATE SKIP LOCKED`) its share of [`MAX_UNRECORDED_EMAILS`] at a time, sent, and marked
-    /// delivered in the same transaction, so a redelivery or a second mailer sends nothing
-    /// twice.
-    async fn handle_batch(&self, messages: &[&Message]) -> Vec<Result<Outcome, HandleError>> {
-        let announced: Vec<Result<Uuid, HandleError>> = messages
-            .iter()
-            .map(|m| {
-                let n: NotificationMessage = serde_json::from_slice(&m.body).map_err(|e| {
-                    HandleError::Permanent(format!("not a notification message: {e}"))
-                })?;
-                m.span.record("type", n.kind.as_str());
-                Ok(n.id)
-            })
-            .collect();
-        let ids: Vec<Uuid> = announced
-            .iter()
-            .filter_map(|r| r.as_ref().ok().copied())
-            .collect();
-        let tallies = match self.deliver(&ids).await {
-            Ok(t) => t,
-            Err(error) => {
-                // Whatever was committed stays delivered; the rest is retried.
-                return announced
-                    .into_iter()
-                    .map(|r| {
-                        r.and_then(|_| Err(HandleError::Transient(format!("database: {error}"))))
-                    })
-                    .collect();
-            }
-        };
-        let untouched: Vec<Uuid> = ids
-            .iter()
-            .filter(|id| !tallies.contains_key(*id))
-            .copied()
-            .collect();
-        let known = match self.undeliverable(&untouched).await {
-            Ok(known) => known,
-            Err(error) => {
-                return announced
-                    .into_iter()
-                    .map(|r| r.and_then(|_| Err(HandleError::from_db_ref(&error))))
-                    .collect();
-            }
-        };
-        announced
-            .into_iter()
-            .map(|r| {
-                let id = r?;
-                match tallies.get(&id) {
-                    // Transient first: a retry then also reaches what a permanent error skipped.
-                    Some(t) if !t.transient.is_empty() => {
-                        Err(HandleError::Transient(t.transient.join("; ")))
-                    }
-                    Some(t) if !t.permanent.is_empty() => {
-                        Err(HandleError::Permanent(t.permanent.join("; ")))
-                    }
-                    Some(_) => Ok(Outcome::Processed),
-                    // Delivered already (or being sent by another mailer), undeliverable, or unknown.
-                    None => match known.get(&id) {
-                        None => Err(HandleError::Permanent(format!(
-                            "notification {id} is not in the database"
-                        ))),
-                        Some(true) => Ok(Outcome::Processed),
-                        Some(false) => Ok(Outcome::Duplicate),
-                    },
-                }
-            })
-            .collect()
+            .map_err(HandleError::from_db)?
+            .is_none()
+        {
+            return Err(HandleError::Permanent(format!(
+                "notification {} is not in the database",
+                n.id
+            )));
+        }
+        let released = db::release_held(&mut conn, n.id)
+            .await
+            .map_err(HandleError::from_db)?;
+        tracing::info!(notification = %n.id, released, "Held deliveries due again.");
+        Ok(if released == 0 {
+            Outcome::Duplicate
+        } else {
+            Outcome::Processed
+        })
     }
 }
 
-impl MailerHandler {
-    /// Sends every pending email of `ids`, its share of [`MAX_UNRECORDED_EMAILS`] per transaction.
-    async fn deliver(&self, ids: &[Uuid]) -> Result<BTreeMap<Uuid, Tally>, sqlx::Error> {
-        let mut tallies: BTreeMap<Uuid, Tally> = BTreeMap::new();
-        if ids.is_empty() {
-            return Ok(tallies);
-        }
-        // Recipients tried in this call: a transient failure stays pending, and must not be
-        // tried again before the consume loop's retry delay.
-        let mut tried: (Vec<Uuid>, Vec<String>) = (Vec::new(), Vec::new());
-        loop {
-            let mut tx = self.pool.begin().await?;
-            let pending: Vec<Pending> = sqlx::query_as(
-                r#"
-                SELECT d.notification_id, n.kind, n.payload, n.urgent,
-                       d.email, d.referent_id, d.name, d.institution, d.role
-                FROM deliveries d
-                JOIN notifications n ON n.id = d.notification_id
-                WHERE d.notification_id = ANY($1)
-                  AND d.delivered_at IS NULL
-                  AND d.failed_at IS NULL
-                  AND NOT EXISTS (
-                        SELECT 1
-                        FROM UNNEST($2::UUID[], $3::TEXT[]) AS t (notification_id, email)
-                        WHERE t.notification_id = d.notification_id
-                          AND t.email = d.email
-                  )
-                ORDER BY d.notification_id, d.email
-                LIMIT $4
-                FOR UPDATE OF d SKIP LOCKED
-                "#,
-            )
-            .bind(ids)
-            .bind(&tried.0)
-            .bind(&tried.1)
-            .bind(self.emails_per_commit)
-            .fetch_all(&mut *tx)
-            .await?;
-            if pending.is_empty() {
-                tx.commit().await?;
-                return Ok(tallies);
-            }
-            let mut delivered = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let mut failures = Vec::new();
-            for row in &pending {
-                tried.0.push(row.notification_id);
-                tried.1.push(row.email.clone());
-                let tally = tallies.entry(row.notification_id).or_default();
-                match self.send(row).await {
-                    Sent::Delivered {
-                        email,
-                        response,
-                        message_id,
-                    } => {
-                        tally.sent += 1;
-                        delivered.0.push(row.notification_id);
-                        delivered.1.push(email);
-                        delivered.2.push(response);
-                        delivered.3.push(message_id);
-                    }
-                    Sent::Failed(failure) => {
-                        if failure.transient {
-                            tally.transient.push(failure.reason.clone());
-                        } else {
-                            tally.permanent.push(failure.reason.clone());
-                        }
-                        failures.push((row.notification_id, failure));
-                    }
-                }
-            }
-            if !delivered.0.is_empty() {
-                sqlx::query(
-                    r#"
-                    UPDATE deliveries d
-                    SET delivered_at = now(),
-                        smtp_response = s.response,
-                        message_id = s.message_id,
-                        attempts = d.attempts + 1,
-                        last_error = NULL
-                    FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[])
-                        AS s (notification_id, email, response, message_id)
-                    WHERE d.notification_id = s.notification_id
-                      AND d.email = s.email
-                    "#,
-                )
-                .bind(&delivered.0)
-                .bind(&delivered.1)
-                .bind(&delivered.2)
-                .bind(&delivered.3)
-                .execute(&mut *tx)
-                .await?;
-            }
-            // Failures are rare: recorded one by one, in the same commit.
-            for (notification_id, f) in &failures {
-                record_failure(
-                    &mut tx,
-                    *notification_id,
-                    &f.email,
-                    &f.error,
-                    f.message_id.as_deref(),
-                    f.transient,
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            if (pending.len() as i64) < self.emails_per_commit {
-                return Ok(tallies);
-            }
-        }
-    }
-
-    /// Of notifications with nothing to send: which exist, and whether undeliverable.
-    async fn undeliverable(&self, ids: &[Uuid]) -> Result<BTreeMap<Uuid, bool>, sqlx::Error> {
-        if ids.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let rows: Vec<(Uuid, bool)> =
-            sqlx::query_as("SELECT id, undeliverable FROM notifications WHERE id = ANY($1)")
-                .bind(ids)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.into_iter().collect())
-    }
-}
-
-impl MailerHandler {
+impl Mailer {
     /// Renders and sends one recipient's email; the caller records the outcome.
-    async fn send(&self, row: &Pending) -> Sent {
+    async fn send(&self, row: &DueDelivery) -> Result<SentEmail, FailedEmail> {
         let notification_id = row.notification_id;
         let kind = row.kind.as_str();
         let recipient = RecipientContext {
@@ -343,21 +320,18 @@ impl MailerHandler {
             institution: row.institution.clone(),
             role: row.role.clone(),
         };
-        let rendered = match render(kind, notification_id, &row.payload, &recipient) {
-            Ok(r) => r,
-            Err(e) => {
-                // A template or payload fault is not this message's to retry: recorded on
-                // the recipient so it is visible in status, and dead-lettered for an operator.
-                let reason = format!("cannot render {kind}: {}", chain(&e));
-                return Sent::Failed(Failure {
-                    email: row.email.clone(),
-                    error: reason.clone(),
-                    message_id: None,
-                    transient: false,
-                    reason,
-                });
+        let rendered = render(kind, notification_id, &row.payload, &recipient).map_err(|e| {
+            // A template or payload fault is not worth a retry: held in `{prefix}.dead`.
+            metrics::counter!("raccordo_emails_failed_total", "kind" => kind.to_owned(), "cause" => "render")
+                .increment(1);
+            FailedEmail {
+                notification_id,
+                email: row.email.clone(),
+                error: format!("cannot render {kind}: {}", chain(&e)),
+                message_id: None,
+                then: AfterFailure::Hold(HeldIn::Dead),
             }
-        };
+        })?;
         let subject = if row.urgent && !rendered.subject.starts_with("[URGENTE]") {
             format!("[URGENTE] {}", rendered.subject)
         } else {
@@ -384,59 +358,37 @@ impl MailerHandler {
                 metrics::counter!("raccordo_emails_sent_total", "kind" => kind.to_owned())
                     .increment(1);
                 tracing::debug!(notification = %notification_id, referent = row.referent_id, "Email sent.");
-                Sent::Delivered {
+                Ok(SentEmail {
+                    notification_id,
                     email: row.email.clone(),
                     response: delivered.response,
                     message_id,
-                }
+                })
             }
             Err(error) => {
                 let transient = error.is_transient();
-                let text = error.to_string();
+                // The server's own reply says why; an address it may echo is left out of
+                // what operators list.
+                let text = without_addresses(&chain(&error));
+                let then = self.after_failure(transient, row.attempts);
                 let cause = if transient { "transient" } else { "permanent" };
                 metrics::counter!("raccordo_emails_failed_total", "kind" => kind.to_owned(), "cause" => cause)
                     .increment(1);
-                tracing::warn!(notification = %notification_id, referent = row.referent_id, error = %text, cause, "Email not sent.");
-                Sent::Failed(Failure {
+                if matches!(then, AfterFailure::RetryAfter(_)) {
+                    metrics::counter!("raccordo_messages_retried_total", "worker" => "mailer")
+                        .increment(1);
+                }
+                tracing::warn!(notification = %notification_id, referent = row.referent_id, error = %text, cause, then = ?then, "Email not sent.");
+                Err(FailedEmail {
+                    notification_id,
                     email: row.email.clone(),
-                    reason: format!("referent {}: {text}", row.referent_id),
                     error: text,
                     message_id: Some(message_id),
-                    transient,
+                    then,
                 })
             }
         }
     }
-}
-
-/// Records a failed attempt; a permanent failure stops further attempts for that recipient.
-async fn record_failure(
-    tx: &mut sqlx::PgConnection,
-    notification_id: Uuid,
-    email: &str,
-    error: &str,
-    message_id: Option<&str>,
-    transient: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"
-        UPDATE deliveries
-        SET attempts = attempts + 1,
-            last_error = $3,
-            message_id = COALESCE($4, message_id),
-            failed_at = CASE WHEN $5 THEN NULL ELSE now() END
-        WHERE notification_id = $1
-          AND email = $2
-        "#,
-    )
-    .bind(notification_id)
-    .bind(email)
-    .bind(error)
-    .bind(message_id)
-    .bind(transient)
-    .execute(tx)
-    .await?;
-    Ok(())
 }
 
 /// An error and its sources, for a reason an operator can act on.
@@ -449,4 +401,34 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// `text` with every word holding an `@` replaced, so that no address reaches a reason.
+fn without_addresses(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                "<indirizzo>"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_keep_the_servers_reply_and_drop_addresses() {
+        assert_eq!(
+            without_addresses(
+                "permanent error (550): 5.1.1 <ufficio@comune.milano.it>: no such user"
+            ),
+            "permanent error (550): 5.1.1 <indirizzo> no such user"
+        );
+        assert_eq!(without_addresses("timed out"), "timed out");
+    }
 }

@@ -21,7 +21,7 @@ use raccordo_core::registry::RegistryWorker;
 use raccordo_core::settings::Settings;
 use raccordo_eviction::EvictionWorker;
 use raccordo_housing::HousingWorker;
-use raccordo_mailer::delivery::{MailerHandler, transport_from_settings};
+use raccordo_mailer::delivery::{Mailer, ReplayHandler, run_mailer, transport_from_settings};
 use raccordo_quota::{MonthlyVerification, QuotaWorker};
 
 /// How often the monthly jobs check whether last month's run is still due.
@@ -144,16 +144,7 @@ impl App {
                     ))
                 }
                 WorkQueue::Unrouted => Arc::new(Unrouted),
-                WorkQueue::Mailer => {
-                    let transport =
-                        transport_from_settings(&settings.mail).context("Invalid mail settings")?;
-                    Arc::new(MailerHandler::new(
-                        pool.clone(),
-                        transport,
-                        &settings.mail.from,
-                        settings.amqp.consumers,
-                    ))
-                }
+                WorkQueue::Mailer => Arc::new(ReplayHandler::new(pool.clone())),
             };
             for index in 0..settings.amqp.consumers {
                 health.expect(&format!("{}-{}", queue.name(), index));
@@ -165,6 +156,25 @@ impl App {
                     token.clone(),
                 ));
             }
+        }
+        if workers.queues().contains(&WorkQueue::Mailer) {
+            let transport =
+                transport_from_settings(&settings.mail).context("Invalid mail settings")?;
+            let senders = settings.mail.senders.max(1);
+            let mailer = Mailer::new(
+                pool.clone(),
+                transport,
+                &settings.mail.from,
+                &settings.retry,
+                senders,
+            );
+            tracker.spawn(run_mailer(
+                Arc::new(mailer),
+                senders,
+                settings.relay.poll(),
+                health.clone(),
+                token.clone(),
+            ));
         }
         if workers.queues().contains(&WorkQueue::Eviction) {
             // The eviction statistics (C6): every replica checks, one sends them per month.

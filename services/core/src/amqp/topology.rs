@@ -6,7 +6,8 @@
 //!              ├─ housing.unit.v1 ───────────────▶ {p}.housing   (quorum)
 //!              ├─ registry.referent.v1 ──────────▶ {p}.registry  (quorum)
 //!              └─ anything else ─▶ {p}.unrouted (fanout) ─▶ {p}.unrouted (quorum) ─▶ {p}.dead
-//! hub ─▶ {p}.events (topic) ─ # ─▶ {p}.mailer (quorum)
+//! hub ─▶ {p}.events (topic): for other systems to bind; the mailer claims its work from
+//!        the database, and {p}.mailer (quorum) receives only replayed held deliveries
 //! {p}.<worker>.retry.<ms> (quorum, TTL) ─ dead-letters back ─▶ {p}.<worker>
 //! {p}.dead, {p}.parked (classic: browsed with get/requeue, which must not count deliveries)
 //! ```
@@ -30,7 +31,8 @@ pub enum WorkQueue {
     Registry,
     /// Reception occupancy (`reception.occupancy.v1`).
     Quota,
-    /// Notifications to email (every kind on `{prefix}.events`).
+    /// Held deliveries sent back by `raccordo dlq replay`: the mailer takes its work from
+    /// the `deliveries` table, not from the broker.
     Mailer,
     /// Inbound events no worker is bound to (via the alternate exchange).
     Unrouted,
@@ -59,15 +61,14 @@ impl WorkQueue {
         }
     }
 
-    /// Routing keys bound from the inbound exchange (events exchange for the mailer).
+    /// Routing keys bound from the inbound exchange.
     pub fn bindings(self) -> &'static [&'static str] {
         match self {
             WorkQueue::Eviction => &["eviction.step.v1", "eviction.consent.v1"],
             WorkQueue::Housing => &["housing.unit.v1"],
             WorkQueue::Registry => &["registry.referent.v1"],
             WorkQueue::Quota => &["reception.occupancy.v1"],
-            WorkQueue::Mailer => &["#"],
-            WorkQueue::Unrouted => &[],
+            WorkQueue::Mailer | WorkQueue::Unrouted => &[],
         }
     }
 
@@ -219,11 +220,7 @@ impl Topology {
                     self.work_arguments(q),
                 )
                 .await?;
-            let exchange = if q.is_inbound() {
-                self.inbound_exchange()
-            } else {
-                self.events_exchange()
-            };
+            let exchange = self.inbound_exchange();
             for key in q.bindings() {
                 channel
                     .queue_bind(
@@ -245,6 +242,15 @@ impl Topology {
                     .await?;
             }
         }
+        // Before version 1.2 every notification reached the mailer through this binding.
+        channel
+            .queue_unbind(
+                self.queue(WorkQueue::Mailer).into(),
+                self.events_exchange().into(),
+                "#".into(),
+                FieldTable::default(),
+            )
+            .await?;
         channel
             .queue_bind(
                 self.queue(WorkQueue::Unrouted).into(),

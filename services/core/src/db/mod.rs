@@ -17,7 +17,11 @@ pub use backlog::{
     Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
 };
 pub use inbox::{Ingest, record_event};
-pub use outbox::{NewNotification, Notification, insert_notification, load_notification};
+pub use outbox::{
+    AfterFailure, DueDelivery, FailedEmail, HeldIn, HeldNotification, NewNotification,
+    Notification, SentEmail, claim_due, insert_notification, load_notification, record_failed,
+    record_sent, release_held, take_unannounced_held,
+};
 pub use relay::{NotificationMessage, OUTBOX_CHANNEL, flush_outbox, publish_pending, run_relay};
 
 use crate::settings::DatabaseSettings;

@@ -117,3 +117,295 @@ pub async fn load_notification(
     .fetch_optional(conn)
     .await
 }
+
+/// Where a delivery the mailer gave up on is held, for `raccordo dlq` (CONTRACT F1, F2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldIn {
+    /// The server refused it for good, or it cannot be rendered: `{prefix}.dead`.
+    Dead,
+    /// It kept failing after `retry.max_attempts`: `{prefix}.parked`.
+    Parked,
+}
+
+impl HeldIn {
+    fn as_str(self) -> &'static str {
+        match self {
+            HeldIn::Dead => "dead",
+            HeldIn::Parked => "parked",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "dead" => Some(HeldIn::Dead),
+            "parked" => Some(HeldIn::Parked),
+            _ => None,
+        }
+    }
+}
+
+/// A delivery claimed by the mailer: one recipient and what the email says.
+#[derive(sqlx::FromRow)]
+pub struct DueDelivery {
+    pub notification_id: Uuid,
+    pub kind: String,
+    /// May hold personal data (a consented eviction alert): never logged.
+    pub payload: Value,
+    pub urgent: bool,
+    pub email: String,
+    pub referent_id: String,
+    pub name: Option<String>,
+    pub institution: String,
+    pub role: String,
+    /// Attempts already made.
+    pub attempts: i32,
+}
+
+/// Claims up to `limit` deliveries that are due, oldest first. They stay locked until
+/// `tx` ends (`FOR UPDATE SKIP LOCKED`): no other mailer sends them meanwhile, and what
+/// `tx` records about them commits with it.
+pub async fn claim_due(tx: &mut PgConnection, limit: i64) -> Result<Vec<DueDelivery>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT d.notification_id, n.kind, n.payload, n.urgent,
+               d.email, d.referent_id, d.name, d.institution, d.role, d.attempts
+        FROM deliveries d
+        JOIN notifications n ON n.id = d.notification_id
+        WHERE d.delivered_at IS NULL
+          AND d.failed_at IS NULL
+          AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at
+        LIMIT $1
+        FOR UPDATE OF d SKIP LOCKED
+        "#,
+    )
+    .bind(limit)
+    .fetch_all(tx)
+    .await
+}
+
+/// An email the server accepted.
+pub struct SentEmail {
+    pub notification_id: Uuid,
+    pub email: String,
+    pub response: String,
+    pub message_id: String,
+}
+
+/// Records accepted emails, in one statement.
+pub async fn record_sent(tx: &mut PgConnection, sent: &[SentEmail]) -> Result<(), sqlx::Error> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = sent.iter().map(|s| s.notification_id).collect();
+    let emails: Vec<&str> = sent.iter().map(|s| s.email.as_str()).collect();
+    let responses: Vec<&str> = sent.iter().map(|s| s.response.as_str()).collect();
+    let message_ids: Vec<&str> = sent.iter().map(|s| s.message_id.as_str()).collect();
+    sqlx::query(
+        r#"
+        UPDATE deliveries d
+        SET delivered_at = now(),
+            smtp_response = s.response,
+            message_id = s.message_id,
+            attempts = d.attempts + 1,
+            last_error = NULL
+        FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[])
+            AS s (notification_id, email, response, message_id)
+        WHERE d.notification_id = s.notification_id
+          AND d.email = s.email
+        "#,
+    )
+    .bind(&ids)
+    .bind(&emails)
+    .bind(&responses)
+    .bind(&message_ids)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Tried again once this much time has passed.
+    RetryAfter(std::time::Duration),
+    /// Given up: held for an operator.
+    Hold(HeldIn),
+}
+
+/// An attempt that did not deliver.
+pub struct FailedEmail {
+    pub notification_id: Uuid,
+    pub email: String,
+    /// Recorded on the delivery; names no personal data.
+    pub error: String,
+    pub message_id: Option<String>,
+    pub then: AfterFailure,
+}
+
+/// Records failed attempts; a held one wakes the relay, which announces it in its
+/// holding queue at commit.
+pub async fn record_failed(
+    tx: &mut PgConnection,
+    failed: &[FailedEmail],
+) -> Result<(), sqlx::Error> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = failed.iter().map(|f| f.notification_id).collect();
+    let emails: Vec<&str> = failed.iter().map(|f| f.email.as_str()).collect();
+    let errors: Vec<&str> = failed.iter().map(|f| f.error.as_str()).collect();
+    let message_ids: Vec<Option<&str>> = failed.iter().map(|f| f.message_id.as_deref()).collect();
+    let delays_ms: Vec<Option<i64>> = failed
+        .iter()
+        .map(|f| match f.then {
+            AfterFailure::RetryAfter(d) => Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            AfterFailure::Hold(_) => None,
+        })
+        .collect();
+    let held: Vec<Option<&str>> = failed
+        .iter()
+        .map(|f| match f.then {
+            AfterFailure::RetryAfter(_) => None,
+            AfterFailure::Hold(h) => Some(h.as_str()),
+        })
+        .collect();
+    let any_held = held.iter().any(Option::is_some);
+    sqlx::query(
+        r#"
+        UPDATE deliveries d
+        SET attempts = d.attempts + 1,
+            last_error = f.error,
+            message_id = COALESCE(f.message_id, d.message_id),
+            next_attempt_at = CASE
+                WHEN f.delay_ms IS NULL THEN d.next_attempt_at
+                ELSE now() + make_interval(secs => f.delay_ms / 1000.0)
+            END,
+            failed_at = CASE WHEN f.held_in IS NULL THEN NULL ELSE now() END,
+            held_in = f.held_in
+        FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[])
+            AS f (notification_id, email, error, message_id, delay_ms, held_in)
+        WHERE d.notification_id = f.notification_id
+          AND d.email = f.email
+        "#,
+    )
+    .bind(&ids)
+    .bind(&emails)
+    .bind(&errors)
+    .bind(&message_ids)
+    .bind(&delays_ms)
+    .bind(&held)
+    .execute(&mut *tx)
+    .await?;
+    if any_held {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(OUTBOX_CHANNEL)
+            .bind(super::relay::HELD_PAYLOAD)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A notification with deliveries held and not yet announced in a holding queue.
+#[derive(Debug, Clone)]
+pub struct HeldNotification {
+    pub id: Uuid,
+    pub kind: String,
+    pub comune_istat: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub held_in: HeldIn,
+    /// Attempts made for its most tried recipient.
+    pub attempts: i32,
+    /// Each held recipient's last error, by referent id (never an address).
+    pub reasons: Vec<String>,
+}
+
+/// Marks held deliveries as announced and returns them, by notification and holding
+/// queue; the caller publishes them before `tx` commits (a failed publish rolls back, and
+/// they are announced later). Concurrent relays wait on the rows, then skip them.
+pub async fn take_unannounced_held(
+    tx: &mut PgConnection,
+) -> Result<Vec<HeldNotification>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, String, i32, Option<String>)> = sqlx::query_as(
+        r#"
+        UPDATE deliveries
+        SET held_reported_at = now()
+        WHERE held_in IS NOT NULL
+          AND held_reported_at IS NULL
+        RETURNING notification_id, held_in, referent_id, attempts, last_error
+        "#,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let about: Vec<(Uuid, String, Option<String>, OffsetDateTime)> = sqlx::query_as(
+        "SELECT id, kind, comune_istat, created_at FROM notifications WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut held: Vec<HeldNotification> = Vec::new();
+    for (id, held_in, referent, attempts, error) in rows {
+        let Some(held_in) = HeldIn::parse(&held_in) else {
+            continue;
+        };
+        let Some((_, kind, comune_istat, created_at)) = about.iter().find(|a| a.0 == id) else {
+            continue;
+        };
+        let reason = format!(
+            "referent {referent}: {}",
+            error.as_deref().unwrap_or("no error recorded")
+        );
+        match held.iter_mut().find(|h| h.id == id && h.held_in == held_in) {
+            Some(h) => {
+                h.attempts = h.attempts.max(attempts);
+                h.reasons.push(reason);
+            }
+            None => held.push(HeldNotification {
+                id,
+                kind: kind.clone(),
+                comune_istat: comune_istat.clone(),
+                created_at: *created_at,
+                held_in,
+                attempts,
+                reasons: vec![reason],
+            }),
+        }
+    }
+    Ok(held)
+}
+
+/// `raccordo dlq replay` of a held notification: its held deliveries are due again, with
+/// a fresh count of attempts, and the mailers are woken at commit. Returns how many.
+pub async fn release_held(
+    conn: &mut PgConnection,
+    notification_id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query(
+        r#"
+        WITH released AS (
+            UPDATE deliveries
+            SET failed_at = NULL,
+                held_in = NULL,
+                held_reported_at = NULL,
+                attempts = 0,
+                next_attempt_at = now()
+            WHERE notification_id = $1
+              AND held_in IS NOT NULL
+              AND delivered_at IS NULL
+            RETURNING 1
+        )
+        SELECT count(*), pg_notify($2, '') FROM released
+        "#,
+    )
+    .bind(notification_id)
+    .bind(OUTBOX_CHANNEL)
+    .fetch_one(conn)
+    .await?;
+    let count: i64 = sqlx::Row::try_get(&released, 0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

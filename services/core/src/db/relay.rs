@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::amqp::{Outgoing, Publisher, Topology, connect_until_ready};
+use super::HeldIn;
+use crate::amqp::dead_letter::{Holding, hold};
+use crate::amqp::{Message, Outgoing, Publisher, Topology, WorkQueue, connect_until_ready};
 use crate::settings::Settings;
 
 /// The PostgreSQL channel that wakes the relay.
@@ -79,7 +81,8 @@ pub async fn flush_outbox(
                 .with_content_type("application/json".into())
                 .with_message_id(id.to_string().into())
                 .with_type(kind.clone().into()),
-            mandatory: true,
+            // Any system may bind a queue to `{prefix}.events`; none has to.
+            mandatory: false,
         })
         .collect();
     // One round trip for the batch: published together, confirmed together.
@@ -99,6 +102,69 @@ pub async fn flush_outbox(
         .await?;
     tx.commit().await?;
     Ok(rows.len())
+}
+
+/// The NOTIFY payload that says a delivery was held: the relay announces it.
+pub const HELD_PAYLOAD: &str = "held";
+
+/// Announces deliveries the mailer gave up on in `{prefix}.dead` or `{prefix}.parked`, one
+/// message per notification, so that `raccordo dlq` lists and replays them; returns how
+/// many messages. The body is the notification's announcement, never its content; replay
+/// sends it to `{prefix}.mailer`, whose handler makes the deliveries due again.
+pub async fn announce_held(
+    pool: &PgPool,
+    publisher: &Publisher,
+    topology: &Topology,
+    personal_ttl: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let held = super::take_unannounced_held(&mut tx).await?;
+    let origin = topology.queue(WorkQueue::Mailer);
+    for h in &held {
+        let body = serde_json::to_vec(&NotificationMessage {
+            id: h.id,
+            kind: h.kind.clone(),
+            comune_istat: h.comune_istat.clone(),
+            created_at: h.created_at,
+            undeliverable: false,
+        })?;
+        let (holding, reason) = match h.held_in {
+            HeldIn::Dead => (Holding::Dead, h.reasons.join("; ")),
+            HeldIn::Parked => (
+                Holding::Parked,
+                format!(
+                    "gave up after {} attempts: {}",
+                    h.attempts,
+                    h.reasons.join("; ")
+                ),
+            ),
+        };
+        let message = Message {
+            body,
+            routing_key: h.kind.clone(),
+            properties: BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_message_id(h.id.to_string().into())
+                .with_type(h.kind.clone().into())
+                .with_delivery_mode(2),
+            attempt: u32::try_from(h.attempts).unwrap_or(0),
+            publisher: None,
+            span: tracing::Span::none(),
+        };
+        hold(
+            publisher,
+            topology,
+            holding,
+            &origin,
+            &message,
+            &reason,
+            personal_ttl,
+        )
+        .await?;
+        tracing::warn!(notification = %h.id, kind = %h.kind, queue = ?holding, "Emails given up on; held for an operator.");
+    }
+    tx.commit().await?;
+    Ok(held.len())
 }
 
 /// Publishes everything pending now, on a connection of its own, then closes it: for
@@ -154,7 +220,26 @@ pub async fn run_relay(
             Err(_) => None,
         };
         tracing::info!("Outbox relay started.");
+        // Held deliveries are looked for at start, on a `held` NOTIFY and at each poll.
+        let mut look_for_held = true;
         loop {
+            if look_for_held
+                && let Err(error) = announce_held(
+                    &pool,
+                    &publisher,
+                    &topology,
+                    settings.eviction.dead_letter_ttl(),
+                )
+                .await
+            {
+                tracing::warn!(error = %error, "Relay could not announce held deliveries; retrying.");
+                let _ = connection.close(200, "relay error".into()).await;
+                tokio::select! {
+                    _ = token.cancelled() => break 'connect,
+                    _ = tokio::time::sleep(settings.relay.poll()) => {}
+                }
+                continue 'connect;
+            }
             // Drain everything pending before waiting again.
             loop {
                 match flush_outbox(&pool, &publisher, &topology, settings.relay.batch).await {
@@ -171,23 +256,29 @@ pub async fn run_relay(
                     }
                 }
             }
+            // True when the wait ended for a held delivery or by the poll.
             let wait = async {
                 match listener.as_mut() {
-                    Some(l) => {
-                        if let Ok(Err(_)) =
-                            tokio::time::timeout(settings.relay.poll(), l.recv()).await
-                        {
+                    Some(l) => match tokio::time::timeout(settings.relay.poll(), l.recv()).await {
+                        Ok(Ok(n)) => n.payload() == HELD_PAYLOAD,
+                        Ok(Err(error)) => {
+                            tracing::debug!(error = %error, "Relay's listener lost; it reconnects.");
                             // The listener reconnects on its next call; do not spin meanwhile.
                             tokio::time::sleep(settings.relay.poll()).await;
+                            true
                         }
+                        Err(_) => true,
+                    },
+                    None => {
+                        tokio::time::sleep(settings.relay.poll()).await;
+                        true
                     }
-                    None => tokio::time::sleep(settings.relay.poll()).await,
                 }
             };
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break 'connect,
-                _ = wait => {}
+                held = wait => look_for_held = held,
             }
         }
     }
