@@ -111,41 +111,8 @@ impl App {
                  from anyone who can reach the broker. For demos, tests and migrations only."
             );
         }
-
         for queue in workers.queues() {
-            let handler: Arc<dyn Handler> = match queue {
-                WorkQueue::Eviction => Arc::new(Inbound::new(
-                    pool.clone(),
-                    publishers.clone(),
-                    EvictionWorker::new(&settings.eviction),
-                )),
-                WorkQueue::Housing => Arc::new(Inbound::new(
-                    pool.clone(),
-                    publishers.clone(),
-                    HousingWorker,
-                )),
-                WorkQueue::Registry => Arc::new(Inbound::new(
-                    pool.clone(),
-                    publishers.clone(),
-                    RegistryWorker,
-                )),
-                WorkQueue::Quota => {
-                    let mut conn = pool
-                        .acquire()
-                        .await
-                        .context("Failed to read the registry")?;
-                    let comuni = raccordo_core::registry::list_comuni(&mut conn)
-                        .await
-                        .context("Failed to read the registry")?;
-                    Arc::new(Inbound::new(
-                        pool.clone(),
-                        publishers.clone(),
-                        QuotaWorker::new(&settings.quota).with_zone(&comuni),
-                    ))
-                }
-                WorkQueue::Unrouted => Arc::new(Unrouted),
-                WorkQueue::Mailer => Arc::new(ReplayHandler::new(pool.clone())),
-            };
+            let handler = handler_for(queue, &settings, &pool, &publishers).await?;
             for index in 0..settings.amqp.consumers {
                 health.expect(&format!("{}-{}", queue.name(), index));
                 tracker.spawn(run_consumer(
@@ -157,50 +124,7 @@ impl App {
                 ));
             }
         }
-        if workers.queues().contains(&WorkQueue::Mailer) {
-            let transport =
-                transport_from_settings(&settings.mail).context("Invalid mail settings")?;
-            let senders = settings.mail.senders.max(1);
-            let mailer = Mailer::new(
-                pool.clone(),
-                transport,
-                &settings.mail.from,
-                &settings.retry,
-                senders,
-            );
-            tracker.spawn(run_mailer(
-                Arc::new(mailer),
-                senders,
-                settings.relay.poll(),
-                health.clone(),
-                token.clone(),
-            ));
-        }
-        if workers.queues().contains(&WorkQueue::Eviction) {
-            // The eviction statistics (C6): every replica checks, one sends them per month.
-            tracker.spawn(raccordo_core::schedule::run_monthly(
-                pool.clone(),
-                Arc::new(raccordo_eviction::stats::EvictionStatsJob),
-                MONTHLY_CHECK_EVERY,
-                token.clone(),
-            ));
-            // C4: docket numbers leave delivered revocation notices, and the `.eml` files
-            // of revoked alerts leave the file transport's folder.
-            tracker.spawn(raccordo_eviction::scrub::run_scrubber_with_outbox(
-                pool.clone(),
-                raccordo_mailer::FileOutbox::from_settings(&settings.mail),
-                token.clone(),
-            ));
-        }
-        if workers.queues().contains(&WorkQueue::Quota) {
-            // The monthly verification (Q7): every replica checks, one runs it per month.
-            tracker.spawn(raccordo_core::schedule::run_monthly(
-                pool.clone(),
-                Arc::new(MonthlyVerification::new(&settings.quota)),
-                MONTHLY_CHECK_EVERY,
-                token.clone(),
-            ));
-        }
+        spawn_jobs(workers, &settings, &pool, &health, &token, &tracker)?;
         tracker.spawn(db::run_relay(
             pool.clone(),
             settings.clone(),
@@ -263,6 +187,105 @@ impl App {
         self.pool.close().await;
         finished
     }
+}
+
+/// The consume-loop handler of `queue`.
+async fn handler_for(
+    queue: WorkQueue,
+    settings: &Settings,
+    pool: &PgPool,
+    publishers: &Arc<Publishers>,
+) -> anyhow::Result<Arc<dyn Handler>> {
+    Ok(match queue {
+        WorkQueue::Eviction => Arc::new(Inbound::new(
+            pool.clone(),
+            publishers.clone(),
+            EvictionWorker::new(&settings.eviction),
+        )),
+        WorkQueue::Housing => Arc::new(Inbound::new(
+            pool.clone(),
+            publishers.clone(),
+            HousingWorker,
+        )),
+        WorkQueue::Registry => Arc::new(Inbound::new(
+            pool.clone(),
+            publishers.clone(),
+            RegistryWorker,
+        )),
+        WorkQueue::Quota => {
+            let mut conn = pool
+                .acquire()
+                .await
+                .context("Failed to read the registry")?;
+            let comuni = raccordo_core::registry::list_comuni(&mut conn)
+                .await
+                .context("Failed to read the registry")?;
+            Arc::new(Inbound::new(
+                pool.clone(),
+                publishers.clone(),
+                QuotaWorker::new(&settings.quota).with_zone(&comuni),
+            ))
+        }
+        WorkQueue::Unrouted => Arc::new(Unrouted),
+        WorkQueue::Mailer => Arc::new(ReplayHandler::new(pool.clone())),
+    })
+}
+
+/// Starts what runs beside the consumers of `workers`: the mailer's senders, the monthly
+/// jobs and the scrubber.
+fn spawn_jobs(
+    workers: Workers,
+    settings: &Settings,
+    pool: &PgPool,
+    health: &Health,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    let queues = workers.queues();
+    if queues.contains(&WorkQueue::Mailer) {
+        let transport = transport_from_settings(&settings.mail).context("Invalid mail settings")?;
+        let senders = settings.mail.senders.max(1);
+        let mailer = Mailer::new(
+            pool.clone(),
+            transport,
+            &settings.mail.from,
+            &settings.retry,
+            senders,
+        );
+        tracker.spawn(run_mailer(
+            Arc::new(mailer),
+            senders,
+            settings.relay.poll(),
+            health.clone(),
+            token.clone(),
+        ));
+    }
+    if queues.contains(&WorkQueue::Eviction) {
+        // The eviction statistics (C6): every replica checks, one sends them per month.
+        tracker.spawn(raccordo_core::schedule::run_monthly(
+            pool.clone(),
+            Arc::new(raccordo_eviction::stats::EvictionStatsJob),
+            MONTHLY_CHECK_EVERY,
+            token.clone(),
+        ));
+        // C4: docket numbers leave delivered revocation notices, and the `.eml` files
+        // of revoked alerts leave the file transport's folder.
+        tracker.spawn(raccordo_eviction::scrub::run_scrubber_with_outbox(
+            pool.clone(),
+            raccordo_mailer::FileOutbox::from_settings(&settings.mail),
+            token.clone(),
+        ));
+    }
+    if queues.contains(&WorkQueue::Quota) {
+        // The monthly verification (Q7): every replica checks, one runs it per month.
+        tracker.spawn(raccordo_core::schedule::run_monthly(
+            pool.clone(),
+            Arc::new(MonthlyVerification::new(&settings.quota)),
+            MONTHLY_CHECK_EVERY,
+            token.clone(),
+        ));
+    }
+    Ok(())
 }
 
 /// Starts the console on `console.addr` under `tracker`; returns its address.
