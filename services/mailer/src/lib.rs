@@ -15,7 +15,8 @@
 //! - [`transport`]: [`Transport`] (SMTP or file), [`Delivered`], [`SendError`].
 //! - [`smtp`]: [`SmtpTransport`], a bounded pool of lettre connections on `TCP_NODELAY`
 //!   sockets, configured by [`SmtpOptions`].
-//! - [`delivery`]: the worker: per-recipient records, so nothing is sent twice.
+//! - [`delivery`]: the worker: senders that claim due `deliveries` rows from the database
+//!   (no broker hop), so nothing is sent twice; the handler of replayed held deliveries.
 //! - [`samples`]: a sample payload per kind, for the console's gallery.
 //! - [`outbox_file`]: [`FileOutbox`], atomic `.eml` files named by notification and recipient.
 
