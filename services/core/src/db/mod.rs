@@ -6,7 +6,9 @@
 mod backlog;
 mod inbox;
 mod outbox;
+mod outbox_reports;
 mod relay;
+mod server;
 
 use std::time::Duration;
 
@@ -16,9 +18,12 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 pub use backlog::{
     Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
 };
-pub use inbox::{Ingest, record_event};
+pub use inbox::{Ingest, count_processed, record_event};
 pub use outbox::{NewNotification, Notification, insert_notification, load_notification};
+pub use outbox_reports::{NotificationLine, notification_lines};
 pub use relay::{NotificationMessage, OUTBOX_CHANNEL, flush_outbox, publish_pending, run_relay};
+
+pub use server::{commit_count, server_version};
 
 use crate::settings::DatabaseSettings;
 
