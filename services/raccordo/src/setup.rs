@@ -23,9 +23,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<SetupReport> {
         .with_context(|| {
             format!("Failed to reach PostgreSQL to create database {database} (scripts/services.sh starts it)")
         })?;
-    let pool = db::connect(&settings.database)
-        .await
-        .with_context(|| format!("Failed to connect to database {database}"))?;
+    let pool = crate::database::connect_db(settings).await?;
     db::migrate(&pool)
         .await
         .context("Failed to run the database migrations")?;
