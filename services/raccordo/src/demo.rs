@@ -253,13 +253,26 @@ async fn purge_queues(settings: &Settings) -> anyhow::Result<()> {
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
     for name in topology.all_queues() {
         let channel = connection.create_channel().await?;
-        // A missing queue closes the channel; nothing to purge then.
-        let _ = channel
-            .queue_purge(name.into(), QueuePurgeOptions::default())
-            .await;
+        // A missing queue (404, first run) closes the channel: nothing to purge then. Any
+        // other refusal would leave an earlier run's messages in this one.
+        match channel
+            .queue_purge(name.clone().into(), QueuePurgeOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("Failed to purge the queue {name}"));
+            }
+        }
     }
     let _ = connection.close(200, "demo".into()).await;
     Ok(())
+}
+
+/// The broker's `404 NOT_FOUND` channel error.
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if e.get_id() == 404)
 }
 
 /// Waits until the inbound queues are empty and every notification is published and
