@@ -23,7 +23,7 @@ const OCCUPANCY_EVENTS: &str = include_str!("../../../data/demo/occupancy.ndjson
 
 /// Turns the configured settings into the demo's own: database `<name>_demo`, prefix
 /// `<prefix>-demo`, outbox `<outbox_dir>/demo`, HTTP on a free port.
-pub fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> {
+pub(crate) fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> {
     use secrecy::ExposeSecret;
     let name = settings.database.database_name()?;
     let mut url = url::Url::parse(settings.database.url.expose_secret())

@@ -15,7 +15,11 @@ pub enum Table {
 }
 
 /// Imports a CSV file (or `-` for standard input); all or nothing.
-pub async fn run(settings: &Settings, table: Table, file: &Path) -> anyhow::Result<ImportReport> {
+pub(crate) async fn run(
+    settings: &Settings,
+    table: Table,
+    file: &Path,
+) -> anyhow::Result<ImportReport> {
     let input: Box<dyn std::io::Read + Send> = if file == Path::new("-") {
         Box::new(std::io::stdin())
     } else {

@@ -15,13 +15,13 @@ use raccordo_core::amqp::{Topology, WorkQueue, connect};
 use raccordo_core::settings::Settings;
 
 /// What the rotation did.
-pub struct RekeyReport {
+pub(crate) struct RekeyReport {
     /// Procedures re-pseudonymised.
     pub procedures: usize,
 }
 
 /// Rotates the key: refuses while eviction consumers are attached unless `force`.
-pub async fn rekey(
+pub(crate) async fn rekey(
     settings: &Settings,
     new_key_file: &Path,
     write_key_file: &Path,

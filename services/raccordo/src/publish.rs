@@ -14,7 +14,7 @@ use raccordo_core::settings::Settings;
 
 /// Lines published and lines refused.
 #[derive(Debug, Default)]
-pub struct PublishReport {
+pub(crate) struct PublishReport {
     /// Events the broker confirmed.
     pub published: usize,
     /// Lines not sent, with the reason (only when validating).
@@ -31,7 +31,7 @@ const WINDOW: usize = 256;
 /// With `as_publisher`, every message carries the AMQP `user_id` of `amqp.url`'s user, as
 /// a publishing system's must when `publishers.allow_anonymous` is false (RabbitMQ checks
 /// that it is the connection's own user).
-pub async fn run(
+pub(crate) async fn run(
     settings: &Settings,
     input: impl BufRead,
     validate: bool,
