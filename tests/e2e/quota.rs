@@ -419,7 +419,7 @@ async fn q7_the_monthly_report_gives_the_prefettura_all_and_each_tavolo_its_zona
     let (sent, published) = raccordo::report_coverage::send(&app.settings, None)
         .await
         .expect("send");
-    assert!(published);
+    assert!(published.is_published(), "{}", published.describe());
     assert_eq!(sent.notifications.len(), 1 + 8);
     assert_eq!(sent.undeliverable, 0);
     app.wait_for_emails(6 + 9).await;

@@ -9,7 +9,7 @@
 //! - [`domain`]: parsed values — ISTAT codes, email addresses, roles, scopes, dates.
 //! - [`envelope`]: CloudEvents and validation against `schemas/`.
 //! - [`amqp`]: topology, consume loop, publisher, dead and parked messages.
-//! - [`db`]: pool, migrations, inbox, outbox, relay.
+//! - [`db`]: pool, migrations, inbox, outbox, relay, operators' views of the outbox.
 //! - [`inbound`]: the shared path of every inbound event.
 //! - [`origin`]: who published an event, and whether it may say it.
 //! - [`registry`]: comuni, referents, recipients.

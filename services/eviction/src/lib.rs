@@ -15,6 +15,7 @@
 //! - [`stats`]: monthly statistics per ambito (C6), and their monthly job.
 //! - [`scrub`]: removes the docket number from delivered revocation notices.
 //! - [`audit`]: who was told what, when, and on whose recorded consent.
+//! - [`reports`]: one procedure's counts for operators (the demo's summary).
 //! - [`keys`]: the pseudonym key checked against the database, and its rotation.
 
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod decide;
 pub mod event;
 pub mod keys;
 pub mod personal;
+pub mod reports;
 pub mod scrub;
 pub mod stats;
 pub mod store;

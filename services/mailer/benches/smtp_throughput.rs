@@ -8,7 +8,7 @@
 //! and prints messages per second and latency per configuration.
 //!
 //! Run with `cargo bench -p raccordo-mailer`. The difference between (a) and (b) is the
-//! `TCP_NODELAY` socket (see `smtp.rs`); (c) shows what concurrency adds on top.
+//! `TCP_NODELAY` socket (see `smtp/mod.rs`); (c) shows what concurrency adds on top.
 
 use std::time::{Duration, Instant};
 

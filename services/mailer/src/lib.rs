@@ -12,15 +12,18 @@
 //!   HTML template per kind on a shared layout; [`render`].
 //! - [`message`]: [`OutgoingEmail`] → lettre `Message` (multipart/alternative, contract
 //!   headers, urgency); [`message_id_for`].
-//! - [`transport`]: [`Transport`] (SMTP or file), [`Delivered`], [`SendError`].
+//! - [`error`]: [`Delivered`], [`SendError`] and its [`Step`]: what every transport returns.
+//! - [`transport`]: [`Transport`], SMTP or file.
 //! - [`smtp`]: [`SmtpTransport`], a bounded pool of lettre connections on `TCP_NODELAY`
-//!   sockets, configured by [`SmtpOptions`].
+//!   sockets, configured by [`SmtpOptions`] (endpoint parsing, pool and TLS bridge in
+//!   their own files).
 //! - [`delivery`]: the worker: senders that claim due `deliveries` rows from the database
 //!   (no broker hop), so nothing is sent twice; the handler of replayed held deliveries.
 //! - [`samples`]: a sample payload per kind, for the console's gallery.
 //! - [`outbox_file`]: [`FileOutbox`], atomic `.eml` files named by notification and recipient.
 
 pub mod delivery;
+pub mod error;
 pub mod message;
 pub mod outbox_file;
 pub mod samples;
@@ -28,8 +31,9 @@ pub mod smtp;
 pub mod templates;
 pub mod transport;
 
+pub use error::{Delivered, SendError, Step};
 pub use message::{BuildError, OutgoingEmail, message_id_for};
 pub use outbox_file::FileOutbox;
 pub use smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
 pub use templates::{KINDS, RecipientContext, RenderError, Rendered, render};
-pub use transport::{Delivered, SendError, Step, Transport};
+pub use transport::Transport;

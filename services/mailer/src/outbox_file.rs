@@ -18,10 +18,8 @@ use uuid::Uuid;
 
 use raccordo_core::settings::{MailSettings, MailTransportKind};
 
-use crate::{
-    message::OutgoingEmail,
-    transport::{Delivered, SendError},
-};
+use crate::error::{Delivered, SendError};
+use crate::message::OutgoingEmail;
 
 /// Writes emails as `.eml` files into a folder, creating it when missing.
 #[derive(Debug, Clone, PartialEq, Eq)]

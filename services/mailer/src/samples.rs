@@ -8,6 +8,16 @@ use crate::templates::RecipientContext;
 
 /// The sample payload of `kind`, or `None` for a kind without templates.
 pub fn sample_payload(kind: &str) -> Option<Value> {
+    match kind.split('.').next()? {
+        "housing" => housing(kind),
+        "quota" | "reception" => quota(kind),
+        "eviction" => eviction(kind),
+        _ => None,
+    }
+}
+
+/// A unit in Sesto San Giovanni, as the housing kinds carry it.
+fn housing(kind: &str) -> Option<Value> {
     let unit = json!({
         "unit_id": "SSG-2026-014",
         "comune_istat": "015209",
@@ -21,14 +31,7 @@ pub fn sample_payload(kind: &str) -> Option<Value> {
         "notes": "Esempio: chiavi presso l'ufficio tecnico",
         "update": false,
     });
-    let comune = comune();
-    let consent =
-        json!({"recorded_by": "Sportello sociale di Rho", "date": "2026-11-02", "time": "10:30"});
-    let step = |step: &str, label: &str, on: &str| {
-        json!({"step": step, "short": step, "label": label, "occurred_on": on,
-               "next_access": null, "info_material_delivered": true})
-    };
-    let payload = match kind {
+    Some(match kind {
         "housing.offered" | "housing.ack" | "housing.consultation" => unit,
         "housing.rejected" => {
             let mut p = unit;
@@ -42,6 +45,14 @@ pub fn sample_payload(kind: &str) -> Option<Value> {
             "comune_nome": "Sesto San Giovanni",
             "address": "Via dell'Esempio 12",
         }),
+        _ => return None,
+    })
+}
+
+/// Melegnano past half of its quota, a facility over capacity, the monthly verification.
+fn quota(kind: &str) -> Option<Value> {
+    let comune = comune();
+    Some(match kind {
         "quota.threshold" => {
             let mut p = comune;
             p["excluded"] = json!(true);
@@ -68,6 +79,19 @@ pub fn sample_payload(kind: &str) -> Option<Value> {
             "as_of": "2026-11-03",
         }),
         "quota.monthly_report" => monthly(),
+        _ => return None,
+    })
+}
+
+/// A fictional family of Rho that asked for help, and the ambito's statistics.
+fn eviction(kind: &str) -> Option<Value> {
+    let consent =
+        json!({"recorded_by": "Sportello sociale di Rho", "date": "2026-11-02", "time": "10:30"});
+    let step = |step: &str, label: &str, on: &str| {
+        json!({"step": step, "short": step, "label": label, "occurred_on": on,
+               "next_access": null, "info_material_delivered": true})
+    };
+    Some(match kind {
         "eviction.alert" => json!({
             "trigger": "consent",
             "procedure_id": "RG-ESEMPIO/2026",
@@ -115,8 +139,7 @@ pub fn sample_payload(kind: &str) -> Option<Value> {
             ],
         }),
         _ => return None,
-    };
-    Some(payload)
+    })
 }
 
 /// A comune's coverage as the quota kinds carry it (Melegnano, past half of its quota).

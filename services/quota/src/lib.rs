@@ -10,6 +10,7 @@
 //! - [`worker`]: the database side: lock the zona, record the report, decide, write the outbox.
 //! - [`coverage`]: coverage per comune and zona as of now, for reports and the monthly verification.
 //! - [`census`]: the facility census (capacity, presences, free places).
+//! - [`reports`]: the announcements made so far, decoded for operators.
 //! - [`monthly`]: the monthly verification (Q7) as notifications, and its scheduled job.
 
 pub mod census;
@@ -17,6 +18,7 @@ pub mod coverage;
 pub mod decide;
 pub mod monthly;
 pub mod occupancy;
+pub mod reports;
 pub mod worker;
 
 pub use monthly::MonthlyVerification;

@@ -13,6 +13,7 @@ use raccordo_core::db;
 use raccordo_core::registry::{import_comuni, import_referents};
 use raccordo_core::settings::{MailTransportKind, Settings};
 
+use crate::database::connect_db;
 use crate::serve::{App, Workers};
 
 const COMUNI: &str = include_str!("../../../data/comuni_mi.csv");
@@ -22,7 +23,7 @@ const OCCUPANCY_EVENTS: &str = include_str!("../../../data/demo/occupancy.ndjson
 
 /// Turns the configured settings into the demo's own: database `<name>_demo`, prefix
 /// `<prefix>-demo`, outbox `<outbox_dir>/demo`, HTTP on a free port.
-pub fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> {
+pub(crate) fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> {
     use secrecy::ExposeSecret;
     let name = settings.database.database_name()?;
     let mut url = url::Url::parse(settings.database.url.expose_secret())
@@ -52,22 +53,7 @@ pub async fn run(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut settings = demo_settings(settings)?;
-    // A password of this run only, printed below: the demo's console is not left open to
-    // whoever else reaches the address.
-    let password = format!("{:016x}", rand::random::<u64>());
-    settings.console.enabled = true;
-    // Another demo (or console) may hold the usual port: then any free one, printed below.
-    if std::net::TcpListener::bind(&settings.console.addr).is_err() {
-        settings.console.addr = "127.0.0.1:0".into();
-    }
-    settings
-        .console
-        .operators
-        .push(raccordo_core::settings::OperatorSettings {
-            name: DEMO_OPERATOR.into(),
-            password_hash: raccordo_console::hash_password(&password)?.into(),
-        });
+    let (settings, password) = with_console(demo_settings(settings)?)?;
     let database = settings.database.database_name()?;
     writeln!(out, "Raccordo demo — Città Metropolitana di Milano")?;
     writeln!(
@@ -81,24 +67,10 @@ pub async fn run(
     )?;
 
     step(out, "Starting afresh (database, queues, outbox folder)")?;
-    db::drop_database(&settings.database)
-        .await
-        .context("Failed to reach PostgreSQL (scripts/services.sh starts it)")?;
-    db::create_database_if_missing(&settings.database).await?;
-    purge_queues(&settings).await?;
-    if settings.mail.outbox_dir.exists() {
-        for entry in std::fs::read_dir(&settings.mail.outbox_dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "eml") {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("Failed to remove {}", path.display()))?;
-            }
-        }
-    }
-    crate::setup::run(&settings).await?;
+    start_afresh(&settings).await?;
 
     step(out, "Importing the registry")?;
-    let pool = db::connect(&settings.database).await?;
+    let pool = connect_db(&settings).await?;
     let (comuni, referents) = import_sample_registry(&pool).await?;
     writeln!(out, "  {comuni} comuni, {referents} referents")?;
 
@@ -117,52 +89,13 @@ pub async fn run(
         )?;
     }
 
-    step(out, "Comuni and the Prefettura publish housing units")?;
-    let report =
-        crate::publish::run(&settings, HOUSING_EVENTS.as_bytes(), false, false, |_| {}).await?;
-    writeln!(out, "  {} events published with confirms", report.published)?;
-
-    step(
-        out,
-        "The Prefettura and facility managers publish occupancy reports (Nord Milano fills its quota)",
-    )?;
-    let report =
-        crate::publish::run(&settings, OCCUPANCY_EVENTS.as_bytes(), false, false, |_| {}).await?;
-    writeln!(out, "  {} events published with confirms", report.published)?;
-
-    step(
-        out,
-        "Courts publish eviction steps of two families; the one in Rho asks for help",
-    )?;
-    let published = crate::evictions::publish_demo(&settings, &pool).await?;
-    writeln!(out, "  {published} events published with confirms")?;
-
+    publish_sample_events(&settings, &pool, out).await?;
     step(
         out,
         "Waiting for the hub to process them and send the emails",
     )?;
     wait_until_quiet(&settings, &pool, out).await?;
-    let summary = summarize(&pool, &settings).await?;
-    let quota = crate::report_coverage::announcements(&pool).await?;
-    let evictions = crate::evictions::demo_summary(&pool, &settings).await?;
-    let dead = crate::dlq::list(&settings, crate::dlq::Which::Dead).await?;
-
-    writeln!(out, "\n{summary}")?;
-    writeln!(out, "{quota}")?;
-    writeln!(out, "{evictions}")?;
-    writeln!(
-        out,
-        "Dead letters ({}): input that can never be processed",
-        dead.len()
-    )?;
-    for m in &dead {
-        writeln!(
-            out,
-            "  {}  {}",
-            m.event_id.as_deref().unwrap_or("?"),
-            m.error
-        )?;
-    }
+    write_summary(&settings, &pool, out).await?;
     writeln!(
         out,
         "\nDone in {:.1} s. Inspect with: RACCORDO__AMQP__PREFIX={} RACCORDO__DATABASE__URL={} raccordo status",
@@ -181,6 +114,103 @@ pub async fn run(
     let stopped = app.shutdown(Duration::from_secs(9)).await;
     anyhow::ensure!(stopped, "The workers did not stop within 9 s");
     pool.close().await;
+    Ok(())
+}
+
+/// Turns the console on with an operator whose password is of this run only (returned, to
+/// be printed): the demo's console is not left open to whoever else reaches the address.
+fn with_console(mut settings: Settings) -> anyhow::Result<(Settings, String)> {
+    let password = format!("{:016x}", rand::random::<u64>());
+    settings.console.enabled = true;
+    // Another demo (or console) may hold the usual port: then any free one, printed later.
+    if std::net::TcpListener::bind(&settings.console.addr).is_err() {
+        settings.console.addr = "127.0.0.1:0".into();
+    }
+    settings
+        .console
+        .operators
+        .push(raccordo_core::settings::OperatorSettings {
+            name: DEMO_OPERATOR.into(),
+            password_hash: raccordo_console::hash_password(&password)?.into(),
+        });
+    Ok((settings, password))
+}
+
+/// Drops the demo's database, empties its queues and its outbox folder, and sets it up again.
+async fn start_afresh(settings: &Settings) -> anyhow::Result<()> {
+    db::drop_database(&settings.database)
+        .await
+        .context("Failed to reach PostgreSQL (scripts/services.sh starts it)")?;
+    db::create_database_if_missing(&settings.database).await?;
+    purge_queues(settings).await?;
+    if settings.mail.outbox_dir.exists() {
+        for entry in std::fs::read_dir(&settings.mail.outbox_dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "eml") {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("Failed to remove {}", path.display()))?;
+            }
+        }
+    }
+    crate::setup::run(settings).await?;
+    Ok(())
+}
+
+/// Publishes the sample housing, occupancy and eviction events, telling the story.
+async fn publish_sample_events(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    step(out, "Comuni and the Prefettura publish housing units")?;
+    let report =
+        crate::publish::run(settings, HOUSING_EVENTS.as_bytes(), false, false, |_| {}).await?;
+    writeln!(out, "  {} events published with confirms", report.published)?;
+
+    step(
+        out,
+        "The Prefettura and facility managers publish occupancy reports (Nord Milano fills its quota)",
+    )?;
+    let report =
+        crate::publish::run(settings, OCCUPANCY_EVENTS.as_bytes(), false, false, |_| {}).await?;
+    writeln!(out, "  {} events published with confirms", report.published)?;
+
+    step(
+        out,
+        "Courts publish eviction steps of two families; the one in Rho asks for help",
+    )?;
+    let published = crate::evictions::publish_demo(settings, pool).await?;
+    writeln!(out, "  {published} events published with confirms")?;
+    Ok(())
+}
+
+/// The notifications and their emails, the quota announcements, the families, the dead letters.
+async fn write_summary(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let summary = summarize(pool, settings).await?;
+    let quota = crate::report_coverage::announcements(pool).await?;
+    let evictions = crate::evictions::demo_summary(pool, settings).await?;
+    let dead = crate::dlq::list(settings, crate::dlq::Which::Dead).await?;
+
+    writeln!(out, "\n{summary}")?;
+    writeln!(out, "{quota}")?;
+    writeln!(out, "{evictions}")?;
+    writeln!(
+        out,
+        "Dead letters ({}): input that can never be processed",
+        dead.len()
+    )?;
+    for m in &dead {
+        writeln!(
+            out,
+            "  {}  {}",
+            m.event_id.as_deref().unwrap_or("?"),
+            m.error
+        )?;
+    }
     Ok(())
 }
 
@@ -223,13 +253,26 @@ async fn purge_queues(settings: &Settings) -> anyhow::Result<()> {
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
     for name in topology.all_queues() {
         let channel = connection.create_channel().await?;
-        // A missing queue closes the channel; nothing to purge then.
-        let _ = channel
-            .queue_purge(name.into(), QueuePurgeOptions::default())
-            .await;
+        // A missing queue (404, first run) closes the channel: nothing to purge then. Any
+        // other refusal would leave an earlier run's messages in this one.
+        match channel
+            .queue_purge(name.clone().into(), QueuePurgeOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("Failed to purge the queue {name}"));
+            }
+        }
     }
     let _ = connection.close(200, "demo".into()).await;
     Ok(())
+}
+
+/// The broker's `404 NOT_FOUND` channel error.
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if e.get_id() == 404)
 }
 
 /// Waits until the inbound queues are empty and every notification is published and
@@ -250,9 +293,7 @@ async fn wait_until_quiet(
             .filter(|q| !q.name.ends_with(".dead") && !q.name.ends_with(".parked"))
             .filter_map(|q| q.messages)
             .sum();
-        let processed: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
-            .fetch_one(pool)
-            .await?;
+        let processed = db::count_processed(&mut *pool.acquire().await?, None).await?;
         let now = (
             processed,
             status.dead,
@@ -288,46 +329,32 @@ async fn wait_until_quiet(
     }
 }
 
+/// One line per notification: its recipients, and whether each email went out.
 async fn summarize(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<String> {
-    // One line per notification: its recipients, and whether each email went out.
-    let rows: Vec<(String, Option<String>, String, i64, i64, String)> = sqlx::query_as(
-        r#"
-        SELECT n.kind,
-               c.nome,
-               left(n.id::text, 8),
-               count(d.email) FILTER (WHERE d.delivered_at IS NOT NULL),
-               count(d.email) FILTER (WHERE d.delivered_at IS NULL),
-               COALESCE(string_agg(d.email, ', ' ORDER BY d.email), '')
-        FROM notifications n
-        LEFT JOIN comuni c ON c.istat = n.comune_istat
-        LEFT JOIN deliveries d ON d.notification_id = n.id
-        GROUP BY n.id, n.kind, c.nome, n.created_at
-        ORDER BY n.created_at, n.kind
-        "#,
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut out = String::from(
-        "Notifications and their emails
-",
-    );
+    let lines = db::notification_lines(&mut *pool.acquire().await?)
+        .await
+        .context("Failed to read the notifications")?;
+    let mut out = String::from("Notifications and their emails\n");
     let mut table = Vec::new();
-    let mut counts: Vec<(String, i64)> = Vec::new();
-    for (kind, comune, id, sent, unsent, recipients) in &rows {
-        let to = match (sent + unsent, unsent) {
+    let mut counts: Vec<(&str, i64)> = Vec::new();
+    for line in &lines {
+        let recipients = line.recipients.join(", ");
+        let to = match (line.sent + line.unsent, line.unsent) {
             (0, _) => "UNDELIVERABLE: no referent matches".to_owned(),
-            (_, 0) => recipients.clone(),
+            (_, 0) => recipients,
             (_, n) => format!("{recipients} ({n} not sent)"),
         };
+        let mut id = line.id.to_string();
+        id.truncate(8);
         table.push(vec![
-            kind.clone(),
-            comune.clone().unwrap_or_default(),
-            id.clone(),
+            line.kind.clone(),
+            line.comune_nome.clone().unwrap_or_default(),
+            id,
             to,
         ]);
-        match counts.iter_mut().find(|(k, _)| k == kind) {
-            Some((_, n)) => *n += sent,
-            None => counts.push((kind.clone(), *sent)),
+        match counts.iter_mut().find(|(k, _)| *k == line.kind) {
+            Some((_, n)) => *n += line.sent,
+            None => counts.push((&line.kind, line.sent)),
         }
     }
     out.push_str(&crate::table::render(

@@ -37,7 +37,7 @@ async fn open(settings: &Settings) -> anyhow::Result<(Connection, Topology)> {
 }
 
 /// Every held message of `which`, oldest first.
-pub async fn list(settings: &Settings, which: Which) -> anyhow::Result<Vec<HeldMessage>> {
+pub(crate) async fn list(settings: &Settings, which: Which) -> anyhow::Result<Vec<HeldMessage>> {
     let (connection, topology) = open(settings).await?;
     let mut all = Vec::new();
     for holding in which.holdings() {
@@ -52,7 +52,7 @@ pub async fn list(settings: &Settings, which: Which) -> anyhow::Result<Vec<HeldM
 }
 
 /// One held message by id.
-pub async fn show(settings: &Settings, id: &str) -> anyhow::Result<Option<HeldMessage>> {
+pub(crate) async fn show(settings: &Settings, id: &str) -> anyhow::Result<Option<HeldMessage>> {
     Ok(list(settings, Which::All)
         .await?
         .into_iter()
@@ -60,7 +60,7 @@ pub async fn show(settings: &Settings, id: &str) -> anyhow::Result<Option<HeldMe
 }
 
 /// Re-injects held messages into the queue they came from.
-pub async fn replay(
+pub(crate) async fn replay(
     settings: &Settings,
     which: Which,
     id: Option<&str>,
@@ -79,7 +79,10 @@ pub async fn replay(
 }
 
 /// Deletes every held message of `which`; returns how many per queue.
-pub async fn purge(settings: &Settings, which: Which) -> anyhow::Result<Vec<(Holding, u32)>> {
+pub(crate) async fn purge(
+    settings: &Settings,
+    which: Which,
+) -> anyhow::Result<Vec<(Holding, u32)>> {
     let (connection, topology) = open(settings).await?;
     let mut out = Vec::new();
     for holding in which.holdings() {
@@ -94,7 +97,7 @@ pub async fn purge(settings: &Settings, which: Which) -> anyhow::Result<Vec<(Hol
 
 /// The table `dlq list` prints. Every cell goes through [`printable`]: a routing key or an
 /// id is the publisher's text and must not drive the operator's terminal.
-pub fn table(messages: &[HeldMessage]) -> String {
+pub(crate) fn table(messages: &[HeldMessage]) -> String {
     let rows: Vec<Vec<String>> = messages
         .iter()
         .map(|m| {
@@ -128,7 +131,7 @@ pub fn table(messages: &[HeldMessage]) -> String {
 
 /// The detail `dlq show` prints: reason, the headers and the body as
 /// [`HeldMessage::headers`] and [`HeldMessage::masked_body`] allow them (CONTRACT C7).
-pub fn detail(m: &HeldMessage) -> String {
+pub(crate) fn detail(m: &HeldMessage) -> String {
     let mut out = format!(
         "id:          {}\nqueue:       {:?}\nreason:      {}\nfrom queue:  {}\nrouting key: {}\nfailed at:   {}\nattempts:    {}\nsize:        {} bytes\n\nheaders (the hub's own and known properties):\n",
         printable(&m.id),

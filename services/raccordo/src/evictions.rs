@@ -8,29 +8,25 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use raccordo_core::clock::{YearMonth, rome_start_of_day};
-use raccordo_core::db;
+use raccordo_core::db::count_processed;
 use raccordo_core::domain::parse_date;
 use raccordo_core::settings::Settings;
 use raccordo_eviction::Pseudonymizer;
 use raccordo_eviction::audit::{self, AuditEntry, AuditFilter, ConsentEntry};
-use raccordo_eviction::event::Step;
+use raccordo_eviction::event::{ConsentDecision, Step};
 use raccordo_eviction::personal::ProcedureId;
+use raccordo_eviction::reports::procedure_summary;
 use raccordo_eviction::stats::{UnitStats, month_stats, send_stats};
 
+use crate::database::{Publication, connect_db};
 use crate::table::{Format, render, render_csv};
 
-async fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
-    db::connect(&settings.database).await.with_context(|| {
-        format!(
-            "Failed to connect to the database {} (raccordo setup; scripts/services.sh)",
-            settings.database.database_name().unwrap_or_default()
-        )
-    })
-}
-
 /// The month's statistics, per ambito.
-pub async fn report(settings: &Settings, month: YearMonth) -> anyhow::Result<Vec<UnitStats>> {
-    let pool = pool(settings).await?;
+pub(crate) async fn report(
+    settings: &Settings,
+    month: YearMonth,
+) -> anyhow::Result<Vec<UnitStats>> {
+    let pool = connect_db(settings).await?;
     let mut conn = pool.acquire().await?;
     let units = month_stats(&mut conn, month)
         .await
@@ -51,7 +47,7 @@ struct ReportLine<'a> {
 }
 
 /// The report as a table, CSV (one row per comune, one column per step) or JSON.
-pub fn format_report(
+pub(crate) fn format_report(
     month: YearMonth,
     units: &[UnitStats],
     format: Format,
@@ -110,40 +106,39 @@ pub fn format_report(
 
 /// Writes one `eviction.stats` per ambito with steps to the outbox and publishes it if the
 /// broker answers: (notifications, published).
-pub async fn send(settings: &Settings, month: YearMonth) -> anyhow::Result<(usize, bool)> {
-    let pool = pool(settings).await?;
+pub(crate) async fn send(
+    settings: &Settings,
+    month: YearMonth,
+) -> anyhow::Result<(usize, Publication)> {
+    let pool = connect_db(settings).await?;
     let mut tx = pool.begin().await?;
     let ids = send_stats(&mut tx, month)
         .await
         .context("Failed to write the eviction statistics")?;
     tx.commit().await?;
-    let published = db::publish_pending(&pool, settings).await.is_ok();
+    let published = Publication::attempt(&pool, settings).await;
     pool.close().await;
     Ok((ids.len(), published))
 }
 
 /// What `report evictions --send` did, for the operator.
-pub fn describe_sent(notifications: usize, published: bool) -> String {
+pub(crate) fn describe_sent(notifications: usize, published: &Publication) -> String {
     let mut out = format!(
         "Eviction statistics written: {notifications} notification(s), one per ambito with steps.\n"
     );
-    out.push_str(if published {
-        "Published on the events exchange: the mailer of a running hub sends the emails.\n"
-    } else {
-        "The broker is unreachable: the notifications wait in the outbox; a running hub publishes and sends them.\n"
-    });
+    out.push_str(&published.describe());
     out
 }
 
 /// The audit trail and, for one procedure, its consent decisions.
-pub struct Audit {
+pub(crate) struct Audit {
     pub entries: Vec<AuditEntry>,
     pub consents: Option<Vec<ConsentEntry>>,
 }
 
 /// Reads the audit trail. `since` is a `YYYY-MM-DD` day (from its start in Europe/Rome);
 /// `procedure` a docket number, looked up by its pseudonym.
-pub async fn audit(
+pub(crate) async fn audit(
     settings: &Settings,
     kind: Option<String>,
     since: Option<&str>,
@@ -160,7 +155,7 @@ pub async fn audit(
         })
         .transpose()
         .context("--procedure")?;
-    let pool = pool(settings).await?;
+    let pool = connect_db(settings).await?;
     let mut conn = pool.acquire().await?;
     let entries = audit::list(
         &mut conn,
@@ -182,7 +177,7 @@ pub async fn audit(
 }
 
 /// The audit as a table, CSV or JSON.
-pub fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<String> {
+pub(crate) fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<String> {
     if format == Format::Json {
         return Ok(format!(
             "{}\n",
@@ -239,35 +234,40 @@ pub fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<String> {
         && format == Format::Table
     {
         out.push_str("\nConsent decisions of this procedure\n");
-        let rows: Vec<Vec<String>> = consents
-            .iter()
-            .map(|c| {
-                vec![
-                    c.decision.clone(),
-                    c.recorded_by.clone(),
-                    c.recorded_at.clone(),
-                    c.received_at.clone(),
-                    if c.applied {
-                        "yes"
-                    } else {
-                        "no (older than the one in force)"
-                    }
-                    .into(),
-                ]
-            })
-            .collect();
-        out.push_str(&render(
-            &[
-                "decision",
-                "recorded_by",
-                "recorded_at",
-                "received_at",
-                "in force",
-            ],
-            &rows,
-        ));
+        out.push_str(&consents_table(consents));
     }
     Ok(out)
+}
+
+/// The consent decisions of one procedure, oldest first.
+fn consents_table(consents: &[ConsentEntry]) -> String {
+    let rows: Vec<Vec<String>> = consents
+        .iter()
+        .map(|c| {
+            vec![
+                c.decision.clone(),
+                c.recorded_by.clone(),
+                c.recorded_at.clone(),
+                c.received_at.clone(),
+                if c.applied {
+                    "yes"
+                } else {
+                    "no (older than the one in force)"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "decision",
+            "recorded_by",
+            "recorded_at",
+            "received_at",
+            "in force",
+        ],
+        &rows,
+    )
 }
 
 /// The demo's eviction events: two families, one in Rho that asks for help, one in Milano
@@ -276,13 +276,13 @@ pub fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<String> {
 const DEMO_EVENTS: &str = include_str!("../../../data/demo/evictions.ndjson");
 
 /// The day `data/demo/evictions.ndjson` is written for.
-pub const DEMO_DAY: time::Date = time::macros::date!(2026 - 01 - 15);
+pub(crate) const DEMO_DAY: time::Date = time::macros::date!(2026 - 01 - 15);
 
 /// Docket numbers of the demo families (sample data, not real people).
 const DEMO_FAMILIES: [(&str, &str); 2] = [("RG-DEMO-RHO/118", "Rho"), ("RG-DEMO-MI/342", "Milano")];
 
 /// The demo events with their dates moved from [`DEMO_DAY`] to `today`, as NDJSON.
-pub fn demo_events(today: time::Date) -> anyhow::Result<String> {
+pub(crate) fn demo_events(today: time::Date) -> anyhow::Result<String> {
     use time::format_description::well_known::Rfc3339;
     let shift = today - DEMO_DAY;
     let mut out = String::new();
@@ -308,7 +308,7 @@ pub fn demo_events(today: time::Date) -> anyhow::Result<String> {
 /// Publishes the demo events, one at a time, each once the hub has processed the one
 /// before: competing consumers may take events in any order, and the demo tells a story
 /// in order (consent first, then the step that makes an urgent alert). Returns how many.
-pub async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<usize> {
+pub(crate) async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<usize> {
     let today = raccordo_core::clock::rome_date(raccordo_core::clock::now());
     let events = demo_events(today)?;
     let mut published = 0;
@@ -322,10 +322,7 @@ pub async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<
         published += report.published;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let done: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_type LIKE 'eviction.%'")
-                    .fetch_one(pool)
-                    .await?;
+            let done = count_processed(&mut *pool.acquire().await?, Some("eviction.")).await?;
             if done as usize >= published {
                 break;
             }
@@ -340,37 +337,19 @@ pub async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<
 }
 
 /// The demo's summary of the two families, and this month's statistics.
-pub async fn demo_summary(pool: &PgPool, settings: &Settings) -> anyhow::Result<String> {
+pub(crate) async fn demo_summary(pool: &PgPool, settings: &Settings) -> anyhow::Result<String> {
     let pseudonyms = Pseudonymizer::from_settings(&settings.eviction);
     let mut out = String::from("Eviction procedures (Protocollo escomio): consent decides\n");
+    let mut conn = pool.acquire().await?;
     for (docket, comune) in DEMO_FAMILIES {
         let pseudonym = pseudonyms.pseudonym(&ProcedureId::parse(docket)?);
-        let (steps, consent, held): (i64, Option<String>, bool) = sqlx::query_as(
-            r#"
-            SELECT (SELECT count(*) FROM eviction_steps WHERE pseudonym = $1),
-                   (SELECT consent FROM eviction_procedures WHERE pseudonym = $1),
-                   EXISTS (SELECT 1 FROM eviction_personal WHERE pseudonym = $1)
-            "#,
-        )
-        .bind(pseudonym.as_ref())
-        .fetch_one(pool)
-        .await?;
-        let (alerts, urgent, emails): (i64, i64, i64) = sqlx::query_as(
-            r#"
-            SELECT count(DISTINCT n.id),
-                   count(DISTINCT n.id) FILTER (WHERE n.urgent),
-                   count(d.email)
-            FROM eviction_notifications e
-            JOIN notifications n ON n.id = e.notification_id
-            LEFT JOIN deliveries d ON d.notification_id = n.id
-            WHERE e.pseudonym = $1
-              AND n.kind = 'eviction.alert'
-            "#,
-        )
-        .bind(pseudonym.as_ref())
-        .fetch_one(pool)
-        .await?;
-        if consent.as_deref() == Some("granted") {
+        let s = procedure_summary(&mut conn, &pseudonym)
+            .await
+            .with_context(|| {
+                format!("Failed to summarize the procedure of the family in {comune}")
+            })?;
+        let (steps, alerts, urgent, emails) = (s.steps, s.alerts, s.urgent_alerts, s.emails);
+        if s.consent == Some(ConsentDecision::Granted) {
             out.push_str(&format!(
                 "  Family in {comune}: asked for help. {steps} steps known; {alerts} alerts ({urgent} urgent: [URGENTE], Importance: high) \
                  → {emails} emails to the servizi sociali of {comune} and its ambito, with the contact data the family chose to share.\n"
@@ -379,13 +358,12 @@ pub async fn demo_summary(pool: &PgPool, settings: &Settings) -> anyhow::Result<
             out.push_str(&format!(
                 "  Family in {comune}: never consented. {steps} steps counted in the anonymous statistics only; {alerts} alerts, {} personal data stored \
                  (known only as pseudonym {}…).\n",
-                if held { "SOME" } else { "no" },
+                if s.personal_held { "SOME" } else { "no" },
                 pseudonym.short()
             ));
         }
     }
     let month = YearMonth::of(raccordo_core::clock::rome_date(raccordo_core::clock::now()));
-    let mut conn = pool.acquire().await?;
     let units = month_stats(&mut conn, month).await?;
     out.push_str(&format!(
         "\n{}",

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use raccordo_core::db;
 use raccordo_core::registry::{ImportReport, import_comuni, import_referents};
 use raccordo_core::settings::Settings;
 
@@ -16,7 +15,11 @@ pub enum Table {
 }
 
 /// Imports a CSV file (or `-` for standard input); all or nothing.
-pub async fn run(settings: &Settings, table: Table, file: &Path) -> anyhow::Result<ImportReport> {
+pub(crate) async fn run(
+    settings: &Settings,
+    table: Table,
+    file: &Path,
+) -> anyhow::Result<ImportReport> {
     let input: Box<dyn std::io::Read + Send> = if file == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
@@ -25,9 +28,7 @@ pub async fn run(settings: &Settings, table: Table, file: &Path) -> anyhow::Resu
                 .with_context(|| format!("Failed to open {}", file.display()))?,
         )
     };
-    let pool = db::connect(&settings.database)
-        .await
-        .context("Failed to connect to the database (run `raccordo setup` first)")?;
+    let pool = crate::database::connect_db(settings).await?;
     let report = match table {
         Table::Comuni => import_comuni(&pool, input).await,
         Table::Referents => import_referents(&pool, input).await,

@@ -12,17 +12,16 @@ use lapin::types::FieldTable;
 use secrecy::{ExposeSecret, SecretString};
 
 use raccordo_core::amqp::{Topology, WorkQueue, connect};
-use raccordo_core::db;
 use raccordo_core::settings::Settings;
 
 /// What the rotation did.
-pub struct RekeyReport {
+pub(crate) struct RekeyReport {
     /// Procedures re-pseudonymised.
     pub procedures: usize,
 }
 
 /// Rotates the key: refuses while eviction consumers are attached unless `force`.
-pub async fn rekey(
+pub(crate) async fn rekey(
     settings: &Settings,
     new_key_file: &Path,
     write_key_file: &Path,
@@ -52,9 +51,7 @@ pub async fn rekey(
     chain.push('\n');
     write_secret_file(write_key_file, &chain)?;
 
-    let pool = db::connect(&settings.database)
-        .await
-        .context("Failed to connect to the database")?;
+    let pool = crate::database::connect_db(settings).await?;
     let result = raccordo_eviction::keys::rekey(&pool, &settings.eviction, new_key, progress).await;
     pool.close().await;
     match result {

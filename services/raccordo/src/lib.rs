@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line (clap).
 //! - [`serve`]: workers, relay and HTTP endpoint in one process; graceful shutdown.
 //! - [`setup`], [`import`], [`publish`], [`dlq`], [`status`]: operator commands.
+//! - [`database`]: the commands' one database pool, and publishing what `--send` wrote.
 //! - [`keys`]: rotation of the pseudonym key.
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
@@ -15,6 +16,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod database;
 pub mod demo;
 pub mod dlq;
 pub mod evictions;

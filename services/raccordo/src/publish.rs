@@ -14,7 +14,7 @@ use raccordo_core::settings::Settings;
 
 /// Lines published and lines refused.
 #[derive(Debug, Default)]
-pub struct PublishReport {
+pub(crate) struct PublishReport {
     /// Events the broker confirmed.
     pub published: usize,
     /// Lines not sent, with the reason (only when validating).
@@ -31,7 +31,7 @@ const WINDOW: usize = 256;
 /// With `as_publisher`, every message carries the AMQP `user_id` of `amqp.url`'s user, as
 /// a publishing system's must when `publishers.allow_anonymous` is false (RabbitMQ checks
 /// that it is the connection's own user).
-pub async fn run(
+pub(crate) async fn run(
     settings: &Settings,
     input: impl BufRead,
     validate: bool,
@@ -39,38 +39,13 @@ pub async fn run(
     mut progress: impl FnMut(usize),
 ) -> anyhow::Result<PublishReport> {
     let topology = Topology::from_settings(settings);
-    let user_id = if as_publisher {
-        use secrecy::ExposeSecret;
-        let url = url::Url::parse(settings.amqp.url.expose_secret()).context("amqp.url")?;
-        let user = percent_encoding::percent_decode_str(url.username())
-            .decode_utf8_lossy()
-            .into_owned();
-        anyhow::ensure!(!user.is_empty(), "--as-publisher needs a user in amqp.url");
-        Some(user)
-    } else {
-        None
-    };
+    let user_id = as_publisher.then(|| publisher_user(settings)).transpose()?;
     let connection = connect(&settings.amqp, "publish")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
     let publisher = Publisher::open(&connection).await?;
     let exchange = topology.inbound_exchange();
-    // A passive check needs no permission: a publishing system may not configure the broker.
-    publisher
-        .channel()
-        .exchange_declare(
-            exchange.clone().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .with_context(|| {
-            format!("The exchange {exchange} does not exist: run `raccordo setup` first")
-        })?;
+    check_exchange(&publisher, &exchange).await?;
     let mut report = PublishReport::default();
     let mut pending = Vec::with_capacity(WINDOW);
     for (index, line) in input.lines().enumerate() {
@@ -83,24 +58,7 @@ pub async fn run(
             report.refused.push((number, rejection.to_string()));
             continue;
         }
-        let value: Option<Value> = serde_json::from_str(&line).ok();
-        let text = |k: &str| {
-            value
-                .as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let routing_key = text("type");
-        let mut properties = BasicProperties::default()
-            .with_content_type("application/cloudevents+json".into())
-            .with_message_id(text("id").into())
-            .with_app_id("raccordo-publish".into())
-            .with_delivery_mode(2);
-        if let Some(user) = &user_id {
-            properties = properties.with_user_id(user.clone().into());
-        }
+        let (routing_key, properties) = properties_for(&line, user_id.as_deref());
         let confirm = publisher
             .channel()
             .basic_publish(
@@ -122,6 +80,62 @@ pub async fn run(
     progress(report.published);
     let _ = connection.close(200, "published".into()).await;
     Ok(report)
+}
+
+/// The user of `amqp.url`, the AMQP `user_id` a publishing system must set.
+fn publisher_user(settings: &Settings) -> anyhow::Result<String> {
+    use secrecy::ExposeSecret;
+    let url = url::Url::parse(settings.amqp.url.expose_secret()).context("amqp.url")?;
+    let user = percent_encoding::percent_decode_str(url.username())
+        .decode_utf8_lossy()
+        .into_owned();
+    anyhow::ensure!(!user.is_empty(), "--as-publisher needs a user in amqp.url");
+    Ok(user)
+}
+
+/// Fails when the inbound exchange is missing. A passive check needs no permission: a
+/// publishing system may not configure the broker.
+async fn check_exchange(publisher: &Publisher, exchange: &str) -> anyhow::Result<()> {
+    publisher
+        .channel()
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .with_context(|| {
+            format!("The exchange {exchange} does not exist: run `raccordo setup` first")
+        })?;
+    Ok(())
+}
+
+/// The routing key (the event `type`) and the AMQP properties of one line. A line that is
+/// not JSON, sent only without validation, goes with an empty key and id: the hub
+/// dead-letters it, which is what such a line is sent to see.
+fn properties_for(line: &str, user_id: Option<&str>) -> (String, BasicProperties) {
+    let value: Option<Value> = serde_json::from_str(line).ok();
+    let text = |k: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut properties = BasicProperties::default()
+        .with_content_type("application/cloudevents+json".into())
+        .with_message_id(text("id").into())
+        .with_app_id("raccordo-publish".into())
+        .with_delivery_mode(2);
+    if let Some(user) = user_id {
+        properties = properties.with_user_id(user.into());
+    }
+    (text("type"), properties)
 }
 
 async fn settle(pending: &mut Vec<(usize, lapin::PublisherConfirm)>) -> anyhow::Result<usize> {

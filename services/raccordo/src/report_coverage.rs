@@ -7,30 +7,24 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use raccordo_core::clock::{YearMonth, now, rome_date};
-use raccordo_core::db;
 use raccordo_core::domain::ComuneIstat;
+use raccordo_core::registry::{find_comune_by_name, list_zone};
 use raccordo_core::settings::Settings;
 use raccordo_quota::census::{Census, CensusTotals, load_census};
-use raccordo_quota::coverage::{CoverageReport, load_announcements, load_coverage};
+use raccordo_quota::coverage::{CoverageReport, ZonaCoverage, load_coverage};
 use raccordo_quota::monthly::{SentReport, insert_monthly_report};
+use raccordo_quota::reports::{AnnouncementDetail, AnnouncementLine, Figures, announcement_lines};
 
+use crate::database::{Publication, connect_db};
 use crate::table::{Format, render, render_csv};
-
-async fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
-    db::connect(&settings.database).await.with_context(|| {
-        format!(
-            "Failed to connect to the database {} (run `raccordo setup` first, and scripts/services.sh if PostgreSQL is down)",
-            settings.database.database_name().unwrap_or_default()
-        )
-    })
-}
 
 /// Fails with the list of known zone when `zona` names none.
 async fn check_zona(pool: &PgPool, zona: Option<&str>) -> anyhow::Result<()> {
     let Some(zona) = zona else { return Ok(()) };
-    let zone: Vec<String> = sqlx::query_scalar("SELECT DISTINCT zona FROM comuni ORDER BY zona")
-        .fetch_all(pool)
-        .await?;
+    let mut conn = pool.acquire().await?;
+    let zone = list_zone(&mut conn)
+        .await
+        .context("Failed to read the zone of the registry")?;
     anyhow::ensure!(
         zone.iter().any(|z| z == zona),
         "No comune of the registry is in zona {zona:?}; known zone: {}",
@@ -41,7 +35,7 @@ async fn check_zona(pool: &PgPool, zona: Option<&str>) -> anyhow::Result<()> {
 
 /// The coverage report as of today (Europe/Rome).
 pub async fn coverage(settings: &Settings, zona: Option<&str>) -> anyhow::Result<CoverageReport> {
-    let pool = pool(settings).await?;
+    let pool = connect_db(settings).await?;
     check_zona(&pool, zona).await?;
     let mut conn = pool.acquire().await?;
     let report = load_coverage(&mut conn, &settings.quota, zona, rome_date(now()))
@@ -53,7 +47,19 @@ pub async fn coverage(settings: &Settings, zona: Option<&str>) -> anyhow::Result
 }
 
 /// Renders the coverage report: JSON is CONTRACT §8's array of comuni.
-pub fn format_coverage(report: &CoverageReport, format: Format) -> anyhow::Result<String> {
+pub(crate) fn format_coverage(report: &CoverageReport, format: Format) -> anyhow::Result<String> {
+    match format {
+        Format::Json => {
+            let comuni: Vec<_> = report.comuni().collect();
+            Ok(format!("{}\n", serde_json::to_string_pretty(&comuni)?))
+        }
+        Format::Csv => render_csv(&CoverageReport::CSV_HEADER, &report.csv_rows()),
+        Format::Table => Ok(coverage_table(report)),
+    }
+}
+
+/// The terminal view: a row per comune, then a row per zona.
+fn coverage_table(report: &CoverageReport) -> String {
     const HEADER: [&str; 12] = [
         "zona",
         "comune",
@@ -68,9 +74,29 @@ pub fn format_coverage(report: &CoverageReport, format: Format) -> anyhow::Resul
         "last report",
         "q7",
     ];
+    const ZONA_HEADER: [&str; 11] = [
+        "zona",
+        "comuni",
+        "population",
+        "quota",
+        "coverage",
+        "%",
+        "zona rule",
+        "excluded",
+        "salvaguardia",
+        "below ratio",
+        "last report",
+    ];
     let rows: Vec<Vec<String>> = report
         .comuni()
         .map(|c| {
+            let state = if !c.signatory {
+                "non-signatory"
+            } else if c.excluded {
+                "excluded"
+            } else {
+                "included"
+            };
             vec![
                 c.zona.clone(),
                 c.nome.clone(),
@@ -79,14 +105,7 @@ pub fn format_coverage(report: &CoverageReport, format: Format) -> anyhow::Resul
                 c.quota.to_string(),
                 c.coverage.to_string(),
                 format!("{:.1}", c.percentage),
-                if !c.signatory {
-                    "non-signatory"
-                } else if c.excluded {
-                    "excluded"
-                } else {
-                    "included"
-                }
-                .to_owned(),
+                state.to_owned(),
                 c.rule.map(|r| r.as_str()).unwrap_or("-").to_owned(),
                 if c.safeguard { "salvaguardia" } else { "" }.to_owned(),
                 c.last_report.clone().unwrap_or_else(|| "-".into()),
@@ -94,67 +113,44 @@ pub fn format_coverage(report: &CoverageReport, format: Format) -> anyhow::Resul
             ]
         })
         .collect();
-    match format {
-        Format::Json => {
-            let comuni: Vec<_> = report.comuni().collect();
-            Ok(format!("{}\n", serde_json::to_string_pretty(&comuni)?))
-        }
-        Format::Csv => render_csv(&CoverageReport::CSV_HEADER, &report.csv_rows()),
-        Format::Table => {
-            let mut out = format!(
-                "Reception coverage as of {} — excluded from tenders at {:.0}% of the comune's quota or {:.0}% of the zona's (art. 2.3, 3.2); q7 flags signatories below the ratio since {}\n\n",
-                report.generated_on,
-                report.exclusion_ratio * 100.0,
-                report.zone_full_ratio * 100.0,
-                report.deadline
-            );
-            out.push_str(&render(&HEADER, &rows));
-            let zone: Vec<Vec<String>> = report
-                .zone
-                .iter()
-                .map(|z| {
-                    vec![
-                        z.zona.clone(),
-                        z.comuni.len().to_string(),
-                        z.population.to_string(),
-                        z.quota.to_string(),
-                        z.coverage.to_string(),
-                        format!("{:.1}", z.percentage),
-                        if z.full { "full" } else { "" }.to_owned(),
-                        z.excluded.to_string(),
-                        z.safeguard.to_string(),
-                        z.flagged.to_string(),
-                        z.last_report.clone().unwrap_or_else(|| "-".into()),
-                    ]
-                })
-                .collect();
-            out.push('\n');
-            out.push_str(&render(
-                &[
-                    "zona",
-                    "comuni",
-                    "population",
-                    "quota",
-                    "coverage",
-                    "%",
-                    "zona rule",
-                    "excluded",
-                    "salvaguardia",
-                    "below ratio",
-                    "last report",
-                ],
-                &zone,
-            ));
-            Ok(out)
-        }
-    }
+    let zone: Vec<Vec<String>> = report.zone.iter().map(zona_row).collect();
+    let mut out = format!(
+        "Reception coverage as of {} — excluded from tenders at {:.0}% of the comune's quota or {:.0}% of the zona's (art. 2.3, 3.2); q7 flags signatories below the ratio since {}\n\n",
+        report.generated_on,
+        report.exclusion_ratio * 100.0,
+        report.zone_full_ratio * 100.0,
+        report.deadline
+    );
+    out.push_str(&render(&HEADER, &rows));
+    out.push('\n');
+    out.push_str(&render(&ZONA_HEADER, &zone));
+    out
+}
+
+fn zona_row(z: &ZonaCoverage) -> Vec<String> {
+    vec![
+        z.zona.clone(),
+        z.comuni.len().to_string(),
+        z.population.to_string(),
+        z.quota.to_string(),
+        z.coverage.to_string(),
+        format!("{:.1}", z.percentage),
+        if z.full { "full" } else { "" }.to_owned(),
+        z.excluded.to_string(),
+        z.safeguard.to_string(),
+        z.flagged.to_string(),
+        z.last_report.clone().unwrap_or_else(|| "-".into()),
+    ]
 }
 
 /// `--send`: writes the monthly verification (Q7) for the current month to the outbox and
 /// publishes it on `{prefix}.events`. If the broker cannot be reached, the notifications
 /// stay in the outbox and the relay of a running hub publishes them.
-pub async fn send(settings: &Settings, zona: Option<&str>) -> anyhow::Result<(SentReport, bool)> {
-    let pool = pool(settings).await?;
+pub async fn send(
+    settings: &Settings,
+    zona: Option<&str>,
+) -> anyhow::Result<(SentReport, Publication)> {
+    let pool = connect_db(settings).await?;
     check_zona(&pool, zona).await?;
     let today = rome_date(now());
     let mut tx = pool.begin().await?;
@@ -162,34 +158,30 @@ pub async fn send(settings: &Settings, zona: Option<&str>) -> anyhow::Result<(Se
         .await
         .context("Failed to write the monthly verification")?;
     tx.commit().await?;
-    let published = db::publish_pending(&pool, settings).await.is_ok();
+    let published = Publication::attempt(&pool, settings).await;
     pool.close().await;
     Ok((sent, published))
 }
 
 /// What `--send` did, for the operator.
-pub fn describe_sent(sent: &SentReport, published: bool) -> String {
+pub(crate) fn describe_sent(sent: &SentReport, published: &Publication) -> String {
     let mut out = format!(
         "Monthly verification written: {} notification(s) ({} without recipients, recorded as undeliverable); {} comune(i) flagged below the ratio.\n",
         sent.notifications.len(),
         sent.undeliverable,
         sent.flagged
     );
-    out.push_str(if published {
-        "Published on the events exchange: the mailer of a running hub sends the emails.\n"
-    } else {
-        "The broker is unreachable: the notifications wait in the outbox; a running hub publishes and sends them.\n"
-    });
+    out.push_str(&published.describe());
     out
 }
 
 /// The facility census, optionally of one comune (ISTAT code or name) or one zona.
-pub async fn facilities(
+pub(crate) async fn facilities(
     settings: &Settings,
     comune: Option<&str>,
     zona: Option<&str>,
 ) -> anyhow::Result<Census> {
-    let pool = pool(settings).await?;
+    let pool = connect_db(settings).await?;
     check_zona(&pool, zona).await?;
     let istat = match comune {
         None => None,
@@ -208,19 +200,17 @@ async fn resolve_comune(pool: &PgPool, comune: &str) -> anyhow::Result<ComuneIst
     if let Ok(istat) = ComuneIstat::parse(comune) {
         return Ok(istat);
     }
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT istat FROM comuni WHERE lower(nome) = lower($1)")
-            .bind(comune.trim())
-            .fetch_optional(pool)
-            .await?;
-    let istat = found.with_context(|| {
-        format!("No comune is named {comune:?}: give its 6-digit ISTAT code or its exact name")
-    })?;
-    Ok(ComuneIstat::parse(&istat)?)
+    let mut conn = pool.acquire().await?;
+    find_comune_by_name(&mut conn, comune)
+        .await
+        .context("Failed to look the comune up")?
+        .with_context(|| {
+            format!("No comune is named {comune:?}: give its 6-digit ISTAT code or its exact name")
+        })
 }
 
 /// Renders the census: facilities, then totals per comune and per zona.
-pub fn format_facilities(census: &Census, format: Format) -> anyhow::Result<String> {
+pub(crate) fn format_facilities(census: &Census, format: Format) -> anyhow::Result<String> {
     const HEADER: [&str; 10] = [
         "zona",
         "comune",
@@ -293,67 +283,66 @@ pub fn format_facilities(census: &Census, format: Format) -> anyhow::Result<Stri
 }
 
 /// The quota announcements made so far, oldest first, as a table (the demo prints it).
-pub async fn announcements(pool: &PgPool) -> anyhow::Result<String> {
+pub(crate) async fn announcements(pool: &PgPool) -> anyhow::Result<String> {
     let mut conn = pool.acquire().await?;
-    let rows: Vec<(String, serde_json::Value)> = load_announcements(&mut conn, None)
-        .await?
-        .into_iter()
-        .map(|a| (a.kind, a.payload))
-        .collect();
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".into(),
-        other => other.to_string(),
-    };
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|(kind, p)| {
-            let (state, rule, figures) = match kind.as_str() {
-                "quota.threshold" => (
-                    if p["excluded"] == true {
-                        "excluded"
-                    } else {
-                        "included"
-                    },
-                    text(&p["rule"]),
-                    format!("{}/{} ({}%)", p["coverage"], p["quota"], p["percentage"]),
-                ),
-                "quota.safeguard" => (
-                    if p["entered"] == true {
-                        "salvaguardia on"
-                    } else {
-                        "salvaguardia off"
-                    },
-                    "-".into(),
-                    format!("{}/{} ({}%)", p["coverage"], p["quota"], p["percentage"]),
-                ),
-                _ => (
-                    "over capacity",
-                    "-".into(),
-                    format!(
-                        "{}: {} presences, {} places",
-                        text(&p["facility_id"]),
-                        p["presences"],
-                        p["capacity"]
-                    ),
-                ),
-            };
-            vec![
-                kind.clone(),
-                text(&p["comune_nome"]),
-                text(&p["zona"]),
-                state.to_owned(),
-                rule,
-                figures,
-            ]
-        })
-        .collect();
+    let lines = announcement_lines(&mut conn, None)
+        .await
+        .context("Failed to read the quota announcements")?;
+    let table: Vec<Vec<String>> = lines.iter().map(announcement_row).collect();
     Ok(format!(
         "Reception coverage announcements ({})\n{}",
-        rows.len(),
+        lines.len(),
         render(
             &["kind", "comune", "zona", "state", "rule", "coverage/quota"],
             &table
         )
     ))
+}
+
+fn announcement_row(line: &AnnouncementLine) -> Vec<String> {
+    // `{:?}` prints 50.0 as `50.0`, as the payload's JSON always did.
+    let figures = |f: &Figures| format!("{}/{} ({:?}%)", f.coverage, f.quota, f.percentage);
+    let (kind, state, rule, figures) = match &line.detail {
+        AnnouncementDetail::Threshold {
+            excluded,
+            rule,
+            figures: f,
+        } => (
+            "quota.threshold",
+            if *excluded { "excluded" } else { "included" },
+            rule.map_or("-", |r| r.as_str()),
+            figures(f),
+        ),
+        AnnouncementDetail::Safeguard {
+            entered,
+            figures: f,
+        } => (
+            "quota.safeguard",
+            if *entered {
+                "salvaguardia on"
+            } else {
+                "salvaguardia off"
+            },
+            "-",
+            figures(f),
+        ),
+        AnnouncementDetail::OverCapacity {
+            facility_id,
+            presences,
+            capacity,
+        } => (
+            "reception.over_capacity",
+            "over capacity",
+            "-",
+            format!("{facility_id}: {presences} presences, {capacity} places"),
+        ),
+    };
+    vec![
+        kind.to_owned(),
+        line.comune_nome.clone(),
+        line.zona.clone(),
+        state.to_owned(),
+        rule.to_owned(),
+        figures,
+    ]
 }

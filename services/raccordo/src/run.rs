@@ -1,6 +1,7 @@
 //! Runs one parsed command and prints its result.
 
 use std::io::{BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,52 +9,14 @@ use anyhow::Context;
 use raccordo_core::settings::Settings;
 
 use crate::cli::{Command, ConsoleCommand, DlqCommand, EvictionCommand, ReportCommand};
+use crate::import::Table;
 use crate::table::Format;
 
 /// Runs `command`; the exit code says whether it did what was asked.
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Setup { definitions } => {
-            if let Some(path) = definitions {
-                crate::setup::write_definitions(&settings, &path)?;
-                println!(
-                    "RabbitMQ definitions for {} publisher(s) written to {}; set each user's password with rabbitmqctl change_password.",
-                    settings.publishers.users.len(),
-                    path.display()
-                );
-            }
-            let r = crate::setup::run(&settings).await?;
-            println!(
-                "Database {} {}; migrations applied; topology declared under prefix {}.",
-                r.database,
-                if r.created {
-                    "created"
-                } else {
-                    "already present"
-                },
-                r.prefix
-            );
-        }
-        Command::Import { table, file } => {
-            let report = crate::import::run(&settings, table, &file).await?;
-            if !report.errors.is_empty() {
-                eprintln!(
-                    "Nothing imported: {} line(s) of {} are wrong.",
-                    report.errors.len(),
-                    file.display()
-                );
-                for e in &report.errors {
-                    eprintln!("  {e}");
-                }
-                return Ok(ExitCode::FAILURE);
-            }
-            println!(
-                "Imported {}: {} new, {} updated.",
-                file.display(),
-                report.inserted,
-                report.updated
-            );
-        }
+        Command::Setup { definitions } => setup(&settings, definitions).await?,
+        Command::Import { table, file } => return import(&settings, table, &file).await,
         Command::Serve { workers } => {
             crate::serve::run_until_stopped(settings, workers).await?;
         }
@@ -61,38 +24,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             file,
             no_validate,
             as_publisher,
-        } => {
-            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
-                Box::new(BufReader::new(std::io::stdin()))
-            } else {
-                Box::new(BufReader::new(
-                    std::fs::File::open(&file)
-                        .with_context(|| format!("Failed to open {}", file.display()))?,
-                ))
-            };
-            let tty = std::io::stderr().is_terminal();
-            let report = crate::publish::run(&settings, input, !no_validate, as_publisher, |n| {
-                if tty {
-                    eprint!("\rpublished {n}");
-                }
-            })
-            .await?;
-            if tty {
-                eprintln!();
-            }
-            for (line, reason) in &report.refused {
-                eprintln!("line {line} not published: {reason}");
-            }
-            println!(
-                "Published {} event(s) to {}.inbound; {} refused.",
-                report.published,
-                settings.amqp.prefix,
-                report.refused.len()
-            );
-            if !report.refused.is_empty() {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        } => return publish(&settings, &file, no_validate, as_publisher).await,
         Command::Dlq { command } => return dlq(command, &settings).await,
         Command::Eviction {
             command:
@@ -101,29 +33,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                     write_key_file,
                     force,
                 },
-        } => {
-            let tty = std::io::stderr().is_terminal();
-            let report = crate::keys::rekey(
-                &settings,
-                &new_key_file,
-                &write_key_file,
-                force,
-                |done, total| {
-                    if tty {
-                        eprint!("\rre-pseudonymised {done} of {total}");
-                    }
-                },
-            )
-            .await?;
-            if tty {
-                eprintln!();
-            }
-            println!(
-                "Re-pseudonymised {} procedure(s). The key chain is in {}: set eviction.pseudonym_key_file to it and restart the eviction workers.",
-                report.procedures,
-                write_key_file.display()
-            );
-        }
+        } => rekey(&settings, &new_key_file, &write_key_file, force).await?,
         Command::Report { command } => return report(command, &settings).await,
         Command::Audit {
             kind,
@@ -172,6 +82,120 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+async fn setup(settings: &Settings, definitions: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(path) = definitions {
+        crate::setup::write_definitions(settings, &path)?;
+        println!(
+            "RabbitMQ definitions for {} publisher(s) written to {}; set each user's password with rabbitmqctl change_password.",
+            settings.publishers.users.len(),
+            path.display()
+        );
+    }
+    let r = crate::setup::run(settings).await?;
+    println!(
+        "Database {} {}; migrations applied; topology declared under prefix {}.",
+        r.database,
+        if r.created {
+            "created"
+        } else {
+            "already present"
+        },
+        r.prefix
+    );
+    Ok(())
+}
+
+async fn import(settings: &Settings, table: Table, file: &Path) -> anyhow::Result<ExitCode> {
+    let report = crate::import::run(settings, table, file).await?;
+    if !report.errors.is_empty() {
+        eprintln!(
+            "Nothing imported: {} line(s) of {} are wrong.",
+            report.errors.len(),
+            file.display()
+        );
+        for e in &report.errors {
+            eprintln!("  {e}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "Imported {}: {} new, {} updated.",
+        file.display(),
+        report.inserted,
+        report.updated
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn publish(
+    settings: &Settings,
+    file: &Path,
+    no_validate: bool,
+    as_publisher: bool,
+) -> anyhow::Result<ExitCode> {
+    let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(file)
+                .with_context(|| format!("Failed to open {}", file.display()))?,
+        ))
+    };
+    let tty = std::io::stderr().is_terminal();
+    let report = crate::publish::run(settings, input, !no_validate, as_publisher, |n| {
+        if tty {
+            eprint!("\rpublished {n}");
+        }
+    })
+    .await?;
+    if tty {
+        eprintln!();
+    }
+    for (line, reason) in &report.refused {
+        eprintln!("line {line} not published: {reason}");
+    }
+    println!(
+        "Published {} event(s) to {}.inbound; {} refused.",
+        report.published,
+        settings.amqp.prefix,
+        report.refused.len()
+    );
+    if !report.refused.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rekey(
+    settings: &Settings,
+    new_key_file: &Path,
+    write_key_file: &Path,
+    force: bool,
+) -> anyhow::Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let report = crate::keys::rekey(
+        settings,
+        new_key_file,
+        write_key_file,
+        force,
+        |done, total| {
+            if tty {
+                eprint!("\rre-pseudonymised {done} of {total}");
+            }
+        },
+    )
+    .await?;
+    if tty {
+        eprintln!();
+    }
+    println!(
+        "Re-pseudonymised {} procedure(s). The key chain is in {}: set eviction.pseudonym_key_file to it and restart the eviction workers.",
+        report.procedures,
+        write_key_file.display()
+    );
+    Ok(())
+}
+
 async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
         ReportCommand::Evictions {
@@ -186,7 +210,7 @@ async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<E
             );
             if send {
                 let (sent, published) = crate::evictions::send(settings, month).await?;
-                eprint!("{}", crate::evictions::describe_sent(sent, published));
+                eprint!("{}", crate::evictions::describe_sent(sent, &published));
             }
         }
         ReportCommand::Coverage { zona, format, send } => {
@@ -200,7 +224,7 @@ async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<E
                     crate::report_coverage::send(settings, zona.as_deref()).await?;
                 eprint!(
                     "{}",
-                    crate::report_coverage::describe_sent(&sent, published)
+                    crate::report_coverage::describe_sent(&sent, &published)
                 );
             }
         }

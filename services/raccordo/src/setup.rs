@@ -23,9 +23,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<SetupReport> {
         .with_context(|| {
             format!("Failed to reach PostgreSQL to create database {database} (scripts/services.sh starts it)")
         })?;
-    let pool = db::connect(&settings.database)
-        .await
-        .with_context(|| format!("Failed to connect to database {database}"))?;
+    let pool = crate::database::connect_db(settings).await?;
     db::migrate(&pool)
         .await
         .context("Failed to run the database migrations")?;
@@ -51,7 +49,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<SetupReport> {
 /// management UI) giving each publisher of `[publishers]` its own user, allowed to write
 /// only to `{prefix}.inbound` and, through topic permissions, only its event types. The
 /// users have no password: set one with `rabbitmqctl change_password`.
-pub fn write_definitions(settings: &Settings, path: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn write_definitions(settings: &Settings, path: &std::path::Path) -> anyhow::Result<()> {
     let definitions = publisher_definitions(settings)?;
     let text = serde_json::to_string_pretty(&definitions)?;
     std::fs::write(path, text + "\n").with_context(|| format!("Failed to write {}", path.display()))

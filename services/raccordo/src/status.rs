@@ -13,7 +13,7 @@ use raccordo_eviction::event::ConsentDecision;
 
 /// A notification no referent matched.
 #[derive(Debug, Serialize)]
-pub struct Undeliverable {
+pub(crate) struct Undeliverable {
     pub id: Uuid,
     pub kind: String,
     pub comune_istat: Option<String>,
@@ -23,7 +23,7 @@ pub struct Undeliverable {
 
 /// The whole picture.
 #[derive(Debug, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub prefix: String,
     pub queues: Vec<QueueStatus>,
     pub dead: u32,
@@ -46,7 +46,7 @@ pub struct Status {
 }
 
 /// Reads the broker (passive declarations) and the database.
-pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
+pub(crate) async fn collect(settings: &Settings) -> anyhow::Result<Status> {
     let topology = Topology::from_settings(settings);
     let connection = connect(&settings.amqp, "status")
         .await
@@ -57,9 +57,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
     let parked = depth_of(&queues, &topology.parked_queue())
         + depth_of(&queues, &topology.parked_personal_queue());
 
-    let pool = db::connect(&settings.database)
-        .await
-        .context("Failed to connect to the database (run `raccordo setup` first)")?;
+    let pool = crate::database::connect_db(settings).await?;
     let mut conn = pool.acquire().await?;
     let backlog = db::backlog(&mut conn).await?;
     let undeliverable = db::recent_notifications(&mut conn, true, 20).await?;
@@ -97,7 +95,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Status> {
 }
 
 /// The terminal view.
-pub fn table(status: &Status) -> String {
+pub(crate) fn table(status: &Status) -> String {
     let rows: Vec<Vec<String>> = status
         .queues
         .iter()

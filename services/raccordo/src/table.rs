@@ -10,7 +10,7 @@ pub enum Format {
 }
 
 /// Renders rows under a header, columns padded to their widest cell (by characters).
-pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -50,7 +50,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Renders rows as CSV with a header row.
-pub fn render_csv(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<String> {
+pub(crate) fn render_csv(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(header)?;
     for row in rows {

@@ -1,6 +1,12 @@
 //! A small, real SMTP server that keeps what it receives.
 //!
-//! Raccordo's tests, the demo check and the mailer benchmark need an SMTP server that behaves
+//! A product component, not only a test tool: the `raccordo` binary links it, and
+//! `raccordo bench` runs it as the mail server the hub under measurement delivers to, so an
+//! operator can benchmark an installation without a real SMTP server (and without mailing
+//! anyone). The end-to-end tests (`tests/`) and `cargo bench -p raccordo-mailer` use it too.
+//! `raccordo demo` does not need it: without `mail.smtp_url` it writes `.eml` files.
+//!
+//! Raccordo's benchmark, tests and mailer benchmark need an SMTP server that behaves
 //! like a real one on the wire — greeting, EHLO extensions, pipelined commands, dot-stuffed
 //! DATA, many concurrent connections — and lets a test read back what arrived and inject
 //! faults (temporary and permanent rejections, a server that goes away and comes back).
@@ -23,12 +29,15 @@
 //! - [`sink`]: [`SmtpSink`] — the listener, its lifecycle (`start`, `stop`, `restart`), the
 //!   received mails and the fault [`Mode`].
 //! - `session`: one SMTP conversation per accepted connection (the RFC 5321 state machine).
+//! - `store`: what the sink and its sessions share: received mails, fault mode, counters.
 //! - [`mail`]: [`ReceivedMail`] and its MIME helpers (unfolded headers, RFC 2047 subjects,
 //!   quoted-printable and base64 bodies).
 
 pub mod mail;
 mod session;
 pub mod sink;
+mod store;
 
 pub use mail::ReceivedMail;
-pub use sink::{Mode, SmtpSink, Timeout};
+pub use sink::{SmtpSink, Timeout};
+pub use store::Mode;

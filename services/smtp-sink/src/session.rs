@@ -14,10 +14,8 @@ use tokio::{
     },
 };
 
-use crate::{
-    mail::ReceivedMail,
-    sink::{Mode, Store},
-};
+use crate::mail::ReceivedMail;
+use crate::store::{Mode, Store};
 
 /// The largest message accepted, advertised with the `SIZE` extension (RFC 1870).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;

@@ -7,10 +7,7 @@
 use std::{
     io,
     net::{Ipv4Addr, SocketAddr},
-    sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, PoisonError, atomic::Ordering},
     time::Duration,
 };
 
@@ -20,19 +17,10 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
-use crate::{mail::ReceivedMail, session};
-
-/// How the sink answers senders: a switch for fault-injection tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Accept every mail (the default).
-    #[default]
-    Accept,
-    /// Answer `451 4.3.0` to `MAIL FROM`: a temporary failure the sender should retry.
-    TempFail,
-    /// Answer `550 5.1.1` to every `RCPT TO`: a permanent failure the sender must not retry.
-    PermFail,
-}
+use crate::mail::ReceivedMail;
+use crate::session;
+pub use crate::store::Mode;
+use crate::store::{Observer, Store};
 
 /// [`SmtpSink::wait_for`] gave up before enough mails arrived.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,65 +32,6 @@ pub struct Timeout {
     pub received: usize,
     /// How long the caller waited.
     pub waited: Duration,
-}
-
-/// Where an observed sink hands each mail (see [`SmtpSink::start_observed`]).
-struct Observer(Box<dyn Fn(ReceivedMail) + Send + Sync>);
-
-impl std::fmt::Debug for Observer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Observer(..)")
-    }
-}
-
-/// What sessions share with the sink: received mails, the fault mode, counters.
-#[derive(Debug)]
-pub(crate) struct Store {
-    mails: Mutex<Vec<ReceivedMail>>,
-    /// When set, mails go here instead of `mails`.
-    observer: Option<Observer>,
-    /// The number of stored mails, published so waiters wake on arrival.
-    count: watch::Sender<usize>,
-    mode: Mutex<Mode>,
-    accepted_connections: AtomicU64,
-    next_queue_id: AtomicU64,
-}
-
-impl Store {
-    fn new(observer: Option<Observer>) -> Self {
-        Self {
-            mails: Mutex::new(Vec::new()),
-            observer,
-            count: watch::Sender::new(0),
-            mode: Mutex::new(Mode::Accept),
-            accepted_connections: AtomicU64::new(0),
-            next_queue_id: AtomicU64::new(1),
-        }
-    }
-
-    /// Locks the mail list. A panicking test thread cannot leave a `Vec` half-written, so a
-    /// poisoned lock is still safe to use.
-    fn mails(&self) -> MutexGuard<'_, Vec<ReceivedMail>> {
-        self.mails.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn mode(&self) -> Mode {
-        *self.mode.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Stores a mail and returns the queue id quoted in the `250` reply.
-    pub(crate) fn push(&self, mail: ReceivedMail) -> u64 {
-        let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-        if let Some(observer) = &self.observer {
-            (observer.0)(mail);
-            self.count.send_modify(|count| *count += 1);
-            return id;
-        }
-        let mut mails = self.mails();
-        mails.push(mail);
-        self.count.send_replace(mails.len());
-        id
-    }
 }
 
 /// The accept loop of a running sink and the switch that stops it.

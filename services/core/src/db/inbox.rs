@@ -38,3 +38,21 @@ pub async fn record_event(
         Ingest::Duplicate
     })
 }
+
+/// How many events were processed, of every type or of the types starting with `prefix`
+/// (`eviction.`): the demo waits on it.
+pub async fn count_processed(
+    conn: &mut PgConnection,
+    prefix: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"
+        SELECT count(*)
+        FROM inbox
+        WHERE $1::TEXT IS NULL OR starts_with(event_type, $1)
+        "#,
+    )
+    .bind(prefix)
+    .fetch_one(conn)
+    .await
+}

@@ -6,7 +6,9 @@
 mod backlog;
 mod inbox;
 mod outbox;
+mod outbox_reports;
 mod relay;
+mod server;
 
 use std::time::Duration;
 
@@ -16,13 +18,16 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 pub use backlog::{
     Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
 };
-pub use inbox::{Ingest, record_event};
+pub use inbox::{Ingest, count_processed, record_event};
 pub use outbox::{
     AfterFailure, DueDelivery, FailedEmail, HeldIn, HeldNotification, NewNotification,
     Notification, SentEmail, claim_due, insert_notification, load_notification, record_failed,
     record_sent, release_held, take_unannounced_held,
 };
+pub use outbox_reports::{NotificationLine, notification_lines};
 pub use relay::{NotificationMessage, OUTBOX_CHANNEL, flush_outbox, publish_pending, run_relay};
+
+pub use server::{commit_count, server_version};
 
 use crate::settings::DatabaseSettings;
 

@@ -4,16 +4,19 @@
 //! # Layout
 //! - `comuni`: the comuni table and its CSV import.
 //! - `csv_rows`: reading CSV files line by line, errors collected.
+//! - `lookup`: the known zone and a comune by name, for operators' commands.
 //! - `referents`: referents, their CSV import and the registry event.
 //! - `recipients`: CONTRACT §1 and §5 as one query.
 
 mod comuni;
 mod csv_rows;
+mod lookup;
 mod recipients;
 mod referents;
 
 pub use comuni::{Comune, import_comuni, list_comuni, load_comune, parse_comuni, require_comune};
 pub use csv_rows::{ImportReport, RowError};
+pub use lookup::{LookupError, find_comune_by_name, list_zone};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{
     Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,

@@ -155,14 +155,11 @@ async fn measure_all(
     let mut progress =
         Progress::start("Preparing the database, the topology and the sample registry");
     crate::setup::run(settings).await?;
-    let pool = db::connect(&settings.database)
-        .await
-        .with_context(|| format!("Failed to connect to database {database}"))?;
+    let pool = crate::database::connect_db(settings).await?;
     crate::demo::import_sample_registry(&pool).await?;
-    let postgresql: Option<String> = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&pool)
+    let postgresql = db::server_version(&mut *pool.acquire().await?)
         .await
-        .ok();
+        .context("Failed to read PostgreSQL's version")?;
     pool.close().await;
     let connection = connect(&settings.amqp, "bench")
         .await
@@ -173,18 +170,7 @@ async fn measure_all(
     progress.update(1, 1, "");
     progress.finish("ready");
 
-    let (cpu_model, memory, kernel) = procfs::machine();
-    let machine = Machine {
-        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model,
-        memory_mib: memory.map(|b| b / (1024 * 1024)),
-        kernel,
-        rabbitmq,
-        postgresql,
-        load_average: std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_owned)),
-    };
+    let machine = machine(rabbitmq, postgresql);
     let log_dir = std::env::temp_dir();
     let bench = Bench {
         settings,
@@ -198,19 +184,7 @@ async fn measure_all(
         random: random.to_owned(),
     };
 
-    let relay = if args.relay_messages > 0 {
-        let sample = Workload::new(Scenario::Housing, "BRELAY".into(), started).event(0);
-        let progress = Progress::start(format!(
-            "Raw two-hop relay, {} {} queues",
-            args.relay_messages,
-            settings.amqp.queue_type.as_str()
-        ));
-        let result = relay::run(settings, args.relay_messages, &sample.body).await?;
-        progress.finish(&format!("{:.0} msg/s", result.messages_per_s));
-        Some(result)
-    } else {
-        None
-    };
+    let relay = measure_relay(settings, args, started).await?;
 
     let mut runs = Vec::new();
     let mut number = 0;
@@ -239,17 +213,59 @@ async fn measure_all(
         build: report::build_profile(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine,
-        hub: HubSettings {
-            queue_type: settings.amqp.queue_type.as_str().to_owned(),
-            prefetch: settings.amqp.prefetch,
-            consumers: settings.amqp.consumers,
-            database_max_connections: settings.database.max_connections,
-            mail_pool_size: settings.mail.pool_size,
-            relay_batch: settings.relay.batch,
-        },
+        hub: hub_settings(settings),
         relay,
         runs,
     })
+}
+
+/// The machine the benchmark ran on.
+fn machine(rabbitmq: Option<String>, postgresql: String) -> Machine {
+    let (cpu_model, memory, kernel) = procfs::machine();
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model,
+        memory_mib: memory.map(|b| b / (1024 * 1024)),
+        kernel,
+        rabbitmq,
+        postgresql: Some(postgresql),
+        load_average: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_owned)),
+    }
+}
+
+/// The raw two-hop relay, when asked for: the broker's ceiling on this machine.
+async fn measure_relay(
+    settings: &Settings,
+    args: &BenchArgs,
+    started: OffsetDateTime,
+) -> anyhow::Result<Option<RelayResult>> {
+    if args.relay_messages > 0 {
+        let sample = Workload::new(Scenario::Housing, "BRELAY".into(), started).event(0);
+        let progress = Progress::start(format!(
+            "Raw two-hop relay, {} {} queues",
+            args.relay_messages,
+            settings.amqp.queue_type.as_str()
+        ));
+        let result = relay::run(settings, args.relay_messages, &sample.body).await?;
+        progress.finish(&format!("{:.0} msg/s", result.messages_per_s));
+        Ok(Some(result))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The hub's settings that shape its figures.
+fn hub_settings(settings: &Settings) -> HubSettings {
+    HubSettings {
+        queue_type: settings.amqp.queue_type.as_str().to_owned(),
+        prefetch: settings.amqp.prefetch,
+        consumers: settings.amqp.consumers,
+        database_max_connections: settings.database.max_connections,
+        mail_pool_size: settings.mail.pool_size,
+        relay_batch: settings.relay.batch,
+    }
 }
 
 /// RabbitMQ's version from `rabbitmqctl version` (lapin does not expose the server's
@@ -290,20 +306,27 @@ fn used(before: &[(u32, procfs::Stat)], after: &[(u32, procfs::Stat)]) -> Option
     (!before.is_empty() && !after.is_empty()).then(|| procfs::program_delta(before, after))
 }
 
-/// `xact_commit` of `database`, read through the maintenance database so the reading
-/// itself is not counted.
+/// `xact_commit` of `database`; `None` (shown as `?`, with a warning) when the statistics
+/// cannot be read.
 async fn commits(settings: &Settings, database: &str) -> Option<i64> {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect_with(&settings.database.maintenance_options().ok()?)
-        .await
-        .ok()?;
-    let commits = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
-        .bind(database)
-        .fetch_one(&mut conn)
-        .await
-        .ok();
-    let _ = conn.close().await;
-    commits
+    match db::commit_count(&settings.database, database).await {
+        Ok(commits) => Some(commits),
+        Err(error) => {
+            tracing::warn!(%error, "Commits not measured: pg_stat_database is unreadable.");
+            None
+        }
+    }
+}
+
+/// What watching one run saw.
+struct Watched {
+    /// Every expected email arrived and every event was routed.
+    complete: bool,
+    /// When the last event was confirmed.
+    published: Option<Instant>,
+    /// Events consumed by the hub over time.
+    samples: Vec<(Instant, u64)>,
+    progress: Progress,
 }
 
 impl Bench<'_> {
@@ -400,46 +423,13 @@ impl Bench<'_> {
         let hub_before = procfs::stat(hub.pid()).map(|s| s.own_ticks);
         let before = Servers::now();
         let commits_before = commits(self.settings, &self.database).await;
-        let mut progress = Progress::start(label);
         let started = Instant::now();
-        let publishing = self.publish_events((0..events).map(|seq| workload.event(seq)), rate);
-        tokio::pin!(publishing);
-        let mut published: Option<Instant> = None;
-        let mut samples: Vec<(Instant, u64)> = Vec::new();
-        let mut last_change = Instant::now();
-        let mut last_state = (0, 0);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let complete = loop {
-            tokio::select! {
-                done = &mut publishing, if published.is_none() => {
-                    done?;
-                    published = Some(Instant::now());
-                }
-                _ = tick.tick() => {
-                    let consumed = hub.consumed().await;
-                    if let Some(c) = consumed {
-                        samples.push((Instant::now(), c));
-                    }
-                    let (arrived, expected) = self.mailbox.progress();
-                    let routed = consumed.unwrap_or(0);
-                    progress.update(
-                        arrived.max(routed.min(events) * expected / events.max(1)),
-                        expected.max(1),
-                        &format!("routed {routed}/{events}, emails {arrived}/{expected}"),
-                    );
-                    let routed_all = consumed.is_none_or(|c| c >= events);
-                    if published.is_some() && arrived >= expected && routed_all {
-                        break true;
-                    }
-                    if (arrived, routed) != last_state {
-                        last_state = (arrived, routed);
-                        last_change = Instant::now();
-                    } else if published.is_some() && last_change.elapsed() > self.stall() {
-                        break false;
-                    }
-                }
-            }
-        };
+        let Watched {
+            complete,
+            published,
+            samples,
+            progress,
+        } = self.watch(hub, workload, rate, events, label).await?;
         let hub_ticks = procfs::stat(hub.pid()).map(|s| s.own_ticks);
         let peak_rss = procfs::peak_rss(hub.pid());
         // Late doubles (a resend) would come now; they are counted, not waited for.
@@ -503,6 +493,63 @@ impl Bench<'_> {
             hub_before,
             hub_after: hub_ticks,
             commits_before,
+        })
+    }
+
+    /// Publishes the events and watches the hub route them and the emails arrive, until
+    /// every expected email is in or nothing moved for the stall time.
+    async fn watch(
+        &self,
+        hub: &Hub,
+        workload: &Workload,
+        rate: Option<u32>,
+        events: u64,
+        label: &str,
+    ) -> anyhow::Result<Watched> {
+        let mut progress = Progress::start(label);
+        let publishing = self.publish_events((0..events).map(|seq| workload.event(seq)), rate);
+        tokio::pin!(publishing);
+        let mut published: Option<Instant> = None;
+        let mut samples: Vec<(Instant, u64)> = Vec::new();
+        let mut last_change = Instant::now();
+        let mut last_state = (0, 0);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let complete = loop {
+            tokio::select! {
+                done = &mut publishing, if published.is_none() => {
+                    done?;
+                    published = Some(Instant::now());
+                }
+                _ = tick.tick() => {
+                    let consumed = hub.consumed().await;
+                    if let Some(c) = consumed {
+                        samples.push((Instant::now(), c));
+                    }
+                    let (arrived, expected) = self.mailbox.progress();
+                    let routed = consumed.unwrap_or(0);
+                    progress.update(
+                        arrived.max(routed.min(events) * expected / events.max(1)),
+                        expected.max(1),
+                        &format!("routed {routed}/{events}, emails {arrived}/{expected}"),
+                    );
+                    let routed_all = consumed.is_none_or(|c| c >= events);
+                    if published.is_some() && arrived >= expected && routed_all {
+                        break true;
+                    }
+                    if (arrived, routed) != last_state {
+                        last_state = (arrived, routed);
+                        last_change = Instant::now();
+                    } else if published.is_some() && last_change.elapsed() > self.stall() {
+                        break false;
+                    }
+                }
+            }
+        };
+        Ok(Watched {
+            complete,
+            published,
+            samples,
+            progress,
         })
     }
 
