@@ -12,7 +12,7 @@ use serde::Deserialize;
 use raccordo_core::clock::{YearMonth, now, rome_date};
 use raccordo_eviction::audit::{self, AuditFilter};
 use raccordo_eviction::event::Step;
-use raccordo_eviction::stats::{Count, month_stats};
+use raccordo_eviction::stats::{ComuneCounts, Count, month_stats};
 
 use crate::auth::{Operator, page_context};
 use crate::chart;
@@ -64,28 +64,7 @@ pub(crate) async fn page(
     let units: Vec<Value> = units
         .iter()
         .map(|u| {
-            let comuni: Vec<Value> = u
-                .comuni
-                .iter()
-                .map(|c| {
-                    let labels: Vec<String> = Step::ALL.iter().map(|s| abbreviation(*s)).collect();
-                    let steps: Vec<(&str, Option<i64>, bool)> = Step::ALL
-                        .iter()
-                        .zip(&labels)
-                        .map(|(s, label)| match c.counts.get(s.as_str()) {
-                            Some(Count::Exact(n)) => (label.as_str(), Some(*n), false),
-                            Some(Count::Few) => (label.as_str(), None, true),
-                            _ => (label.as_str(), None, false),
-                        })
-                        .collect();
-                    context! {
-                        istat => c.istat,
-                        nome => c.nome,
-                        counts => Step::ALL.iter().map(|s| c.counts.get(s.as_str()).map(ToString::to_string).unwrap_or_else(|| "0".into())).collect::<Vec<_>>(),
-                        chart => Value::from_safe_string(chart::step_bars(&format!("Passi a {}", c.nome), &steps)),
-                    }
-                })
-                .collect();
+            let comuni: Vec<Value> = u.comuni.iter().map(comune_row).collect();
             context! { ambito => u.ambito, comuni => comuni }
         })
         .collect();
@@ -122,4 +101,24 @@ pub(crate) async fn page(
         ..page_context(&operator, "evictions")
     };
     state.templates.page("evictions.html", ctx)
+}
+
+/// One comune's counts per step, and its chart ("few" where the count is hidden).
+fn comune_row(c: &ComuneCounts) -> Value {
+    let labels: Vec<String> = Step::ALL.iter().map(|s| abbreviation(*s)).collect();
+    let steps: Vec<(&str, Option<i64>, bool)> = Step::ALL
+        .iter()
+        .zip(&labels)
+        .map(|(s, label)| match c.counts.get(s.as_str()) {
+            Some(Count::Exact(n)) => (label.as_str(), Some(*n), false),
+            Some(Count::Few) => (label.as_str(), None, true),
+            _ => (label.as_str(), None, false),
+        })
+        .collect();
+    context! {
+        istat => c.istat,
+        nome => c.nome,
+        counts => Step::ALL.iter().map(|s| c.counts.get(s.as_str()).map(ToString::to_string).unwrap_or_else(|| "0".into())).collect::<Vec<_>>(),
+        chart => Value::from_safe_string(chart::step_bars(&format!("Passi a {}", c.nome), &steps)),
+    }
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use minijinja::{Value, context};
 
-use raccordo_core::amqp::{Topology, WorkQueue, connect, depth_of, queue_status};
+use raccordo_core::amqp::{QueueStatus, Topology, WorkQueue, connect, depth_of, queue_status};
 use raccordo_core::db;
 
 use crate::auth::{Operator, page_context};
@@ -31,52 +31,12 @@ pub(crate) async fn page(
             None
         }
     };
-    let workers: Vec<Value> = WorkQueue::ALL
-        .iter()
-        .map(|q| {
-            let name = topology.queue(*q);
-            let status = queues
-                .as_ref()
-                .and_then(|qs| qs.iter().find(|s| s.name == name));
-            context! {
-                worker => q.name(),
-                queue => name,
-                messages => status.and_then(|s| s.messages),
-                consumers => status.and_then(|s| s.consumers),
-            }
-        })
-        .collect();
-    let local: Vec<Value> = state
-        .health
-        .as_ref()
-        .map(|h| {
-            h.consumers()
-                .into_iter()
-                .map(|(name, up)| context! { name => name, up => up })
-                .collect()
-        })
-        .unwrap_or_default();
-    let parked = topology.parked_queue();
+    let workers = worker_rows(&topology, queues.as_deref());
+    let local = local_rows(&state);
     let (dead, parked) = queues
-        .as_ref()
-        .map(|qs| {
-            (
-                Some(depth_of(qs, &topology.dead_queue())),
-                // Every parked queue: `{prefix}.parked` and any `{prefix}.parked.*` beside it.
-                Some(
-                    qs.iter()
-                        .filter(|q| {
-                            q.name == parked
-                                || q.name
-                                    .strip_prefix(parked.as_str())
-                                    .is_some_and(|r| r.starts_with('.'))
-                        })
-                        .map(|q| q.messages.unwrap_or(0))
-                        .sum::<u32>(),
-                ),
-            )
-        })
-        .unwrap_or((None, None));
+        .as_deref()
+        .map(|qs| held_counts(&topology, qs))
+        .unzip();
     let other_queues: Vec<Value> = queues
         .iter()
         .flatten()
@@ -123,4 +83,51 @@ pub(crate) async fn page(
         ..page_context(&operator, "overview")
     };
     state.templates.page("overview.html", ctx)
+}
+
+/// One row per work queue: its depth and consumers, when the broker answered.
+fn worker_rows(topology: &Topology, queues: Option<&[QueueStatus]>) -> Vec<Value> {
+    WorkQueue::ALL
+        .iter()
+        .map(|q| {
+            let name = topology.queue(*q);
+            let status = queues.and_then(|qs| qs.iter().find(|s| s.name == name));
+            context! {
+                worker => q.name(),
+                queue => name,
+                messages => status.and_then(|s| s.messages),
+                consumers => status.and_then(|s| s.consumers),
+            }
+        })
+        .collect()
+}
+
+/// This process's consumers and whether each takes work.
+fn local_rows(state: &AppState) -> Vec<Value> {
+    state
+        .health
+        .as_ref()
+        .map(|h| {
+            h.consumers()
+                .into_iter()
+                .map(|(name, up)| context! { name => name, up => up })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (dead, parked) messages; parked counts `{prefix}.parked` and every `{prefix}.parked.*`.
+fn held_counts(topology: &Topology, queues: &[QueueStatus]) -> (u32, u32) {
+    let parked = topology.parked_queue();
+    let parked_total = queues
+        .iter()
+        .filter(|q| {
+            q.name == parked
+                || q.name
+                    .strip_prefix(parked.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
+        })
+        .map(|q| q.messages.unwrap_or(0))
+        .sum::<u32>();
+    (depth_of(queues, &topology.dead_queue()), parked_total)
 }

@@ -256,25 +256,7 @@ pub async fn run_relay(
                     }
                 }
             }
-            // True when the wait ended for a held delivery or by the poll.
-            let wait = async {
-                match listener.as_mut() {
-                    Some(l) => match tokio::time::timeout(settings.relay.poll(), l.recv()).await {
-                        Ok(Ok(n)) => n.payload() == HELD_PAYLOAD,
-                        Ok(Err(error)) => {
-                            tracing::debug!(error = %error, "Relay's listener lost; it reconnects.");
-                            // The listener reconnects on its next call; do not spin meanwhile.
-                            tokio::time::sleep(settings.relay.poll()).await;
-                            true
-                        }
-                        Err(_) => true,
-                    },
-                    None => {
-                        tokio::time::sleep(settings.relay.poll()).await;
-                        true
-                    }
-                }
-            };
+            let wait = wait_for_work(listener.as_mut(), settings.relay.poll());
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break 'connect,
@@ -283,4 +265,23 @@ pub async fn run_relay(
         }
     }
     tracing::info!("Outbox relay stopped.");
+}
+
+/// Waits for a NOTIFY of the outbox channel, or `poll`; true when held deliveries may wait
+/// to be announced (a `held` NOTIFY, the poll, a lost listener).
+async fn wait_for_work(listener: Option<&mut PgListener>, poll: std::time::Duration) -> bool {
+    let Some(listener) = listener else {
+        tokio::time::sleep(poll).await;
+        return true;
+    };
+    match tokio::time::timeout(poll, listener.recv()).await {
+        Ok(Ok(notification)) => notification.payload() == HELD_PAYLOAD,
+        Ok(Err(error)) => {
+            tracing::debug!(error = %error, "Relay's listener lost; it reconnects.");
+            // The listener reconnects on its next call; do not spin meanwhile.
+            tokio::time::sleep(poll).await;
+            true
+        }
+        Err(_) => true,
+    }
 }
