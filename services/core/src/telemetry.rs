@@ -35,3 +35,38 @@ where
             .try_init(),
     };
 }
+
+/// An error and every source under it on one line, `outer: inner: root` (zero2prod's
+/// `error_chain_fmt`): logs and dead-letter reasons keep the cause an operator needs.
+/// Error texts of the hub name fields and rules, never values of personal fields.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer step failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_chain_prints_every_cause_on_one_line() {
+        let error = Outer(std::io::Error::other("disk gone"));
+
+        let text = ErrorChain(&error).to_string();
+
+        assert_eq!(text, "outer step failed: disk gone");
+    }
+}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use raccordo_core::domain::ComuneIstat;
 
-use crate::decide::{ConsentInForce, ProcedureState, StepRecord};
+use crate::decide::{ConsentInForce, Personal, ProcedureState, StepRecord};
 use crate::event::{ConsentDecision, Step};
 use crate::personal::{Contact, Household, ProcedureId, Pseudonym};
 
@@ -216,18 +216,67 @@ pub async fn hold_personal(
         )
         .bind(pseudonym.as_ref())
         .bind(procedure_id.expose())
-        .bind(to_json(contact.and_then(|c| serde_json::to_value(c).ok())))
         .bind(to_json(
-            household.and_then(|h| serde_json::to_value(h).ok()),
+            contact
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(encode("contact"))?,
+        ))
+        .bind(to_json(
+            household
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(encode("household"))?,
         ))
         .fetch_one(tx)
         .await?;
+    // What is stored must read back: a row that does not is an error, never a silent gap.
     Ok(HeldPersonal {
-        procedure_id: ProcedureId::parse(&procedure_id_text)
-            .unwrap_or_else(|_| procedure_id.clone()),
-        contact: contact.and_then(|v| serde_json::from_value(v).ok()),
-        household: household.and_then(|v| serde_json::from_value(v).ok()),
+        procedure_id: ProcedureId::parse(&procedure_id_text).map_err(decode("docket number"))?,
+        contact: contact
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(decode("contact"))?,
+        household: household
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(decode("household"))?,
     })
+}
+
+/// Does with the procedure's personal data what the decision says: holds what the event
+/// shares (C1: only under active consent), forgets everything (C4), or keeps it as it
+/// is. Returns what is held now, and how many undelivered alerts were cancelled.
+pub async fn apply_personal(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+    personal: Personal,
+    procedure_id: &ProcedureId,
+    contact: Option<&Contact>,
+    household: Option<&Household>,
+) -> Result<(Option<HeldPersonal>, u64), sqlx::Error> {
+    match personal {
+        Personal::Hold => {
+            let held = hold_personal(tx, pseudonym, procedure_id, contact, household).await?;
+            Ok((Some(held), 0))
+        }
+        Personal::Forget => Ok((None, forget_personal(tx, pseudonym).await?)),
+        Personal::Drop => Ok((None, 0)),
+    }
+}
+
+/// Personal data that does not convert to or from its stored form. The cause is left
+/// out on purpose: serde's messages quote the values they met, and those are personal.
+#[derive(Debug, thiserror::Error)]
+#[error("the held {0} does not convert to or from its stored form")]
+struct Unconvertible(&'static str);
+
+fn encode(what: &'static str) -> impl FnOnce(serde_json::Error) -> sqlx::Error {
+    move |_| sqlx::Error::Encode(Box::new(Unconvertible(what)))
+}
+
+fn decode<E>(what: &'static str) -> impl FnOnce(E) -> sqlx::Error {
+    move |_| sqlx::Error::Decode(Box::new(Unconvertible(what)))
 }
 
 /// CONTRACT C4: deletes the personal data held for a procedure, removes it from the

@@ -37,16 +37,12 @@ impl EventWorker for HousingWorker {
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         let unit: HousingUnit = event.data_as()?;
         let comune = require_comune(tx, &unit.comune_istat).await?;
-        let (forwarded, stored) = lock_unit(tx, &unit).await.map_err(HandleError::from_db)?;
+        let (forwarded, stored) = lock_unit(tx, &unit).await?;
         let decision = decide(forwarded, &unit);
-        save_unit(tx, &unit, decision.forwarded)
-            .await
-            .map_err(HandleError::from_db)?;
+        save_unit(tx, &unit, decision.forwarded).await?;
         for notice in decision.notices {
             let (kind, payload) = notification(notice, &unit, &comune, &stored, forwarded);
-            let recipients = recipients_for(tx, kind, &comune)
-                .await
-                .map_err(HandleError::from_db)?;
+            let recipients = recipients_for(tx, kind, &comune).await?;
             insert_notification(
                 tx,
                 &NewNotification {
@@ -57,8 +53,7 @@ impl EventWorker for HousingWorker {
                     recipients,
                 },
             )
-            .await
-            .map_err(HandleError::from_db)?;
+            .await?;
         }
         tracing::debug!(unit_id = %unit.unit_id, "Housing unit handled.");
         Ok(())

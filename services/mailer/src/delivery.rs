@@ -133,7 +133,7 @@ impl Handler for MailerHandler {
         self.handle_batch(&[message])
             .await
             .pop()
-            .unwrap_or(Err(HandleError::Transient("no result".into())))
+            .unwrap_or(Err(HandleError::NoResult))
     }
 
     /// The notifications of the batch are delivered together: their pending recipients are
@@ -145,7 +145,7 @@ impl Handler for MailerHandler {
             .iter()
             .map(|m| {
                 let n: NotificationMessage = serde_json::from_slice(&m.body).map_err(|e| {
-                    HandleError::Permanent(format!("not a notification message: {e}"))
+                    HandleError::Unprocessable(format!("not a notification message: {e}").into())
                 })?;
                 m.span.record("type", n.kind.as_str());
                 Ok(n.id)
@@ -162,7 +162,11 @@ impl Handler for MailerHandler {
                 return announced
                     .into_iter()
                     .map(|r| {
-                        r.and_then(|_| Err(HandleError::Transient(format!("database: {error}"))))
+                        r.and_then(|_| {
+                            Err(HandleError::Unavailable(
+                                format!("database: {error}").into(),
+                            ))
+                        })
                     })
                     .collect();
             }
@@ -175,9 +179,10 @@ impl Handler for MailerHandler {
         let known = match self.undeliverable(&untouched).await {
             Ok(known) => known,
             Err(error) => {
+                let error = std::sync::Arc::new(error);
                 return announced
                     .into_iter()
-                    .map(|r| r.and_then(|_| Err(HandleError::from_db_ref(&error))))
+                    .map(|r| r.and_then(|_| Err(HandleError::shared(&error))))
                     .collect();
             }
         };
@@ -188,17 +193,17 @@ impl Handler for MailerHandler {
                 match tallies.get(&id) {
                     // Transient first: a retry then also reaches what a permanent error skipped.
                     Some(t) if !t.transient.is_empty() => {
-                        Err(HandleError::Transient(t.transient.join("; ")))
+                        Err(HandleError::Unavailable(t.transient.join("; ").into()))
                     }
                     Some(t) if !t.permanent.is_empty() => {
-                        Err(HandleError::Permanent(t.permanent.join("; ")))
+                        Err(HandleError::Unprocessable(t.permanent.join("; ").into()))
                     }
                     Some(_) => Ok(Outcome::Processed),
                     // Delivered already (or being sent by another mailer), undeliverable, or unknown.
                     None => match known.get(&id) {
-                        None => Err(HandleError::Permanent(format!(
-                            "notification {id} is not in the database"
-                        ))),
+                        None => Err(HandleError::Unprocessable(
+                            format!("notification {id} is not in the database").into(),
+                        )),
                         Some(true) => Ok(Outcome::Processed),
                         Some(false) => Ok(Outcome::Duplicate),
                     },

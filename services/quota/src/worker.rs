@@ -74,21 +74,21 @@ impl EventWorker for QuotaWorker {
 
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         let report: OccupancyReport = event.data_as()?;
-        self.apply_report(tx, &report).await.map_err(|e| match e {
-            StepError::Db(e) => HandleError::from_db(e),
-            StepError::Handle(e) => e,
-        })
+        self.apply_report(tx, &report).await
     }
 }
 
-enum StepError {
-    Db(sqlx::Error),
-    Handle(HandleError),
+/// Why the quota worker could not apply a report.
+#[derive(Debug, thiserror::Error)]
+enum QuotaError {
+    /// Another report moved the facility between the two reads: retried.
+    #[error("the facility was moved by a concurrent report; retrying")]
+    FacilityMoved,
 }
 
-impl From<sqlx::Error> for StepError {
-    fn from(e: sqlx::Error) -> Self {
-        StepError::Db(e)
+impl From<QuotaError> for HandleError {
+    fn from(error: QuotaError) -> Self {
+        HandleError::Unavailable(error.into())
     }
 }
 
@@ -97,10 +97,8 @@ impl QuotaWorker {
         &self,
         tx: &mut PgConnection,
         report: &OccupancyReport,
-    ) -> Result<(), StepError> {
-        let comune = require_comune(tx, &report.comune_istat)
-            .await
-            .map_err(StepError::Handle)?;
+    ) -> Result<(), HandleError> {
+        let comune = require_comune(tx, &report.comune_istat).await?;
 
         // A facility that moved to another comune changes the coverage of both zone.
         let previous: Option<String> = sqlx::query_scalar(
@@ -141,9 +139,7 @@ impl QuotaWorker {
         .fetch_optional(&mut *tx)
         .await?;
         if stored.as_ref().map(|s| s.0.as_str()) != previous.as_deref() {
-            return Err(StepError::Handle(HandleError::Transient(
-                "the facility was moved by a concurrent report; retrying".into(),
-            )));
+            return Err(QuotaError::FacilityMoved.into());
         }
         // Q1: an older report arriving late changes nothing and alerts nothing.
         if !supersedes(stored.map(|s| s.1), report.as_of) {
@@ -188,7 +184,7 @@ impl QuotaWorker {
         zona: &str,
         before: &HashMap<String, (Standing, i64, i64)>,
         report: &OccupancyReport,
-    ) -> Result<(), StepError> {
+    ) -> Result<(), HandleError> {
         let comuni = load_comuni(&mut *tx, Some(zona)).await?;
         let facilities: Vec<Facility> = load_facilities(&mut *tx, Some(zona))
             .await?

@@ -69,13 +69,8 @@ pub async fn require_comune(
     istat: &ComuneIstat,
 ) -> Result<Comune, crate::amqp::HandleError> {
     load_comune(conn, istat)
-        .await
-        .map_err(crate::amqp::HandleError::from_db)?
-        .ok_or_else(|| {
-            crate::amqp::HandleError::Permanent(format!(
-                "unknown comune {istat}: it is not in the registry (raccordo import comuni)"
-            ))
-        })
+        .await?
+        .ok_or_else(|| crate::amqp::HandleError::UnknownComune(istat.clone()))
 }
 
 /// Every comune, by zona then name.

@@ -54,23 +54,34 @@ pub struct ScopeWire {
     zona: Option<String>,
 }
 
+/// Why a referent's scope cannot be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    /// More than one of `comune_istat`, `ambito`, `zona`, or an empty one.
+    #[error("scope names at most one of comune_istat, ambito, zona, non-empty")]
+    Ambiguous,
+    /// It names no comune, ambito or zona the registry knows.
+    #[error("scope {0} matches no comune of the registry")]
+    Unknown(Scope),
+}
+
 impl ScopeWire {
-    fn into_scope(self) -> Result<Scope, String> {
+    fn into_scope(self) -> Result<Scope, ScopeError> {
         match (self.comune_istat, self.ambito, self.zona) {
             (None, None, None) => Ok(Scope::All),
             (Some(c), None, None) => Ok(Scope::Comune(c)),
             (None, Some(a), None) if !a.trim().is_empty() => Ok(Scope::Ambito(a.trim().into())),
             (None, None, Some(z)) if !z.trim().is_empty() => Ok(Scope::Zona(z.trim().into())),
-            _ => Err("scope names at most one of comune_istat, ambito, zona, non-empty".into()),
+            _ => Err(ScopeError::Ambiguous),
         }
     }
 }
 
-/// Checks that a scope names something the registry knows, so a typo cannot silently
-/// route nothing.
-async fn check_scope(conn: &mut PgConnection, scope: &Scope) -> Result<(), sqlx::Error> {
+/// Whether a scope names something the registry knows, so a typo cannot silently route
+/// nothing.
+async fn scope_is_known(conn: &mut PgConnection, scope: &Scope) -> Result<bool, sqlx::Error> {
     let (sql, value) = match scope {
-        Scope::All => return Ok(()),
+        Scope::All => return Ok(true),
         Scope::Comune(c) => (
             "SELECT EXISTS (SELECT 1 FROM comuni WHERE istat = $1)",
             c.as_ref(),
@@ -84,12 +95,7 @@ async fn check_scope(conn: &mut PgConnection, scope: &Scope) -> Result<(), sqlx:
             z.as_str(),
         ),
     };
-    let exists: bool = sqlx::query_scalar(sql).bind(value).fetch_one(conn).await?;
-    if exists {
-        Ok(())
-    } else {
-        Err(sqlx::Error::RowNotFound)
-    }
+    sqlx::query_scalar(sql).bind(value).fetch_one(conn).await
 }
 
 async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Error> {
@@ -130,8 +136,7 @@ pub async fn apply_referent_event(
             sqlx::query("DELETE FROM referents WHERE referent_id = $1")
                 .bind(&referent_id)
                 .execute(conn)
-                .await
-                .map_err(HandleError::from_db)?;
+                .await?;
         }
         ReferentEvent::Upsert {
             referent_id,
@@ -141,15 +146,13 @@ pub async fn apply_referent_event(
             name,
             scope,
         } => {
-            let scope = scope.into_scope().map_err(HandleError::Permanent)?;
-            match check_scope(conn, &scope).await {
-                Ok(()) => {}
-                Err(sqlx::Error::RowNotFound) => {
-                    return Err(HandleError::Permanent(format!(
-                        "scope {scope} matches no comune of the registry"
-                    )));
-                }
-                Err(e) => return Err(HandleError::from_db(e)),
+            let scope = scope
+                .into_scope()
+                .map_err(|e| HandleError::Unprocessable(e.into()))?;
+            if !scope_is_known(conn, &scope).await? {
+                return Err(HandleError::Unprocessable(
+                    ScopeError::Unknown(scope).into(),
+                ));
             }
             let referent = Referent {
                 referent_id,
@@ -159,9 +162,7 @@ pub async fn apply_referent_event(
                 name,
                 scope,
             };
-            upsert(conn, &referent)
-                .await
-                .map_err(HandleError::from_db)?;
+            upsert(conn, &referent).await?;
         }
     }
     Ok(())
@@ -214,7 +215,8 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
         ambito: opt("ambito").map(str::to_owned),
         zona: opt("zona").map(str::to_owned),
     }
-    .into_scope()?;
+    .into_scope()
+    .map_err(|e| e.to_string())?;
     Ok(Referent {
         referent_id: referent_id.to_owned(),
         institution: institution.to_owned(),
@@ -261,13 +263,11 @@ pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result
     };
     let mut tx = pool.begin().await?;
     for (line, r) in &rows {
-        match check_scope(&mut tx, &r.scope).await {
-            Ok(()) => {}
-            Err(sqlx::Error::RowNotFound) => report.errors.push(RowError {
+        if !scope_is_known(&mut tx, &r.scope).await? {
+            report.errors.push(RowError {
                 line: *line,
-                reason: format!("scope {} matches no comune of the registry", r.scope),
-            }),
-            Err(e) => return Err(e.into()),
+                reason: ScopeError::Unknown(r.scope.clone()).to_string(),
+            });
         }
     }
     if !report.errors.is_empty() {
@@ -348,7 +348,7 @@ mod tests {
             let ReferentEvent::Upsert { scope, .. } = event else {
                 panic!("upsert expected");
             };
-            assert_eq!(scope.into_scope(), Ok(expected));
+            assert_eq!(scope.into_scope().ok(), Some(expected));
         }
     }
 
