@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`occupancy`]: the wire form of `reception.occupancy.v1`.
 //! - [`decide`]: the pure decision core (quota, coverage, state, announcements), unit-tested.
-//! - [`worker`]: the database side: lock the zona, record the report, decide, write the outbox.
+//! - [`store`]: the `reception_facilities` and `quota_state` tables.
+//! - [`worker`]: lock the zona, record the report, decide, write the outbox.
 //! - [`coverage`]: coverage per comune and zona as of now, for reports and the monthly verification.
 //! - [`census`]: the facility census (capacity, presences, free places).
 //! - [`monthly`]: the monthly verification (Q7) as notifications, and its scheduled job.
@@ -17,6 +18,7 @@ pub mod coverage;
 pub mod decide;
 pub mod monthly;
 pub mod occupancy;
+mod store;
 pub mod worker;
 
 pub use monthly::MonthlyVerification;

@@ -33,9 +33,19 @@ type ComuneRow = (
     bool,
 );
 
+/// A row whose ISTAT code no longer parses (written by hand, or by an older version) is
+/// left out, counted and logged: never dropped in silence.
 fn from_row(row: ComuneRow) -> Option<Comune> {
+    let Ok(istat) = ComuneIstat::parse(&row.0) else {
+        metrics::counter!("raccordo_rows_skipped_total", "table" => "comuni").increment(1);
+        tracing::warn!(
+            table = "comuni",
+            "A comuni row with an invalid ISTAT code was skipped."
+        );
+        return None;
+    };
     Some(Comune {
-        istat: ComuneIstat::parse(&row.0).ok()?,
+        istat,
         nome: row.1,
         popolazione: row.2,
         zona: row.3,
@@ -71,6 +81,25 @@ pub async fn require_comune(
     load_comune(conn, istat)
         .await?
         .ok_or_else(|| crate::amqp::HandleError::UnknownComune(istat.clone()))
+}
+
+/// The comuni of one zona, or all, by zona then ISTAT code (the quota worker's lock order).
+pub async fn list_comuni_by_istat(
+    conn: &mut PgConnection,
+    zona: Option<&str>,
+) -> Result<Vec<Comune>, sqlx::Error> {
+    let rows: Vec<ComuneRow> = sqlx::query_as(
+        r#"
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        FROM comuni
+        WHERE $1::TEXT IS NULL OR zona = $1
+        ORDER BY zona, istat
+        "#,
+    )
+    .bind(zona)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().filter_map(from_row).collect())
 }
 
 /// Every comune, by zona then name.

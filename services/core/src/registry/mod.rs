@@ -12,7 +12,10 @@ mod csv_rows;
 mod recipients;
 mod referents;
 
-pub use comuni::{Comune, import_comuni, list_comuni, load_comune, parse_comuni, require_comune};
+pub use comuni::{
+    Comune, import_comuni, list_comuni, list_comuni_by_istat, load_comune, parse_comuni,
+    require_comune,
+};
 pub use csv_rows::{ImportReport, RowError};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{
