@@ -530,3 +530,27 @@ pub async fn stale_decisions(
         .filter_map(|(d, n)| ConsentDecision::parse(&d).map(|d| (d, n)))
         .collect())
 }
+
+/// Steps per comune and step between `from` (included) and `to` (excluded), by
+/// `occurred_on`, with the comune's ambito and name. A procedure's step on one day counts
+/// once, however often it was published.
+pub(crate) async fn step_counts(
+    conn: &mut PgConnection,
+    from: Date,
+    to: Date,
+) -> Result<Vec<crate::stats::RawRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT c.ambito, c.istat, c.nome, s.step, COUNT(DISTINCT (s.pseudonym, s.occurred_on))
+        FROM eviction_steps s
+        JOIN comuni c ON c.istat = s.comune_istat
+        WHERE s.occurred_on >= $1
+          AND s.occurred_on < $2
+        GROUP BY c.ambito, c.istat, c.nome, s.step
+        "#,
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await
+}

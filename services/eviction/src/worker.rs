@@ -14,12 +14,11 @@ use time::OffsetDateTime;
 
 use raccordo_core::amqp::{HandleError, HoldingPolicy};
 use raccordo_core::clock::{Clock, SystemClock};
-use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::{ComuneIstat, format_date};
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, recipients_for, require_comune};
+use raccordo_core::notification::{NotificationKind, notify_comune};
+use raccordo_core::registry::{Comune, require_comune};
 
 use crate::decide::{
     Decision, Input, Notice, ProcedureState, Rules, StepRecord, Trigger, days_until, decide,
@@ -166,13 +165,21 @@ impl EventWorker for EvictionWorker {
             now,
         };
         let sent = self.notify_all(tx, &told, &decision.notices).await?;
-        tracing::debug!(
-            procedure = pseudonym.short(),
-            event = event.kind(),
-            consent = next.consent_active(),
-            sent,
-            "Eviction event handled."
-        );
+        let (procedure, consent) = (pseudonym.short(), next.consent_active());
+        match event {
+            EvictionEvent::Step { record, .. } => {
+                tracing::debug!(procedure, step = %record.step, consent, sent, "Eviction step handled.");
+            }
+            EvictionEvent::Consent(c) => {
+                tracing::debug!(
+                    procedure,
+                    decision = c.decision.as_str(),
+                    consent,
+                    sent,
+                    "Eviction consent handled."
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -201,13 +208,6 @@ impl EvictionEvent {
             }
             EventType::EvictionConsent => Ok(Self::Consent(envelope.data_as()?)),
             other => Err(EvictionError::NotMine(other).into()),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::Step { .. } => "step",
-            Self::Consent(_) => "consent",
         }
     }
 
@@ -400,18 +400,7 @@ async fn notify(
     pseudonym: &Pseudonym,
     consent_id: i64,
 ) -> Result<(), HandleError> {
-    let recipients = recipients_for(tx, kind, comune).await?;
-    let id = insert_notification(
-        tx,
-        &NewNotification {
-            kind,
-            comune_istat: Some(comune.istat.clone()),
-            payload,
-            urgent,
-            recipients,
-        },
-    )
-    .await?;
+    let id = notify_comune(tx, kind, comune, payload, urgent).await?;
     link_notification(tx, id, pseudonym, consent_id).await?;
     Ok(())
 }

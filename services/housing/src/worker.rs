@@ -6,12 +6,11 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
-use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, recipients_for, require_comune};
+use raccordo_core::notification::{NotificationKind, notify_comune};
+use raccordo_core::registry::{Comune, require_comune};
 
 use crate::decide::{Notice, decide};
 use crate::store::{lock_unit, save_unit};
@@ -43,18 +42,7 @@ impl EventWorker for HousingWorker {
         save_unit(tx, &unit, &next).await?;
         for notice in decision.notices {
             let (kind, payload) = notification(notice, &unit, &comune, &stored, state.forwarded);
-            let recipients = recipients_for(tx, kind, &comune).await?;
-            insert_notification(
-                tx,
-                &NewNotification {
-                    kind,
-                    comune_istat: Some(comune.istat.clone()),
-                    payload,
-                    urgent: false,
-                    recipients,
-                },
-            )
-            .await?;
+            notify_comune(tx, kind, &comune, payload, false).await?;
         }
         tracing::debug!(unit_id = %unit.unit_id, "Housing unit handled.");
         Ok(())

@@ -171,7 +171,7 @@ impl MonthlyJob for MonthlyVerification {
         "quota.monthly_report"
     }
 
-    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> anyhow::Result<()> {
+    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> Result<(), sqlx::Error> {
         let sent = insert_monthly_report(tx, &self.settings, month, rome_date(now()), None).await?;
         tracing::info!(
             month = %month,

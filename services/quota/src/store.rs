@@ -230,3 +230,27 @@ pub(crate) async fn load_facilities(
         })
         .collect())
 }
+
+/// Every facility's newest report with its comune's name and zona, optionally of one
+/// comune or one zona, by zona, comune name and facility.
+pub(crate) async fn census_rows(
+    conn: &mut PgConnection,
+    comune: Option<&ComuneIstat>,
+    zona: Option<&str>,
+) -> Result<Vec<crate::census::Row>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT f.facility_id, f.comune_istat, c.nome, c.zona, f.reception_kind, f.capacity,
+               f.presences, f.active, f.as_of
+        FROM reception_facilities f
+        JOIN comuni c ON c.istat = f.comune_istat
+        WHERE ($1::TEXT IS NULL OR f.comune_istat = $1)
+          AND ($2::TEXT IS NULL OR c.zona = $2)
+        ORDER BY c.zona, c.nome, f.facility_id
+        "#,
+    )
+    .bind(comune.map(|c| c.as_ref().to_owned()))
+    .bind(zona)
+    .fetch_all(conn)
+    .await
+}

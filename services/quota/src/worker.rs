@@ -14,14 +14,11 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
-use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{
-    Comune, list_comuni_by_istat, load_comune, recipients_for, require_comune,
-};
+use raccordo_core::notification::{NotificationKind, notify_comune};
+use raccordo_core::registry::{Comune, list_comuni_by_istat, load_comune, require_comune};
 use raccordo_core::settings::QuotaSettings;
 
 use crate::coverage::figures_by_zona;
@@ -252,18 +249,7 @@ impl QuotaWorker {
         comune: &Comune,
         payload: serde_json::Value,
     ) -> Result<(), sqlx::Error> {
-        let recipients = recipients_for(tx, kind, comune).await?;
-        insert_notification(
-            tx,
-            &NewNotification {
-                kind,
-                comune_istat: Some(comune.istat.clone()),
-                payload,
-                urgent: false,
-                recipients,
-            },
-        )
-        .await?;
+        notify_comune(tx, kind, comune, payload, false).await?;
         Ok(())
     }
 }

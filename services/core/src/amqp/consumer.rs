@@ -95,11 +95,11 @@ pub async fn run_consumer(
             Ok(()) => break,
             Err(error) => {
                 if matches!(error, LoopError::Panicked(_)) {
-                    tracing::error!(consumer = %name, error = %error, "The consumer panicked; restarting it.");
+                    tracing::error!(consumer = %name, error = %ErrorChain(&error), "The consumer panicked; restarting it.");
                     metrics::counter!("raccordo_consumer_restarts_total", "worker" => queue.name())
                         .increment(1);
                 } else {
-                    tracing::warn!(consumer = %name, error = %error, "Lost the broker, reconnecting.");
+                    tracing::warn!(consumer = %name, error = %ErrorChain(&error), "Lost the broker, reconnecting.");
                 }
                 if started.elapsed() > Duration::from_secs(30) {
                     backoff = Duration::from_millis(200);
@@ -431,7 +431,7 @@ async fn decide(
     if !todo.is_empty() {
         let results = match run_handler(ctx, queue, handler, &todo).await {
             Ok(results) => results,
-            Err(panic) if todo.len() == 1 => vec![Err(HandleError::Panicked(panic))],
+            Err(panicked) if todo.len() == 1 => vec![Err(panicked)],
             Err(_) => {
                 // The batch met a panic: one by one, so only the message that causes it is
                 // dead-lettered and the others are decided as usual.
@@ -439,7 +439,7 @@ async fn decide(
                 for message in &todo {
                     one_by_one.push(match run_handler(ctx, queue, handler, &[*message]).await {
                         Ok(mut r) => r.pop().unwrap_or(Err(HandleError::NoResult)),
-                        Err(panic) => Err(HandleError::Panicked(panic)),
+                        Err(panicked) => Err(panicked),
                     });
                 }
                 one_by_one
@@ -463,13 +463,14 @@ async fn decide(
         .collect()
 }
 
-/// The handler's results for `messages`, bounded in time; the panic's text when it panicked.
+/// The handler's results for `messages`, bounded in time; [`HandleError::Panicked`] when
+/// it panicked (the whole batch: which message caused it is not known yet).
 async fn run_handler(
     ctx: &ConsumerContext,
     queue: WorkQueue,
     handler: &dyn Handler,
     messages: &[&Message],
-) -> Result<Vec<Result<Outcome, HandleError>>, String> {
+) -> Result<Vec<Result<Outcome, HandleError>>, HandleError> {
     let timeout = ctx.settings.amqp.handler_timeout();
     let handled = tokio::time::timeout(
         timeout,
@@ -486,7 +487,7 @@ async fn run_handler(
             metrics::counter!("raccordo_handler_panics_total", "worker" => queue.name())
                 .increment(1);
             tracing::error!(worker = queue.name(), error = %text, "The handler panicked.");
-            Err(text)
+            Err(HandleError::Panicked(text))
         }
         Ok(Ok(results)) => Ok(results),
     }

@@ -11,22 +11,22 @@ use super::publisher::{PublishError, Publisher, hub_copy};
 use super::topology::{Topology, set_header_int, set_header_text};
 
 /// The readable reason.
-pub const ERROR: &str = "x-raccordo-error";
+pub(crate) const ERROR: &str = "x-raccordo-error";
 /// The queue the message was taken from; replay sends it back there.
-pub const QUEUE: &str = "x-raccordo-queue";
+pub(crate) const QUEUE: &str = "x-raccordo-queue";
 /// The routing key it was published with.
-pub const ROUTING_KEY: &str = "x-raccordo-routing-key";
+pub(crate) const ROUTING_KEY: &str = "x-raccordo-routing-key";
 /// The exchange it was published to.
-pub const EXCHANGE: &str = "x-raccordo-exchange";
+pub(crate) const EXCHANGE: &str = "x-raccordo-exchange";
 /// The id operators use with `dlq show` and `dlq replay`.
-pub const DEAD_ID: &str = "x-raccordo-dead-id";
+pub(crate) const DEAD_ID: &str = "x-raccordo-dead-id";
 /// When it was held, RFC 3339.
-pub const FAILED_AT: &str = "x-raccordo-failed-at";
+pub(crate) const FAILED_AT: &str = "x-raccordo-failed-at";
 /// Attempts made so far.
-pub const ATTEMPT: &str = "x-raccordo-attempt";
+pub(crate) const ATTEMPT: &str = "x-raccordo-attempt";
 /// The broker user that published the original (its validated `user_id`): the hub
 /// republishes copies as itself, and RabbitMQ would refuse another user's `user_id`.
-pub const USER: &str = "x-raccordo-user";
+pub(crate) const USER: &str = "x-raccordo-user";
 
 /// Which holding queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use super::csv_rows::{Columns, ImportReport, Parsed, read_rows};
+use super::csv_rows::{Columns, CsvError, ImportError, ImportReport, Parsed, read_rows};
 use crate::domain::ComuneIstat;
 
 /// A comune as the registry knows it.
@@ -163,7 +163,7 @@ fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, St
 /// Parses a comuni CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`)
 /// without touching the database: the rows with their line numbers, and every bad line.
 /// `Err` when the file cannot be read at all (no header, missing or unknown columns).
-pub fn parse_comuni(input: impl Read) -> anyhow::Result<Parsed<Comune>> {
+pub fn parse_comuni(input: impl Read) -> Result<Parsed<Comune>, CsvError> {
     read_rows(
         input,
         &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
@@ -175,7 +175,7 @@ pub fn parse_comuni(input: impl Read) -> anyhow::Result<Parsed<Comune>> {
 
 /// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`).
 /// All or nothing: every bad line is reported and, if there is any, nothing changes.
-pub async fn import_comuni(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+pub async fn import_comuni(pool: &PgPool, input: impl Read) -> Result<ImportReport, ImportError> {
     let (rows, errors) = parse_comuni(input)?;
     let mut report = ImportReport {
         errors,

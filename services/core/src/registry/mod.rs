@@ -16,7 +16,7 @@ pub use comuni::{
     Comune, import_comuni, list_comuni, list_comuni_by_istat, load_comune, parse_comuni,
     require_comune,
 };
-pub use csv_rows::{ImportReport, RowError};
+pub use csv_rows::{CsvError, ImportError, ImportReport, RowError};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{
     Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,

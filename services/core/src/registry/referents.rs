@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use super::csv_rows::{Columns, ImportReport, Parsed, RowError, read_rows};
+use super::csv_rows::{Columns, CsvError, ImportError, ImportReport, Parsed, RowError, read_rows};
 use crate::amqp::HandleError;
 use crate::domain::{ComuneIstat, EmailAddress, Role, Scope};
 use crate::envelope::{Envelope, EventType};
@@ -243,7 +243,7 @@ const REFERENT_COLUMNS: [&str; 8] = [
 /// without touching the database: the rows with their line numbers, and every bad line
 /// (the imports, and the console's preview of an import). Whether each scope names
 /// something the registry knows is checked by the import.
-pub fn parse_referents(input: impl Read) -> anyhow::Result<Parsed<Referent>> {
+pub fn parse_referents(input: impl Read) -> Result<Parsed<Referent>, CsvError> {
     read_rows(
         input,
         &REFERENT_COLUMNS,
@@ -255,7 +255,10 @@ pub fn parse_referents(input: impl Read) -> anyhow::Result<Parsed<Referent>> {
 
 /// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
 /// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
-pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+pub async fn import_referents(
+    pool: &PgPool,
+    input: impl Read,
+) -> Result<ImportReport, ImportError> {
     let (rows, errors) = parse_referents(input)?;
     let mut report = ImportReport {
         errors,
