@@ -9,9 +9,11 @@
 //! # Layout
 //! - [`personal`]: docket number, household and contact in redacting types; pseudonyms.
 //! - [`event`]: the wire form of `eviction.step.v1` and `eviction.consent.v1`.
-//! - [`decide`]: the pure decision core (C1–C5), unit-tested without I/O.
+//! - [`decide`]: the pure decision core (C1–C5): the next state and the verdict, unit-tested
+//!   without I/O; the only place a procedure's state changes.
 //! - [`store`]: the eviction tables.
-//! - [`worker`]: the database side: lock, decide, record, hold or forget, outbox.
+//! - [`worker`]: load (lock the procedure) → decide → store → notify, one path for steps
+//!   and consent decisions, reading an injected clock.
 //! - [`stats`]: monthly statistics per ambito (C6), and their monthly job.
 //! - [`scrub`]: removes the docket number from delivered revocation notices.
 //! - [`audit`]: who was told what, when, and on whose recorded consent.

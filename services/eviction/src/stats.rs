@@ -84,10 +84,10 @@ pub struct UnitStats {
 }
 
 /// A raw count from the database: ambito, istat, nome, step, count.
-pub type RawRow = (Option<String>, String, String, String, i64);
+pub(crate) type RawRow = (Option<String>, String, String, String, i64);
 
 /// Groups raw counts into units, masking small ones. Pure, for tests.
-pub fn group(rows: Vec<RawRow>) -> Vec<UnitStats> {
+pub(crate) fn group(rows: Vec<RawRow>) -> Vec<UnitStats> {
     let mut by_comune: BTreeMap<(Option<String>, String, String), BTreeMap<Step, i64>> =
         BTreeMap::new();
     for (ambito, istat, nome, step, n) in rows {
@@ -168,7 +168,7 @@ pub async fn unit_recipients(
 }
 
 /// The template data of one unit's `eviction.stats`.
-pub fn stats_payload(month: YearMonth, unit: &UnitStats) -> Value {
+pub(crate) fn stats_payload(month: YearMonth, unit: &UnitStats) -> Value {
     json!({
         "month": month.to_string(),
         "month_label": month.italian(),

@@ -35,7 +35,7 @@ use raccordo_core::settings::EvictionSettings;
 
 /// Why the eviction worker could not apply an event.
 #[derive(Debug, thiserror::Error)]
-pub enum EvictionError {
+pub(crate) enum EvictionError {
     /// The database's pseudonyms were made with another key chain: passes once the
     /// process restarts with the current key.
     #[error(

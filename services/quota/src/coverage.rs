@@ -193,14 +193,13 @@ pub async fn load_announcements(
 
 /// A facility's newest report, with its date.
 #[derive(Debug, Clone)]
-pub struct StoredFacility {
-    pub facility_id: String,
+pub(crate) struct StoredFacility {
     pub facility: Facility,
     pub as_of: Date,
 }
 
 /// The figures of every comune of `comuni` (which must hold whole zone), by zona.
-pub fn figures_by_zona<'a>(
+pub(crate) fn figures_by_zona<'a>(
     comuni: &'a [Comune],
     facilities: &[Facility],
     per_thousand: f64,
@@ -230,7 +229,7 @@ pub async fn load_coverage(
 }
 
 /// The report from loaded data (pure; unit-tested).
-pub fn build_report(
+pub(crate) fn build_report(
     comuni: &[Comune],
     stored: &[StoredFacility],
     settings: &QuotaSettings,
@@ -338,14 +337,13 @@ mod tests {
     }
 
     fn facility(
-        id: &str,
+        _id: &str,
         comune: &str,
         kind: ReceptionKind,
         cap: i64,
         pres: i64,
     ) -> StoredFacility {
         StoredFacility {
-            facility_id: id.into(),
             facility: Facility {
                 comune_istat: ComuneIstat::parse(comune).expect("valid"),
                 kind,

@@ -203,7 +203,7 @@ pub(crate) async fn load_facilities(
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, comune, kind, capacity, presences, active, as_of)| {
+        .filter_map(|(_id, comune, kind, capacity, presences, active, as_of)| {
             let (Ok(comune_istat), Some(kind)) =
                 (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
             else {
@@ -217,7 +217,6 @@ pub(crate) async fn load_facilities(
                 return None;
             };
             Some(StoredFacility {
-                facility_id: id,
                 facility: Facility {
                     comune_istat,
                     kind,
