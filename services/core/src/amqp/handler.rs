@@ -159,6 +159,36 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// `handler` with the holding policy `policy` instead of its own: a queue that may receive
+/// another worker's events (the unrouted queue, a misrouted eviction event) gets that
+/// worker's policy, e.g. `WithPolicy::new(Unrouted, raccordo_eviction::holding::holding_policy(..))`.
+pub struct WithPolicy<H> {
+    handler: H,
+    policy: HoldingPolicy,
+}
+
+impl<H: Handler> WithPolicy<H> {
+    /// Wraps `handler`.
+    pub fn new(handler: H, policy: HoldingPolicy) -> Self {
+        Self { handler, policy }
+    }
+}
+
+#[async_trait]
+impl<H: Handler> Handler for WithPolicy<H> {
+    async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
+        self.handler.handle(message).await
+    }
+
+    async fn handle_batch(&self, messages: &[&Message]) -> Vec<Result<Outcome, HandleError>> {
+        self.handler.handle_batch(messages).await
+    }
+
+    fn holding_policy(&self) -> HoldingPolicy {
+        self.policy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +211,26 @@ mod tests {
 
         assert!(text.starts_with("database: "), "{text}");
         assert!(text.contains("timed out"), "{text}");
+    }
+
+    struct Nothing;
+
+    #[async_trait]
+    impl Handler for Nothing {
+        async fn handle(&self, _message: &Message) -> Result<Outcome, HandleError> {
+            Ok(Outcome::Processed)
+        }
+    }
+
+    #[test]
+    fn a_wrapped_handler_holds_its_messages_under_the_given_policy() {
+        let ttl = Duration::from_secs(3);
+        let policy = HoldingPolicy::expire_personal(ttl, |_, _| true);
+
+        let wrapped = WithPolicy::new(Nothing, policy);
+
+        assert_eq!(Nothing.holding_policy().expiry_of("k", b""), None);
+        assert_eq!(wrapped.holding_policy().expiry_of("k", b""), Some(ttl));
     }
 
     #[test]

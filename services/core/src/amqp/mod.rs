@@ -17,7 +17,7 @@ mod topology;
 
 pub use connection::{ConnectError, connect, connect_until_ready};
 pub use consumer::{ConsumerContext, run_consumer};
-pub use handler::{BoxError, Disposition, HandleError, Handler, Message, Outcome};
+pub use handler::{BoxError, Disposition, HandleError, Handler, Message, Outcome, WithPolicy};
 pub use policy::{HoldingPolicy, MayHoldPersonal};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use queues::{QueueStatus, depth_of, queue_status};
