@@ -43,10 +43,17 @@ pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            let text = cause.to_string();
+            // Many errors already end with their cause's text (sqlx's "error returned from
+            // database: {0}"): printed once.
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
             source = cause.source();
         }
         Ok(())
@@ -68,5 +75,18 @@ mod tests {
         let text = ErrorChain(&error).to_string();
 
         assert_eq!(text, "outer step failed: disk gone");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper: {0}")]
+    struct Echoing(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_its_error_already_quotes_is_printed_once() {
+        let error = Outer(std::io::Error::other("x"));
+        let echoing = Echoing(std::io::Error::other("disk gone"));
+
+        assert_eq!(ErrorChain(&error).to_string(), "outer step failed: x");
+        assert_eq!(ErrorChain(&echoing).to_string(), "wrapper: disk gone");
     }
 }

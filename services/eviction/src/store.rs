@@ -427,7 +427,7 @@ pub(crate) async fn check_key(
         "#,
     )
     .bind(fingerprint)
-    .bind(i32::try_from(keys).unwrap_or(i32::MAX))
+    .bind(i32::try_from(keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
     .execute(&mut *tx)
     .await?;
     let stored: String = sqlx::query_scalar(
@@ -503,7 +503,7 @@ pub(crate) async fn record_key(
         "#,
     )
     .bind(fingerprint)
-    .bind(i32::try_from(keys).unwrap_or(i32::MAX))
+    .bind(i32::try_from(keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
     .execute(tx)
     .await?;
     Ok(())
@@ -551,6 +551,27 @@ pub(crate) async fn step_counts(
     )
     .bind(from)
     .bind(to)
+    .fetch_all(conn)
+    .await
+}
+
+/// A recorded consent decision: decision, recorded by, recorded at, received at, applied.
+pub(crate) type ConsentRow = (String, String, OffsetDateTime, OffsetDateTime, bool);
+
+/// Every consent decision recorded for a procedure, in the order recorded.
+pub(crate) async fn consent_rows(
+    conn: &mut PgConnection,
+    procedure: &Pseudonym,
+) -> Result<Vec<ConsentRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT decision, recorded_by, recorded_at, received_at, applied
+        FROM eviction_consents
+        WHERE pseudonym = $1
+        ORDER BY recorded_at, id
+        "#,
+    )
+    .bind(procedure.as_ref())
     .fetch_all(conn)
     .await
 }

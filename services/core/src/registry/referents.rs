@@ -312,13 +312,27 @@ pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sq
     Ok(rows
         .into_iter()
         .filter_map(|(id, inst, role, email, name, kind, value)| {
+            let (Ok(role), Ok(email), Ok(scope)) = (
+                Role::parse(&role),
+                EmailAddress::parse(&email),
+                Scope::from_columns(&kind, value.as_deref()),
+            ) else {
+                // Written by hand or by an older version: counted and logged, never silent.
+                metrics::counter!("raccordo_rows_skipped_total", "table" => "referents")
+                    .increment(1);
+                tracing::warn!(
+                    table = "referents",
+                    "A referents row that does not parse was skipped."
+                );
+                return None;
+            };
             Some(Referent {
                 referent_id: id,
                 institution: inst,
-                role: Role::parse(&role).ok()?,
-                email: EmailAddress::parse(&email).ok()?,
+                role,
+                email,
                 name,
-                scope: Scope::from_columns(&kind, value.as_deref()).ok()?,
+                scope,
             })
         })
         .collect())
