@@ -429,6 +429,37 @@ async fn queue_contents(app: &TestApp) -> Vec<(String, String, lapin::BasicPrope
 }
 
 #[tokio::test]
+async fn c7_an_eviction_event_off_the_eviction_queue_expires_from_the_dead_queue_too() {
+    let app = spawn_app().await;
+    let mut event = step("RG-C7-0008/2026", RHO, "sgombero", &today());
+    event["household"] = household(
+        "Famiglia Ottava",
+        "Via Otto 8",
+        "+39 333 8888888",
+        "ottava@example.org",
+    );
+    // A careless publisher: a routing key no worker is bound to, and the housing key.
+    let body = serde_json::to_vec(&app.event("eviction.step.v1", event)).expect("json");
+    app.publish_raw("eviction.step.v2", &body).await;
+    app.publish_raw("housing.unit.v1", &body).await;
+    app.wait_for_dead(2).await;
+    let held = queue_contents(&app).await;
+    let dead: Vec<_> = held
+        .iter()
+        .filter(|(q, ..)| *q == app.topology.dead_queue())
+        .collect();
+    assert_eq!(dead.len(), 2);
+    for (_, _, properties) in dead {
+        assert_eq!(
+            properties.expiration().as_ref().map(|e| e.as_str()),
+            Some("604800000"),
+            "7 days (eviction.dead_letter_ttl_days)"
+        );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn c7_an_invalid_eviction_event_expires_from_the_dead_queue_and_dlq_show_masks_it() {
     let app = spawn_app().await;
     let mut bad = step("RG-C7-0007/2026", RHO, "sgombero", &today());

@@ -14,6 +14,32 @@ pub fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// Where a worker reads the time: injected, so tests fix it instead of racing the clock.
+pub trait Clock: Send + Sync + 'static {
+    /// The current UTC instant.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        now()
+    }
+}
+
+/// A clock that always answers the same instant (tests).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub OffsetDateTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0
+    }
+}
+
 /// The current instant as RFC 3339.
 pub fn now_rfc3339() -> String {
     now().format(&Rfc3339).unwrap_or_default()

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::{Acquire, PgConnection, PgPool};
 use tracing::Instrument;
 
-use crate::amqp::{HandleError, Handler, Message, Outcome};
+use crate::amqp::{HandleError, Handler, HoldingPolicy, Message, Outcome};
 use crate::db::{Ingest, record_event};
 use crate::envelope::{Envelope, EventType};
 use crate::origin::Publishers;
@@ -30,6 +30,11 @@ pub trait EventWorker: Send + Sync + 'static {
 
     /// Applies one new event inside the transaction `tx`.
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError>;
+
+    /// What may stay of this worker's messages once held. Default: kept until an operator acts.
+    fn holding_policy(&self) -> HoldingPolicy {
+        HoldingPolicy::keep()
+    }
 }
 
 /// A [`Handler`] made of an [`EventWorker`] and the database.
@@ -54,19 +59,17 @@ impl<W: EventWorker> Inbound<W> {
     /// Decodes the event and checks it may be handled here and by its publisher: nothing
     /// of this needs the database.
     fn admit(&self, message: &Message) -> Result<Envelope, HandleError> {
-        let event = Envelope::decode(&message.body)
-            .map_err(|rejection| HandleError::Permanent(rejection.to_string()))?;
+        let event = Envelope::decode(&message.body)?;
         message.span.record("type", event.event_type.as_str());
         message.span.record("source", event.source.as_str());
         if !self.worker.accepts().contains(&event.event_type) {
-            return Err(HandleError::Permanent(format!(
-                "no worker handles type {} on this queue (routing key {})",
-                event.event_type, message.routing_key
-            )));
+            return Err(HandleError::WrongQueue {
+                event_type: event.event_type,
+                routing_key: message.routing_key.clone(),
+            });
         }
         self.publishers
-            .authorize(message.publisher.as_deref(), &event)
-            .map_err(|refusal| HandleError::Permanent(refusal.to_string()))?;
+            .authorize(message.publisher.as_deref(), &event)?;
         Ok(event)
     }
 
@@ -76,11 +79,7 @@ impl<W: EventWorker> Inbound<W> {
         tx: &mut PgConnection,
         event: &Envelope,
     ) -> Result<Outcome, HandleError> {
-        if record_event(tx, event)
-            .await
-            .map_err(HandleError::from_db)?
-            == Ingest::Duplicate
-        {
+        if record_event(tx, event).await? == Ingest::Duplicate {
             return Ok(Outcome::Duplicate);
         }
         self.worker.apply(tx, event).await?;
@@ -92,10 +91,14 @@ impl<W: EventWorker> Inbound<W> {
 impl<W: EventWorker> Handler for Inbound<W> {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
         let event = self.admit(message)?;
-        let mut tx = self.pool.begin().await.map_err(HandleError::from_db)?;
+        let mut tx = self.pool.begin().await?;
         let outcome = self.ingest(&mut tx, &event).await?;
-        tx.commit().await.map_err(HandleError::from_db)?;
+        tx.commit().await?;
         Ok(outcome)
+    }
+
+    fn holding_policy(&self) -> HoldingPolicy {
+        self.worker.holding_policy()
     }
 
     /// Every event of the batch in one transaction, each in a savepoint of its own: an
@@ -112,9 +115,9 @@ impl<W: EventWorker> Handler for Inbound<W> {
                     None => {
                         // Its own transaction, in arrival order before the batch.
                         let result = async {
-                            let mut tx = self.pool.begin().await.map_err(HandleError::from_db)?;
+                            let mut tx = self.pool.begin().await?;
                             let outcome = self.ingest(&mut tx, &event).await?;
-                            tx.commit().await.map_err(HandleError::from_db)?;
+                            tx.commit().await?;
                             Ok(outcome)
                         }
                         .instrument(message.span.clone())
@@ -130,8 +133,9 @@ impl<W: EventWorker> Handler for Inbound<W> {
         if !admitted.is_empty() {
             match self.pool.begin().await {
                 Err(error) => {
+                    let error = Arc::new(error);
                     for (_, i, _) in &admitted {
-                        results[*i] = Some(Err(HandleError::from_db_ref(&error)));
+                        results[*i] = Some(Err(HandleError::shared(&error)));
                     }
                 }
                 Ok(mut tx) => {
@@ -142,9 +146,9 @@ impl<W: EventWorker> Handler for Inbound<W> {
                             if alone {
                                 return self.ingest(&mut tx, event).await;
                             }
-                            let mut savepoint = tx.begin().await.map_err(HandleError::from_db)?;
+                            let mut savepoint = tx.begin().await?;
                             let outcome = self.ingest(&mut savepoint, event).await?;
-                            savepoint.commit().await.map_err(HandleError::from_db)?;
+                            savepoint.commit().await?;
                             Ok(outcome)
                         }
                         .instrument(messages[*i].span.clone())
@@ -160,9 +164,10 @@ impl<W: EventWorker> Handler for Inbound<W> {
                         let _ = tx.rollback().await;
                     } else if let Err(error) = tx.commit().await {
                         // Nothing of the batch is committed: what succeeded must be done again.
+                        let error = Arc::new(error);
                         for (_, i, _) in &admitted {
                             if matches!(results[*i], Some(Ok(_))) {
-                                results[*i] = Some(Err(HandleError::from_db_ref(&error)));
+                                results[*i] = Some(Err(HandleError::shared(&error)));
                             }
                         }
                     }
@@ -171,7 +176,7 @@ impl<W: EventWorker> Handler for Inbound<W> {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(HandleError::Transient("not handled".into()))))
+            .map(|r| r.unwrap_or(Err(HandleError::NoResult)))
             .collect()
     }
 }
@@ -183,13 +188,10 @@ pub struct Unrouted;
 #[async_trait]
 impl Handler for Unrouted {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
-        let reason = match Envelope::decode(&message.body) {
-            Err(rejection) => rejection.to_string(),
-            Ok(event) => format!(
-                "no worker is bound to routing key {:?} (event type {})",
-                message.routing_key, event.event_type
-            ),
-        };
-        Err(HandleError::Permanent(reason))
+        let event = Envelope::decode(&message.body)?;
+        Err(HandleError::Unrouted {
+            routing_key: message.routing_key.clone(),
+            event_type: event.event_type,
+        })
     }
 }

@@ -5,17 +5,19 @@
 //!
 //! # Layout
 //! - [`settings`]: the configuration tree (CONTRACT §8).
-//! - [`telemetry`]: logging, text or JSON.
+//! - [`telemetry`]: logging, text or JSON; `ErrorChain` prints an error with its causes.
 //! - [`domain`]: parsed values — ISTAT codes, email addresses, roles, scopes, dates.
 //! - [`envelope`]: CloudEvents and validation against `schemas/`.
-//! - [`amqp`]: topology, consume loop, publisher, dead and parked messages.
+//! - [`amqp`]: topology, consume loop, the `Handler` workers implement and its typed
+//!   `HandleError`, publisher, dead and parked messages and each queue's holding policy.
 //! - [`db`]: pool, migrations, inbox, outbox, relay, operators' views of the outbox.
 //! - [`inbound`]: the shared path of every inbound event.
 //! - [`origin`]: who published an event, and whether it may say it.
 //! - [`registry`]: comuni, referents, recipients.
-//! - [`notification`]: notification kinds and their audiences.
+//! - [`notification`]: notification kinds and their audiences; `notify_comune` writes one.
 //! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
-//! - [`clock`]: the current time at the edges; Europe/Rome days and months.
+//! - [`clock`]: the `Clock` workers are given, the current time at the edges; Europe/Rome
+//!   days and months.
 //! - [`schedule`]: monthly jobs, once per month across replicas.
 
 pub mod amqp;

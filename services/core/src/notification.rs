@@ -109,3 +109,27 @@ pub enum Reach {
     /// Only referents scoped exactly to the comune or to its ambito.
     ComuneOrAmbito,
 }
+
+/// Writes one notification about `comune` to the outbox, addressed to every referent that
+/// [`crate::registry::recipients_for`] names for `kind` (CONTRACT §1, §5): the one way a
+/// worker tells anyone anything. Returns its id.
+pub async fn notify_comune(
+    conn: &mut sqlx::PgConnection,
+    kind: NotificationKind,
+    comune: &crate::registry::Comune,
+    payload: serde_json::Value,
+    urgent: bool,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    let recipients = crate::registry::recipients_for(&mut *conn, kind, comune).await?;
+    crate::db::insert_notification(
+        conn,
+        &crate::db::NewNotification {
+            kind,
+            comune_istat: Some(comune.istat.clone()),
+            payload,
+            urgent,
+            recipients,
+        },
+    )
+    .await
+}

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{YearMonth, now, rome_date};
+use crate::telemetry::ErrorChain;
 
 /// A job run once per month.
 #[async_trait]
@@ -22,7 +23,7 @@ pub trait MonthlyJob: Send + Sync + 'static {
 
     /// Does the month's work in `tx`; an error rolls everything back and is retried at the
     /// next check.
-    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> anyhow::Result<()>;
+    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> Result<(), sqlx::Error>;
 }
 
 /// Whether a run happened.
@@ -41,7 +42,7 @@ pub async fn run_once(
     pool: &PgPool,
     job: &dyn MonthlyJob,
     month: YearMonth,
-) -> anyhow::Result<RunOutcome> {
+) -> Result<RunOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
         .bind(job.name())
@@ -76,7 +77,7 @@ pub async fn set_baseline(
     pool: &PgPool,
     job: &dyn MonthlyJob,
     month: YearMonth,
-) -> anyhow::Result<bool> {
+) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         r#"
         INSERT INTO scheduled_runs (job, period)
@@ -110,7 +111,7 @@ pub async fn run_monthly(
             }
             Ok(false) => {}
             Err(error) => {
-                tracing::warn!(job = job.name(), error = %error, "Monthly job: cannot read its runs.")
+                tracing::warn!(job = job.name(), error = %ErrorChain(&error), "Monthly job: cannot read its runs.")
             }
         }
         match run_once(&pool, job.as_ref(), month).await {
@@ -119,7 +120,7 @@ pub async fn run_monthly(
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(job = job.name(), month = %month, error = %error, "Monthly job failed; will retry.");
+                tracing::warn!(job = job.name(), month = %month, error = %ErrorChain(&error), "Monthly job failed; will retry.");
             }
         }
         tokio::select! {

@@ -373,6 +373,24 @@ impl Settings {
         if self.eviction.pseudonym_keys().is_empty() {
             return invalid("eviction.pseudonym_key", "no key given");
         }
+        self.validate_publishers()?;
+        if crate::domain::EmailAddress::parse_mailbox(&self.mail.from).is_err() {
+            return invalid("mail.from", "not an email address");
+        }
+        if let Err(reason) = self.mail.check_smtp_url() {
+            return invalid("mail.smtp_url", reason);
+        }
+        self.validate_console()
+    }
+
+    /// Each publisher's user name, types and comuni.
+    fn validate_publishers(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         for (user, rule) in &self.publishers.users {
             let key = "publishers";
             if user.is_empty() || user.len() > 255 || user.chars().any(char::is_whitespace) {
@@ -405,13 +423,7 @@ impl Settings {
                 );
             }
         }
-        if crate::domain::EmailAddress::parse_mailbox(&self.mail.from).is_err() {
-            return invalid("mail.from", "not an email address");
-        }
-        if let Err(reason) = self.mail.check_smtp_url() {
-            return invalid("mail.smtp_url", reason);
-        }
-        self.validate_console()
+        Ok(())
     }
 
     fn validate_console(&self) -> Result<(), SettingsError> {

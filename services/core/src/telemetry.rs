@@ -35,3 +35,58 @@ where
             .try_init(),
     };
 }
+
+/// An error and every source under it on one line, `outer: inner: root` (zero2prod's
+/// `error_chain_fmt`): logs and dead-letter reasons keep the cause an operator needs.
+/// Error texts of the hub name fields and rules, never values of personal fields.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            // Many errors already end with their cause's text (sqlx's "error returned from
+            // database: {0}"): printed once.
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer step failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_chain_prints_every_cause_on_one_line() {
+        let error = Outer(std::io::Error::other("disk gone"));
+
+        let text = ErrorChain(&error).to_string();
+
+        assert_eq!(text, "outer step failed: disk gone");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper: {0}")]
+    struct Echoing(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_its_error_already_quotes_is_printed_once() {
+        let error = Outer(std::io::Error::other("x"));
+        let echoing = Echoing(std::io::Error::other("disk gone"));
+
+        assert_eq!(ErrorChain(&error).to_string(), "outer step failed: x");
+        assert_eq!(ErrorChain(&echoing).to_string(), "wrapper: disk gone");
+    }
+}

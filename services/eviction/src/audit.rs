@@ -147,17 +147,7 @@ pub async fn consent_history(
     conn: &mut PgConnection,
     procedure: &Pseudonym,
 ) -> Result<Vec<ConsentEntry>, sqlx::Error> {
-    let rows: Vec<(String, String, OffsetDateTime, OffsetDateTime, bool)> = sqlx::query_as(
-        r#"
-        SELECT decision, recorded_by, recorded_at, received_at, applied
-        FROM eviction_consents
-        WHERE pseudonym = $1
-        ORDER BY recorded_at, id
-        "#,
-    )
-    .bind(procedure.as_ref())
-    .fetch_all(conn)
-    .await?;
+    let rows = crate::store::consent_rows(conn, procedure).await?;
     Ok(rows
         .into_iter()
         .map(

@@ -1,5 +1,6 @@
 //! Rules C1–C5 as pure functions of a procedure's state, the new event and the time the
-//! alert is made: what to send, and what personal data the hub may hold afterwards.
+//! alert is made: the procedure's next state, what to send, and what personal data the
+//! hub may hold afterwards. The only place a procedure's state changes.
 //!
 //! The state is non-personal (the consent in force, the steps); the personal data itself
 //! never enters this module — only the verdict on whether it may be held.
@@ -103,8 +104,43 @@ pub struct Decision {
     pub consent_applied: bool,
 }
 
-/// Decides on one event at `now`; `urgent_within_days` is `eviction.urgent_within_days`.
+/// The settings the rules read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// `eviction.urgent_within_days` (C5).
+    pub urgent_within_days: u32,
+}
+
+/// Decides on one event at `now`: the procedure's next state and the verdict.
 pub fn decide(
+    state: &ProcedureState,
+    input: Input<'_>,
+    now: OffsetDateTime,
+    rules: &Rules,
+) -> (ProcedureState, Decision) {
+    let decision = verdict(state, input, now, rules.urgent_within_days);
+    let mut next = state.clone();
+    match input {
+        Input::Step(step) => {
+            next.history.push(step.clone());
+            // Stable: steps of the same day keep their arrival order.
+            next.history.sort_by_key(|s| s.occurred_on);
+        }
+        Input::Consent {
+            decision: consent,
+            recorded_at,
+        } if decision.consent_applied => {
+            next.consent = Some(ConsentInForce {
+                decision: consent,
+                recorded_at,
+            });
+        }
+        Input::Consent { .. } => {}
+    }
+    (next, decision)
+}
+
+fn verdict(
     state: &ProcedureState,
     input: Input<'_>,
     now: OffsetDateTime,
@@ -207,7 +243,9 @@ mod tests {
     use time::macros::{date, datetime};
 
     const NOW: OffsetDateTime = datetime!(2026-03-02 10:00 +01:00);
-    const DAYS: u32 = 7;
+    const RULES: Rules = Rules {
+        urgent_within_days: 7,
+    };
 
     fn step(step: Step, on: Date, next_access_at: Option<OffsetDateTime>) -> StepRecord {
         StepRecord {
@@ -232,22 +270,10 @@ mod tests {
         }
     }
 
-    /// Applies a decision to the state, as the worker does in the database.
+    /// Decides, and moves `state` on to the next one.
     fn run(state: &mut ProcedureState, input: Input<'_>) -> Decision {
-        let d = decide(state, input, NOW, DAYS);
-        match input {
-            Input::Step(s) => state.history.push(s.clone()),
-            Input::Consent {
-                decision,
-                recorded_at,
-            } if d.consent_applied => {
-                state.consent = Some(ConsentInForce {
-                    decision,
-                    recorded_at,
-                })
-            }
-            Input::Consent { .. } => {}
-        }
+        let (next, d) = decide(state, input, NOW, &RULES);
+        *state = next;
         d
     }
 
@@ -423,7 +449,7 @@ mod tests {
     #[test]
     fn c5_an_access_eight_days_away_is_not_urgent() {
         let at = datetime!(2026-03-10 09:00 +01:00);
-        assert!(!is_urgent(Some(at), NOW, DAYS));
+        assert!(!is_urgent(Some(at), NOW, RULES.urgent_within_days));
         assert!(is_urgent(Some(at), NOW, 8));
     }
 
@@ -431,8 +457,8 @@ mod tests {
     fn c5_an_access_today_is_still_urgent_even_after_its_hour() {
         let this_morning = datetime!(2026-03-02 08:00 +01:00);
         let tonight = datetime!(2026-03-02 23:30 +01:00);
-        assert!(is_urgent(Some(this_morning), NOW, DAYS));
-        assert!(is_urgent(Some(tonight), NOW, DAYS));
+        assert!(is_urgent(Some(this_morning), NOW, RULES.urgent_within_days));
+        assert!(is_urgent(Some(tonight), NOW, RULES.urgent_within_days));
         assert!(is_urgent(Some(this_morning), NOW, 0));
     }
 
@@ -441,9 +467,9 @@ mod tests {
         assert!(!is_urgent(
             Some(datetime!(2026-03-01 09:00 +01:00)),
             NOW,
-            DAYS
+            RULES.urgent_within_days
         ));
-        assert!(!is_urgent(None, NOW, DAYS));
+        assert!(!is_urgent(None, NOW, RULES.urgent_within_days));
     }
 
     #[test]
@@ -454,10 +480,14 @@ mod tests {
         let now = datetime!(2026-03-22 22:45 UTC);
         let access = datetime!(2026-03-29 22:15 UTC);
         assert_eq!(days_until(access, now), 8);
-        assert!(!is_urgent(Some(access), now, DAYS));
+        assert!(!is_urgent(Some(access), now, RULES.urgent_within_days));
         // The same access seen from 23 March 00:30 (Rome) is seven days away: urgent.
         let next_morning = datetime!(2026-03-22 23:30 UTC);
-        assert!(is_urgent(Some(access), next_morning, DAYS));
+        assert!(is_urgent(
+            Some(access),
+            next_morning,
+            RULES.urgent_within_days
+        ));
     }
 
     #[test]
@@ -466,7 +496,7 @@ mod tests {
         let now = datetime!(2026-10-24 21:30 UTC); // 24 Oct 23:30 CEST
         let access = datetime!(2026-10-31 23:30 UTC); // 1 Nov 00:30 CET
         assert_eq!(days_until(access, now), 8);
-        assert!(!is_urgent(Some(access), now, DAYS));
+        assert!(!is_urgent(Some(access), now, RULES.urgent_within_days));
     }
 
     #[test]

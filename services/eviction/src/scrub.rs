@@ -21,10 +21,10 @@ use raccordo_mailer::FileOutbox;
 use crate::store::scrub_payloads;
 
 /// How often delivered revocation notices and revoked alerts' files are looked for.
-pub const SCRUB_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const SCRUB_EVERY: Duration = Duration::from_secs(2);
 
 /// Scrubs the delivered revocation notices now; returns how many.
-pub async fn scrub_delivered(pool: &PgPool) -> Result<u64, sqlx::Error> {
+pub(crate) async fn scrub_delivered(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let n = scrub_payloads(&mut tx, None, Some("eviction.consent_revoked")).await?;
     tx.commit().await?;
@@ -33,7 +33,7 @@ pub async fn scrub_delivered(pool: &PgPool) -> Result<u64, sqlx::Error> {
 
 /// Why a pass over the outbox folder stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum RemoveFilesError {
+pub(crate) enum RemoveFilesError {
     #[error("failed to read or change the outbox folder")]
     Outbox(#[from] std::io::Error),
     #[error("failed to find the revoked alerts")]
@@ -42,7 +42,7 @@ pub enum RemoveFilesError {
 
 /// Removes from `outbox` every file of an alert whose procedure's consent was revoked
 /// (an alert the revocation scrubbed); returns how many files.
-pub async fn remove_revoked_files(
+pub(crate) async fn remove_revoked_files(
     pool: &PgPool,
     outbox: &FileOutbox,
 ) -> Result<usize, RemoveFilesError> {
@@ -68,12 +68,6 @@ pub async fn remove_revoked_files(
         removed += outbox.remove_notification(id).await?;
     }
     Ok(removed)
-}
-
-/// [`run_scrubber_with_outbox`] without an outbox: for a process whose settings name no
-/// file transport. `serve` should call [`run_scrubber_with_outbox`].
-pub async fn run_scrubber(pool: PgPool, token: CancellationToken) {
-    run_scrubber_with_outbox(pool, None, token).await
 }
 
 /// Runs [`scrub_delivered`] and, with the file transport, [`remove_revoked_files`] every

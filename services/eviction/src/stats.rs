@@ -84,10 +84,10 @@ pub struct UnitStats {
 }
 
 /// A raw count from the database: ambito, istat, nome, step, count.
-pub type RawRow = (Option<String>, String, String, String, i64);
+pub(crate) type RawRow = (Option<String>, String, String, String, i64);
 
 /// Groups raw counts into units, masking small ones. Pure, for tests.
-pub fn group(rows: Vec<RawRow>) -> Vec<UnitStats> {
+pub(crate) fn group(rows: Vec<RawRow>) -> Vec<UnitStats> {
     let mut by_comune: BTreeMap<(Option<String>, String, String), BTreeMap<Step, i64>> =
         BTreeMap::new();
     for (ambito, istat, nome, step, n) in rows {
@@ -137,20 +137,7 @@ pub async fn month_stats(
     conn: &mut PgConnection,
     month: YearMonth,
 ) -> Result<Vec<UnitStats>, sqlx::Error> {
-    let rows: Vec<RawRow> = sqlx::query_as(
-        r#"
-        SELECT c.ambito, c.istat, c.nome, s.step, COUNT(DISTINCT (s.pseudonym, s.occurred_on))
-        FROM eviction_steps s
-        JOIN comuni c ON c.istat = s.comune_istat
-        WHERE s.occurred_on >= $1
-          AND s.occurred_on < $2
-        GROUP BY c.ambito, c.istat, c.nome, s.step
-        "#,
-    )
-    .bind(month.first_day())
-    .bind(month.next().first_day())
-    .fetch_all(conn)
-    .await?;
+    let rows = crate::store::step_counts(conn, month.first_day(), month.next().first_day()).await?;
     Ok(group(rows))
 }
 
@@ -181,7 +168,7 @@ pub async fn unit_recipients(
 }
 
 /// The template data of one unit's `eviction.stats`.
-pub fn stats_payload(month: YearMonth, unit: &UnitStats) -> Value {
+pub(crate) fn stats_payload(month: YearMonth, unit: &UnitStats) -> Value {
     json!({
         "month": month.to_string(),
         "month_label": month.italian(),
@@ -236,7 +223,7 @@ impl MonthlyJob for EvictionStatsJob {
         "eviction.stats"
     }
 
-    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> anyhow::Result<()> {
+    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> Result<(), sqlx::Error> {
         let ids = send_stats(tx, month).await?;
         tracing::info!(month = %month, notifications = ids.len(), "Eviction statistics queued.");
         Ok(())

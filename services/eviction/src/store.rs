@@ -9,13 +9,13 @@ use uuid::Uuid;
 
 use raccordo_core::domain::ComuneIstat;
 
-use crate::decide::{ConsentInForce, ProcedureState, StepRecord};
+use crate::decide::{ConsentInForce, Personal, ProcedureState, StepRecord};
 use crate::event::{ConsentDecision, Step};
 use crate::personal::{Contact, Household, ProcedureId, Pseudonym};
 
 /// A procedure's row, locked for the transaction.
 #[derive(Debug, Clone)]
-pub struct ProcedureRow {
+pub(crate) struct ProcedureRow {
     pub state: ProcedureState,
     /// The eviction_consents row in force.
     pub consent_id: Option<i64>,
@@ -23,7 +23,7 @@ pub struct ProcedureRow {
 
 /// Creates the procedure's row if missing, locks it (two events of one procedure are
 /// decided one after the other), and loads its state.
-pub async fn lock_procedure(
+pub(crate) async fn lock_procedure(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
     comune: &ComuneIstat,
@@ -66,7 +66,7 @@ pub async fn lock_procedure(
 }
 
 /// The procedure's steps in the order they occurred (ties: arrival).
-pub async fn load_history(
+pub(crate) async fn load_history(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
 ) -> Result<Vec<StepRecord>, sqlx::Error> {
@@ -95,7 +95,7 @@ pub async fn load_history(
 }
 
 /// Appends a step to the non-personal history, and moves the procedure to its comune.
-pub async fn insert_step(
+pub(crate) async fn insert_step(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
     comune: &ComuneIstat,
@@ -131,7 +131,7 @@ pub async fn insert_step(
 }
 
 /// A consent decision as received, for the audit.
-pub struct ConsentRecord<'a> {
+pub(crate) struct ConsentRecord<'a> {
     pub decision: ConsentDecision,
     pub recorded_by: &'a str,
     pub recorded_at: OffsetDateTime,
@@ -139,7 +139,7 @@ pub struct ConsentRecord<'a> {
 }
 
 /// Records a decision; when it is the one in force, the procedure points at it.
-pub async fn record_consent(
+pub(crate) async fn record_consent(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
     comune: &ComuneIstat,
@@ -185,7 +185,7 @@ pub async fn record_consent(
 
 /// The personal data held for a procedure with active consent.
 #[derive(Debug, Clone)]
-pub struct HeldPersonal {
+pub(crate) struct HeldPersonal {
     pub procedure_id: ProcedureId,
     pub contact: Option<Contact>,
     pub household: Option<Household>,
@@ -193,7 +193,7 @@ pub struct HeldPersonal {
 
 /// Holds the clear docket number and the shared data. CONTRACT C1: call only while
 /// consent is active. A `None` keeps what is held.
-pub async fn hold_personal(
+pub(crate) async fn hold_personal(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
     procedure_id: &ProcedureId,
@@ -216,24 +216,73 @@ pub async fn hold_personal(
         )
         .bind(pseudonym.as_ref())
         .bind(procedure_id.expose())
-        .bind(to_json(contact.and_then(|c| serde_json::to_value(c).ok())))
         .bind(to_json(
-            household.and_then(|h| serde_json::to_value(h).ok()),
+            contact
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(encode("contact"))?,
+        ))
+        .bind(to_json(
+            household
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(encode("household"))?,
         ))
         .fetch_one(tx)
         .await?;
+    // What is stored must read back: a row that does not is an error, never a silent gap.
     Ok(HeldPersonal {
-        procedure_id: ProcedureId::parse(&procedure_id_text)
-            .unwrap_or_else(|_| procedure_id.clone()),
-        contact: contact.and_then(|v| serde_json::from_value(v).ok()),
-        household: household.and_then(|v| serde_json::from_value(v).ok()),
+        procedure_id: ProcedureId::parse(&procedure_id_text).map_err(decode("docket number"))?,
+        contact: contact
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(decode("contact"))?,
+        household: household
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(decode("household"))?,
     })
+}
+
+/// Does with the procedure's personal data what the decision says: holds what the event
+/// shares (C1: only under active consent), forgets everything (C4), or keeps it as it
+/// is. Returns what is held now, and how many undelivered alerts were cancelled.
+pub(crate) async fn apply_personal(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+    personal: Personal,
+    procedure_id: &ProcedureId,
+    contact: Option<&Contact>,
+    household: Option<&Household>,
+) -> Result<(Option<HeldPersonal>, u64), sqlx::Error> {
+    match personal {
+        Personal::Hold => {
+            let held = hold_personal(tx, pseudonym, procedure_id, contact, household).await?;
+            Ok((Some(held), 0))
+        }
+        Personal::Forget => Ok((None, forget_personal(tx, pseudonym).await?)),
+        Personal::Drop => Ok((None, 0)),
+    }
+}
+
+/// Personal data that does not convert to or from its stored form. The cause is left
+/// out on purpose: serde's messages quote the values they met, and those are personal.
+#[derive(Debug, thiserror::Error)]
+#[error("the held {0} does not convert to or from its stored form")]
+struct Unconvertible(&'static str);
+
+fn encode(what: &'static str) -> impl FnOnce(serde_json::Error) -> sqlx::Error {
+    move |_| sqlx::Error::Encode(Box::new(Unconvertible(what)))
+}
+
+fn decode<E>(what: &'static str) -> impl FnOnce(E) -> sqlx::Error {
+    move |_| sqlx::Error::Decode(Box::new(Unconvertible(what)))
 }
 
 /// CONTRACT C4: deletes the personal data held for a procedure, removes it from the
 /// payloads of the alerts already made, and cancels those not yet delivered. Returns
 /// how many deliveries were cancelled.
-pub async fn forget_personal(
+pub(crate) async fn forget_personal(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
 ) -> Result<u64, sqlx::Error> {
@@ -267,7 +316,7 @@ pub async fn forget_personal(
 
 /// Replaces the payloads of a procedure's notifications (or, with `None`, of every
 /// delivered `eviction.consent_revoked`) with their non-personal part.
-pub async fn scrub_payloads(
+pub(crate) async fn scrub_payloads(
     tx: &mut PgConnection,
     pseudonym: Option<&Pseudonym>,
     kind: Option<&str>,
@@ -317,7 +366,7 @@ pub async fn scrub_payloads(
 }
 
 /// Links a notification to its procedure and to the consent decision that authorised it.
-pub async fn link_notification(
+pub(crate) async fn link_notification(
     tx: &mut PgConnection,
     notification_id: Uuid,
     pseudonym: &Pseudonym,
@@ -338,7 +387,7 @@ pub async fn link_notification(
 }
 
 /// Who recorded a consent decision, and when.
-pub async fn load_consent(
+pub(crate) async fn load_consent(
     tx: &mut PgConnection,
     consent_id: i64,
 ) -> Result<(String, OffsetDateTime), sqlx::Error> {
@@ -356,7 +405,7 @@ pub async fn load_consent(
 
 /// Whether the key chain in use made the stored pseudonyms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyCheck {
+pub(crate) enum KeyCheck {
     /// It did (or nothing was stored yet, and now it is recorded as the one).
     Matches,
     /// Another chain made them: writing now would mix two keys' pseudonyms.
@@ -365,7 +414,7 @@ pub enum KeyCheck {
 
 /// Compares `fingerprint` with the one stored, recording it when none is. Takes a share
 /// lock on the row, so a `rekey` waits for transactions that checked the old chain.
-pub async fn check_key(
+pub(crate) async fn check_key(
     tx: &mut PgConnection,
     fingerprint: &str,
     keys: usize,
@@ -378,7 +427,7 @@ pub async fn check_key(
         "#,
     )
     .bind(fingerprint)
-    .bind(i32::try_from(keys).unwrap_or(i32::MAX))
+    .bind(i32::try_from(keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
     .execute(&mut *tx)
     .await?;
     let stored: String = sqlx::query_scalar(
@@ -398,7 +447,7 @@ pub async fn check_key(
 }
 
 /// Every stored pseudonym, for `rekey`, with the key row locked against workers.
-pub async fn lock_for_rekey(tx: &mut PgConnection) -> Result<Vec<Pseudonym>, sqlx::Error> {
+pub(crate) async fn lock_for_rekey(tx: &mut PgConnection) -> Result<Vec<Pseudonym>, sqlx::Error> {
     sqlx::query("LOCK TABLE eviction_key, eviction_procedures IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
@@ -416,7 +465,7 @@ pub async fn lock_for_rekey(tx: &mut PgConnection) -> Result<Vec<Pseudonym>, sql
 
 /// Renames procedures (old, new), the tables that point at them following (ON UPDATE
 /// CASCADE). New names are hashes under a new key: they never collide with old ones.
-pub async fn rename_procedures(
+pub(crate) async fn rename_procedures(
     tx: &mut PgConnection,
     renames: &[(Pseudonym, Pseudonym)],
 ) -> Result<u64, sqlx::Error> {
@@ -438,7 +487,7 @@ pub async fn rename_procedures(
 }
 
 /// Records the chain that now made every pseudonym.
-pub async fn record_key(
+pub(crate) async fn record_key(
     tx: &mut PgConnection,
     fingerprint: &str,
     keys: usize,
@@ -454,7 +503,7 @@ pub async fn record_key(
         "#,
     )
     .bind(fingerprint)
-    .bind(i32::try_from(keys).unwrap_or(i32::MAX))
+    .bind(i32::try_from(keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
     .execute(tx)
     .await?;
     Ok(())
@@ -480,4 +529,49 @@ pub async fn stale_decisions(
         .into_iter()
         .filter_map(|(d, n)| ConsentDecision::parse(&d).map(|d| (d, n)))
         .collect())
+}
+
+/// Steps per comune and step between `from` (included) and `to` (excluded), by
+/// `occurred_on`, with the comune's ambito and name. A procedure's step on one day counts
+/// once, however often it was published.
+pub(crate) async fn step_counts(
+    conn: &mut PgConnection,
+    from: Date,
+    to: Date,
+) -> Result<Vec<crate::stats::RawRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT c.ambito, c.istat, c.nome, s.step, COUNT(DISTINCT (s.pseudonym, s.occurred_on))
+        FROM eviction_steps s
+        JOIN comuni c ON c.istat = s.comune_istat
+        WHERE s.occurred_on >= $1
+          AND s.occurred_on < $2
+        GROUP BY c.ambito, c.istat, c.nome, s.step
+        "#,
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await
+}
+
+/// A recorded consent decision: decision, recorded by, recorded at, received at, applied.
+pub(crate) type ConsentRow = (String, String, OffsetDateTime, OffsetDateTime, bool);
+
+/// Every consent decision recorded for a procedure, in the order recorded.
+pub(crate) async fn consent_rows(
+    conn: &mut PgConnection,
+    procedure: &Pseudonym,
+) -> Result<Vec<ConsentRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT decision, recorded_by, recorded_at, received_at, applied
+        FROM eviction_consents
+        WHERE pseudonym = $1
+        ORDER BY recorded_at, id
+        "#,
+    )
+    .bind(procedure.as_ref())
+    .fetch_all(conn)
+    .await
 }

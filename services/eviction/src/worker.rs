@@ -5,31 +5,62 @@
 //! Log lines name the pseudonym's first characters, the step and the consent state; never
 //! the docket number, the household or the contact (CONTRACT C1).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use raccordo_core::amqp::HandleError;
-use raccordo_core::clock::now;
-use raccordo_core::db::{NewNotification, insert_notification};
-use raccordo_core::domain::format_date;
+use raccordo_core::amqp::{HandleError, HoldingPolicy};
+use raccordo_core::clock::{Clock, SystemClock};
+use raccordo_core::domain::{ComuneIstat, format_date};
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, recipients_for, require_comune};
+use raccordo_core::notification::{NotificationKind, notify_comune};
+use raccordo_core::registry::{Comune, require_comune};
 
 use crate::decide::{
-    Input, Notice, Personal, StepRecord, Trigger, days_until, decide, next_access,
+    Decision, Input, Notice, ProcedureState, Rules, StepRecord, Trigger, days_until, decide,
+    next_access,
 };
 use crate::event::{ConsentEvent, StepEvent};
-use crate::personal::{Household, ProcedureId, Pseudonym, Pseudonymizer};
+use crate::personal::{Contact, Household, ProcedureId, Pseudonym, Pseudonymizer};
 use crate::store::{
-    self, ConsentRecord, HeldPersonal, KeyCheck, forget_personal, hold_personal, link_notification,
-    load_consent, lock_procedure, record_consent,
+    self, ConsentRecord, HeldPersonal, KeyCheck, link_notification, load_consent, lock_procedure,
+    record_consent,
 };
 use raccordo_core::clock::rome_local;
 use raccordo_core::settings::EvictionSettings;
+
+/// Why the eviction worker could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EvictionError {
+    /// The database's pseudonyms were made with another key chain: passes once the
+    /// process restarts with the current key.
+    #[error(
+        "the pseudonym key differs from the one the database was written with \
+         (rotated by `raccordo eviction rekey`?): restart with the current key"
+    )]
+    KeyDiffers,
+    /// A consent decision dated beyond the allowed clock skew.
+    #[error("recorded_at is more than {0} s in the future")]
+    RecordedInFuture(i64),
+    /// A type routed here by mistake.
+    #[error("the eviction worker does not handle {0}")]
+    NotMine(EventType),
+}
+
+impl From<EvictionError> for HandleError {
+    fn from(error: EvictionError) -> Self {
+        match error {
+            EvictionError::KeyDiffers => HandleError::Unavailable(error.into()),
+            EvictionError::RecordedInFuture(_) | EvictionError::NotMine(_) => {
+                HandleError::Unprocessable(error.into())
+            }
+        }
+    }
+}
 
 /// The worker of `eviction.step.v1` and `eviction.consent.v1`.
 pub struct EvictionWorker {
@@ -37,8 +68,10 @@ pub struct EvictionWorker {
     /// Of the key chain, compared with the database's in every transaction.
     fingerprint: String,
     keys: usize,
-    urgent_within_days: u32,
+    rules: Rules,
     max_clock_skew: time::Duration,
+    holding: HoldingPolicy,
+    clock: Arc<dyn Clock>,
 }
 
 impl EvictionWorker {
@@ -50,26 +83,28 @@ impl EvictionWorker {
             fingerprint: pseudonyms.fingerprint(),
             keys: count,
             pseudonyms,
-            urgent_within_days: settings.urgent_within_days,
+            rules: Rules {
+                urgent_within_days: settings.urgent_within_days,
+            },
             max_clock_skew: time::Duration::try_from(settings.max_clock_skew())
                 .unwrap_or(time::Duration::MAX),
+            holding: crate::holding::holding_policy(settings),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same worker reading the time from `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 
     /// Refuses to go on when the database's pseudonyms were made with another key chain
     /// (a rotation this process has not heard of, a wrong key): mixing the two would split
     /// one family's procedure in two.
     async fn check_key(&self, tx: &mut PgConnection) -> Result<(), HandleError> {
-        match store::check_key(tx, &self.fingerprint, self.keys)
-            .await
-            .map_err(HandleError::from_db)?
-        {
+        match store::check_key(tx, &self.fingerprint, self.keys).await? {
             KeyCheck::Matches => Ok(()),
-            KeyCheck::Differs => Err(HandleError::Transient(
-                "the pseudonym key differs from the one the database was written with \
-                 (rotated by `raccordo eviction rekey`?): restart with the current key"
-                    .into(),
-            )),
+            KeyCheck::Differs => Err(EvictionError::KeyDiffers.into()),
         }
     }
 }
@@ -80,6 +115,10 @@ impl EventWorker for EvictionWorker {
         &[EventType::EvictionStep, EventType::EvictionConsent]
     }
 
+    fn holding_policy(&self) -> HoldingPolicy {
+        self.holding
+    }
+
     /// The procedure's row (and the key fingerprint's, shared) is what it locks: its
     /// pseudonym orders the batch. Kept in memory only, like the pseudonym itself.
     fn batch_key(&self, event: &Envelope) -> Option<String> {
@@ -88,243 +127,266 @@ impl EventWorker for EvictionWorker {
         Some(self.pseudonyms.pseudonym(&id).as_ref().to_owned())
     }
 
-    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+    /// Load → decide → store → notify, the same for a step and a consent decision.
+    async fn apply(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandleError> {
         self.check_key(tx).await?;
-        match event.event_type {
+        let event = EvictionEvent::decode(envelope)?;
+        let now = self.clock.now();
+        self.check_recorded_at(&event, now)?;
+        let comune = require_comune(tx, event.comune_istat()).await?;
+        let pseudonym = self.pseudonyms.pseudonym(event.procedure_id());
+        let row = lock_procedure(tx, &pseudonym, &comune.istat).await?;
+        let (next, decision) = decide(&row.state, event.input(), now, &self.rules);
+        let consent_id =
+            store_event(tx, &pseudonym, &comune, &event, &decision, row.consent_id).await?;
+        let (held, cancelled) = store::apply_personal(
+            tx,
+            &pseudonym,
+            decision.personal,
+            event.procedure_id(),
+            event.contact(),
+            event.household(),
+        )
+        .await?;
+        if cancelled > 0 {
+            tracing::info!(
+                procedure = pseudonym.short(),
+                cancelled,
+                "Consent revoked before delivery: alerts not sent."
+            );
+        }
+        let told = Told {
+            event: &event,
+            comune: &comune,
+            pseudonym: &pseudonym,
+            state: &next,
+            held: held.as_ref(),
+            consent_id,
+            now,
+        };
+        let sent = self.notify_all(tx, &told, &decision.notices).await?;
+        let (procedure, consent) = (pseudonym.short(), next.consent_active());
+        match event {
+            EvictionEvent::Step { record, .. } => {
+                tracing::debug!(procedure, step = %record.step, consent, sent, "Eviction step handled.");
+            }
+            EvictionEvent::Consent(c) => {
+                tracing::debug!(
+                    procedure,
+                    decision = c.decision.as_str(),
+                    consent,
+                    sent,
+                    "Eviction consent handled."
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An eviction event, decoded at the edge.
+enum EvictionEvent {
+    Step {
+        event: StepEvent,
+        record: StepRecord,
+    },
+    Consent(ConsentEvent),
+}
+
+impl EvictionEvent {
+    fn decode(envelope: &Envelope) -> Result<Self, HandleError> {
+        match envelope.event_type {
             EventType::EvictionStep => {
-                let step: StepEvent = event.data_as()?;
-                self.apply_step(tx, step).await
+                let event: StepEvent = envelope.data_as()?;
+                let record = StepRecord {
+                    step: event.step,
+                    occurred_on: event.occurred_on,
+                    next_access_at: event.next_access_at,
+                    info_material_delivered: event.info_material_delivered,
+                };
+                Ok(Self::Step { event, record })
             }
-            EventType::EvictionConsent => {
-                let consent: ConsentEvent = event.data_as()?;
-                self.apply_consent(tx, consent).await
-            }
-            other => Err(HandleError::Permanent(format!(
-                "the eviction worker does not handle {other}"
-            ))),
+            EventType::EvictionConsent => Ok(Self::Consent(envelope.data_as()?)),
+            other => Err(EvictionError::NotMine(other).into()),
+        }
+    }
+
+    fn procedure_id(&self) -> &ProcedureId {
+        match self {
+            Self::Step { event, .. } => &event.procedure_id,
+            Self::Consent(event) => &event.procedure_id,
+        }
+    }
+
+    fn comune_istat(&self) -> &ComuneIstat {
+        match self {
+            Self::Step { event, .. } => &event.comune_istat,
+            Self::Consent(event) => &event.comune_istat,
+        }
+    }
+
+    /// The non-personal part the rules decide on.
+    fn input(&self) -> Input<'_> {
+        match self {
+            Self::Step { record, .. } => Input::Step(record),
+            Self::Consent(event) => Input::Consent {
+                decision: event.decision,
+                recorded_at: event.recorded_at,
+            },
+        }
+    }
+
+    fn step(&self) -> Option<&StepRecord> {
+        match self {
+            Self::Step { record, .. } => Some(record),
+            Self::Consent(_) => None,
+        }
+    }
+
+    fn contact(&self) -> Option<&Contact> {
+        match self {
+            Self::Step { .. } => None,
+            Self::Consent(event) => event.contact.as_ref(),
+        }
+    }
+
+    fn household(&self) -> Option<&Household> {
+        match self {
+            Self::Step { event, .. } => event.household.as_ref(),
+            Self::Consent(_) => None,
         }
     }
 }
 
-impl EvictionWorker {
-    async fn apply_step(&self, tx: &mut PgConnection, event: StepEvent) -> Result<(), HandleError> {
-        let comune = require_comune(tx, &event.comune_istat).await?;
-        let pseudonym = self.pseudonyms.pseudonym(&event.procedure_id);
-        let row = lock_procedure(tx, &pseudonym, &comune.istat)
-            .await
-            .map_err(HandleError::from_db)?;
-        let record = StepRecord {
-            step: event.step,
-            occurred_on: event.occurred_on,
-            next_access_at: event.next_access_at,
-            info_material_delivered: event.info_material_delivered,
-        };
-        let at = now();
-        let decision = decide(
-            &row.state,
-            Input::Step(&record),
-            at,
-            self.urgent_within_days,
-        );
-        store::insert_step(tx, &pseudonym, &comune.istat, &record)
-            .await
-            .map_err(HandleError::from_db)?;
-        let held = match decision.personal {
-            Personal::Hold => Some(
-                hold_personal(
-                    tx,
-                    &pseudonym,
-                    &event.procedure_id,
-                    None,
-                    event.household.as_ref(),
-                )
-                .await
-                .map_err(HandleError::from_db)?,
-            ),
-            Personal::Forget => {
-                forget_personal(tx, &pseudonym)
-                    .await
-                    .map_err(HandleError::from_db)?;
-                None
-            }
-            Personal::Drop => None,
-        };
-        let mut history = row.state.history.clone();
-        history.push(record.clone());
-        history.sort_by_key(|s| s.occurred_on);
-        let mut alerts = 0;
-        for notice in &decision.notices {
-            if let (Notice::Alert { trigger, urgent }, Some(held), Some(consent_id)) =
-                (notice, held.as_ref(), row.consent_id)
-            {
-                let consent = load_consent(tx, consent_id)
-                    .await
-                    .map_err(HandleError::from_db)?;
-                let payload = alert_payload(&AlertFacts {
-                    trigger: *trigger,
-                    urgent: *urgent,
-                    urgent_within_days: self.urgent_within_days,
-                    comune: &comune,
-                    held,
-                    household: event.household.as_ref().or(held.household.as_ref()),
-                    step: Some(&record),
-                    history: &history,
-                    consent: &consent,
-                    now: at,
-                });
-                notify(
-                    tx,
-                    NotificationKind::EvictionAlert,
-                    &comune,
-                    payload,
-                    *urgent,
-                    &pseudonym,
-                    consent_id,
-                )
-                .await?;
-                alerts += 1;
-            }
+/// Records the event's non-personal part; returns the consent decision in force (a step)
+/// or just recorded (a consent), which authorises the alerts it makes.
+async fn store_event(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+    comune: &Comune,
+    event: &EvictionEvent,
+    decision: &Decision,
+    consent_in_force: Option<i64>,
+) -> Result<Option<i64>, HandleError> {
+    match event {
+        EvictionEvent::Step { record, .. } => {
+            store::insert_step(tx, pseudonym, &comune.istat, record).await?;
+            Ok(consent_in_force)
         }
-        tracing::debug!(
-            procedure = pseudonym.short(),
-            step = %record.step,
-            consent = row.state.consent_active(),
-            alerts,
-            "Eviction step handled."
-        );
-        Ok(())
+        EvictionEvent::Consent(consent) => {
+            let record = ConsentRecord {
+                decision: consent.decision,
+                recorded_by: &consent.recorded_by,
+                recorded_at: consent.recorded_at,
+                applied: decision.consent_applied,
+            };
+            let id = record_consent(tx, pseudonym, &comune.istat, &record).await?;
+            if !decision.consent_applied {
+                metrics::counter!("raccordo_consent_decisions_stale_total", "decision" => consent.decision.as_str())
+                    .increment(1);
+                // Never dropped in silence: a revocation older than the decision in force
+                // may be a citizen's word that came late; `raccordo status` counts them.
+                tracing::warn!(
+                    procedure = pseudonym.short(),
+                    decision = consent.decision.as_str(),
+                    "A consent decision older than the one in force arrived late; it changes nothing."
+                );
+            }
+            Ok(Some(id))
+        }
+    }
+}
+
+/// What the notices of one event are made of.
+struct Told<'a> {
+    event: &'a EvictionEvent,
+    comune: &'a Comune,
+    pseudonym: &'a Pseudonym,
+    /// The procedure's state after the event.
+    state: &'a ProcedureState,
+    held: Option<&'a HeldPersonal>,
+    consent_id: Option<i64>,
+    now: OffsetDateTime,
+}
+
+impl EvictionWorker {
+    /// Refuses a consent decision dated beyond the allowed clock skew: a mistyped year
+    /// would make every later decision of the citizen "stale".
+    fn check_recorded_at(
+        &self,
+        event: &EvictionEvent,
+        now: OffsetDateTime,
+    ) -> Result<(), EvictionError> {
+        match event {
+            EvictionEvent::Consent(c) if c.recorded_at > now + self.max_clock_skew => Err(
+                EvictionError::RecordedInFuture(self.max_clock_skew.whole_seconds()),
+            ),
+            _ => Ok(()),
+        }
     }
 
-    async fn apply_consent(
+    /// Writes the notices to the outbox; returns how many.
+    async fn notify_all(
         &self,
         tx: &mut PgConnection,
-        event: ConsentEvent,
-    ) -> Result<(), HandleError> {
-        let at = now();
-        if event.recorded_at > at + self.max_clock_skew {
-            // A mistyped year would make every later decision of the citizen "stale".
-            return Err(HandleError::Permanent(format!(
-                "recorded_at is more than {} s in the future",
-                self.max_clock_skew.whole_seconds()
-            )));
-        }
-        let comune = require_comune(tx, &event.comune_istat).await?;
-        let pseudonym = self.pseudonyms.pseudonym(&event.procedure_id);
-        let row = lock_procedure(tx, &pseudonym, &comune.istat)
-            .await
-            .map_err(HandleError::from_db)?;
-        let decision = decide(
-            &row.state,
-            Input::Consent {
-                decision: event.decision,
-                recorded_at: event.recorded_at,
-            },
-            at,
-            self.urgent_within_days,
-        );
-        let consent_id = record_consent(
-            tx,
-            &pseudonym,
-            &comune.istat,
-            &ConsentRecord {
-                decision: event.decision,
-                recorded_by: &event.recorded_by,
-                recorded_at: event.recorded_at,
-                applied: decision.consent_applied,
-            },
-        )
-        .await
-        .map_err(HandleError::from_db)?;
-        let held = match decision.personal {
-            Personal::Hold => Some(
-                hold_personal(
-                    tx,
-                    &pseudonym,
-                    &event.procedure_id,
-                    event.contact.as_ref(),
-                    None,
-                )
-                .await
-                .map_err(HandleError::from_db)?,
-            ),
-            Personal::Forget => {
-                let cancelled = forget_personal(tx, &pseudonym)
-                    .await
-                    .map_err(HandleError::from_db)?;
-                if cancelled > 0 {
-                    tracing::info!(
-                        procedure = pseudonym.short(),
-                        cancelled,
-                        "Consent revoked before delivery: alerts not sent."
-                    );
-                }
-                None
-            }
-            Personal::Drop => None,
+        told: &Told<'_>,
+        notices: &[Notice],
+    ) -> Result<usize, HandleError> {
+        let Some(consent_id) = told.consent_id else {
+            return Ok(0);
         };
-        if !decision.consent_applied {
-            metrics::counter!("raccordo_consent_decisions_stale_total", "decision" => event.decision.as_str())
-                .increment(1);
-            // Never dropped in silence: a revocation older than the decision in force may
-            // be a citizen's word that came late; `raccordo status` counts them.
-            tracing::warn!(
-                procedure = pseudonym.short(),
-                decision = event.decision.as_str(),
-                "A consent decision older than the one in force arrived late; it changes nothing."
-            );
-        }
-        let consent = (event.recorded_by.clone(), event.recorded_at);
-        for notice in &decision.notices {
-            match (notice, held.as_ref()) {
+        let mut sent = 0;
+        for notice in notices {
+            let (kind, payload, urgent) = match (notice, told.held) {
                 (Notice::Alert { trigger, urgent }, Some(held)) => {
+                    let consent = consent_facts(tx, told.event, consent_id).await?;
                     let payload = alert_payload(&AlertFacts {
                         trigger: *trigger,
                         urgent: *urgent,
-                        urgent_within_days: self.urgent_within_days,
-                        comune: &comune,
+                        urgent_within_days: self.rules.urgent_within_days,
+                        comune: told.comune,
                         held,
-                        household: held.household.as_ref(),
-                        step: None,
-                        history: &row.state.history,
+                        household: told.event.household().or(held.household.as_ref()),
+                        step: told.event.step(),
+                        history: &told.state.history,
                         consent: &consent,
-                        now: at,
+                        now: told.now,
                     });
-                    notify(
-                        tx,
-                        NotificationKind::EvictionAlert,
-                        &comune,
-                        payload,
-                        *urgent,
-                        &pseudonym,
-                        consent_id,
-                    )
-                    .await?;
+                    (NotificationKind::EvictionAlert, payload, *urgent)
                 }
                 (Notice::ConsentRevoked, _) => {
-                    let payload = revoked_payload(&event.procedure_id, &comune, &consent);
-                    notify(
-                        tx,
-                        NotificationKind::EvictionConsentRevoked,
-                        &comune,
-                        payload,
-                        false,
-                        &pseudonym,
-                        consent_id,
-                    )
-                    .await?;
+                    let consent = consent_facts(tx, told.event, consent_id).await?;
+                    let payload = revoked_payload(told.event.procedure_id(), told.comune, &consent);
+                    (NotificationKind::EvictionConsentRevoked, payload, false)
                 }
-                (Notice::Alert { .. }, None) => {}
-            }
+                (Notice::Alert { .. }, None) => continue,
+            };
+            notify(
+                tx,
+                kind,
+                told.comune,
+                payload,
+                urgent,
+                told.pseudonym,
+                consent_id,
+            )
+            .await?;
+            sent += 1;
         }
-        tracing::debug!(
-            procedure = pseudonym.short(),
-            decision = event.decision.as_str(),
-            applied = decision.consent_applied,
-            notices = decision.notices.len(),
-            "Eviction consent handled."
-        );
-        Ok(())
+        Ok(sent)
     }
+}
+
+/// Who recorded the consent decision that authorises a notice, and when.
+async fn consent_facts(
+    tx: &mut PgConnection,
+    event: &EvictionEvent,
+    consent_id: i64,
+) -> Result<(String, OffsetDateTime), HandleError> {
+    Ok(match event {
+        EvictionEvent::Consent(c) => (c.recorded_by.clone(), c.recorded_at),
+        EvictionEvent::Step { .. } => load_consent(tx, consent_id).await?,
+    })
 }
 
 /// Writes one notification to the outbox and links it to the procedure and the consent
@@ -338,24 +400,9 @@ async fn notify(
     pseudonym: &Pseudonym,
     consent_id: i64,
 ) -> Result<(), HandleError> {
-    let recipients = recipients_for(tx, kind, comune)
-        .await
-        .map_err(HandleError::from_db)?;
-    let id = insert_notification(
-        tx,
-        &NewNotification {
-            kind,
-            comune_istat: Some(comune.istat.clone()),
-            payload,
-            urgent,
-            recipients,
-        },
-    )
-    .await
-    .map_err(HandleError::from_db)?;
-    link_notification(tx, id, pseudonym, consent_id)
-        .await
-        .map_err(HandleError::from_db)
+    let id = notify_comune(tx, kind, comune, payload, urgent).await?;
+    link_notification(tx, id, pseudonym, consent_id).await?;
+    Ok(())
 }
 
 /// Everything an alert says.

@@ -48,6 +48,13 @@ pub enum Notice {
     Withdrawn,
 }
 
+/// What the hub knows of a unit before the new event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitState {
+    /// The stazione appaltante holds the unit: it was offered to it and not withdrawn since.
+    pub forwarded: bool,
+}
+
 /// What to send, and whether the stazione appaltante holds the unit afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -55,9 +62,17 @@ pub struct Decision {
     pub forwarded: bool,
 }
 
-/// Decides on one event. `forwarded` says whether the stazione appaltante holds the unit
-/// now (it was offered to it and not withdrawn since).
-pub fn decide(forwarded: bool, unit: &HousingUnit) -> Decision {
+/// Decides on one event: the unit's next state and what to send. H1–H5 depend on
+/// neither the time nor the settings, so neither is an argument.
+pub fn decide(state: &UnitState, unit: &HousingUnit) -> (UnitState, Decision) {
+    let decision = verdict(state.forwarded, unit);
+    let next = UnitState {
+        forwarded: decision.forwarded,
+    };
+    (next, decision)
+}
+
+fn verdict(forwarded: bool, unit: &HousingUnit) -> Decision {
     let keep = |notices| Decision { notices, forwarded };
     match unit.action {
         // H5: only a unit the stazione appaltante holds is withdrawn from it.
@@ -94,6 +109,13 @@ pub fn decide(forwarded: bool, unit: &HousingUnit) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decides from a state that says only whether the unit is forwarded.
+    fn run(forwarded: bool, unit: &HousingUnit) -> Decision {
+        let (next, decision) = decide(&UnitState { forwarded }, unit);
+        assert_eq!(next.forwarded, decision.forwarded);
+        decision
+    }
     use crate::unit::ReceptionKind;
     use raccordo_core::domain::ComuneIstat;
 
@@ -122,7 +144,7 @@ mod tests {
 
     #[test]
     fn h1_a_valid_offer_goes_to_the_stazione_appaltante_and_is_acknowledged() {
-        let d = decide(false, &offer());
+        let d = run(false, &offer());
         assert_eq!(
             d.notices,
             vec![Notice::Offered { update: false }, Notice::Ack]
@@ -132,7 +154,7 @@ mod tests {
 
     #[test]
     fn h1_a_later_offer_of_the_same_unit_is_an_update() {
-        let d = decide(true, &offer());
+        let d = run(true, &offer());
         assert_eq!(
             d.notices,
             vec![Notice::Offered { update: true }, Notice::Ack]
@@ -146,7 +168,7 @@ mod tests {
             building_type: Some(BuildingType::ExCaserma),
             ..offer()
         };
-        let d = decide(false, &unit);
+        let d = run(false, &unit);
         assert_eq!(d.notices, vec![Notice::Rejected(RejectReason::ExCaserma)]);
         assert!(!d.forwarded);
     }
@@ -159,7 +181,7 @@ mod tests {
             ..offer()
         };
         assert_eq!(
-            decide(false, &unit).notices,
+            run(false, &unit).notices,
             vec![Notice::Rejected(RejectReason::ExCaserma)]
         );
     }
@@ -171,7 +193,7 @@ mod tests {
                 owner_declaration: declaration,
                 ..offer()
             };
-            let d = decide(false, &unit);
+            let d = run(false, &unit);
             assert_eq!(
                 d.notices,
                 vec![Notice::Rejected(RejectReason::OwnerDeclarationMissing)]
@@ -187,29 +209,29 @@ mod tests {
             owner_declaration: None,
             ..offer()
         };
-        let d = decide(false, &unit);
+        let d = run(false, &unit);
         assert_eq!(d.notices, vec![Notice::Consultation]);
         assert!(!d.forwarded);
     }
 
     #[test]
     fn h5_withdrawing_a_forwarded_unit_tells_the_stazione_appaltante() {
-        let d = decide(true, &withdrawal());
+        let d = run(true, &withdrawal());
         assert_eq!(d.notices, vec![Notice::Withdrawn]);
         assert!(!d.forwarded);
     }
 
     #[test]
     fn h5_withdrawing_a_unit_never_forwarded_sends_nothing() {
-        let d = decide(false, &withdrawal());
+        let d = run(false, &withdrawal());
         assert!(d.notices.is_empty());
         assert!(!d.forwarded);
     }
 
     #[test]
     fn h5_a_second_withdrawal_sends_nothing() {
-        let first = decide(true, &withdrawal());
-        let second = decide(first.forwarded, &withdrawal());
+        let first = run(true, &withdrawal());
+        let second = run(first.forwarded, &withdrawal());
         assert!(second.notices.is_empty());
     }
 
@@ -219,7 +241,7 @@ mod tests {
             owner_declaration: Some(false),
             ..offer()
         };
-        let d = decide(true, &unit);
+        let d = run(true, &unit);
         assert!(d.forwarded);
     }
 }

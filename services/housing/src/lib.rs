@@ -5,9 +5,11 @@
 //! # Layout
 //! - [`unit`]: the wire form of `housing.unit.v1`.
 //! - [`decide`]: the pure decision core, unit-tested without I/O.
-//! - [`worker`]: the database side: lock the unit, decide, write the outbox.
+//! - [`store`]: the `housing_units` table.
+//! - [`worker`]: load the unit, decide, store, write the outbox.
 
 pub mod decide;
+mod store;
 pub mod unit;
 pub mod worker;
 

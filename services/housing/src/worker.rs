@@ -1,19 +1,19 @@
-//! The database side of the housing worker: lock the unit's row, decide, write the new
-//! state and the notifications in the inbound transaction.
+//! The housing worker in the inbound transaction: load the unit (locked), decide, store
+//! the next state, write the notifications.
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
-use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, recipients_for, require_comune};
+use raccordo_core::notification::{NotificationKind, notify_comune};
+use raccordo_core::registry::{Comune, require_comune};
 
 use crate::decide::{Notice, decide};
+use crate::store::{lock_unit, save_unit};
 use crate::unit::{Action, HousingUnit};
 
 /// The worker of `housing.unit.v1`.
@@ -37,102 +37,16 @@ impl EventWorker for HousingWorker {
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         let unit: HousingUnit = event.data_as()?;
         let comune = require_comune(tx, &unit.comune_istat).await?;
-        let (forwarded, stored) = lock_unit(tx, &unit).await.map_err(HandleError::from_db)?;
-        let decision = decide(forwarded, &unit);
-        save_unit(tx, &unit, decision.forwarded)
-            .await
-            .map_err(HandleError::from_db)?;
+        let (state, stored) = lock_unit(tx, &unit).await?;
+        let (next, decision) = decide(&state, &unit);
+        save_unit(tx, &unit, &next).await?;
         for notice in decision.notices {
-            let (kind, payload) = notification(notice, &unit, &comune, &stored, forwarded);
-            let recipients = recipients_for(tx, kind, &comune)
-                .await
-                .map_err(HandleError::from_db)?;
-            insert_notification(
-                tx,
-                &NewNotification {
-                    kind,
-                    comune_istat: Some(comune.istat.clone()),
-                    payload,
-                    urgent: false,
-                    recipients,
-                },
-            )
-            .await
-            .map_err(HandleError::from_db)?;
+            let (kind, payload) = notification(notice, &unit, &comune, &stored, state.forwarded);
+            notify_comune(tx, kind, &comune, payload, false).await?;
         }
         tracing::debug!(unit_id = %unit.unit_id, "Housing unit handled.");
         Ok(())
     }
-}
-
-/// Creates the unit's row if missing, then locks it: two offers of one unit handled by two
-/// workers at once are decided one after the other. Returns whether the stazione appaltante
-/// holds the unit, and the details stored with it.
-async fn lock_unit(
-    tx: &mut PgConnection,
-    unit: &HousingUnit,
-) -> Result<(bool, Value), sqlx::Error> {
-    sqlx::query(
-        r#"
-        INSERT INTO housing_units (unit_id, comune_istat, identified_by, last_action, forwarded, details)
-        VALUES ($1, $2, 'comune', 'new', FALSE, '{}'::jsonb)
-        ON CONFLICT (unit_id) DO NOTHING
-        "#,
-    )
-    .bind(&unit.unit_id)
-    .bind(unit.comune_istat.as_ref())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query_as(
-        r#"
-        SELECT forwarded, details
-        FROM housing_units
-        WHERE unit_id = $1
-        FOR UPDATE
-        "#,
-    )
-    .bind(&unit.unit_id)
-    .fetch_one(&mut *tx)
-    .await
-}
-
-async fn save_unit(
-    tx: &mut PgConnection,
-    unit: &HousingUnit,
-    forwarded: bool,
-) -> Result<(), sqlx::Error> {
-    // A withdrawal keeps the last offer's details, so later messages can name the unit.
-    let details = match unit.action {
-        Action::Offered => Some(serde_json::to_value(unit).unwrap_or(Value::Null)),
-        Action::Withdrawn => None,
-    };
-    sqlx::query(
-        r#"
-        UPDATE housing_units
-        SET comune_istat = $2,
-            identified_by = $3,
-            last_action = $4,
-            forwarded = $5,
-            details = COALESCE($6, details),
-            updated_at = now()
-        WHERE unit_id = $1
-        "#,
-    )
-    .bind(&unit.unit_id)
-    .bind(unit.comune_istat.as_ref())
-    .bind(match unit.identified_by {
-        crate::unit::IdentifiedBy::Comune => "comune",
-        crate::unit::IdentifiedBy::Prefettura => "prefettura",
-    })
-    .bind(match unit.action {
-        Action::Offered => "offered",
-        Action::Withdrawn => "withdrawn",
-    })
-    .bind(forwarded)
-    .bind(details)
-    .execute(tx)
-    .await?;
-    Ok(())
 }
 
 /// The kind and template data of one notice.

@@ -269,6 +269,15 @@ async fn run_sender(
     }
 }
 
+/// Why a message on `{prefix}.mailer` cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("not a notification message")]
+    NotANotification(#[source] serde_json::Error),
+    #[error("notification {0} is not in the database")]
+    UnknownNotification(uuid::Uuid),
+}
+
 /// The handler of `{prefix}.mailer`: a held notification replayed by an operator has its
 /// held deliveries made due again; the senders are woken at commit.
 pub struct ReplayHandler {
@@ -285,22 +294,15 @@ impl ReplayHandler {
 impl Handler for ReplayHandler {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
         let n: NotificationMessage = serde_json::from_slice(&message.body)
-            .map_err(|e| HandleError::Permanent(format!("not a notification message: {e}")))?;
+            .map_err(|e| HandleError::Unprocessable(Box::new(ReplayError::NotANotification(e))))?;
         message.span.record("type", n.kind.as_str());
-        let mut conn = self.pool.acquire().await.map_err(HandleError::from_db)?;
-        if db::load_notification(&mut conn, n.id)
-            .await
-            .map_err(HandleError::from_db)?
-            .is_none()
-        {
-            return Err(HandleError::Permanent(format!(
-                "notification {} is not in the database",
-                n.id
+        let mut conn = self.pool.acquire().await?;
+        if db::load_notification(&mut conn, n.id).await?.is_none() {
+            return Err(HandleError::Unprocessable(Box::new(
+                ReplayError::UnknownNotification(n.id),
             )));
         }
-        let released = db::release_held(&mut conn, n.id)
-            .await
-            .map_err(HandleError::from_db)?;
+        let released = db::release_held(&mut conn, n.id).await?;
         tracing::info!(notification = %n.id, released, "Held deliveries due again.");
         Ok(if released == 0 {
             Outcome::Duplicate

@@ -54,7 +54,8 @@ pub struct Census {
     pub zone: Vec<CensusTotals>,
 }
 
-type Row = (String, String, String, String, String, i32, i32, bool, Date);
+/// A facility with its comune's name and zona, as [`crate::store::census_rows`] reads it.
+pub(crate) type Row = (String, String, String, String, String, i32, i32, bool, Date);
 
 /// Loads the census, optionally of one comune or one zona.
 pub async fn load_census(
@@ -62,21 +63,7 @@ pub async fn load_census(
     comune: Option<&ComuneIstat>,
     zona: Option<&str>,
 ) -> Result<Census, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        r#"
-        SELECT f.facility_id, f.comune_istat, c.nome, c.zona, f.reception_kind, f.capacity,
-               f.presences, f.active, f.as_of
-        FROM reception_facilities f
-        JOIN comuni c ON c.istat = f.comune_istat
-        WHERE ($1::TEXT IS NULL OR f.comune_istat = $1)
-          AND ($2::TEXT IS NULL OR c.zona = $2)
-        ORDER BY c.zona, c.nome, f.facility_id
-        "#,
-    )
-    .bind(comune.map(|c| c.as_ref().to_owned()))
-    .bind(zona)
-    .fetch_all(conn)
-    .await?;
+    let rows = crate::store::census_rows(conn, comune, zona).await?;
     let facilities: Vec<FacilityCensus> = rows
         .into_iter()
         .map(

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use time::Date;
 
 use raccordo_core::domain::{ComuneIstat, format_date, parse_date};
-use raccordo_core::registry::Comune;
+use raccordo_core::registry::{Comune, list_comuni_by_istat};
 use raccordo_core::settings::QuotaSettings;
 
 use crate::decide::{
@@ -193,93 +193,13 @@ pub async fn load_announcements(
 
 /// A facility's newest report, with its date.
 #[derive(Debug, Clone)]
-pub struct StoredFacility {
-    pub facility_id: String,
+pub(crate) struct StoredFacility {
     pub facility: Facility,
     pub as_of: Date,
 }
 
-type ComuneRow = (
-    String,
-    String,
-    i32,
-    String,
-    Option<String>,
-    Option<i32>,
-    bool,
-);
-
-/// The comuni of one zona, or all, by zona then ISTAT code.
-pub async fn load_comuni(
-    conn: &mut PgConnection,
-    zona: Option<&str>,
-) -> Result<Vec<Comune>, sqlx::Error> {
-    let rows: Vec<ComuneRow> = sqlx::query_as(
-        r#"
-        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
-        FROM comuni
-        WHERE $1::TEXT IS NULL OR zona = $1
-        ORDER BY zona, istat
-        "#,
-    )
-    .bind(zona)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            Some(Comune {
-                istat: ComuneIstat::parse(&r.0).ok()?,
-                nome: r.1,
-                popolazione: r.2,
-                zona: r.3,
-                ambito: r.4,
-                quota: r.5,
-                protocollo: r.6,
-            })
-        })
-        .collect())
-}
-
-type FacilityRow = (String, String, String, i32, i32, bool, Date);
-
-/// The newest report of every facility of one zona, or of all.
-pub async fn load_facilities(
-    conn: &mut PgConnection,
-    zona: Option<&str>,
-) -> Result<Vec<StoredFacility>, sqlx::Error> {
-    let rows: Vec<FacilityRow> = sqlx::query_as(
-        r#"
-        SELECT f.facility_id, f.comune_istat, f.reception_kind, f.capacity, f.presences, f.active, f.as_of
-        FROM reception_facilities f
-        JOIN comuni c ON c.istat = f.comune_istat
-        WHERE $1::TEXT IS NULL OR c.zona = $1
-        ORDER BY f.comune_istat, f.facility_id
-        "#,
-    )
-    .bind(zona)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, comune, kind, capacity, presences, active, as_of)| {
-            Some(StoredFacility {
-                facility_id: id,
-                facility: Facility {
-                    comune_istat: ComuneIstat::parse(&comune).ok()?,
-                    kind: ReceptionKind::parse(&kind)?,
-                    capacity: i64::from(capacity),
-                    presences: i64::from(presences),
-                    active,
-                },
-                as_of,
-            })
-        })
-        .collect())
-}
-
 /// The figures of every comune of `comuni` (which must hold whole zone), by zona.
-pub fn figures_by_zona<'a>(
+pub(crate) fn figures_by_zona<'a>(
     comuni: &'a [Comune],
     facilities: &[Facility],
     per_thousand: f64,
@@ -303,13 +223,13 @@ pub async fn load_coverage(
     zona: Option<&str>,
     today: Date,
 ) -> Result<CoverageReport, sqlx::Error> {
-    let comuni = load_comuni(&mut *conn, zona).await?;
-    let stored = load_facilities(&mut *conn, zona).await?;
+    let comuni = list_comuni_by_istat(&mut *conn, zona).await?;
+    let stored = crate::store::load_facilities(&mut *conn, zona).await?;
     Ok(build_report(&comuni, &stored, settings, today))
 }
 
 /// The report from loaded data (pure; unit-tested).
-pub fn build_report(
+pub(crate) fn build_report(
     comuni: &[Comune],
     stored: &[StoredFacility],
     settings: &QuotaSettings,
@@ -417,14 +337,13 @@ mod tests {
     }
 
     fn facility(
-        id: &str,
+        _id: &str,
         comune: &str,
         kind: ReceptionKind,
         cap: i64,
         pres: i64,
     ) -> StoredFacility {
         StoredFacility {
-            facility_id: id.into(),
             facility: Facility {
                 comune_istat: ComuneIstat::parse(comune).expect("valid"),
                 kind,

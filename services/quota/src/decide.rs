@@ -257,6 +257,32 @@ pub fn announcements(before: Standing, after: Standing) -> Vec<Announcement> {
     out
 }
 
+/// What the hub stored of a comune: the standing it announced, and the figures it was
+/// decided on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComuneState {
+    pub standing: Standing,
+    pub coverage: i64,
+    pub quota: i64,
+}
+
+/// Decides one comune of a zona whose totals are `zona`: its next state and what to
+/// announce (Q4, Q5). Time plays no part: a report's date was weighed by [`supersedes`].
+pub fn decide(
+    state: &ComuneState,
+    comune: &ComuneFigures,
+    zona: ZonaTotals,
+    ratios: &Ratios,
+) -> (ComuneState, Vec<Announcement>) {
+    let after = standing(comune, zona, *ratios);
+    let next = ComuneState {
+        standing: after,
+        coverage: comune.coverage,
+        quota: comune.quota,
+    };
+    (next, announcements(state.standing, after))
+}
+
 /// Q7: the date from which comuni still below the ratio are flagged — six months after the
 /// protocol was signed (art. 2.8), the same day of the month or its last day.
 pub fn verification_deadline(signed_on: Date) -> Date {

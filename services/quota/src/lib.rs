@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`occupancy`]: the wire form of `reception.occupancy.v1`.
 //! - [`decide`]: the pure decision core (quota, coverage, state, announcements), unit-tested.
-//! - [`worker`]: the database side: lock the zona, record the report, decide, write the outbox.
+//! - [`store`]: the `reception_facilities` and `quota_state` tables.
+//! - [`worker`]: lock the zona, record the report, decide, write the outbox.
 //! - [`coverage`]: coverage per comune and zona as of now, for reports and the monthly verification.
 //! - [`census`]: the facility census (capacity, presences, free places).
 //! - [`reports`]: the announcements made so far, decoded for operators.
@@ -19,6 +20,7 @@ pub mod decide;
 pub mod monthly;
 pub mod occupancy;
 pub mod reports;
+mod store;
 pub mod worker;
 
 pub use monthly::MonthlyVerification;

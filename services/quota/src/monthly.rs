@@ -6,13 +6,15 @@
 //! Sent by `raccordo report coverage --send` and, through [`MonthlyVerification`], once a
 //! month by whichever replica takes the schedule's advisory lock.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use time::Date;
 use uuid::Uuid;
 
-use raccordo_core::clock::{YearMonth, now, rome_date};
+use raccordo_core::clock::{Clock, SystemClock, YearMonth, rome_date};
 use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::Role;
 use raccordo_core::notification::NotificationKind;
@@ -154,6 +156,7 @@ fn bar(v: &mut Value) {
 /// The monthly job: the verification of the month that just ended, once across replicas.
 pub struct MonthlyVerification {
     settings: QuotaSettings,
+    clock: Arc<dyn Clock>,
 }
 
 impl MonthlyVerification {
@@ -161,7 +164,13 @@ impl MonthlyVerification {
     pub fn new(settings: &QuotaSettings) -> Self {
         Self {
             settings: settings.clone(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same job reading "today" (the Q7 flag's reference day) from `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 }
 
@@ -171,8 +180,10 @@ impl MonthlyJob for MonthlyVerification {
         "quota.monthly_report"
     }
 
-    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> anyhow::Result<()> {
-        let sent = insert_monthly_report(tx, &self.settings, month, rome_date(now()), None).await?;
+    async fn run(&self, tx: &mut PgConnection, month: YearMonth) -> Result<(), sqlx::Error> {
+        let sent =
+            insert_monthly_report(tx, &self.settings, month, rome_date(self.clock.now()), None)
+                .await?;
         tracing::info!(
             month = %month,
             notifications = sent.notifications.len(),

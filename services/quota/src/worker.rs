@@ -1,4 +1,5 @@
-//! The database side of the quota worker. Each report is decided under row locks on the
+//! The quota worker in the inbound transaction: load (lock the zone), decide each comune,
+//! store, notify. Each report is decided under row locks on the
 //! state of every comune of its zona (the zona rule of Q4 ties them together): two reports
 //! of one zona, on any replica, are decided one after the other, each against the state the
 //! previous one committed — so a change of state is announced exactly once (Q5).
@@ -13,20 +14,20 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
-use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::NotificationKind;
-use raccordo_core::registry::{Comune, recipients_for, require_comune};
+use raccordo_core::notification::{NotificationKind, notify_comune};
+use raccordo_core::registry::{Comune, list_comuni_by_istat, load_comune, require_comune};
 use raccordo_core::settings::QuotaSettings;
 
-use crate::coverage::{figures_by_zona, load_comuni, load_facilities};
+use crate::coverage::figures_by_zona;
 use crate::decide::{
-    Announcement, ComuneFigures, Facility, Ratios, Rule, Standing, ZonaTotals, announcements,
-    over_capacity, percentage, standing, supersedes,
+    Announcement, ComuneFigures, ComuneState, Facility, Ratios, Rule, ZonaTotals, decide,
+    over_capacity, percentage, supersedes,
 };
-use crate::occupancy::{OccupancyReport, ReceptionKind};
+use crate::occupancy::OccupancyReport;
+use crate::store;
 
 /// The worker of `reception.occupancy.v1`.
 pub struct QuotaWorker {
@@ -74,21 +75,21 @@ impl EventWorker for QuotaWorker {
 
     async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
         let report: OccupancyReport = event.data_as()?;
-        self.apply_report(tx, &report).await.map_err(|e| match e {
-            StepError::Db(e) => HandleError::from_db(e),
-            StepError::Handle(e) => e,
-        })
+        self.apply_report(tx, &report).await
     }
 }
 
-enum StepError {
-    Db(sqlx::Error),
-    Handle(HandleError),
+/// Why the quota worker could not apply a report.
+#[derive(Debug, thiserror::Error)]
+enum QuotaError {
+    /// Another report moved the facility between the two reads: retried.
+    #[error("the facility was moved by a concurrent report; retrying")]
+    FacilityMoved,
 }
 
-impl From<sqlx::Error> for StepError {
-    fn from(e: sqlx::Error) -> Self {
-        StepError::Db(e)
+impl From<QuotaError> for HandleError {
+    fn from(error: QuotaError) -> Self {
+        HandleError::Unavailable(error.into())
     }
 }
 
@@ -97,60 +98,32 @@ impl QuotaWorker {
         &self,
         tx: &mut PgConnection,
         report: &OccupancyReport,
-    ) -> Result<(), StepError> {
-        let comune = require_comune(tx, &report.comune_istat)
-            .await
-            .map_err(StepError::Handle)?;
+    ) -> Result<(), HandleError> {
+        let comune = require_comune(tx, &report.comune_istat).await?;
 
         // A facility that moved to another comune changes the coverage of both zone.
-        let previous: Option<String> = sqlx::query_scalar(
-            r#"
-            SELECT comune_istat
-            FROM reception_facilities
-            WHERE facility_id = $1
-            "#,
-        )
-        .bind(&report.facility_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let previous = store::facility_comune(tx, &report.facility_id).await?;
         let mut zone = vec![comune.zona.clone()];
-        if let Some(prev) = previous.as_deref().filter(|p| *p != comune.istat.as_ref()) {
-            let prev_zona: Option<String> =
-                sqlx::query_scalar("SELECT zona FROM comuni WHERE istat = $1")
-                    .bind(prev)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            zone.extend(prev_zona);
+        if let Some(prev) = previous.as_ref().filter(|p| **p != comune.istat) {
+            zone.extend(load_comune(tx, prev).await?.map(|c| c.zona));
         }
         zone.sort();
         zone.dedup();
         let mut before = HashMap::new();
         for zona in &zone {
-            before.extend(lock_zona(tx, zona).await?);
+            before.extend(store::lock_zona(tx, zona).await?);
         }
 
-        let stored: Option<(String, time::Date)> = sqlx::query_as(
-            r#"
-            SELECT comune_istat, as_of
-            FROM reception_facilities
-            WHERE facility_id = $1
-            FOR UPDATE
-            "#,
-        )
-        .bind(&report.facility_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if stored.as_ref().map(|s| s.0.as_str()) != previous.as_deref() {
-            return Err(StepError::Handle(HandleError::Transient(
-                "the facility was moved by a concurrent report; retrying".into(),
-            )));
+        let stored = store::lock_facility(tx, &report.facility_id).await?;
+        if stored.as_ref().map(|s| &s.0) != previous.as_ref() {
+            return Err(QuotaError::FacilityMoved.into());
         }
         // Q1: an older report arriving late changes nothing and alerts nothing.
         if !supersedes(stored.map(|s| s.1), report.as_of) {
             tracing::debug!(facility_id = %report.facility_id, "Older occupancy report ignored.");
             return Ok(());
         }
-        save_facility(tx, report).await?;
+        store::save_facility(tx, report).await?;
 
         // Q6: once per report that shows it.
         if over_capacity(report.capacity, report.presences) {
@@ -186,11 +159,11 @@ impl QuotaWorker {
         &self,
         tx: &mut PgConnection,
         zona: &str,
-        before: &HashMap<String, (Standing, i64, i64)>,
+        before: &HashMap<String, ComuneState>,
         report: &OccupancyReport,
-    ) -> Result<(), StepError> {
-        let comuni = load_comuni(&mut *tx, Some(zona)).await?;
-        let facilities: Vec<Facility> = load_facilities(&mut *tx, Some(zona))
+    ) -> Result<(), HandleError> {
+        let comuni = list_comuni_by_istat(&mut *tx, Some(zona)).await?;
+        let facilities: Vec<Facility> = store::load_facilities(&mut *tx, Some(zona))
             .await?
             .into_iter()
             .map(|s| s.facility)
@@ -202,15 +175,15 @@ impl QuotaWorker {
         let figures: Vec<ComuneFigures> = members.iter().map(|(_, f)| f.clone()).collect();
         let totals = ZonaTotals::of(&figures);
         for (comune, f) in members {
-            let after = standing(f, totals, self.ratios);
-            let (was, old_coverage, old_quota) = before
+            let state = before
                 .get(comune.istat.as_ref())
                 .copied()
                 .unwrap_or_default();
-            if after != was || old_coverage != f.coverage || old_quota != f.quota {
-                save_state(tx, comune, after, f).await?;
+            let (next, told) = decide(&state, f, totals, &self.ratios);
+            if next != state {
+                store::save_state(tx, comune, &next).await?;
             }
-            for a in announcements(was, after) {
+            for a in told {
                 let (kind, payload) = self.announcement(a, comune, f, totals, report);
                 tracing::info!(
                     comune = %comune.istat,
@@ -276,124 +249,7 @@ impl QuotaWorker {
         comune: &Comune,
         payload: serde_json::Value,
     ) -> Result<(), sqlx::Error> {
-        let recipients = recipients_for(tx, kind, comune).await?;
-        insert_notification(
-            tx,
-            &NewNotification {
-                kind,
-                comune_istat: Some(comune.istat.clone()),
-                payload,
-                urgent: false,
-                recipients,
-            },
-        )
-        .await?;
+        notify_comune(tx, kind, comune, payload, false).await?;
         Ok(())
     }
-}
-
-/// Creates the state rows of the zona's comuni if missing, then locks them all, in ISTAT
-/// order. Returns each comune's announced standing and stored coverage and quota.
-async fn lock_zona(
-    tx: &mut PgConnection,
-    zona: &str,
-) -> Result<HashMap<String, (Standing, i64, i64)>, sqlx::Error> {
-    // One decision per zona at a time, taken before any row of it is touched: the first
-    // reports of a zona on a fresh database insert its state rows, and two such inserts
-    // running at once can deadlock on the unique index even in the same order.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('raccordo:quota:' || $1, 0))")
-        .bind(zona)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        r#"
-        INSERT INTO quota_state (comune_istat)
-        SELECT istat
-        FROM comuni
-        WHERE zona = $1
-        ORDER BY istat
-        ON CONFLICT (comune_istat) DO NOTHING
-        "#,
-    )
-    .bind(zona)
-    .execute(&mut *tx)
-    .await?;
-    let rows: Vec<(String, Option<String>, bool, i32, i32)> = sqlx::query_as(
-        r#"
-        SELECT s.comune_istat, s.rule, s.safeguard, s.coverage, s.quota
-        FROM quota_state s
-        JOIN comuni c ON c.istat = s.comune_istat
-        WHERE c.zona = $1
-        ORDER BY s.comune_istat
-        FOR UPDATE OF s
-        "#,
-    )
-    .bind(zona)
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(istat, rule, safeguard, coverage, quota)| {
-            let standing = Standing {
-                rule: rule.as_deref().and_then(Rule::parse),
-                safeguard,
-            };
-            (istat, (standing, i64::from(coverage), i64::from(quota)))
-        })
-        .collect())
-}
-
-async fn save_facility(tx: &mut PgConnection, r: &OccupancyReport) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"
-        INSERT INTO reception_facilities (facility_id, comune_istat, reception_kind, capacity, presences, as_of, active)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
-        ON CONFLICT (facility_id) DO UPDATE
-        SET comune_istat = EXCLUDED.comune_istat,
-            reception_kind = EXCLUDED.reception_kind,
-            capacity = EXCLUDED.capacity,
-            presences = EXCLUDED.presences,
-            as_of = EXCLUDED.as_of,
-            active = EXCLUDED.active,
-            received_at = now()
-        "#,
-    )
-    .bind(&r.facility_id)
-    .bind(r.comune_istat.as_ref())
-    .bind(r.reception_kind.as_str())
-    .bind(i32::try_from(r.capacity).unwrap_or(i32::MAX))
-    .bind(i32::try_from(r.presences).unwrap_or(i32::MAX))
-    .bind(r.as_of)
-    // `active` speaks of SPRAR projects; a CAS is counted by its presences whatever it says.
-    .bind(r.active || r.reception_kind == ReceptionKind::Cas)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-async fn save_state(
-    tx: &mut PgConnection,
-    comune: &Comune,
-    standing: Standing,
-    f: &ComuneFigures,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"
-        UPDATE quota_state
-        SET rule = $2,
-            safeguard = $3,
-            coverage = $4,
-            quota = $5,
-            updated_at = now()
-        WHERE comune_istat = $1
-        "#,
-    )
-    .bind(comune.istat.as_ref())
-    .bind(standing.rule.map(Rule::as_str))
-    .bind(standing.safeguard)
-    .bind(i32::try_from(f.coverage).unwrap_or(i32::MAX))
-    .bind(i32::try_from(f.quota).unwrap_or(i32::MAX))
-    .execute(tx)
-    .await?;
-    Ok(())
 }

@@ -12,7 +12,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use raccordo_core::amqp::{ConsumerContext, Handler, Topology, WorkQueue, run_consumer};
+use raccordo_core::amqp::{
+    ConsumerContext, Handler, Topology, WithPolicy, WorkQueue, run_consumer,
+};
 use raccordo_core::db;
 use raccordo_core::health::Health;
 use raccordo_core::inbound::{Inbound, Unrouted};
@@ -189,28 +191,29 @@ impl App {
     }
 }
 
-/// The consume-loop handler of `queue`.
+/// The consume-loop handler of `queue`. Every inbound queue holds its dead letters under
+/// the eviction worker's policy: an eviction event published with another routing key, or
+/// a type no worker is bound to, may carry a family's data too (CONTRACT C7).
 async fn handler_for(
     queue: WorkQueue,
     settings: &Settings,
     pool: &PgPool,
     publishers: &Arc<Publishers>,
 ) -> anyhow::Result<Arc<dyn Handler>> {
+    let c7 = raccordo_eviction::holding::holding_policy(&settings.eviction);
     Ok(match queue {
         WorkQueue::Eviction => Arc::new(Inbound::new(
             pool.clone(),
             publishers.clone(),
             EvictionWorker::new(&settings.eviction),
         )),
-        WorkQueue::Housing => Arc::new(Inbound::new(
-            pool.clone(),
-            publishers.clone(),
-            HousingWorker,
+        WorkQueue::Housing => Arc::new(WithPolicy::new(
+            Inbound::new(pool.clone(), publishers.clone(), HousingWorker),
+            c7,
         )),
-        WorkQueue::Registry => Arc::new(Inbound::new(
-            pool.clone(),
-            publishers.clone(),
-            RegistryWorker,
+        WorkQueue::Registry => Arc::new(WithPolicy::new(
+            Inbound::new(pool.clone(), publishers.clone(), RegistryWorker),
+            c7,
         )),
         WorkQueue::Quota => {
             let mut conn = pool
@@ -220,13 +223,16 @@ async fn handler_for(
             let comuni = raccordo_core::registry::list_comuni(&mut conn)
                 .await
                 .context("Failed to read the registry")?;
-            Arc::new(Inbound::new(
-                pool.clone(),
-                publishers.clone(),
-                QuotaWorker::new(&settings.quota).with_zone(&comuni),
+            Arc::new(WithPolicy::new(
+                Inbound::new(
+                    pool.clone(),
+                    publishers.clone(),
+                    QuotaWorker::new(&settings.quota).with_zone(&comuni),
+                ),
+                c7,
             ))
         }
-        WorkQueue::Unrouted => Arc::new(Unrouted),
+        WorkQueue::Unrouted => Arc::new(WithPolicy::new(Unrouted, c7)),
         WorkQueue::Mailer => Arc::new(ReplayHandler::new(pool.clone())),
     })
 }

@@ -18,21 +18,23 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures_lite::{FutureExt, StreamExt};
+use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::connection::connect_until_ready;
-use super::dead_letter::{self, Holding};
+use super::handler::{Disposition, HandleError, Handler, Message, Outcome};
+use super::holding::{self, Holding};
+use super::policy::HoldingPolicy;
 use super::publisher::{PublishError, Publisher, hub_copy};
 use super::topology::{WorkQueue, header_int, header_text, set_header_int, set_header_text};
 use crate::health::{ConsumerState, Health};
 use crate::settings::Settings;
+use crate::telemetry::ErrorChain;
 
 /// Bound on the broker's answer to an ack.
 const ACK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -40,84 +42,6 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the watchdog looks at the connection.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(2);
-
-/// A delivery as a handler sees it.
-pub struct Message {
-    /// The body, exactly as published.
-    pub body: Vec<u8>,
-    /// The original routing key (kept across retries).
-    pub routing_key: String,
-    /// The AMQP properties, headers included.
-    pub properties: BasicProperties,
-    /// 1 on first delivery, then one more per retry.
-    pub attempt: u32,
-    /// The broker user that published it: the `user_id` RabbitMQ validated, kept by the
-    /// hub in `x-raccordo-user` across retries and replays. None: anonymous.
-    pub publisher: Option<String>,
-    /// The delivery's span (message id, routing key, attempt, publisher); a handler of a
-    /// batch runs each message's part in it.
-    pub span: tracing::Span,
-}
-
-/// What a handler made of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Its effects were committed.
-    Processed,
-    /// It had been processed before; nothing was done.
-    Duplicate,
-}
-
-/// Why a handler could not process a message, and so what happens to it.
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    /// It can never be processed: dead-lettered with this reason.
-    #[error("{0}")]
-    Permanent(String),
-    /// It might succeed later (database, broker or SMTP down): retried, then parked.
-    #[error("{0}")]
-    Transient(String),
-}
-
-impl From<crate::envelope::Rejection> for HandleError {
-    fn from(rejection: crate::envelope::Rejection) -> Self {
-        HandleError::Permanent(rejection.to_string())
-    }
-}
-
-impl HandleError {
-    /// Classifies a database error: connection-level faults are worth a retry.
-    pub fn from_db(error: sqlx::Error) -> Self {
-        Self::from_db_ref(&error)
-    }
-
-    /// The same, for an error shared by several messages.
-    pub fn from_db_ref(error: &sqlx::Error) -> Self {
-        if crate::db::is_transient(error) {
-            HandleError::Transient(format!("database: {error}"))
-        } else {
-            HandleError::Permanent(format!("database: {error}"))
-        }
-    }
-}
-
-/// A worker's logic, called once per delivery, or once per batch of deliveries.
-#[async_trait]
-pub trait Handler: Send + Sync + 'static {
-    /// Processes one message. Must be idempotent: a redelivery may follow any crash.
-    async fn handle(&self, message: &Message) -> Result<Outcome, HandleError>;
-
-    /// Processes messages taken together, one result each, in order. A handler that can
-    /// decide several in one database transaction (one commit instead of one each)
-    /// overrides it; the outcome of each must be what [`Handler::handle`] would give.
-    async fn handle_batch(&self, messages: &[&Message]) -> Vec<Result<Outcome, HandleError>> {
-        let mut results = Vec::with_capacity(messages.len());
-        for message in messages {
-            results.push(self.handle(message).instrument(message.span.clone()).await);
-        }
-        results
-    }
-}
 
 /// What the loop needs besides the handler.
 #[derive(Clone)]
@@ -129,7 +53,8 @@ pub struct ConsumerContext {
     pub pool: sqlx::PgPool,
 }
 
-enum Disposition {
+/// What the loop does with one message.
+enum Settlement {
     Ack,
     Retry { delay: Duration, reason: String },
     Hold { holding: Holding, reason: String },
@@ -170,11 +95,11 @@ pub async fn run_consumer(
             Ok(()) => break,
             Err(error) => {
                 if matches!(error, LoopError::Panicked(_)) {
-                    tracing::error!(consumer = %name, error = %error, "The consumer panicked; restarting it.");
+                    tracing::error!(consumer = %name, error = %ErrorChain(&error), "The consumer panicked; restarting it.");
                     metrics::counter!("raccordo_consumer_restarts_total", "worker" => queue.name())
                         .increment(1);
                 } else {
-                    tracing::warn!(consumer = %name, error = %error, "Lost the broker, reconnecting.");
+                    tracing::warn!(consumer = %name, error = %ErrorChain(&error), "Lost the broker, reconnecting.");
                 }
                 if started.elapsed() > Duration::from_secs(30) {
                     backoff = Duration::from_millis(200);
@@ -309,16 +234,16 @@ fn message_of(ctx: &ConsumerContext, queue: WorkQueue, delivery: &mut Delivery) 
         properties = properties.with_headers(clean);
     }
     let headers = properties.headers().as_ref();
-    let attempt = header_int(headers, dead_letter::ATTEMPT)
+    let attempt = header_int(headers, holding::ATTEMPT)
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(0)
         .saturating_add(1);
-    let routing_key = header_text(headers, dead_letter::ROUTING_KEY)
+    let routing_key = header_text(headers, holding::ROUTING_KEY)
         .unwrap_or_else(|| delivery.routing_key.as_str().to_owned());
     let publisher = if from_publisher {
         properties.user_id().as_ref().map(|u| u.as_str().to_owned())
     } else {
-        header_text(headers, dead_letter::USER)
+        header_text(headers, holding::USER)
     };
     let message_id = properties
         .message_id()
@@ -361,14 +286,14 @@ async fn settle(
         .map(|d| message_of(ctx, queue, d))
         .collect();
     let started = Instant::now();
-    let dispositions = loop {
-        let dispositions = decide(ctx, queue, handler, &messages).await;
-        if !dispositions
+    let settlements = loop {
+        let settlements = decide(ctx, queue, handler, &messages).await;
+        if !settlements
             .iter()
-            .any(|d| matches!(d, Disposition::Retry { .. }))
+            .any(|d| matches!(d, Settlement::Retry { .. }))
             || crate::db::ping(&ctx.pool, Duration::from_secs(2)).await
         {
-            break dispositions;
+            break settlements;
         }
         // The database is gone: retrying would only burn attempts. Keep the messages,
         // take no other, and try them again once the database answers.
@@ -377,10 +302,11 @@ async fn settle(
         }
     };
     let per_message = started.elapsed().as_secs_f64() / messages.len().max(1) as f64;
-    for (message, disposition) in messages.iter().zip(dispositions) {
+    let policy = handler.holding_policy();
+    for (message, settlement) in messages.iter().zip(settlements) {
         metrics::histogram!("raccordo_message_handling_seconds", "worker" => queue.name())
             .record(per_message);
-        dispose(ctx, publisher, queue, message, disposition)
+        dispose(ctx, publisher, queue, message, settlement, &policy)
             .instrument(message.span.clone())
             .await?;
     }
@@ -395,28 +321,25 @@ async fn settle(
     Ok(Settled::Done)
 }
 
-/// Publishes and confirms the copy a disposition asks for.
+/// Publishes and confirms the copy a settlement asks for.
 async fn dispose(
     ctx: &ConsumerContext,
     publisher: &Publisher,
     queue: WorkQueue,
     message: &Message,
-    disposition: Disposition,
+    settlement: Settlement,
+    policy: &HoldingPolicy,
 ) -> Result<(), LoopError> {
-    match disposition {
-        Disposition::Ack => {}
-        Disposition::Retry { delay, reason } => {
+    match settlement {
+        Settlement::Ack => {}
+        Settlement::Retry { delay, reason } => {
             tracing::warn!(error = %reason, retry_in_ms = delay.as_millis() as u64, "Transient failure, retrying later.");
             let mut headers = message.properties.headers().clone().unwrap_or_default();
-            set_header_int(
-                &mut headers,
-                dead_letter::ATTEMPT,
-                i64::from(message.attempt),
-            );
-            set_header_text(&mut headers, dead_letter::ROUTING_KEY, &message.routing_key);
-            set_header_text(&mut headers, dead_letter::ERROR, &reason);
+            set_header_int(&mut headers, holding::ATTEMPT, i64::from(message.attempt));
+            set_header_text(&mut headers, holding::ROUTING_KEY, &message.routing_key);
+            set_header_text(&mut headers, holding::ERROR, &reason);
             if let Some(user) = &message.publisher {
-                set_header_text(&mut headers, dead_letter::USER, user);
+                set_header_text(&mut headers, holding::USER, user);
             }
             publisher
                 .publish(
@@ -431,20 +354,20 @@ async fn dispose(
             metrics::counter!("raccordo_messages_retried_total", "worker" => queue.name())
                 .increment(1);
         }
-        Disposition::Hold { holding, reason } => {
+        Settlement::Hold { holding, reason } => {
             if holding == Holding::Parked {
                 tracing::error!(error = %reason, "Giving up after all retries; parked for an operator.");
             } else {
                 tracing::warn!(error = %reason, "Dead-lettered input that can never be processed.");
             }
-            dead_letter::hold(
+            holding::hold(
                 publisher,
                 &ctx.topology,
                 holding,
                 &ctx.topology.queue(queue),
                 message,
                 &reason,
-                ctx.settings.eviction.dead_letter_ttl(),
+                policy,
             )
             .await?;
             let metric = match holding {
@@ -484,72 +407,70 @@ async fn decide(
     queue: WorkQueue,
     handler: &dyn Handler,
     messages: &[Message],
-) -> Vec<Disposition> {
+) -> Vec<Settlement> {
     let limit = ctx.settings.amqp.max_message_bytes;
-    let mut dispositions: Vec<Option<Disposition>> = messages
+    let mut settlements: Vec<Option<Settlement>> = messages
         .iter()
         .map(|m| {
-            (queue.is_inbound() && m.body.len() > limit).then(|| Disposition::Hold {
+            (queue.is_inbound() && m.body.len() > limit).then(|| Settlement::Hold {
                 holding: Holding::Dead,
-                reason: format!(
-                    "message of {} bytes is over the {limit}-byte limit",
-                    m.body.len()
-                ),
+                reason: HandleError::TooLarge {
+                    size: m.body.len(),
+                    limit,
+                }
+                .to_string(),
             })
         })
         .collect();
     let todo: Vec<&Message> = messages
         .iter()
-        .zip(&dispositions)
+        .zip(&settlements)
         .filter(|(_, d)| d.is_none())
         .map(|(m, _)| m)
         .collect();
     if !todo.is_empty() {
         let results = match run_handler(ctx, queue, handler, &todo).await {
             Ok(results) => results,
-            Err(panic) if todo.len() == 1 => vec![Err(panicked(&panic))],
+            Err(panicked) if todo.len() == 1 => vec![Err(panicked)],
             Err(_) => {
                 // The batch met a panic: one by one, so only the message that causes it is
                 // dead-lettered and the others are decided as usual.
                 let mut one_by_one = Vec::with_capacity(todo.len());
                 for message in &todo {
                     one_by_one.push(match run_handler(ctx, queue, handler, &[*message]).await {
-                        Ok(mut r) => r.pop().unwrap_or_else(|| {
-                            Err(HandleError::Transient("the handler gave no result".into()))
-                        }),
-                        Err(panic) => Err(panicked(&panic)),
+                        Ok(mut r) => r.pop().unwrap_or(Err(HandleError::NoResult)),
+                        Err(panicked) => Err(panicked),
                     });
                 }
                 one_by_one
             }
         };
         let mut results = results.into_iter();
-        for (slot, message) in dispositions.iter_mut().zip(messages) {
+        for (slot, message) in settlements.iter_mut().zip(messages) {
             if slot.is_none() {
-                let result = results.next().unwrap_or_else(|| {
-                    Err(HandleError::Transient("the handler gave no result".into()))
-                });
+                let result = results.next().unwrap_or(Err(HandleError::NoResult));
                 *slot = Some(
-                    disposition_of(ctx, queue, message, result)
+                    settlement_of(ctx, queue, message, result)
                         .instrument(message.span.clone())
                         .await,
                 );
             }
         }
     }
-    dispositions
+    settlements
         .into_iter()
-        .map(|d| d.unwrap_or(Disposition::Ack))
+        .map(|d| d.unwrap_or(Settlement::Ack))
         .collect()
 }
 
-/// The handler's results for `messages`, bounded in time; the panic's text when it panicked.
+/// The handler's results for `messages`, bounded in time; [`HandleError::Panicked`] when
+/// it panicked (the whole batch: which message caused it is not known yet).
 async fn run_handler(
     ctx: &ConsumerContext,
     queue: WorkQueue,
     handler: &dyn Handler,
     messages: &[&Message],
-) -> Result<Vec<Result<Outcome, HandleError>>, String> {
+) -> Result<Vec<Result<Outcome, HandleError>>, HandleError> {
     let timeout = ctx.settings.amqp.handler_timeout();
     let handled = tokio::time::timeout(
         timeout,
@@ -559,38 +480,26 @@ async fn run_handler(
     match handled {
         Err(_) => Ok(messages
             .iter()
-            .map(|_| {
-                Err(HandleError::Transient(format!(
-                    "the handler did not finish within {} ms",
-                    timeout.as_millis()
-                )))
-            })
+            .map(|_| Err(HandleError::Timeout(timeout)))
             .collect()),
         Ok(Err(panic)) => {
             let text = panic_text(panic.as_ref());
             metrics::counter!("raccordo_handler_panics_total", "worker" => queue.name())
                 .increment(1);
             tracing::error!(worker = queue.name(), error = %text, "The handler panicked.");
-            Err(text)
+            Err(HandleError::Panicked(text))
         }
         Ok(Ok(results)) => Ok(results),
     }
 }
 
-/// A panic is a defect met by this message: it would meet it again on every retry.
-fn panicked(text: &str) -> HandleError {
-    HandleError::Permanent(format!(
-        "the handler panicked (a defect of the hub, please report it): {text}"
-    ))
-}
-
 /// Turns one handler result into what happens to its message.
-async fn disposition_of(
+async fn settlement_of(
     ctx: &ConsumerContext,
     queue: WorkQueue,
     message: &Message,
     result: Result<Outcome, HandleError>,
-) -> Disposition {
+) -> Settlement {
     match result {
         Ok(outcome) => {
             let label = match outcome {
@@ -600,23 +509,25 @@ async fn disposition_of(
             metrics::counter!("raccordo_messages_consumed_total", "worker" => queue.name(), "outcome" => label)
                 .increment(1);
             tracing::debug!(outcome = label, "Handled.");
-            Disposition::Ack
+            Settlement::Ack
         }
-        Err(HandleError::Permanent(reason)) => Disposition::Hold {
-            holding: Holding::Dead,
-            reason,
-        },
-        Err(HandleError::Transient(reason)) => {
-            if message.attempt < ctx.settings.retry.max_attempts {
-                Disposition::Retry {
-                    delay: ctx.settings.retry.delay(message.attempt),
+        Err(error) => {
+            let reason = ErrorChain(&error).to_string();
+            match error.disposition() {
+                Disposition::Dead => Settlement::Hold {
+                    holding: Holding::Dead,
                     reason,
+                },
+                Disposition::Retry if message.attempt < ctx.settings.retry.max_attempts => {
+                    Settlement::Retry {
+                        delay: ctx.settings.retry.delay(message.attempt),
+                        reason,
+                    }
                 }
-            } else {
-                Disposition::Hold {
+                Disposition::Retry => Settlement::Hold {
                     holding: Holding::Parked,
                     reason: format!("gave up after {} attempts: {reason}", message.attempt),
-                }
+                },
             }
         }
     }

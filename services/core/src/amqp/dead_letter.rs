@@ -1,117 +1,20 @@
-//! `{prefix}.dead` and `{prefix}.parked`: what they hold, and the operator's tools to
-//! list, show, replay and purge them (CONTRACT F1, F2, C7).
+//! The operators' side of `{prefix}.dead` and `{prefix}.parked`: list, show (masked),
+//! replay and purge them (CONTRACT F1, F2, C7).
 //!
 //! Held messages keep their original body and headers; the hub adds the `x-raccordo-*`
-//! headers below. Browsing uses `basic.get` and closes the channel without acking, so
-//! every message returns to the queue in its order.
-
-use std::time::Duration;
+//! headers of [`super::holding`]. Browsing uses `basic.get` and closes the channel without
+//! acking, so every message returns to the queue in its order.
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Connection};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::consumer::Message;
+pub use super::holding::Holding;
+use super::holding::{ATTEMPT, DEAD_ID, ERROR, FAILED_AT, QUEUE, ROUTING_KEY, replay_headers};
 use super::publisher::{PublishError, Publisher};
-use super::topology::{Topology, header_int, header_text, set_header_int, set_header_text};
-
-/// The readable reason.
-pub const ERROR: &str = "x-raccordo-error";
-/// The queue the message was taken from; replay sends it back there.
-pub const QUEUE: &str = "x-raccordo-queue";
-/// The routing key it was published with.
-pub const ROUTING_KEY: &str = "x-raccordo-routing-key";
-/// The exchange it was published to.
-pub const EXCHANGE: &str = "x-raccordo-exchange";
-/// The id operators use with `dlq show` and `dlq replay`.
-pub const DEAD_ID: &str = "x-raccordo-dead-id";
-/// When it was held, RFC 3339.
-pub const FAILED_AT: &str = "x-raccordo-failed-at";
-/// Attempts made so far.
-pub const ATTEMPT: &str = "x-raccordo-attempt";
-/// The broker user that published the original (its validated `user_id`): the hub
-/// republishes copies as itself, and RabbitMQ would refuse another user's `user_id`.
-pub const USER: &str = "x-raccordo-user";
-
-/// Which holding queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Holding {
-    /// Input that can never be processed.
-    Dead,
-    /// Work that kept failing.
-    Parked,
-}
-
-impl Holding {
-    /// The queue's name under `topology`.
-    pub fn queue(self, topology: &Topology) -> String {
-        match self {
-            Holding::Dead => topology.dead_queue(),
-            Holding::Parked => topology.parked_queue(),
-        }
-    }
-
-    /// Every queue holding such messages: parked work that may hold personal data waits
-    /// in a queue of its own, where every message has the same time to live.
-    pub fn queues(self, topology: &Topology) -> Vec<String> {
-        match self {
-            Holding::Dead => vec![topology.dead_queue()],
-            Holding::Parked => vec![topology.parked_queue(), topology.parked_personal_queue()],
-        }
-    }
-}
-
-/// Publishes a copy of `message` to a holding queue, with the reason, and waits for the
-/// confirm. A message that may hold personal data of a family expires after
-/// `personal_ttl` (CONTRACT C7): a dead one in `{prefix}.dead`, a parked one in
-/// `{prefix}.parked.personal`, where all messages have the same time to live and so
-/// expire in their order — none waits behind a message that never expires.
-pub async fn hold(
-    publisher: &Publisher,
-    topology: &Topology,
-    holding: Holding,
-    origin_queue: &str,
-    message: &Message,
-    reason: &str,
-    personal_ttl: Duration,
-) -> Result<(), PublishError> {
-    let personal = may_hold_personal_data(message);
-    let queue = match (holding, personal) {
-        (Holding::Parked, true) => topology.parked_personal_queue(),
-        _ => holding.queue(topology),
-    };
-    let mut headers = message.properties.headers().clone().unwrap_or_default();
-    if let Some(user) = &message.publisher {
-        set_header_text(&mut headers, USER, user);
-    }
-    set_header_text(&mut headers, ERROR, reason);
-    set_header_text(&mut headers, QUEUE, origin_queue);
-    set_header_text(&mut headers, ROUTING_KEY, &message.routing_key);
-    set_header_text(&mut headers, EXCHANGE, &topology.inbound_exchange());
-    set_header_text(&mut headers, DEAD_ID, &uuid::Uuid::new_v4().to_string());
-    set_header_text(&mut headers, FAILED_AT, &crate::clock::now_rfc3339());
-    set_header_int(&mut headers, ATTEMPT, i64::from(message.attempt));
-    let mut properties = super::publisher::hub_copy(&message.properties).with_headers(headers);
-    if personal {
-        properties = properties.with_expiration(personal_ttl.as_millis().to_string().into());
-    }
-    publisher
-        .publish("", &queue, &message.body, properties, true)
-        .await
-}
-
-/// Whether a message might carry personal data of a family: an eviction routing key or
-/// type, or a `household`/`contact` member anywhere. Errs on the side of expiring.
-pub fn may_hold_personal_data(message: &Message) -> bool {
-    let contains = |needle: &[u8]| message.body.windows(needle.len()).any(|w| w == needle);
-    message.routing_key.starts_with("eviction")
-        || contains(b"eviction.")
-        || contains(b"\"household\"")
-        || contains(b"\"contact\"")
-}
+use super::topology::{Topology, header_int, header_text};
 
 /// A held message as operators see it.
 ///
@@ -592,18 +495,7 @@ pub async fn replay(
                 report.kept += 1;
                 continue;
             }
-            let mut clean = FieldTable::default();
-            if let Some(h) = headers {
-                for (k, v) in h {
-                    let key = k.as_str();
-                    // Keep the original routing key (the queue may be reached only via the
-                    // default exchange) and the publisher the broker vouched for.
-                    if key == ROUTING_KEY || key == USER || !key.starts_with("x-raccordo-") {
-                        clean.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            set_header_int(&mut clean, ATTEMPT, 0);
+            let clean = replay_headers(headers);
             // Replayed work must not inherit the dead letter's expiry.
             let properties = super::publisher::hub_copy(&delivery.properties).with_headers(clean);
             publisher
@@ -645,10 +537,11 @@ pub enum ReplayError {
 
 #[cfg(test)]
 mod tests {
-    use lapin::types::{LongString, ShortString};
+    use lapin::types::{FieldTable, LongString, ShortString};
     use serde_json::json;
 
     use super::*;
+    use crate::amqp::topology::{set_header_int, set_header_text};
 
     const FAMILY: [&str; 5] = [
         "RG 4411/2026",

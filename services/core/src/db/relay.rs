@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::HeldIn;
-use crate::amqp::dead_letter::{Holding, hold};
-use crate::amqp::{Message, Outgoing, Publisher, Topology, WorkQueue, connect_until_ready};
+use crate::amqp::dead_letter::Holding;
+use crate::amqp::{
+    HoldingPolicy, Message, Outgoing, Publisher, Topology, WorkQueue, connect_until_ready, hold,
+};
 use crate::settings::Settings;
 
 /// The PostgreSQL channel that wakes the relay.
@@ -115,7 +117,6 @@ pub async fn announce_held(
     pool: &PgPool,
     publisher: &Publisher,
     topology: &Topology,
-    personal_ttl: std::time::Duration,
 ) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let held = super::take_unannounced_held(&mut tx).await?;
@@ -158,7 +159,8 @@ pub async fn announce_held(
             &origin,
             &message,
             &reason,
-            personal_ttl,
+            // The body names the notification, never its content: nothing personal to expire.
+            &HoldingPolicy::keep(),
         )
         .await?;
         tracing::warn!(notification = %h.id, kind = %h.kind, queue = ?holding, "Emails given up on; held for an operator.");
@@ -223,15 +225,7 @@ pub async fn run_relay(
         // Held deliveries are looked for at start, on a `held` NOTIFY and at each poll.
         let mut look_for_held = true;
         loop {
-            if look_for_held
-                && let Err(error) = announce_held(
-                    &pool,
-                    &publisher,
-                    &topology,
-                    settings.eviction.dead_letter_ttl(),
-                )
-                .await
-            {
+            if look_for_held && let Err(error) = announce_held(&pool, &publisher, &topology).await {
                 tracing::warn!(error = %error, "Relay could not announce held deliveries; retrying.");
                 let _ = connection.close(200, "relay error".into()).await;
                 tokio::select! {

@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use super::csv_rows::{Columns, ImportReport, Parsed, read_rows};
+use super::csv_rows::{Columns, CsvError, ImportError, ImportReport, Parsed, read_rows};
 use crate::domain::ComuneIstat;
 
 /// A comune as the registry knows it.
@@ -33,9 +33,19 @@ type ComuneRow = (
     bool,
 );
 
+/// A row whose ISTAT code no longer parses (written by hand, or by an older version) is
+/// left out, counted and logged: never dropped in silence.
 fn from_row(row: ComuneRow) -> Option<Comune> {
+    let Ok(istat) = ComuneIstat::parse(&row.0) else {
+        metrics::counter!("raccordo_rows_skipped_total", "table" => "comuni").increment(1);
+        tracing::warn!(
+            table = "comuni",
+            "A comuni row with an invalid ISTAT code was skipped."
+        );
+        return None;
+    };
     Some(Comune {
-        istat: ComuneIstat::parse(&row.0).ok()?,
+        istat,
         nome: row.1,
         popolazione: row.2,
         zona: row.3,
@@ -69,13 +79,27 @@ pub async fn require_comune(
     istat: &ComuneIstat,
 ) -> Result<Comune, crate::amqp::HandleError> {
     load_comune(conn, istat)
-        .await
-        .map_err(crate::amqp::HandleError::from_db)?
-        .ok_or_else(|| {
-            crate::amqp::HandleError::Permanent(format!(
-                "unknown comune {istat}: it is not in the registry (raccordo import comuni)"
-            ))
-        })
+        .await?
+        .ok_or_else(|| crate::amqp::HandleError::UnknownComune(istat.clone()))
+}
+
+/// The comuni of one zona, or all, by zona then ISTAT code (the quota worker's lock order).
+pub async fn list_comuni_by_istat(
+    conn: &mut PgConnection,
+    zona: Option<&str>,
+) -> Result<Vec<Comune>, sqlx::Error> {
+    let rows: Vec<ComuneRow> = sqlx::query_as(
+        r#"
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        FROM comuni
+        WHERE $1::TEXT IS NULL OR zona = $1
+        ORDER BY zona, istat
+        "#,
+    )
+    .bind(zona)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().filter_map(from_row).collect())
 }
 
 /// Every comune, by zona then name.
@@ -139,7 +163,7 @@ fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, St
 /// Parses a comuni CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`)
 /// without touching the database: the rows with their line numbers, and every bad line.
 /// `Err` when the file cannot be read at all (no header, missing or unknown columns).
-pub fn parse_comuni(input: impl Read) -> anyhow::Result<Parsed<Comune>> {
+pub fn parse_comuni(input: impl Read) -> Result<Parsed<Comune>, CsvError> {
     read_rows(
         input,
         &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
@@ -151,7 +175,7 @@ pub fn parse_comuni(input: impl Read) -> anyhow::Result<Parsed<Comune>> {
 
 /// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`).
 /// All or nothing: every bad line is reported and, if there is any, nothing changes.
-pub async fn import_comuni(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+pub async fn import_comuni(pool: &PgPool, input: impl Read) -> Result<ImportReport, ImportError> {
     let (rows, errors) = parse_comuni(input)?;
     let mut report = ImportReport {
         errors,

@@ -94,13 +94,38 @@ pub(crate) type Numbered<T> = (u64, T);
 /// Reads every record of `input`, parses it with `parse`, and refuses a key (named by
 /// `key`) seen on an earlier line. Returns the parsed rows with their line numbers, and the
 /// errors; a header that lacks a required column is an error of its own.
+/// Why a CSV file cannot be read at all (a bad line is a [`RowError`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    /// The input could not be read.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// Not CSV.
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+    /// The header lacks a required column or names an unknown one.
+    #[error("line 1: {0}")]
+    Header(String),
+}
+
+/// Why an import changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file cannot be read.
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    /// The database failed; the import was rolled back.
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
 pub(crate) fn read_rows<T>(
     mut input: impl Read,
     required: &[&str],
     optional: &[&str],
     parse: impl Fn(&Columns, &csv::StringRecord) -> Result<T, String>,
     key: impl Fn(&T) -> String,
-) -> anyhow::Result<(Vec<Numbered<T>>, Vec<RowError>)> {
+) -> Result<(Vec<Numbered<T>>, Vec<RowError>), CsvError> {
     // Read whole (imports are small) so that a record's byte offset gives its line.
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes)?;
@@ -108,8 +133,7 @@ pub(crate) fn read_rows<T>(
         .flexible(false)
         .from_reader(bytes.as_slice());
     let headers = reader.headers()?.clone();
-    let cols =
-        Columns::new(&headers, required, optional).map_err(|e| anyhow::anyhow!("line 1: {e}"))?;
+    let cols = Columns::new(&headers, required, optional).map_err(CsvError::Header)?;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();

@@ -14,8 +14,11 @@ mod lookup;
 mod recipients;
 mod referents;
 
-pub use comuni::{Comune, import_comuni, list_comuni, load_comune, parse_comuni, require_comune};
-pub use csv_rows::{ImportReport, RowError};
+pub use comuni::{
+    Comune, import_comuni, list_comuni, list_comuni_by_istat, load_comune, parse_comuni,
+    require_comune,
+};
+pub use csv_rows::{CsvError, ImportError, ImportReport, RowError};
 pub use lookup::{LookupError, find_comune_by_name, list_zone};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use super::csv_rows::{Columns, ImportReport, Parsed, RowError, read_rows};
+use super::csv_rows::{Columns, CsvError, ImportError, ImportReport, Parsed, RowError, read_rows};
 use crate::amqp::HandleError;
 use crate::domain::{ComuneIstat, EmailAddress, Role, Scope};
 use crate::envelope::{Envelope, EventType};
@@ -54,23 +54,34 @@ pub struct ScopeWire {
     zona: Option<String>,
 }
 
+/// Why a referent's scope cannot be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    /// More than one of `comune_istat`, `ambito`, `zona`, or an empty one.
+    #[error("scope names at most one of comune_istat, ambito, zona, non-empty")]
+    Ambiguous,
+    /// It names no comune, ambito or zona the registry knows.
+    #[error("scope {0} matches no comune of the registry")]
+    Unknown(Scope),
+}
+
 impl ScopeWire {
-    fn into_scope(self) -> Result<Scope, String> {
+    fn into_scope(self) -> Result<Scope, ScopeError> {
         match (self.comune_istat, self.ambito, self.zona) {
             (None, None, None) => Ok(Scope::All),
             (Some(c), None, None) => Ok(Scope::Comune(c)),
             (None, Some(a), None) if !a.trim().is_empty() => Ok(Scope::Ambito(a.trim().into())),
             (None, None, Some(z)) if !z.trim().is_empty() => Ok(Scope::Zona(z.trim().into())),
-            _ => Err("scope names at most one of comune_istat, ambito, zona, non-empty".into()),
+            _ => Err(ScopeError::Ambiguous),
         }
     }
 }
 
-/// Checks that a scope names something the registry knows, so a typo cannot silently
-/// route nothing.
-async fn check_scope(conn: &mut PgConnection, scope: &Scope) -> Result<(), sqlx::Error> {
+/// Whether a scope names something the registry knows, so a typo cannot silently route
+/// nothing.
+async fn scope_is_known(conn: &mut PgConnection, scope: &Scope) -> Result<bool, sqlx::Error> {
     let (sql, value) = match scope {
-        Scope::All => return Ok(()),
+        Scope::All => return Ok(true),
         Scope::Comune(c) => (
             "SELECT EXISTS (SELECT 1 FROM comuni WHERE istat = $1)",
             c.as_ref(),
@@ -84,12 +95,7 @@ async fn check_scope(conn: &mut PgConnection, scope: &Scope) -> Result<(), sqlx:
             z.as_str(),
         ),
     };
-    let exists: bool = sqlx::query_scalar(sql).bind(value).fetch_one(conn).await?;
-    if exists {
-        Ok(())
-    } else {
-        Err(sqlx::Error::RowNotFound)
-    }
+    sqlx::query_scalar(sql).bind(value).fetch_one(conn).await
 }
 
 async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Error> {
@@ -130,8 +136,7 @@ pub async fn apply_referent_event(
             sqlx::query("DELETE FROM referents WHERE referent_id = $1")
                 .bind(&referent_id)
                 .execute(conn)
-                .await
-                .map_err(HandleError::from_db)?;
+                .await?;
         }
         ReferentEvent::Upsert {
             referent_id,
@@ -141,15 +146,13 @@ pub async fn apply_referent_event(
             name,
             scope,
         } => {
-            let scope = scope.into_scope().map_err(HandleError::Permanent)?;
-            match check_scope(conn, &scope).await {
-                Ok(()) => {}
-                Err(sqlx::Error::RowNotFound) => {
-                    return Err(HandleError::Permanent(format!(
-                        "scope {scope} matches no comune of the registry"
-                    )));
-                }
-                Err(e) => return Err(HandleError::from_db(e)),
+            let scope = scope
+                .into_scope()
+                .map_err(|e| HandleError::Unprocessable(e.into()))?;
+            if !scope_is_known(conn, &scope).await? {
+                return Err(HandleError::Unprocessable(
+                    ScopeError::Unknown(scope).into(),
+                ));
             }
             let referent = Referent {
                 referent_id,
@@ -159,9 +162,7 @@ pub async fn apply_referent_event(
                 name,
                 scope,
             };
-            upsert(conn, &referent)
-                .await
-                .map_err(HandleError::from_db)?;
+            upsert(conn, &referent).await?;
         }
     }
     Ok(())
@@ -214,7 +215,8 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
         ambito: opt("ambito").map(str::to_owned),
         zona: opt("zona").map(str::to_owned),
     }
-    .into_scope()?;
+    .into_scope()
+    .map_err(|e| e.to_string())?;
     Ok(Referent {
         referent_id: referent_id.to_owned(),
         institution: institution.to_owned(),
@@ -241,7 +243,7 @@ const REFERENT_COLUMNS: [&str; 8] = [
 /// without touching the database: the rows with their line numbers, and every bad line
 /// (the imports, and the console's preview of an import). Whether each scope names
 /// something the registry knows is checked by the import.
-pub fn parse_referents(input: impl Read) -> anyhow::Result<Parsed<Referent>> {
+pub fn parse_referents(input: impl Read) -> Result<Parsed<Referent>, CsvError> {
     read_rows(
         input,
         &REFERENT_COLUMNS,
@@ -253,7 +255,10 @@ pub fn parse_referents(input: impl Read) -> anyhow::Result<Parsed<Referent>> {
 
 /// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
 /// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
-pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result<ImportReport> {
+pub async fn import_referents(
+    pool: &PgPool,
+    input: impl Read,
+) -> Result<ImportReport, ImportError> {
     let (rows, errors) = parse_referents(input)?;
     let mut report = ImportReport {
         errors,
@@ -261,13 +266,11 @@ pub async fn import_referents(pool: &PgPool, input: impl Read) -> anyhow::Result
     };
     let mut tx = pool.begin().await?;
     for (line, r) in &rows {
-        match check_scope(&mut tx, &r.scope).await {
-            Ok(()) => {}
-            Err(sqlx::Error::RowNotFound) => report.errors.push(RowError {
+        if !scope_is_known(&mut tx, &r.scope).await? {
+            report.errors.push(RowError {
                 line: *line,
-                reason: format!("scope {} matches no comune of the registry", r.scope),
-            }),
-            Err(e) => return Err(e.into()),
+                reason: ScopeError::Unknown(r.scope.clone()).to_string(),
+            });
         }
     }
     if !report.errors.is_empty() {
@@ -309,13 +312,27 @@ pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sq
     Ok(rows
         .into_iter()
         .filter_map(|(id, inst, role, email, name, kind, value)| {
+            let (Ok(role), Ok(email), Ok(scope)) = (
+                Role::parse(&role),
+                EmailAddress::parse(&email),
+                Scope::from_columns(&kind, value.as_deref()),
+            ) else {
+                // Written by hand or by an older version: counted and logged, never silent.
+                metrics::counter!("raccordo_rows_skipped_total", "table" => "referents")
+                    .increment(1);
+                tracing::warn!(
+                    table = "referents",
+                    "A referents row that does not parse was skipped."
+                );
+                return None;
+            };
             Some(Referent {
                 referent_id: id,
                 institution: inst,
-                role: Role::parse(&role).ok()?,
-                email: EmailAddress::parse(&email).ok()?,
+                role,
+                email,
                 name,
-                scope: Scope::from_columns(&kind, value.as_deref()).ok()?,
+                scope,
             })
         })
         .collect())
@@ -348,7 +365,7 @@ mod tests {
             let ReferentEvent::Upsert { scope, .. } = event else {
                 panic!("upsert expected");
             };
-            assert_eq!(scope.into_scope(), Ok(expected));
+            assert_eq!(scope.into_scope().ok(), Some(expected));
         }
     }
 
