@@ -22,6 +22,8 @@
 //! - `actions`: the audit trail of console actions (`console_actions`).
 //! - `pages`: one module per page.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 mod actions;
 mod auth;
 mod chart;

@@ -20,6 +20,8 @@
 //!   days and months.
 //! - [`schedule`]: monthly jobs, once per month across replicas.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod amqp;
 pub mod clock;
 pub mod db;

@@ -21,6 +21,8 @@
 //! - [`keys`]: the pseudonym key checked against the database, and its rotation.
 //! - [`holding`]: the dead-letter policy of the eviction queue (C7).
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod audit;
 pub mod decide;
 pub mod event;

@@ -8,6 +8,8 @@
 //! - [`store`]: the `housing_units` table.
 //! - [`worker`]: load the unit, decide, store, write the outbox.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod decide;
 mod store;
 pub mod unit;

@@ -22,6 +22,8 @@
 //! - [`samples`]: a sample payload per kind, for the console's gallery.
 //! - [`outbox_file`]: [`FileOutbox`], atomic `.eml` files named by notification and recipient.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod delivery;
 pub mod error;
 pub mod message;

@@ -14,6 +14,8 @@
 //! - [`reports`]: the announcements made so far, decoded for operators.
 //! - [`monthly`]: the monthly verification (Q7) as notifications, and its scheduled job.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod census;
 pub mod coverage;
 pub mod decide;

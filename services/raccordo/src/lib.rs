@@ -14,6 +14,8 @@
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod bench;
 pub mod cli;
 pub mod database;

@@ -1,5 +1,7 @@
 //! `raccordo`: parse the command line, load settings, init telemetry, run.
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::process::ExitCode;
 
 use clap::Parser;

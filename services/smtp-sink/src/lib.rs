@@ -33,6 +33,8 @@
 //! - [`mail`]: [`ReceivedMail`] and its MIME helpers (unfolded headers, RFC 2047 subjects,
 //!   quoted-printable and base64 bodies).
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod mail;
 mod session;
 pub mod sink;
