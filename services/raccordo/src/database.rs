@@ -26,7 +26,7 @@ pub enum Publication {
     /// Published with confirms: this many notifications.
     Published(usize),
     /// Not published now; they wait in the outbox for the relay of a running hub.
-    Deferred(anyhow::Error),
+    Deferred(db::RelayError),
 }
 
 impl Publication {
@@ -52,7 +52,8 @@ impl Publication {
                     .to_owned()
             }
             Publication::Deferred(error) => format!(
-                "Not published now ({error:#}): the notifications wait in the outbox; a running hub publishes and sends them.\n"
+                "Not published now ({}): the notifications wait in the outbox; a running hub publishes and sends them.\n",
+                raccordo_core::telemetry::ErrorChain(error)
             ),
         }
     }

@@ -25,7 +25,9 @@ pub use outbox::{
     record_sent, release_held, take_unannounced_held,
 };
 pub use outbox_reports::{NotificationLine, notification_lines};
-pub use relay::{NotificationMessage, OUTBOX_CHANNEL, flush_outbox, publish_pending, run_relay};
+pub use relay::{
+    NotificationMessage, OUTBOX_CHANNEL, RelayError, flush_outbox, publish_pending, run_relay,
+};
 
 pub use server::{commit_count, server_version};
 

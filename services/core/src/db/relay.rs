@@ -19,6 +19,7 @@ use crate::amqp::{
     HoldingPolicy, Message, Outgoing, Publisher, Topology, WorkQueue, connect_until_ready, hold,
 };
 use crate::settings::Settings;
+use crate::telemetry::ErrorChain;
 
 /// The PostgreSQL channel that wakes the relay.
 pub const OUTBOX_CHANNEL: &str = "raccordo_outbox";
@@ -40,13 +41,28 @@ pub struct NotificationMessage {
     pub undeliverable: bool,
 }
 
+/// Why the relay could not publish.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+    #[error("failed to connect to RabbitMQ")]
+    Connect(#[from] crate::amqp::ConnectError),
+    #[error("broker")]
+    Broker(#[from] lapin::Error),
+    #[error("publish not confirmed")]
+    Publish(#[from] crate::amqp::PublishError),
+    #[error("cannot encode the announcement")]
+    Encode(#[from] serde_json::Error),
+}
+
 /// Publishes up to `batch` pending notifications; returns how many.
 pub async fn flush_outbox(
     pool: &PgPool,
     publisher: &Publisher,
     topology: &Topology,
     batch: i64,
-) -> anyhow::Result<usize> {
+) -> Result<usize, RelayError> {
     let mut tx = pool.begin().await?;
     let rows: Vec<(Uuid, String, Option<String>, OffsetDateTime, bool)> = sqlx::query_as(
         r#"
@@ -117,7 +133,7 @@ pub async fn announce_held(
     pool: &PgPool,
     publisher: &Publisher,
     topology: &Topology,
-) -> anyhow::Result<usize> {
+) -> Result<usize, RelayError> {
     let mut tx = pool.begin().await?;
     let held = super::take_unannounced_held(&mut tx).await?;
     let origin = topology.queue(WorkQueue::Mailer);
@@ -171,11 +187,9 @@ pub async fn announce_held(
 
 /// Publishes everything pending now, on a connection of its own, then closes it: for
 /// commands (`report … --send`) that write notifications without a running hub.
-pub async fn publish_pending(pool: &PgPool, settings: &Settings) -> anyhow::Result<usize> {
+pub async fn publish_pending(pool: &PgPool, settings: &Settings) -> Result<usize, RelayError> {
     let topology = Topology::from_settings(settings);
-    let connection = crate::amqp::connect(&settings.amqp, "report")
-        .await
-        .map_err(|e| anyhow::anyhow!("Failed to connect to RabbitMQ: {e}"))?;
+    let connection = crate::amqp::connect(&settings.amqp, "report").await?;
     let publisher = Publisher::open(&connection).await?;
     topology.declare(publisher.channel()).await?;
     let mut total = 0;
@@ -226,7 +240,7 @@ pub async fn run_relay(
         let mut look_for_held = true;
         loop {
             if look_for_held && let Err(error) = announce_held(&pool, &publisher, &topology).await {
-                tracing::warn!(error = %error, "Relay could not announce held deliveries; retrying.");
+                tracing::warn!(error = %ErrorChain(&error), "Relay could not announce held deliveries; retrying.");
                 let _ = connection.close(200, "relay error".into()).await;
                 tokio::select! {
                     _ = token.cancelled() => break 'connect,
@@ -240,7 +254,7 @@ pub async fn run_relay(
                     Ok(n) if n as i64 >= settings.relay.batch => continue,
                     Ok(_) => break,
                     Err(error) => {
-                        tracing::warn!(error = %error, "Relay failed; retrying.");
+                        tracing::warn!(error = %ErrorChain(&error), "Relay failed; retrying.");
                         let _ = connection.close(200, "relay error".into()).await;
                         tokio::select! {
                             _ = token.cancelled() => break 'connect,
