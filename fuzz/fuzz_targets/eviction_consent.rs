@@ -9,7 +9,7 @@ use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 
 use raccordo_core::envelope::EventType;
-use raccordo_eviction::decide::{Input, Notice, Personal, Trigger, decide};
+use raccordo_eviction::decide::{Input, Notice, Personal, Rules, Trigger, decide};
 use raccordo_eviction::event::{ConsentDecision, ConsentEvent};
 use raccordo_fuzz::{assert_datetime, plausible, wire_event};
 
@@ -32,8 +32,14 @@ fuzz_target!(|data: &[u8]| {
         decision: consent.decision,
         recorded_at: consent.recorded_at,
     };
-    let decision = decide(&state, input, now, days);
-    assert_eq!(decision, decide(&state, input, now, days));
+    let rules = Rules {
+        urgent_within_days: days,
+    };
+    let (next, decision) = decide(&state, input, now, &rules);
+    assert_eq!(
+        (next.clone(), decision.clone()),
+        decide(&state, input, now, &rules)
+    );
     let stale = state
         .consent
         .is_some_and(|c| consent.recorded_at < c.recorded_at);
@@ -45,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
         }
         (false, ConsentDecision::Granted) => {
             assert_eq!(decision.personal, Personal::Hold);
+            assert!(next.consent_active(), "a grant in force is the next state");
             assert!(matches!(
                 decision.notices.as_slice(),
                 [Notice::Alert {
@@ -56,6 +63,10 @@ fuzz_target!(|data: &[u8]| {
         (false, ConsentDecision::Revoked) => {
             // C4: forget always; tell only referents who were told.
             assert_eq!(decision.personal, Personal::Forget);
+            assert!(
+                !next.consent_active(),
+                "a revocation in force is the next state"
+            );
             let told = state.consent_active();
             assert_eq!(decision.notices == vec![Notice::ConsentRevoked], told);
             assert!(told || decision.notices.is_empty());

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 use raccordo_core::envelope::EventType;
 use raccordo_eviction::decide::{
-    Input, Notice, Personal, StepRecord, Trigger, days_until, decide, is_urgent, next_access,
+    Input, Notice, Personal, Rules, StepRecord, Trigger, days_until, decide, is_urgent, next_access,
 };
 use raccordo_eviction::event::StepEvent;
 use raccordo_fuzz::{assert_date, assert_datetime, plausible, wire_event};
@@ -38,8 +38,23 @@ fuzz_target!(|data: &[u8]| {
         next_access_at: step.next_access_at,
         info_material_delivered: step.info_material_delivered,
     };
-    let decision = decide(&state, Input::Step(&record), now, days);
-    assert_eq!(decision, decide(&state, Input::Step(&record), now, days));
+    let rules = Rules {
+        urgent_within_days: days,
+    };
+    let (next, decision) = decide(&state, Input::Step(&record), now, &rules);
+    assert_eq!(
+        (next.clone(), decision.clone()),
+        decide(&state, Input::Step(&record), now, &rules)
+    );
+    assert_eq!(
+        next.history.len(),
+        state.history.len() + 1,
+        "the step joins the history"
+    );
+    assert_eq!(
+        next.consent, state.consent,
+        "a step never changes the consent"
+    );
     assert!(
         !decision.consent_applied,
         "a step never changes the consent"

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 
 use raccordo_core::envelope::EventType;
 use raccordo_fuzz::{assert_date, wire_event};
-use raccordo_housing::decide::{Notice, decide};
+use raccordo_housing::decide::{Notice, UnitState, decide};
 use raccordo_housing::unit::{Action, BuildingType, HousingUnit, IdentifiedBy};
 
 fuzz_target!(|data: &[u8]| {
@@ -20,8 +20,13 @@ fuzz_target!(|data: &[u8]| {
         assert_date("available_from", from, &body);
     }
     let forwarded = rest.first().is_some_and(|b| b & 1 == 1);
-    let d = decide(forwarded, &unit);
-    assert_eq!(d, decide(forwarded, &unit));
+    let state = UnitState { forwarded };
+    let (next, d) = decide(&state, &unit);
+    assert_eq!((next, d.clone()), decide(&state, &unit));
+    assert_eq!(
+        next.forwarded, d.forwarded,
+        "the next state is what the decision says"
+    );
     match unit.action {
         Action::Withdrawn => {
             assert!(!d.forwarded, "H5: a withdrawn unit stays with the stazione");
