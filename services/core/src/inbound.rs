@@ -1,7 +1,8 @@
 //! Inbound events, the same way for every worker: decode and validate the CloudEvent,
 //! check the worker handles its type and that its publisher may say it, then in one
 //! transaction record the idempotency key, apply the worker's decision and write its
-//! outbox rows — and commit.
+//! outbox rows — and commit. A batch of events shares one transaction; the registry is
+//! read from memory, checked once per transaction against its version.
 
 use std::sync::Arc;
 
@@ -10,9 +11,11 @@ use sqlx::{Acquire, PgConnection, PgPool};
 use tracing::Instrument;
 
 use crate::amqp::{HandleError, Handler, HoldingPolicy, Message, Outcome};
-use crate::db::{Ingest, record_event};
+use crate::db::{Ingest, record_event, record_events};
 use crate::envelope::{Envelope, EventType};
 use crate::origin::Publishers;
+use crate::registry::{RegistryCache, Snapshot};
+use crate::telemetry::ErrorChain;
 
 /// The part of a worker that differs from the others.
 #[async_trait]
@@ -28,8 +31,14 @@ pub trait EventWorker: Send + Sync + 'static {
         None
     }
 
-    /// Applies one new event inside the transaction `tx`.
-    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError>;
+    /// Applies one new event inside the transaction `tx`; `registry` is the registry as
+    /// of this transaction.
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        event: &Envelope,
+    ) -> Result<(), HandleError>;
 
     /// What may stay of this worker's messages once held. Default: kept until an operator acts.
     fn holding_policy(&self) -> HoldingPolicy {
@@ -41,6 +50,7 @@ pub trait EventWorker: Send + Sync + 'static {
 pub struct Inbound<W> {
     pool: PgPool,
     publishers: Arc<Publishers>,
+    registry: RegistryCache,
     worker: W,
 }
 
@@ -50,6 +60,7 @@ impl<W: EventWorker> Inbound<W> {
         Self {
             pool,
             publishers,
+            registry: RegistryCache::new(),
             worker,
         }
     }
@@ -77,12 +88,13 @@ impl<W: EventWorker> Inbound<W> {
     async fn ingest(
         &self,
         tx: &mut PgConnection,
+        registry: &Snapshot,
         event: &Envelope,
     ) -> Result<Outcome, HandleError> {
         if record_event(tx, event).await? == Ingest::Duplicate {
             return Ok(Outcome::Duplicate);
         }
-        self.worker.apply(tx, event).await?;
+        self.worker.apply(tx, registry, event).await?;
         Ok(Outcome::Processed)
     }
 }
@@ -91,19 +103,16 @@ impl<W: EventWorker> Inbound<W> {
 impl<W: EventWorker> Handler for Inbound<W> {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
         let event = self.admit(message)?;
-        let mut tx = self.pool.begin().await?;
-        let outcome = self.ingest(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        self.ingest_alone(&event).await
     }
 
     fn holding_policy(&self) -> HoldingPolicy {
         self.worker.holding_policy()
     }
 
-    /// Every event of the batch in one transaction, each in a savepoint of its own: an
-    /// event that fails rolls back alone, and the batch pays one commit (one WAL flush)
-    /// instead of one per event. Events are applied in the order they arrived.
+    /// Every event of the batch in one transaction: the batch pays one commit (one WAL
+    /// flush) instead of one per event. Events are applied in the order of their batch
+    /// keys, arrival order among equal keys.
     async fn handle_batch(&self, messages: &[&Message]) -> Vec<Result<Outcome, HandleError>> {
         let mut results: Vec<Option<Result<Outcome, HandleError>>> =
             messages.iter().map(|_| None).collect();
@@ -111,65 +120,33 @@ impl<W: EventWorker> Handler for Inbound<W> {
         for (i, message) in messages.iter().enumerate() {
             match self.admit(message) {
                 Ok(event) => match self.worker.batch_key(&event) {
-                    Some(key) => admitted.push((key, i, event)),
+                    Some(key) => admitted.push(Admitted { key, index: i, event }),
                     None => {
                         // Its own transaction, in arrival order before the batch.
-                        let result = async {
-                            let mut tx = self.pool.begin().await?;
-                            let outcome = self.ingest(&mut tx, &event).await?;
-                            tx.commit().await?;
-                            Ok(outcome)
-                        }
-                        .instrument(message.span.clone())
-                        .await;
-                        results[i] = Some(result);
+                        let result = self.ingest_alone(&event).instrument(message.span.clone());
+                        results[i] = Some(result.await);
                     }
                 },
                 Err(error) => results[i] = Some(Err(error)),
             }
         }
         // Stable: events with the same key keep their arrival order (Q1's "later arrival").
-        admitted.sort_by(|a, b| a.0.cmp(&b.0));
-        if !admitted.is_empty() {
-            match self.pool.begin().await {
-                Err(error) => {
-                    let error = Arc::new(error);
-                    for (_, i, _) in &admitted {
-                        results[*i] = Some(Err(HandleError::shared(&error)));
+        admitted.sort_by(|a, b| a.key.cmp(&b.key));
+        if let [one] = admitted.as_slice() {
+            let result = self.ingest_alone(&one.event);
+            results[one.index] = Some(result.instrument(messages[one.index].span.clone()).await);
+        } else if !admitted.is_empty() {
+            match self.apply_together(&admitted, messages).await {
+                Ok(outcomes) => {
+                    for (a, outcome) in admitted.iter().zip(outcomes) {
+                        results[a.index] = Some(Ok(outcome));
                     }
                 }
-                Ok(mut tx) => {
-                    // A lone event needs no savepoint: its failure rolls back nothing else.
-                    let alone = admitted.len() == 1;
-                    for (_, i, event) in &admitted {
-                        let result = async {
-                            if alone {
-                                return self.ingest(&mut tx, event).await;
-                            }
-                            let mut savepoint = tx.begin().await?;
-                            let outcome = self.ingest(&mut savepoint, event).await?;
-                            savepoint.commit().await?;
-                            Ok(outcome)
-                        }
-                        .instrument(messages[*i].span.clone())
-                        .await;
-                        results[*i] = Some(result);
-                    }
-                    let failed_alone = alone
-                        && admitted
-                            .first()
-                            .is_some_and(|(_, i, _)| matches!(results[*i], Some(Err(_))));
-                    if failed_alone {
-                        // Its writes (the idempotency row first) must not stay: rolled back.
-                        let _ = tx.rollback().await;
-                    } else if let Err(error) = tx.commit().await {
-                        // Nothing of the batch is committed: what succeeded must be done again.
-                        let error = Arc::new(error);
-                        for (_, i, _) in &admitted {
-                            if matches!(results[*i], Some(Ok(_))) {
-                                results[*i] = Some(Err(HandleError::shared(&error)));
-                            }
-                        }
+                Err(error) => {
+                    // Nothing was committed: again, each event in a savepoint of its own.
+                    tracing::debug!(error = %ErrorChain(&error), "A batch failed; applying its events one by one.");
+                    for (index, result) in self.apply_each(&admitted, messages).await {
+                        results[index] = Some(result);
                     }
                 }
             }
@@ -178,6 +155,95 @@ impl<W: EventWorker> Handler for Inbound<W> {
             .into_iter()
             .map(|r| r.unwrap_or(Err(HandleError::NoResult)))
             .collect()
+    }
+}
+
+/// An event of a batch, admitted, with its lock key and its place in the batch.
+struct Admitted {
+    key: String,
+    index: usize,
+    event: Envelope,
+}
+
+impl<W: EventWorker> Inbound<W> {
+    /// One event in a transaction of its own.
+    async fn ingest_alone(&self, event: &Envelope) -> Result<Outcome, HandleError> {
+        let mut tx = self.pool.begin().await?;
+        let registry = self.registry.snapshot(&mut tx).await?;
+        let outcome = self.ingest(&mut tx, &registry, event).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The happy path of a batch: one statement records every idempotency key, then each
+    /// event is applied with no savepoint. The first failure rolls everything back.
+    async fn apply_together(
+        &self,
+        admitted: &[Admitted],
+        messages: &[&Message],
+    ) -> Result<Vec<Outcome>, HandleError> {
+        let mut tx = self.pool.begin().await?;
+        let registry = self.registry.snapshot(&mut tx).await?;
+        let events: Vec<&Envelope> = admitted.iter().map(|a| &a.event).collect();
+        let ingests = record_events(&mut tx, &events).await?;
+        let mut outcomes = Vec::with_capacity(admitted.len());
+        for (a, ingest) in admitted.iter().zip(ingests) {
+            if ingest == Ingest::Duplicate {
+                outcomes.push(Outcome::Duplicate);
+                continue;
+            }
+            let applied = self.worker.apply(&mut tx, &registry, &a.event);
+            applied.instrument(messages[a.index].span.clone()).await?;
+            outcomes.push(Outcome::Processed);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// A batch with a failing event: one transaction, each event in a savepoint of its
+    /// own, so the one that fails rolls back alone.
+    async fn apply_each(
+        &self,
+        admitted: &[Admitted],
+        messages: &[&Message],
+    ) -> Vec<(usize, Result<Outcome, HandleError>)> {
+        let opened = async {
+            let mut tx = self.pool.begin().await?;
+            let registry = self.registry.snapshot(&mut tx).await?;
+            Ok::<_, sqlx::Error>((tx, registry))
+        };
+        let (mut tx, registry) = match opened.await {
+            Ok(opened) => opened,
+            Err(error) => {
+                let error = Arc::new(error);
+                return admitted
+                    .iter()
+                    .map(|a| (a.index, Err(HandleError::shared(&error))))
+                    .collect();
+            }
+        };
+        let mut results = Vec::with_capacity(admitted.len());
+        for a in admitted {
+            let result = async {
+                let mut savepoint = tx.begin().await?;
+                let outcome = self.ingest(&mut savepoint, &registry, &a.event).await?;
+                savepoint.commit().await?;
+                Ok(outcome)
+            }
+            .instrument(messages[a.index].span.clone())
+            .await;
+            results.push((a.index, result));
+        }
+        if let Err(error) = tx.commit().await {
+            // Nothing of the batch is committed: what succeeded must be done again.
+            let error = Arc::new(error);
+            for (_, result) in &mut results {
+                if result.is_ok() {
+                    *result = Err(HandleError::shared(&error));
+                }
+            }
+        }
+        results
     }
 }
 

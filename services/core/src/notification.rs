@@ -110,26 +110,34 @@ pub enum Reach {
     ComuneOrAmbito,
 }
 
-/// Writes one notification about `comune` to the outbox, addressed to every referent that
-/// [`crate::registry::recipients_for`] names for `kind` (CONTRACT §1, §5): the one way a
-/// worker tells anyone anything. Returns its id.
+/// One notification about `comune`, addressed to every referent the registry names for
+/// `kind` (CONTRACT §1, §5): what a worker tells anyone, before it is written with
+/// [`crate::db::insert_notifications`].
+pub fn about_comune(
+    registry: &crate::registry::Snapshot,
+    kind: NotificationKind,
+    comune: &crate::registry::Comune,
+    payload: serde_json::Value,
+    urgent: bool,
+) -> crate::db::NewNotification {
+    crate::db::NewNotification {
+        kind,
+        comune_istat: Some(comune.istat.clone()),
+        payload,
+        urgent,
+        recipients: registry.recipients_for(kind, comune),
+    }
+}
+
+/// Writes one notification about `comune` to the outbox ([`about_comune`]). Returns its id.
 pub async fn notify_comune(
     conn: &mut sqlx::PgConnection,
+    registry: &crate::registry::Snapshot,
     kind: NotificationKind,
     comune: &crate::registry::Comune,
     payload: serde_json::Value,
     urgent: bool,
 ) -> Result<uuid::Uuid, sqlx::Error> {
-    let recipients = crate::registry::recipients_for(&mut *conn, kind, comune).await?;
-    crate::db::insert_notification(
-        conn,
-        &crate::db::NewNotification {
-            kind,
-            comune_istat: Some(comune.istat.clone()),
-            payload,
-            urgent,
-            recipients,
-        },
-    )
-    .await
+    let notification = about_comune(registry, kind, comune, payload, urgent);
+    crate::db::insert_notification(conn, &notification).await
 }

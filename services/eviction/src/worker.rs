@@ -17,8 +17,9 @@ use raccordo_core::clock::{Clock, SystemClock};
 use raccordo_core::domain::{ComuneIstat, format_date};
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::{NotificationKind, notify_comune};
-use raccordo_core::registry::{Comune, require_comune};
+use raccordo_core::db::{NewNotification, insert_notification};
+use raccordo_core::notification::{NotificationKind, about_comune};
+use raccordo_core::registry::{Comune, Snapshot};
 
 use crate::decide::{
     Decision, Input, Notice, ProcedureState, Rules, StepRecord, Trigger, days_until, decide,
@@ -128,17 +129,22 @@ impl EventWorker for EvictionWorker {
     }
 
     /// Load → decide → store → notify, the same for a step and a consent decision.
-    async fn apply(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        envelope: &Envelope,
+    ) -> Result<(), HandleError> {
         self.check_key(tx).await?;
         let event = EvictionEvent::decode(envelope)?;
         let now = self.clock.now();
         self.check_recorded_at(&event, now)?;
-        let comune = require_comune(tx, event.comune_istat()).await?;
+        let comune = registry.require_comune(event.comune_istat())?;
         let pseudonym = self.pseudonyms.pseudonym(event.procedure_id());
         let row = lock_procedure(tx, &pseudonym, &comune.istat).await?;
         let (next, decision) = decide(&row.state, event.input(), now, &self.rules);
         let consent_id =
-            store_event(tx, &pseudonym, &comune, &event, &decision, row.consent_id).await?;
+            store_event(tx, &pseudonym, comune, &event, &decision, row.consent_id).await?;
         let (held, cancelled) = store::apply_personal(
             tx,
             &pseudonym,
@@ -156,8 +162,9 @@ impl EventWorker for EvictionWorker {
             );
         }
         let told = Told {
+            registry,
             event: &event,
-            comune: &comune,
+            comune,
             pseudonym: &pseudonym,
             state: &next,
             held: held.as_ref(),
@@ -299,6 +306,7 @@ async fn store_event(
 
 /// What the notices of one event are made of.
 struct Told<'a> {
+    registry: &'a Snapshot,
     event: &'a EvictionEvent,
     comune: &'a Comune,
     pseudonym: &'a Pseudonym,
@@ -361,16 +369,8 @@ impl EvictionWorker {
                 }
                 (Notice::Alert { .. }, None) => continue,
             };
-            notify(
-                tx,
-                kind,
-                told.comune,
-                payload,
-                urgent,
-                told.pseudonym,
-                consent_id,
-            )
-            .await?;
+            let notification = about_comune(told.registry, kind, told.comune, payload, urgent);
+            notify(tx, &notification, told.pseudonym, consent_id).await?;
             sent += 1;
         }
         Ok(sent)
@@ -393,14 +393,11 @@ async fn consent_facts(
 /// decision that authorised it.
 async fn notify(
     tx: &mut PgConnection,
-    kind: NotificationKind,
-    comune: &Comune,
-    payload: Value,
-    urgent: bool,
+    notification: &NewNotification,
     pseudonym: &Pseudonym,
     consent_id: i64,
 ) -> Result<(), HandleError> {
-    let id = notify_comune(tx, kind, comune, payload, urgent).await?;
+    let id = insert_notification(tx, notification).await?;
     link_notification(tx, id, pseudonym, consent_id).await?;
     Ok(())
 }

@@ -14,26 +14,17 @@ pub(crate) async fn lock_unit(
     tx: &mut PgConnection,
     unit: &HousingUnit,
 ) -> Result<(UnitState, Value), sqlx::Error> {
-    sqlx::query(
+    // One statement: the upsert locks the row, new or not, and returns what it holds.
+    let (forwarded, details): (bool, Value) = sqlx::query_as(
         r#"
         INSERT INTO housing_units (unit_id, comune_istat, identified_by, last_action, forwarded, details)
         VALUES ($1, $2, 'comune', 'new', FALSE, '{}'::jsonb)
-        ON CONFLICT (unit_id) DO NOTHING
+        ON CONFLICT (unit_id) DO UPDATE SET unit_id = EXCLUDED.unit_id
+        RETURNING forwarded, details
         "#,
     )
     .bind(&unit.unit_id)
     .bind(unit.comune_istat.as_ref())
-    .execute(&mut *tx)
-    .await?;
-    let (forwarded, details): (bool, Value) = sqlx::query_as(
-        r#"
-        SELECT forwarded, details
-        FROM housing_units
-        WHERE unit_id = $1
-        FOR UPDATE
-        "#,
-    )
-    .bind(&unit.unit_id)
     .fetch_one(&mut *tx)
     .await?;
     Ok((UnitState { forwarded }, details))

@@ -9,8 +9,9 @@ use raccordo_core::amqp::HandleError;
 use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::{NotificationKind, notify_comune};
-use raccordo_core::registry::{Comune, require_comune};
+use raccordo_core::db::insert_notifications;
+use raccordo_core::notification::{NotificationKind, about_comune};
+use raccordo_core::registry::{Comune, Snapshot};
 
 use crate::decide::{Notice, decide};
 use crate::store::{lock_unit, save_unit};
@@ -34,16 +35,26 @@ impl EventWorker for HousingWorker {
             .map(str::to_owned)
     }
 
-    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        event: &Envelope,
+    ) -> Result<(), HandleError> {
         let unit: HousingUnit = event.data_as()?;
-        let comune = require_comune(tx, &unit.comune_istat).await?;
+        let comune = registry.require_comune(&unit.comune_istat)?;
         let (state, stored) = lock_unit(tx, &unit).await?;
         let (next, decision) = decide(&state, &unit);
         save_unit(tx, &unit, &next).await?;
-        for notice in decision.notices {
-            let (kind, payload) = notification(notice, &unit, &comune, &stored, state.forwarded);
-            notify_comune(tx, kind, &comune, payload, false).await?;
-        }
+        let notifications: Vec<_> = decision
+            .notices
+            .into_iter()
+            .map(|notice| {
+                let (kind, payload) = notification(notice, &unit, comune, &stored, state.forwarded);
+                about_comune(registry, kind, comune, payload, false)
+            })
+            .collect();
+        insert_notifications(tx, &notifications).await?;
         tracing::debug!(unit_id = %unit.unit_id, "Housing unit handled.");
         Ok(())
     }

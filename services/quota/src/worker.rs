@@ -18,7 +18,7 @@ use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::{NotificationKind, notify_comune};
-use raccordo_core::registry::{Comune, list_comuni_by_istat, load_comune, require_comune};
+use raccordo_core::registry::{Comune, Snapshot};
 use raccordo_core::settings::QuotaSettings;
 
 use crate::coverage::figures_by_zona;
@@ -73,9 +73,14 @@ impl EventWorker for QuotaWorker {
         self.zona_of.get(comune).cloned()
     }
 
-    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        event: &Envelope,
+    ) -> Result<(), HandleError> {
         let report: OccupancyReport = event.data_as()?;
-        self.apply_report(tx, &report).await
+        self.apply_report(tx, registry, &report).await
     }
 }
 
@@ -97,15 +102,16 @@ impl QuotaWorker {
     async fn apply_report(
         &self,
         tx: &mut PgConnection,
+        registry: &Snapshot,
         report: &OccupancyReport,
     ) -> Result<(), HandleError> {
-        let comune = require_comune(tx, &report.comune_istat).await?;
+        let comune = registry.require_comune(&report.comune_istat)?;
 
         // A facility that moved to another comune changes the coverage of both zone.
         let previous = store::facility_comune(tx, &report.facility_id).await?;
         let mut zone = vec![comune.zona.clone()];
         if let Some(prev) = previous.as_ref().filter(|p| **p != comune.istat) {
-            zone.extend(load_comune(tx, prev).await?.map(|c| c.zona));
+            zone.extend(registry.comune(prev).map(|c| c.zona.clone()));
         }
         zone.sort();
         zone.dedup();
@@ -129,8 +135,9 @@ impl QuotaWorker {
         if over_capacity(report.capacity, report.presences) {
             self.notify(
                 tx,
+                registry,
                 NotificationKind::ReceptionOverCapacity,
-                &comune,
+                comune,
                 json!({
                     "facility_id": report.facility_id,
                     "comune_istat": comune.istat,
@@ -147,7 +154,7 @@ impl QuotaWorker {
         }
 
         for zona in &zone {
-            self.decide_zona(tx, zona, &before, report).await?;
+            self.decide_zona(tx, registry, zona, &before, report).await?;
         }
         tracing::debug!(facility_id = %report.facility_id, "Occupancy report handled.");
         Ok(())
@@ -158,11 +165,12 @@ impl QuotaWorker {
     async fn decide_zona(
         &self,
         tx: &mut PgConnection,
+        registry: &Snapshot,
         zona: &str,
         before: &HashMap<String, ComuneState>,
         report: &OccupancyReport,
     ) -> Result<(), HandleError> {
-        let comuni = list_comuni_by_istat(&mut *tx, Some(zona)).await?;
+        let comuni = registry.comuni_by_istat(Some(zona));
         let facilities: Vec<Facility> = store::load_facilities(&mut *tx, Some(zona))
             .await?
             .into_iter()
@@ -192,7 +200,7 @@ impl QuotaWorker {
                     quota = f.quota,
                     "Quota state changed."
                 );
-                self.notify(tx, kind, comune, payload).await?;
+                self.notify(tx, registry, kind, comune, payload).await?;
             }
         }
         Ok(())
@@ -245,11 +253,12 @@ impl QuotaWorker {
     async fn notify(
         &self,
         tx: &mut PgConnection,
+        registry: &Snapshot,
         kind: NotificationKind,
         comune: &Comune,
         payload: serde_json::Value,
     ) -> Result<(), sqlx::Error> {
-        notify_comune(tx, kind, comune, payload, false).await?;
+        notify_comune(tx, registry, kind, comune, payload, false).await?;
         Ok(())
     }
 }

@@ -39,6 +39,44 @@ pub async fn record_event(
     })
 }
 
+/// Records the idempotency keys of several events in one statement; says for each whether
+/// it is new. An event repeated within `events` is new once, at its first place.
+pub async fn record_events(
+    conn: &mut PgConnection,
+    events: &[&Envelope],
+) -> Result<Vec<Ingest>, sqlx::Error> {
+    let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let inserted: Vec<(String, String)> = sqlx::query_as(
+        r#"
+        INSERT INTO inbox (source, event_id, event_type)
+        SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[])
+        ON CONFLICT (source, event_id) DO NOTHING
+        RETURNING source, event_id
+        "#,
+    )
+    .bind(&sources)
+    .bind(&ids)
+    .bind(&types)
+    .fetch_all(conn)
+    .await?;
+    let mut fresh: std::collections::HashSet<(&str, &str)> = inserted
+        .iter()
+        .map(|(s, i)| (s.as_str(), i.as_str()))
+        .collect();
+    Ok(events
+        .iter()
+        .map(|e| {
+            if fresh.remove(&(e.source.as_str(), e.id.as_str())) {
+                Ingest::New
+            } else {
+                Ingest::Duplicate
+            }
+        })
+        .collect())
+}
+
 /// How many events were processed, of every type or of the types starting with `prefix`
 /// (`eviction.`): the demo waits on it.
 pub async fn count_processed(

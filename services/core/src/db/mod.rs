@@ -18,10 +18,10 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 pub use backlog::{
     Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
 };
-pub use inbox::{Ingest, count_processed, record_event};
+pub use inbox::{Ingest, count_processed, record_event, record_events};
 pub use outbox::{
     AfterFailure, DueDelivery, FailedEmail, HeldIn, HeldNotification, NewNotification,
-    Notification, SentEmail, claim_due, insert_notification, load_notification, record_failed,
+    Notification, SentEmail, claim_due, insert_notification, insert_notifications, load_notification, record_failed,
     record_sent, release_held, take_unannounced_held,
 };
 pub use outbox_reports::{NotificationLine, notification_lines};

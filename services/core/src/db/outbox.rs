@@ -37,47 +37,70 @@ impl std::fmt::Debug for NewNotification {
     }
 }
 
-/// Inserts a notification and its deliveries, and wakes the relay at commit — in one
-/// statement, one round trip to the database whatever the number of recipients.
+/// Inserts a notification and its deliveries, and wakes the relay at commit. Returns its id.
 pub async fn insert_notification(
     conn: &mut PgConnection,
     notification: &NewNotification,
 ) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::new_v4();
-    let r = &notification.recipients;
-    let emails: Vec<&str> = r.iter().map(|r| r.email.as_ref()).collect();
-    let referents: Vec<&str> = r.iter().map(|r| r.referent_id.as_str()).collect();
-    let names: Vec<Option<&str>> = r.iter().map(|r| r.name.as_deref()).collect();
-    let institutions: Vec<&str> = r.iter().map(|r| r.institution.as_str()).collect();
-    let roles: Vec<&str> = r.iter().map(|r| r.role.as_str()).collect();
+    let ids = insert_notifications(conn, std::slice::from_ref(notification)).await?;
+    ids.into_iter().next().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Inserts notifications and their deliveries, and wakes the relay at commit — in one
+/// statement, one round trip to the database whatever their number and recipients'.
+/// Returns their ids, in order.
+pub async fn insert_notifications(
+    conn: &mut PgConnection,
+    notifications: &[NewNotification],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if notifications.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = notifications.iter().map(|_| Uuid::new_v4()).collect();
+    let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
+    let comuni: Vec<Option<&str>> = notifications
+        .iter()
+        .map(|n| n.comune_istat.as_ref().map(AsRef::as_ref))
+        .collect();
+    let payloads: Vec<&Value> = notifications.iter().map(|n| &n.payload).collect();
+    let urgent: Vec<bool> = notifications.iter().map(|n| n.urgent).collect();
+    let undeliverable: Vec<bool> = notifications
+        .iter()
+        .map(|n| n.recipients.is_empty())
+        .collect();
+    let to: Vec<(Uuid, &Recipient)> = ids
+        .iter()
+        .zip(notifications)
+        .flat_map(|(id, n)| n.recipients.iter().map(move |r| (*id, r)))
+        .collect();
+    let of: Vec<Uuid> = to.iter().map(|(id, _)| *id).collect();
+    let emails: Vec<&str> = to.iter().map(|(_, r)| r.email.as_ref()).collect();
+    let referents: Vec<&str> = to.iter().map(|(_, r)| r.referent_id.as_str()).collect();
+    let names: Vec<Option<&str>> = to.iter().map(|(_, r)| r.name.as_deref()).collect();
+    let institutions: Vec<&str> = to.iter().map(|(_, r)| r.institution.as_str()).collect();
+    let roles: Vec<&str> = to.iter().map(|(_, r)| r.role.as_str()).collect();
     // The deliveries' foreign key is checked at the end of the statement, when the
-    // notification row exists. The NOTIFY is delivered only if the transaction commits.
+    // notification rows exist. The NOTIFY is delivered only if the transaction commits.
     sqlx::query(
         r#"
         WITH notification AS (
             INSERT INTO notifications (id, kind, comune_istat, payload, urgent, undeliverable)
-            VALUES ($1, $2, $3, $4, $5, $6)
+            SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::JSONB[], $5::BOOL[], $6::BOOL[])
         ), recipients AS (
             INSERT INTO deliveries (notification_id, email, referent_id, name, institution, role)
-            SELECT $1, r.email, r.referent_id, r.name, r.institution, r.role
-            FROM UNNEST($7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[])
-                AS r (email, referent_id, name, institution, role)
+            SELECT * FROM UNNEST($7::UUID[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[])
             ON CONFLICT (notification_id, email) DO NOTHING
         )
-        SELECT pg_notify($12, '')
+        SELECT pg_notify($13, '')
         "#,
     )
-    .bind(id)
-    .bind(notification.kind.as_str())
-    .bind(
-        notification
-            .comune_istat
-            .as_ref()
-            .map(|c| c.as_ref().to_owned()),
-    )
-    .bind(&notification.payload)
-    .bind(notification.urgent)
-    .bind(r.is_empty())
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&comuni)
+    .bind(&payloads)
+    .bind(&urgent)
+    .bind(&undeliverable)
+    .bind(&of)
     .bind(&emails)
     .bind(&referents)
     .bind(&names)
@@ -86,7 +109,7 @@ pub async fn insert_notification(
     .bind(OUTBOX_CHANNEL)
     .execute(&mut *conn)
     .await?;
-    Ok(id)
+    Ok(ids)
 }
 
 /// A stored notification.

@@ -6,13 +6,15 @@
 //! - `csv_rows`: reading CSV files line by line, errors collected.
 //! - `lookup`: the known zone and a comune by name, for operators' commands.
 //! - `referents`: referents, their CSV import and the registry event.
-//! - `recipients`: CONTRACT §1 and §5 as one query.
+//! - `recipients`: who receives a notification (CONTRACT §1, §5).
+//! - `snapshot`: the registry in memory, reloaded when its version moves.
 
 mod comuni;
 mod csv_rows;
 mod lookup;
 mod recipients;
 mod referents;
+mod snapshot;
 
 pub use comuni::{
     Comune, import_comuni, list_comuni, list_comuni_by_istat, load_comune, parse_comuni,
@@ -21,6 +23,7 @@ pub use comuni::{
 pub use csv_rows::{CsvError, ImportError, ImportReport, RowError};
 pub use lookup::{LookupError, find_comune_by_name, list_zone};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
+pub use snapshot::{RegistryCache, Snapshot};
 pub use referents::{
     Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,
     list_referents, parse_referents,

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 
 use super::Comune;
 use crate::domain::{EmailAddress, Role};
-use crate::notification::{NotificationKind, Reach};
+use crate::notification::NotificationKind;
 
 /// One recipient of one notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,36 +41,14 @@ fn collect(rows: Vec<RecipientRow>) -> Vec<Recipient> {
     out
 }
 
-/// Referents of `kind`'s roles that it reaches for `comune`.
+/// Referents of `kind`'s roles that it reaches for `comune`, by the rule the workers
+/// apply ([`super::Snapshot::recipients_for`]), on the registry as it is now.
 pub async fn recipients_for(
     conn: &mut PgConnection,
     kind: NotificationKind,
     comune: &Comune,
 ) -> Result<Vec<Recipient>, sqlx::Error> {
-    let roles: Vec<&str> = kind.roles().iter().map(|r| r.as_str()).collect();
-    let covering = kind.reach() == Reach::Covering;
-    let rows: Vec<RecipientRow> = sqlx::query_as(
-        r#"
-        SELECT referent_id, email, name, institution, role
-        FROM referents
-        WHERE role = ANY($1)
-          AND (
-                (scope_kind = 'comune' AND scope_value = $2)
-             OR (scope_kind = 'ambito' AND scope_value = $3)
-             OR ($5 AND scope_kind = 'zona' AND scope_value = $4)
-             OR ($5 AND scope_kind = 'all')
-          )
-        ORDER BY role, referent_id
-        "#,
-    )
-    .bind(&roles)
-    .bind(comune.istat.as_ref())
-    .bind(&comune.ambito)
-    .bind(&comune.zona)
-    .bind(covering)
-    .fetch_all(conn)
-    .await?;
-    Ok(collect(rows))
+    Ok(super::Snapshot::load(conn).await?.recipients_for(kind, comune))
 }
 
 /// Referents of `roles` scoped to an ambito or to one of its comuni, plus — for the roles

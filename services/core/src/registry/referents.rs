@@ -186,7 +186,13 @@ impl EventWorker for RegistryWorker {
             .map(str::to_owned)
     }
 
-    async fn apply(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandleError> {
+    /// Changes the registry, so the snapshot (the registry before) is not read.
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        _registry: &super::Snapshot,
+        event: &Envelope,
+    ) -> Result<(), HandleError> {
         let data: ReferentEvent = event.data_as()?;
         apply_referent_event(tx, data).await
     }
