@@ -1,5 +1,6 @@
 //! Batched decisions (issue 8): the deliveries a consumer holds are decided in one
-//! transaction, each event in a savepoint of its own, and acknowledged together.
+//! transaction and acknowledged together. When one of them fails, the transaction is
+//! rolled back and the batch applied again, each event in a savepoint of its own.
 
 use raccordo::serve::Workers;
 use raccordo_e2e::prepare_with;
@@ -75,5 +76,42 @@ async fn a_lone_event_that_fails_leaves_no_trace_so_its_replay_is_processed() {
         .await
         .expect("count");
     assert_eq!(units, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_batch_holding_an_event_twice_and_one_already_processed_sends_each_once() {
+    let app = prepare_with(|s| {
+        s.amqp.consumers = 1;
+        s.amqp.prefetch = 16;
+    })
+    .await;
+    let first = app.event("housing.unit.v1", offer("TWICE-0", "015146"));
+    app.publish(&first).await;
+    let mut app = app.start(Workers::All).await;
+    app.wait_for_emails(2).await;
+    app.settle().await;
+    app.stop_workers().await;
+
+    // One batch: the event already processed, four new ones, one of them twice.
+    let repeated = app.event("housing.unit.v1", offer("TWICE-1", "015146"));
+    app.publish(&first).await;
+    app.publish(&repeated).await;
+    for i in 2..5 {
+        app.publish(&app.event("housing.unit.v1", offer(&format!("TWICE-{i}"), "015146")))
+            .await;
+    }
+    app.publish(&repeated).await;
+    let app = app.start(Workers::All).await;
+    app.wait_for_emails(10).await;
+    app.settle().await;
+    assert_eq!(app.emails_of("housing.offered").len(), 5);
+    assert_eq!(app.notifications("housing.offered").await.len(), 5);
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(inbox, 5);
+    assert!(app.dead_letters().await.is_empty());
     app.cleanup().await;
 }

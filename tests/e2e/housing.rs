@@ -226,3 +226,35 @@ async fn a_referent_added_by_a_registry_event_receives_the_next_notification() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_referent_changed_by_hand_in_the_database_receives_the_next_notification() {
+    // Workers keep the registry in memory: a change made outside the hub must still reach
+    // the next decision (the registry version moves with any write to the table).
+    let app = spawn_app().await;
+    app.publish(&app.event("housing.unit.v1", offer("HAND-1", MILANO)))
+        .await;
+    app.wait_for_emails(2).await;
+    let moved = "nuovo.protocollo@comune.milano.example";
+    let changed = sqlx::query("UPDATE referents SET email = $1 WHERE email = $2")
+        .bind(moved)
+        .bind(COMUNE_MILANO)
+        .execute(&app.pool)
+        .await
+        .expect("update referents")
+        .rows_affected();
+    assert_eq!(changed, 1);
+    app.publish(&app.event("housing.unit.v1", offer("HAND-2", MILANO)))
+        .await;
+    app.wait_for_emails(4).await;
+    app.settle().await;
+    let acks: Vec<Vec<String>> = app
+        .emails_of("housing.ack")
+        .iter()
+        .map(|m| m.to.clone())
+        .collect();
+    assert_eq!(acks.len(), 2);
+    assert!(acks.contains(&vec![COMUNE_MILANO.to_owned()]), "{acks:?}");
+    assert!(acks.contains(&vec![moved.to_owned()]), "{acks:?}");
+    app.cleanup().await;
+}
