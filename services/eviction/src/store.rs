@@ -419,31 +419,42 @@ pub(crate) async fn check_key(
     fingerprint: &str,
     keys: usize,
 ) -> Result<KeyCheck, sqlx::Error> {
-    sqlx::query(
-        r#"
-        INSERT INTO eviction_key (fingerprint, keys)
-        VALUES ($1, $2)
-        ON CONFLICT (singleton) DO NOTHING
-        "#,
-    )
-    .bind(fingerprint)
-    .bind(i32::try_from(keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
-    .execute(&mut *tx)
-    .await?;
-    let stored: String = sqlx::query_scalar(
+    // The row exists but on a fresh database: one statement in the steady state.
+    let stored = match stored_fingerprint(tx).await? {
+        Some(stored) => stored,
+        None => {
+            sqlx::query(
+                r#"
+                INSERT INTO eviction_key (fingerprint, keys)
+                VALUES ($1, $2)
+                ON CONFLICT (singleton) DO NOTHING
+                "#,
+            )
+            .bind(fingerprint)
+            .bind(i32::try_from(keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+            .execute(&mut *tx)
+            .await?;
+            stored_fingerprint(tx).await?.ok_or(sqlx::Error::RowNotFound)?
+        }
+    };
+    Ok(if stored == fingerprint {
+        KeyCheck::Matches
+    } else {
+        KeyCheck::Differs
+    })
+}
+
+/// The key chain's fingerprint, locked against a rekey until the transaction ends.
+async fn stored_fingerprint(tx: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
         r#"
         SELECT fingerprint
         FROM eviction_key
         FOR SHARE
         "#,
     )
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(if stored == fingerprint {
-        KeyCheck::Matches
-    } else {
-        KeyCheck::Differs
-    })
+    .fetch_optional(&mut *tx)
+    .await
 }
 
 /// Every stored pseudonym, for `rekey`, with the key row locked against workers.

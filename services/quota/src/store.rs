@@ -67,11 +67,13 @@ pub(crate) async fn lock_facility(
     .transpose()
 }
 
-/// Creates the state rows of the zona's comuni if missing, then locks them all, in ISTAT
-/// order. Returns each comune's announced standing and stored coverage and quota.
+/// Locks the state rows of the zona's comuni, in ISTAT order, creating them first when
+/// fewer than `members` exist. Returns each comune's announced standing and stored
+/// coverage and quota.
 pub(crate) async fn lock_zona(
     tx: &mut PgConnection,
     zona: &str,
+    members: usize,
 ) -> Result<HashMap<String, ComuneState>, sqlx::Error> {
     // One decision per zona at a time, taken before any row of it is touched: the first
     // reports of a zona on a fresh database insert its state rows, and two such inserts
@@ -80,6 +82,10 @@ pub(crate) async fn lock_zona(
         .bind(zona)
         .execute(&mut *tx)
         .await?;
+    let locked = lock_states(tx, zona).await?;
+    if locked.len() >= members {
+        return Ok(locked);
+    }
     sqlx::query(
         r#"
         INSERT INTO quota_state (comune_istat)
@@ -93,6 +99,13 @@ pub(crate) async fn lock_zona(
     .bind(zona)
     .execute(&mut *tx)
     .await?;
+    lock_states(tx, zona).await
+}
+
+async fn lock_states(
+    tx: &mut PgConnection,
+    zona: &str,
+) -> Result<HashMap<String, ComuneState>, sqlx::Error> {
     let rows: Vec<(String, Option<String>, bool, i32, i32)> = sqlx::query_as(
         r#"
         SELECT s.comune_istat, s.rule, s.safeguard, s.coverage, s.quota
@@ -182,6 +195,58 @@ pub(crate) async fn save_state(
     Ok(())
 }
 
+type GroupRow = (String, String, bool, i64, i64);
+
+/// The facilities of one zona summed by comune, kind and `active`: at most four rows per
+/// comune, whatever their number. Q2's coverage is a sum over facilities of their places
+/// or presences, so each sum counts as one facility in [`crate::decide::ComuneFigures`].
+pub(crate) async fn load_facility_sums(
+    conn: &mut PgConnection,
+    zona: &str,
+) -> Result<Vec<Facility>, sqlx::Error> {
+    let rows: Vec<GroupRow> = sqlx::query_as(
+        r#"
+        SELECT f.comune_istat, f.reception_kind, f.active,
+               sum(f.capacity)::BIGINT, sum(f.presences)::BIGINT
+        FROM reception_facilities f
+        JOIN comuni c ON c.istat = f.comune_istat
+        WHERE c.zona = $1
+        GROUP BY f.comune_istat, f.reception_kind, f.active
+        "#,
+    )
+    .bind(zona)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(comune, kind, active, capacity, presences)| {
+            let (Ok(comune_istat), Some(kind)) =
+                (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
+            else {
+                skipped_facility_row();
+                return None;
+            };
+            Some(Facility {
+                comune_istat,
+                kind,
+                capacity,
+                presences,
+                active,
+            })
+        })
+        .collect())
+}
+
+/// Written by hand or by an older version: counted and logged, never silent.
+fn skipped_facility_row() {
+    metrics::counter!("raccordo_rows_skipped_total", "table" => "reception_facilities")
+        .increment(1);
+    tracing::warn!(
+        table = "reception_facilities",
+        "A facility row with an invalid comune or kind was skipped."
+    );
+}
+
 type FacilityRow = (String, String, String, i32, i32, bool, Date);
 
 /// The newest report of every facility of one zona, or of all.
@@ -207,13 +272,7 @@ pub(crate) async fn load_facilities(
             let (Ok(comune_istat), Some(kind)) =
                 (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
             else {
-                // Written by hand or by an older version: counted and logged, never silent.
-                metrics::counter!("raccordo_rows_skipped_total", "table" => "reception_facilities")
-                    .increment(1);
-                tracing::warn!(
-                    table = "reception_facilities",
-                    "A facility row with an invalid comune or kind was skipped."
-                );
+                skipped_facility_row();
                 return None;
             };
             Some(StoredFacility {

@@ -23,7 +23,7 @@ use raccordo_core::settings::QuotaSettings;
 
 use crate::coverage::figures_by_zona;
 use crate::decide::{
-    Announcement, ComuneFigures, ComuneState, Facility, Ratios, Rule, ZonaTotals, decide,
+    Announcement, ComuneFigures, ComuneState, Ratios, Rule, ZonaTotals, decide,
     over_capacity, percentage, supersedes,
 };
 use crate::occupancy::OccupancyReport;
@@ -117,7 +117,8 @@ impl QuotaWorker {
         zone.dedup();
         let mut before = HashMap::new();
         for zona in &zone {
-            before.extend(store::lock_zona(tx, zona).await?);
+            let members = registry.comuni_by_istat(Some(zona)).len();
+            before.extend(store::lock_zona(tx, zona, members).await?);
         }
 
         let stored = store::lock_facility(tx, &report.facility_id).await?;
@@ -171,11 +172,7 @@ impl QuotaWorker {
         report: &OccupancyReport,
     ) -> Result<(), HandleError> {
         let comuni = registry.comuni_by_istat(Some(zona));
-        let facilities: Vec<Facility> = store::load_facilities(&mut *tx, Some(zona))
-            .await?
-            .into_iter()
-            .map(|s| s.facility)
-            .collect();
+        let facilities = store::load_facility_sums(&mut *tx, zona).await?;
         let by_zona = figures_by_zona(&comuni, &facilities, self.per_thousand);
         let Some(members) = by_zona.get(zona) else {
             return Ok(());
