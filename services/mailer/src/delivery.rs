@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -119,14 +120,21 @@ impl Mailer {
     pub async fn send_due(&self) -> Result<Round, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let due = db::claim_due(&mut tx, self.emails_per_commit).await?;
+        if due.is_empty() {
+            // Another sender took them: nothing to record, no commit to pay.
+            tx.rollback().await?;
+            return Ok(Round::default());
+        }
         let mut round = Round {
             claimed: due.len(),
             ..Round::default()
         };
         let mut sent = Vec::new();
         let mut failed = Vec::new();
-        for row in &due {
-            match self.send(row).await {
+        // The round's emails go at once, over as many connections as the SMTP pool holds.
+        let outcomes = join_all(due.iter().map(|row| self.send(row))).await;
+        for outcome in outcomes {
+            match outcome {
                 Ok(email) => sent.push(email),
                 Err(failure) => {
                     if let AfterFailure::RetryAfter(delay) = failure.then {
