@@ -123,13 +123,14 @@ pub struct MailSettings {
     pub timeout_ms: u64,
     /// SMTP connections kept; default 4.
     pub pool_size: usize,
-    /// Tasks of one process sending due emails, each under its own claim; default 2.
+    /// Tasks of one process sending due emails, each under its own claim; default 1 (a
+    /// round's emails already go at once over the SMTP pool).
     #[serde(default = "default_senders")]
     pub senders: u16,
 }
 
 fn default_senders() -> u16 {
-    2
+    1
 }
 
 /// The operators' HTTP endpoint.

@@ -229,6 +229,10 @@ async fn listen_until_lost(pool: &PgPool, wake: &watch::Sender<u64>) -> sqlx::Er
     }
 }
 
+/// How long a woken sender waits before claiming: a few more commits' rows for the same
+/// round, one commit of the mailer's for several of the workers'.
+const LINGER: Duration = Duration::from_millis(2);
+
 async fn run_sender(
     mailer: Arc<Mailer>,
     name: String,
@@ -267,7 +271,10 @@ async fn run_sender(
         };
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = woken.changed() => {}
+            _ = woken.changed() => {
+                // Commits come in bursts: a moment's wait lets one round take several.
+                tokio::time::sleep(LINGER).await;
+            }
             _ = tokio::time::sleep(wait) => {
                 if retry_at.is_some_and(|r| r <= Instant::now()) {
                     retry_at = None;
