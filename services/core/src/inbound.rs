@@ -120,7 +120,11 @@ impl<W: EventWorker> Handler for Inbound<W> {
         for (i, message) in messages.iter().enumerate() {
             match self.admit(message) {
                 Ok(event) => match self.worker.batch_key(&event) {
-                    Some(key) => admitted.push(Admitted { key, index: i, event }),
+                    Some(key) => admitted.push(Admitted {
+                        key,
+                        index: i,
+                        event,
+                    }),
                     None => {
                         // Its own transaction, in arrival order before the batch.
                         let result = self.ingest_alone(&event).instrument(message.span.clone());

@@ -434,7 +434,9 @@ pub(crate) async fn check_key(
             .bind(i32::try_from(keys).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
             .execute(&mut *tx)
             .await?;
-            stored_fingerprint(tx).await?.ok_or(sqlx::Error::RowNotFound)?
+            stored_fingerprint(tx)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?
         }
     };
     Ok(if stored == fingerprint {

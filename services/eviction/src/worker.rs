@@ -14,10 +14,10 @@ use time::OffsetDateTime;
 
 use raccordo_core::amqp::{HandleError, HoldingPolicy};
 use raccordo_core::clock::{Clock, SystemClock};
+use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::{ComuneIstat, format_date};
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::notification::{NotificationKind, about_comune};
 use raccordo_core::registry::{Comune, Snapshot};
 

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
+use raccordo_core::db::insert_notifications;
 use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::db::insert_notifications;
 use raccordo_core::notification::{NotificationKind, about_comune};
 use raccordo_core::registry::{Comune, Snapshot};
 

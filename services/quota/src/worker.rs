@@ -23,8 +23,8 @@ use raccordo_core::settings::QuotaSettings;
 
 use crate::coverage::figures_by_zona;
 use crate::decide::{
-    Announcement, ComuneFigures, ComuneState, Ratios, Rule, ZonaTotals, decide,
-    over_capacity, percentage, supersedes,
+    Announcement, ComuneFigures, ComuneState, Ratios, Rule, ZonaTotals, decide, over_capacity,
+    percentage, supersedes,
 };
 use crate::occupancy::OccupancyReport;
 use crate::store;
@@ -155,7 +155,8 @@ impl QuotaWorker {
         }
 
         for zona in &zone {
-            self.decide_zona(tx, registry, zona, &before, report).await?;
+            self.decide_zona(tx, registry, zona, &before, report)
+                .await?;
         }
         tracing::debug!(facility_id = %report.facility_id, "Occupancy report handled.");
         Ok(())

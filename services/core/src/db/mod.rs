@@ -21,8 +21,8 @@ pub use backlog::{
 pub use inbox::{Ingest, count_processed, record_event, record_events};
 pub use outbox::{
     AfterFailure, DueDelivery, FailedEmail, HeldIn, HeldNotification, NewNotification,
-    Notification, SentEmail, claim_due, insert_notification, insert_notifications, load_notification, record_failed,
-    record_sent, release_held, take_unannounced_held,
+    Notification, SentEmail, claim_due, insert_notification, insert_notifications,
+    load_notification, record_failed, record_sent, release_held, take_unannounced_held,
 };
 pub use outbox_reports::{NotificationLine, notification_lines};
 pub use relay::{

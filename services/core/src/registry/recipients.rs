@@ -48,7 +48,9 @@ pub async fn recipients_for(
     kind: NotificationKind,
     comune: &Comune,
 ) -> Result<Vec<Recipient>, sqlx::Error> {
-    Ok(super::Snapshot::load(conn).await?.recipients_for(kind, comune))
+    Ok(super::Snapshot::load(conn)
+        .await?
+        .recipients_for(kind, comune))
 }
 
 /// Referents of `roles` scoped to an ambito or to one of its comuni, plus — for the roles
