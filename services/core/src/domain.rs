@@ -238,6 +238,26 @@ impl ReceptionKind {
     }
 }
 
+/// Who found a housing unit (`housing.unit.v1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifiedBy {
+    #[default]
+    Comune,
+    Prefettura,
+}
+
+/// The kind of building of a housing unit (`housing.unit.v1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildingType {
+    Appartamento,
+    Casa,
+    StrutturaCollettiva,
+    ExCaserma,
+    Altro,
+}
+
 /// The years a date or datetime of the contract may fall in (CONTRACT §2, version 1.1).
 /// Outside them an instant may not fit PostgreSQL's or the `time` crate's range once
 /// converted to UTC, and no eviction, report or offer is that far away.

@@ -15,6 +15,7 @@
 //! - [`origin`]: who published an event, and whether it may say it.
 //! - [`registry`]: comuni, referents, recipients.
 //! - [`notification`]: notification kinds and their audiences; `notify_comune` writes one.
+//! - [`payload`]: each kind's data, typed: what workers write and the mailer renders.
 //! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
 //! - [`clock`]: the `Clock` workers are given, the current time at the edges; Europe/Rome
 //!   days and months.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod inbound;
 pub mod notification;
 pub mod origin;
+pub mod payload;
 pub mod registry;
 pub mod schedule;
 pub mod settings;

@@ -111,21 +111,20 @@ pub enum Reach {
 }
 
 /// One notification about `comune`, addressed to every referent the registry names for
-/// `kind` (CONTRACT §1, §5): what a worker tells anyone, before it is written with
-/// [`crate::db::insert_notifications`].
+/// the payload's kind (CONTRACT §1, §5): what a worker tells anyone, before it is written
+/// with [`crate::db::insert_notifications`].
 pub fn about_comune(
     registry: &crate::registry::Snapshot,
-    kind: NotificationKind,
     comune: &crate::registry::Comune,
-    payload: serde_json::Value,
+    payload: crate::payload::Payload,
     urgent: bool,
 ) -> crate::db::NewNotification {
+    let recipients = registry.recipients_for(payload.kind(), comune);
     crate::db::NewNotification {
-        kind,
         comune_istat: Some(comune.istat.clone()),
         payload,
         urgent,
-        recipients: registry.recipients_for(kind, comune),
+        recipients,
     }
 }
 
@@ -133,11 +132,10 @@ pub fn about_comune(
 pub async fn notify_comune(
     conn: &mut sqlx::PgConnection,
     registry: &crate::registry::Snapshot,
-    kind: NotificationKind,
     comune: &crate::registry::Comune,
-    payload: serde_json::Value,
+    payload: crate::payload::Payload,
     urgent: bool,
 ) -> Result<uuid::Uuid, sqlx::Error> {
-    let notification = about_comune(registry, kind, comune, payload, urgent);
+    let notification = about_comune(registry, comune, payload, urgent);
     crate::db::insert_notification(conn, &notification).await
 }

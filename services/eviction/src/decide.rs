@@ -54,24 +54,7 @@ pub enum Input<'a> {
     },
 }
 
-/// What made an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The citizen asked for help (C2): contact data and the known history.
-    Consent,
-    /// A step while consent is active (C3): the step's data, household included.
-    Step,
-}
-
-impl Trigger {
-    /// The payload's name for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Consent => "consent",
-            Trigger::Step => "step",
-        }
-    }
-}
+pub use raccordo_core::payload::Trigger;
 
 /// A notification the decision asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -75,67 +75,8 @@ impl<'de> Deserialize<'de> for ProcedureId {
     }
 }
 
-/// The `household` of `eviction.step.v1`: who lives in the dwelling.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Household {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub members: Option<u16>,
-    #[serde(default)]
-    pub minors: Option<u16>,
-    #[serde(default)]
-    pub frail: Option<bool>,
-    #[serde(default)]
-    pub phone: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub notes: Option<String>,
-}
-
-impl fmt::Debug for Household {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Household(redacted)")
-    }
-}
-
-impl fmt::Display for Household {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
-
-/// The `contact` of `eviction.consent.v1`: what the citizen chose to share.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Contact {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub phone: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub notes: Option<String>,
-}
-
-impl fmt::Debug for Contact {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Contact(redacted)")
-    }
-}
-
-impl fmt::Display for Contact {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
+/// The `household` and `contact` of the events, as the alert's payload carries them.
+pub use raccordo_core::payload::{Contact, Household};
 
 /// A procedure's keyed pseudonym: HMAC-SHA256 of the docket number under
 /// `eviction.pseudonym_key`, in hex. Without the key it cannot be linked back to the

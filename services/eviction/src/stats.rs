@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -20,6 +19,7 @@ use raccordo_core::clock::YearMonth;
 use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::{ComuneIstat, Role};
 use raccordo_core::notification::NotificationKind;
+use raccordo_core::payload::{Payload, StatsPayload, StatsRow, StatsStep};
 use raccordo_core::registry::{
     Recipient, load_comune, recipients_for, recipients_in_ambito, recipients_with_roles,
 };
@@ -168,19 +168,40 @@ pub async fn unit_recipients(
 }
 
 /// The template data of one unit's `eviction.stats`.
-pub(crate) fn stats_payload(month: YearMonth, unit: &UnitStats) -> Value {
-    json!({
-        "month": month.to_string(),
-        "month_label": month.italian(),
-        "ambito": unit.ambito,
-        "comune_nome": if unit.ambito.is_none() { Some(&unit.comuni[0].nome) } else { None },
-        "steps": Step::ALL.iter().map(|s| json!({"step": s.as_str(), "label": s.label()})).collect::<Vec<_>>(),
-        "rows": unit.comuni.iter().map(|c| json!({
-            "comune_istat": c.istat,
-            "comune_nome": c.nome,
-            "counts": Step::ALL.iter().map(|s| c.counts.get(s.as_str()).map(ToString::to_string).unwrap_or_default()).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+pub(crate) fn stats_payload(month: YearMonth, unit: &UnitStats) -> StatsPayload {
+    StatsPayload {
+        month: month.to_string(),
+        month_label: month.italian(),
+        ambito: unit.ambito.clone(),
+        comune_nome: match unit.ambito {
+            None => unit.comuni.first().map(|c| c.nome.clone()),
+            Some(_) => None,
+        },
+        steps: Step::ALL
+            .iter()
+            .map(|s| StatsStep {
+                step: s.as_str().to_owned(),
+                label: s.label().to_owned(),
+            })
+            .collect(),
+        rows: unit
+            .comuni
+            .iter()
+            .map(|c| StatsRow {
+                comune_istat: c.istat.clone(),
+                comune_nome: c.nome.clone(),
+                counts: Step::ALL
+                    .iter()
+                    .map(|s| {
+                        c.counts
+                            .get(s.as_str())
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// Writes one `eviction.stats` per unit with steps in `month` to the outbox; returns
@@ -201,9 +222,8 @@ pub async fn send_stats(
             insert_notification(
                 conn,
                 &NewNotification {
-                    kind: NotificationKind::EvictionStats,
                     comune_istat,
-                    payload: stats_payload(month, unit),
+                    payload: Payload::EvictionStats(stats_payload(month, unit)),
                     urgent: false,
                     recipients,
                 },
@@ -232,6 +252,8 @@ impl MonthlyJob for EvictionStatsJob {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn row(ambito: Option<&str>, istat: &str, nome: &str, step: &str, n: i64) -> RawRow {
@@ -284,10 +306,70 @@ mod tests {
     fn c6_the_payload_holds_only_masked_counts() {
         let units = group(vec![row(Some("Rho"), "015182", "Rho", "precetto", 2)]);
         let month = YearMonth::parse("2026-03").expect("valid");
-        let payload = stats_payload(month, &units[0]);
+        let payload = serde_json::to_value(stats_payload(month, &units[0])).expect("encodes");
         assert_eq!(payload["month_label"], "marzo 2026");
         assert_eq!(payload["rows"][0]["counts"][2], "<3");
         assert_eq!(payload["rows"][0]["counts"][0], "0");
         assert!(!payload.to_string().contains("\"2\""));
+    }
+
+    fn steps_json() -> serde_json::Value {
+        json!([
+            {"step": "intimazione", "label": "intimazione di sfratto"},
+            {"step": "convalida", "label": "convalida dello sfratto"},
+            {"step": "precetto", "label": "precetto"},
+            {"step": "avviso_sloggio", "label": "avviso di sloggio"},
+            {"step": "accesso", "label": "accesso dell'ufficiale giudiziario"},
+            {"step": "esecuzione", "label": "esecuzione dello sfratto"},
+        ])
+    }
+
+    #[test]
+    fn c6_an_ambito_payload_writes_the_json_it_always_wrote() {
+        let units = group(vec![
+            row(Some("Rho"), "015182", "Rho", "precetto", 4),
+            row(Some("Rho"), "015009", "Arese", "intimazione", 1),
+        ]);
+        let month = YearMonth::parse("2026-03").expect("valid");
+        let payload = Payload::EvictionStats(stats_payload(month, &units[0]));
+        let value = payload.to_value().expect("encodes");
+
+        assert_eq!(
+            value,
+            json!({
+                "month": "2026-03",
+                "month_label": "marzo 2026",
+                "ambito": "Rho",
+                "comune_nome": null,
+                "steps": steps_json(),
+                "rows": [
+                    {"comune_istat": "015009", "comune_nome": "Arese",
+                     "counts": ["<3", "0", "0", "0", "0", "0"]},
+                    {"comune_istat": "015182", "comune_nome": "Rho",
+                     "counts": ["0", "0", "4", "0", "0", "0"]},
+                ],
+            })
+        );
+        assert_eq!(
+            Payload::from_parts("eviction.stats", &value).expect("decodes"),
+            payload
+        );
+    }
+
+    #[test]
+    fn c6_a_comune_without_an_ambito_is_named_in_its_payload() {
+        let units = group(vec![row(
+            None,
+            "015191",
+            "San Colombano al Lambro",
+            "accesso",
+            3,
+        )]);
+        let month = YearMonth::parse("2026-03").expect("valid");
+
+        let value = serde_json::to_value(stats_payload(month, &units[0])).expect("encodes");
+
+        assert_eq!(value["ambito"], serde_json::Value::Null);
+        assert_eq!(value["comune_nome"], "San Colombano al Lambro");
     }
 }

@@ -8,17 +8,19 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use raccordo_core::amqp::{HandleError, HoldingPolicy};
 use raccordo_core::clock::{Clock, SystemClock};
 use raccordo_core::db::{NewNotification, insert_notification};
-use raccordo_core::domain::{ComuneIstat, format_date};
+use raccordo_core::domain::ComuneIstat;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::{NotificationKind, about_comune};
+use raccordo_core::notification::about_comune;
+use raccordo_core::payload::{
+    AccessTime, AlertPayload, ConsentFacts, ConsentRevokedPayload, NextAccess, Payload, StepFacts,
+};
 use raccordo_core::registry::{Comune, Snapshot};
 
 use crate::decide::{
@@ -345,7 +347,7 @@ impl EvictionWorker {
         };
         let mut sent = 0;
         for notice in notices {
-            let (kind, payload, urgent) = match (notice, told.held) {
+            let (payload, urgent) = match (notice, told.held) {
                 (Notice::Alert { trigger, urgent }, Some(held)) => {
                     let consent = consent_facts(tx, told.event, consent_id).await?;
                     let payload = alert_payload(&AlertFacts {
@@ -360,16 +362,16 @@ impl EvictionWorker {
                         consent: &consent,
                         now: told.now,
                     });
-                    (NotificationKind::EvictionAlert, payload, *urgent)
+                    (Payload::EvictionAlert(Box::new(payload)), *urgent)
                 }
                 (Notice::ConsentRevoked, _) => {
                     let consent = consent_facts(tx, told.event, consent_id).await?;
                     let payload = revoked_payload(told.event.procedure_id(), told.comune, &consent);
-                    (NotificationKind::EvictionConsentRevoked, payload, false)
+                    (Payload::EvictionConsentRevoked(payload), false)
                 }
                 (Notice::Alert { .. }, None) => continue,
             };
-            let notification = about_comune(told.registry, kind, told.comune, payload, urgent);
+            let notification = about_comune(told.registry, told.comune, payload, urgent);
             notify(tx, &notification, told.pseudonym, consent_id).await?;
             sent += 1;
         }
@@ -421,27 +423,30 @@ struct AlertFacts<'a> {
 
 /// The template data of an `eviction.alert`. Holds personal data: built only from data
 /// held under active consent.
-fn alert_payload(f: &AlertFacts<'_>) -> Value {
-    let access = next_access(f.history);
-    json!({
-        "trigger": f.trigger.as_str(),
-        "procedure_id": f.held.procedure_id.expose(),
-        "comune_istat": f.comune.istat,
-        "comune_nome": f.comune.nome,
-        "ambito": f.comune.ambito,
-        "step": f.step.map(step_json),
-        "current_step": f.history.last().map(step_json),
-        "history": f.history.iter().map(step_json).collect::<Vec<_>>(),
-        "contact": f.held.contact,
-        "household": f.household,
-        "urgent": f.urgent,
-        "urgent_within_days": f.urgent_within_days,
-        "next_access": access.map(|at| {
+fn alert_payload(f: &AlertFacts<'_>) -> AlertPayload {
+    AlertPayload {
+        trigger: f.trigger,
+        procedure_id: f.held.procedure_id.expose().to_owned(),
+        comune_istat: f.comune.istat.clone(),
+        comune_nome: f.comune.nome.clone(),
+        ambito: f.comune.ambito.clone(),
+        step: f.step.map(step_facts),
+        current_step: f.history.last().map(step_facts),
+        history: f.history.iter().map(step_facts).collect(),
+        contact: f.held.contact.clone(),
+        household: f.household.cloned(),
+        urgent: f.urgent,
+        urgent_within_days: f.urgent_within_days,
+        next_access: next_access(f.history).map(|at| {
             let (date, time) = rome_local(at);
-            json!({ "date": date, "time": time, "days": days_until(at, f.now) })
+            NextAccess {
+                date,
+                time,
+                days: days_until(at, f.now),
+            }
         }),
-        "consent": consent_json(f.consent),
-    })
+        consent: consent_facts_of(f.consent),
+    }
 }
 
 /// The template data of an `eviction.consent_revoked` (C4): the docket number from the
@@ -450,33 +455,37 @@ fn revoked_payload(
     procedure_id: &ProcedureId,
     comune: &Comune,
     consent: &(String, OffsetDateTime),
-) -> Value {
-    json!({
-        "procedure_id": procedure_id.expose(),
-        "comune_istat": comune.istat,
-        "comune_nome": comune.nome,
-        "ambito": comune.ambito,
-        "consent": consent_json(consent),
-    })
+) -> ConsentRevokedPayload {
+    ConsentRevokedPayload {
+        procedure_id: procedure_id.expose().to_owned(),
+        comune_istat: comune.istat.clone(),
+        comune_nome: comune.nome.clone(),
+        ambito: comune.ambito.clone(),
+        consent: consent_facts_of(consent),
+    }
 }
 
-fn step_json(s: &StepRecord) -> Value {
-    json!({
-        "step": s.step.as_str(),
-        "short": s.step.short(),
-        "label": s.step.label(),
-        "occurred_on": format_date(s.occurred_on),
-        "next_access": s.next_access_at.map(|at| {
+fn step_facts(s: &StepRecord) -> StepFacts {
+    StepFacts {
+        step: s.step.as_str().to_owned(),
+        short: s.step.short().to_owned(),
+        label: s.step.label().to_owned(),
+        occurred_on: s.occurred_on,
+        next_access: s.next_access_at.map(|at| {
             let (date, time) = rome_local(at);
-            json!({ "date": date, "time": time })
+            AccessTime { date, time }
         }),
-        "info_material_delivered": s.info_material_delivered,
-    })
+        info_material_delivered: s.info_material_delivered,
+    }
 }
 
-fn consent_json(consent: &(String, OffsetDateTime)) -> Value {
+fn consent_facts_of(consent: &(String, OffsetDateTime)) -> ConsentFacts {
     let (date, time) = rome_local(consent.1);
-    json!({ "recorded_by": consent.0, "date": date, "time": time })
+    ConsentFacts {
+        recorded_by: consent.0.clone(),
+        date,
+        time,
+    }
 }
 
 #[cfg(test)]
@@ -485,6 +494,7 @@ mod tests {
     use crate::event::Step;
     use crate::personal::Contact;
     use raccordo_mailer::{RecipientContext, Rendered, render};
+    use serde_json::json;
     use time::macros::{date, datetime};
     use uuid::Uuid;
 
@@ -544,11 +554,14 @@ mod tests {
         ]
     }
 
-    fn email(kind: &str, payload: &Value) -> Rendered {
+    /// The email a payload makes, once stored and read back as the mailer reads it.
+    fn email(payload: Payload) -> Rendered {
+        let kind = payload.kind();
+        let stored = payload.to_value().expect("encodes");
         render(
-            kind,
+            kind.as_str(),
             Uuid::nil(),
-            payload,
+            &stored,
             &RecipientContext {
                 name: None,
                 institution: "Comune di Rho - Servizi sociali".into(),
@@ -582,7 +595,7 @@ mod tests {
             consent: &c,
             now: NOW,
         });
-        let mail = email("eviction.alert", &payload);
+        let mail = email(Payload::EvictionAlert(Box::new(payload.clone())));
         assert_eq!(
             mail.subject,
             "Sfratto a Rho: richiesta di aiuto della famiglia (fase: precetto)"
@@ -619,7 +632,7 @@ mod tests {
             consent: &c,
             now: NOW,
         });
-        let mail = email("eviction.alert", &payload);
+        let mail = email(Payload::EvictionAlert(Box::new(payload.clone())));
         assert!(mail.subject.ends_with("(fase: non ancora nota)"));
         assert!(
             mail.text
@@ -645,7 +658,7 @@ mod tests {
             consent: &c,
             now: NOW - time::Duration::days(30),
         });
-        let mail = email("eviction.alert", &payload);
+        let mail = email(Payload::EvictionAlert(Box::new(payload.clone())));
         assert_eq!(
             mail.subject,
             "Sfratto a Rho: nuova fase della procedura (fase: precetto)"
@@ -673,8 +686,8 @@ mod tests {
             consent: &c,
             now: NOW,
         });
-        assert_eq!(payload["next_access"]["days"], 0);
-        let mail = email("eviction.alert", &payload);
+        assert_eq!(payload.next_access.as_ref().map(|a| a.days), Some(0));
+        let mail = email(Payload::EvictionAlert(Box::new(payload.clone())));
         for body in [&mail.text, &mail.html] {
             assert!(body.contains("URGENTE"));
             assert!(body.contains("OGGI"));
@@ -686,10 +699,10 @@ mod tests {
     #[test]
     fn c4_the_revocation_notice_has_the_docket_number_and_nothing_else_personal() {
         let payload = revoked_payload(&held().procedure_id, &rho(), &consent());
-        let text = payload.to_string();
+        let text = serde_json::to_string(&payload).expect("encodes");
         assert!(text.contains("RG-9931/2026"));
         assert!(!text.contains("Quetzal") && !text.contains("333"));
-        let mail = email("eviction.consent_revoked", &payload);
+        let mail = email(Payload::EvictionConsentRevoked(payload));
         assert_eq!(
             mail.subject,
             "Sfratto a Rho: la famiglia ha revocato il consenso"
@@ -717,10 +730,9 @@ mod tests {
             ),
         ]);
         let month = raccordo_core::clock::YearMonth::parse("2026-03").expect("valid");
-        let mail = email(
-            "eviction.stats",
-            &crate::stats::stats_payload(month, &units[0]),
-        );
+        let mail = email(Payload::EvictionStats(crate::stats::stats_payload(
+            month, &units[0],
+        )));
         assert_eq!(
             mail.subject,
             "Statistiche sfratti di marzo 2026: ambito territoriale Rho"
@@ -728,5 +740,172 @@ mod tests {
         assert!(mail.text.contains("precetto: <3"));
         assert!(mail.text.contains("accesso dell'ufficiale giudiziario: 5"));
         assert!(mail.html.contains("&lt;3"));
+    }
+
+    fn alert_facts<'a>(
+        comune: &'a Comune,
+        held: &'a HeldPersonal,
+        household: Option<&'a Household>,
+        step: Option<&'a StepRecord>,
+        history: &'a [StepRecord],
+        consent: &'a (String, OffsetDateTime),
+    ) -> AlertFacts<'a> {
+        AlertFacts {
+            trigger: Trigger::Step,
+            urgent: true,
+            urgent_within_days: 7,
+            comune,
+            held,
+            household,
+            step,
+            history,
+            consent,
+            now: NOW - time::Duration::days(3),
+        }
+    }
+
+    #[test]
+    fn c3_an_alert_writes_the_json_it_always_wrote() {
+        let h = history();
+        let held = held();
+        let c = consent();
+        let hh = household();
+        let rho = rho();
+        let payload = Payload::EvictionAlert(Box::new(alert_payload(&alert_facts(
+            &rho,
+            &held,
+            Some(&hh),
+            Some(&h[1]),
+            &h,
+            &c,
+        ))));
+        let intimazione = json!({
+            "step": "intimazione", "short": "intimazione",
+            "label": "intimazione di sfratto", "occurred_on": "2026-01-12",
+            "next_access": null, "info_material_delivered": true,
+        });
+        let precetto = json!({
+            "step": "precetto", "short": "precetto", "label": "precetto",
+            "occurred_on": "2026-02-20",
+            "next_access": {"date": "2026-03-02", "time": "09:00"},
+            "info_material_delivered": null,
+        });
+
+        let value = payload.to_value().expect("encodes");
+
+        assert_eq!(
+            value,
+            json!({
+                "trigger": "step",
+                "procedure_id": "RG-9931/2026",
+                "comune_istat": "015182",
+                "comune_nome": "Rho",
+                "ambito": "Rho",
+                "step": precetto,
+                "current_step": precetto,
+                "history": [intimazione, precetto],
+                "contact": {"name": "Lucia Quetzal", "phone": "+39 333 7654321",
+                            "email": "quetzal@example.org", "address": null,
+                            "notes": "Chiamare dopo le 17"},
+                "household": {"name": "Famiglia Quetzal", "address": "Via Giada 3, Rho",
+                              "members": 4, "minors": 2, "frail": true, "phone": null,
+                              "email": null, "notes": null},
+                "urgent": true,
+                "urgent_within_days": 7,
+                "next_access": {"date": "2026-03-02", "time": "09:00", "days": 3},
+                "consent": {"recorded_by": "Sportello sociale di Rho",
+                            "date": "2026-03-01", "time": "11:00"},
+            })
+        );
+        assert_eq!(
+            Payload::from_parts("eviction.alert", &value).expect("decodes"),
+            payload
+        );
+    }
+
+    #[test]
+    fn c2_an_alert_before_any_step_writes_nulls_and_an_empty_history() {
+        let held = HeldPersonal {
+            contact: None,
+            ..held()
+        };
+        let c = consent();
+        let value = Payload::EvictionAlert(Box::new(alert_payload(&alert_facts(
+            &rho(),
+            &held,
+            None,
+            None,
+            &[],
+            &c,
+        ))))
+        .to_value()
+        .expect("encodes");
+
+        for key in [
+            "step",
+            "current_step",
+            "contact",
+            "household",
+            "next_access",
+        ] {
+            assert_eq!(value[key], serde_json::Value::Null, "{key}");
+        }
+        assert_eq!(value["history"], json!([]));
+    }
+
+    #[test]
+    fn c4_a_revocation_writes_the_json_it_always_wrote() {
+        let payload = Payload::EvictionConsentRevoked(revoked_payload(
+            &held().procedure_id,
+            &rho(),
+            &consent(),
+        ));
+
+        let value = payload.to_value().expect("encodes");
+
+        assert_eq!(
+            value,
+            json!({
+                "procedure_id": "RG-9931/2026",
+                "comune_istat": "015182",
+                "comune_nome": "Rho",
+                "ambito": "Rho",
+                "consent": {"recorded_by": "Sportello sociale di Rho",
+                            "date": "2026-03-01", "time": "11:00"},
+            })
+        );
+        assert_eq!(
+            Payload::from_parts("eviction.consent_revoked", &value).expect("decodes"),
+            payload
+        );
+    }
+
+    #[test]
+    fn c1_the_debug_of_an_alert_notification_shows_no_personal_data() {
+        let h = history();
+        let held = held();
+        let c = consent();
+        let hh = household();
+        let rho = rho();
+        let payload = Payload::EvictionAlert(Box::new(alert_payload(&alert_facts(
+            &rho,
+            &held,
+            Some(&hh),
+            Some(&h[1]),
+            &h,
+            &c,
+        ))));
+        let notification = NewNotification {
+            comune_istat: Some(rho.istat.clone()),
+            payload: payload.clone(),
+            urgent: true,
+            recipients: Vec::new(),
+        };
+
+        for debug in [format!("{payload:?}"), format!("{notification:?}")] {
+            for secret in ["9931", "Quetzal", "333", "Giada", "17"] {
+                assert!(!debug.contains(secret), "{debug}");
+            }
+        }
     }
 }

@@ -2,36 +2,7 @@
 
 use crate::unit::{Action, BuildingType, HousingUnit, IdentifiedBy};
 
-/// Why an offer is not forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    /// Art. 2.4: no ex caserme or similar buildings for reception (H2).
-    ExCaserma,
-    /// The owner's declaration of availability is not on file (H3).
-    OwnerDeclarationMissing,
-}
-
-impl RejectReason {
-    /// The code templates and programs read.
-    pub fn code(self) -> &'static str {
-        match self {
-            RejectReason::ExCaserma => "ex_caserma",
-            RejectReason::OwnerDeclarationMissing => "owner_declaration_missing",
-        }
-    }
-
-    /// The reason in Italian, for the comune.
-    pub fn text(self) -> &'static str {
-        match self {
-            RejectReason::ExCaserma => {
-                "Il protocollo (art. 2.4) esclude l'uso di ex caserme o edifici di analoghe caratteristiche per l'accoglienza."
-            }
-            RejectReason::OwnerDeclarationMissing => {
-                "Manca la dichiarazione di disponibilità del proprietario: acquisitela e inviate di nuovo la segnalazione."
-            }
-        }
-    }
-}
+pub use raccordo_core::payload::RejectReason;
 
 /// A notification the decision asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,19 +1,34 @@
 //! The `housing_units` table: one row per unit, locked while an event about it is
 //! decided. Functions take `&mut PgConnection` so the caller owns the transaction.
 
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::decide::UnitState;
-use crate::unit::{Action, HousingUnit, IdentifiedBy};
+use crate::unit::{Action, BuildingType, HousingUnit, IdentifiedBy, ReceptionKind};
+
+/// What the unit's row keeps of its last offer (the `details` column, a serialized
+/// [`HousingUnit`], `{}` before any offer): what a withdrawal names the unit by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub(crate) struct LastOffer {
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub places: Option<u16>,
+    #[serde(default)]
+    pub reception_kind: Option<ReceptionKind>,
+    #[serde(default)]
+    pub building_type: Option<BuildingType>,
+}
 
 /// Creates the unit's row if missing, then locks it: two offers of one unit handled by two
 /// workers at once are decided one after the other. Returns whether the stazione appaltante
-/// holds the unit, and the details stored with it.
+/// holds the unit, and what it keeps of the last offer.
 pub(crate) async fn lock_unit(
     tx: &mut PgConnection,
     unit: &HousingUnit,
-) -> Result<(UnitState, Value), sqlx::Error> {
+) -> Result<(UnitState, LastOffer), sqlx::Error> {
     // One statement: the upsert locks the row, new or not, and returns what it holds.
     let (forwarded, details): (bool, Value) = sqlx::query_as(
         r#"
@@ -27,7 +42,8 @@ pub(crate) async fn lock_unit(
     .bind(unit.comune_istat.as_ref())
     .fetch_one(&mut *tx)
     .await?;
-    Ok((UnitState { forwarded }, details))
+    let last = LastOffer::deserialize(&details).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok((UnitState { forwarded }, last))
 }
 
 /// Records the event on the unit's row with the state the decision left it in.

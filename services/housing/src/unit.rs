@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-pub use raccordo_core::domain::ReceptionKind;
+pub use raccordo_core::domain::{BuildingType, IdentifiedBy, ReceptionKind};
 use raccordo_core::domain::{ComuneIstat, iso_date};
 
 /// What the publisher says of the unit.
@@ -12,26 +12,6 @@ use raccordo_core::domain::{ComuneIstat, iso_date};
 pub enum Action {
     Offered,
     Withdrawn,
-}
-
-/// Who found the unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdentifiedBy {
-    #[default]
-    Comune,
-    Prefettura,
-}
-
-/// The kind of building.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BuildingType {
-    Appartamento,
-    Casa,
-    StrutturaCollettiva,
-    ExCaserma,
-    Altro,
 }
 
 /// The `data` of `housing.unit.v1` (the schema has already checked it).

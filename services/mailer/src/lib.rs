@@ -37,5 +37,5 @@ pub use error::{Delivered, SendError, Step};
 pub use message::{BuildError, OutgoingEmail, message_id_for};
 pub use outbox_file::FileOutbox;
 pub use smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
-pub use templates::{KINDS, RecipientContext, RenderError, Rendered, render};
+pub use templates::{KINDS, RecipientContext, RenderError, Rendered, render, render_payload};
 pub use transport::Transport;

@@ -1,197 +1,327 @@
-//! A sample payload for every notification kind, in the shape the workers write: what the
-//! console's email gallery renders so that operators see what a referent receives. The
-//! family in the eviction samples is fictional and says so.
+//! A sample payload for every notification kind, built with the types the workers write:
+//! what the console's email gallery renders so that operators see what a referent
+//! receives. The family in the eviction samples is fictional and says so.
 
-use serde_json::{Value, json};
+use raccordo_core::domain::{BuildingType, ComuneIstat, IdentifiedBy, ReceptionKind};
+use raccordo_core::notification::NotificationKind;
+use raccordo_core::payload::quota::bar;
+use raccordo_core::payload::{
+    AlertPayload, ConsentFacts, ConsentRevokedPayload, Contact, HousingPayload, MonthlyComune,
+    MonthlyReportPayload, MonthlyZona, NextAccess, OverCapacityPayload, Payload, RejectReason,
+    ReportScope, Rule, SafeguardPayload, StatsPayload, StatsRow, StatsStep, StepFacts,
+    ThresholdPayload, ThresholdState, Trigger,
+};
+use serde_json::Value;
+use time::Date;
+use time::macros::date;
 
 use crate::templates::RecipientContext;
 
 /// The sample payload of `kind`, or `None` for a kind without templates.
 pub fn sample_payload(kind: &str) -> Option<Value> {
-    match kind.split('.').next()? {
-        "housing" => housing(kind),
-        "quota" | "reception" => quota(kind),
-        "eviction" => eviction(kind),
-        _ => None,
+    sample(NotificationKind::parse(kind)?).to_value().ok()
+}
+
+/// The sample of `kind`, typed.
+pub fn sample(kind: NotificationKind) -> Payload {
+    match kind {
+        NotificationKind::HousingOffered => Payload::HousingOffered(unit()),
+        NotificationKind::HousingAck => Payload::HousingAck(unit()),
+        NotificationKind::HousingConsultation => Payload::HousingConsultation(unit()),
+        NotificationKind::HousingRejected => Payload::HousingRejected(HousingPayload {
+            reason_code: Some(RejectReason::ExCaserma),
+            reason: Some("L'immobile è una ex caserma (art. 2.4 del protocollo).".into()),
+            ..unit()
+        }),
+        NotificationKind::HousingWithdrawn => Payload::HousingWithdrawn(HousingPayload {
+            available_from: None,
+            notes: None,
+            ..unit()
+        }),
+        NotificationKind::QuotaThreshold => Payload::QuotaThreshold(threshold()),
+        NotificationKind::QuotaSafeguard => Payload::QuotaSafeguard(safeguard()),
+        NotificationKind::ReceptionOverCapacity => Payload::ReceptionOverCapacity(over_capacity()),
+        NotificationKind::QuotaMonthlyReport => Payload::QuotaMonthlyReport(monthly(None)),
+        NotificationKind::EvictionAlert => Payload::EvictionAlert(Box::new(alert())),
+        NotificationKind::EvictionConsentRevoked => {
+            Payload::EvictionConsentRevoked(ConsentRevokedPayload {
+                procedure_id: "RG-ESEMPIO/2026".into(),
+                comune_istat: istat("015182"),
+                comune_nome: "Rho".into(),
+                ambito: Some("Rho".into()),
+                consent: consent(),
+            })
+        }
+        NotificationKind::EvictionStats => Payload::EvictionStats(stats()),
     }
 }
 
+/// A sample ISTAT code, written here as a valid one.
+fn istat(code: &str) -> ComuneIstat {
+    ComuneIstat::parse(code).unwrap_or_else(|_| unreachable!("the samples' codes are valid"))
+}
+
 /// A unit in Sesto San Giovanni, as the housing kinds carry it.
-fn housing(kind: &str) -> Option<Value> {
-    let unit = json!({
-        "unit_id": "SSG-2026-014",
-        "comune_istat": "015209",
-        "comune_nome": "Sesto San Giovanni",
-        "zona": "Nord Milano",
-        "address": "Via dell'Esempio 12",
-        "places": 4,
-        "reception_kind": "SPRAR",
-        "building_type": "appartamento",
-        "available_from": "2026-03-01",
-        "notes": "Esempio: chiavi presso l'ufficio tecnico",
-        "update": false,
-    });
-    Some(match kind {
-        "housing.offered" | "housing.ack" | "housing.consultation" => unit,
-        "housing.rejected" => {
-            let mut p = unit;
-            p["reason_code"] = json!("ex_caserma");
-            p["reason"] = json!("L'immobile è una ex caserma (art. 2.4 del protocollo).");
-            p
-        }
-        "housing.withdrawn" => json!({
-            "unit_id": "SSG-2026-014",
-            "comune_istat": "015209",
-            "comune_nome": "Sesto San Giovanni",
-            "address": "Via dell'Esempio 12",
-        }),
-        _ => return None,
-    })
+fn unit() -> HousingPayload {
+    HousingPayload {
+        unit_id: "SSG-2026-014".into(),
+        comune_istat: istat("015209"),
+        comune_nome: "Sesto San Giovanni".into(),
+        zona: "Nord Milano".into(),
+        address: Some("Via dell'Esempio 12".into()),
+        places: Some(4),
+        reception_kind: Some(ReceptionKind::Sprar),
+        building_type: Some(BuildingType::Appartamento),
+        identified_by: IdentifiedBy::Comune,
+        available_from: Some(date!(2026 - 03 - 01)),
+        notes: Some("Esempio: chiavi presso l'ufficio tecnico".into()),
+        update: false,
+        reason_code: None,
+        reason: None,
+    }
 }
 
-/// Melegnano past half of its quota, a facility over capacity, the monthly verification.
-fn quota(kind: &str) -> Option<Value> {
-    let comune = comune();
-    Some(match kind {
-        "quota.threshold" => {
-            let mut p = comune;
-            p["excluded"] = json!(true);
-            p["state"] = json!("excluded");
-            p["rule"] = json!("comune");
-            p["previous_rule"] = Value::Null;
-            p
-        }
-        "quota.safeguard" => {
-            let mut p = comune;
-            p["entered"] = json!(true);
-            p["safeguard"] = json!(true);
-            p
-        }
-        "reception.over_capacity" => json!({
-            "facility_id": "CAS-MEL-01",
-            "comune_istat": "015140",
-            "comune_nome": "Melegnano",
-            "zona": "Sud Est",
-            "reception_kind": "CAS",
-            "capacity": 20,
-            "presences": 23,
-            "excess": 3,
-            "as_of": "2026-11-03",
-        }),
-        "quota.monthly_report" => monthly(),
-        _ => return None,
-    })
+const AS_OF: Date = date!(2026 - 11 - 03);
+
+/// Melegnano past half of its quota.
+pub(crate) fn threshold() -> ThresholdPayload {
+    ThresholdPayload {
+        comune_istat: istat("015140"),
+        comune_nome: "Melegnano".into(),
+        zona: "Sud Est".into(),
+        coverage: 24,
+        quota: 47,
+        percentage: 51.1,
+        zona_coverage: 120,
+        zona_quota: 477,
+        zona_percentage: 25.2,
+        threshold_percentage: 50.0,
+        zone_full_percentage: 100.0,
+        as_of: AS_OF,
+        excluded: true,
+        state: ThresholdState::Excluded,
+        rule: Some(Rule::Comune),
+        previous_rule: None,
+        rule_label: Rule::Comune.label().into(),
+    }
 }
 
-/// A fictional family of Rho that asked for help, and the ambito's statistics.
-fn eviction(kind: &str) -> Option<Value> {
-    let consent =
-        json!({"recorded_by": "Sportello sociale di Rho", "date": "2026-11-02", "time": "10:30"});
-    let step = |step: &str, label: &str, on: &str| {
-        json!({"step": step, "short": step, "label": label, "occurred_on": on,
-               "next_access": null, "info_material_delivered": true})
-    };
-    Some(match kind {
-        "eviction.alert" => json!({
-            "trigger": "consent",
-            "procedure_id": "RG-ESEMPIO/2026",
-            "comune_istat": "015182",
-            "comune_nome": "Rho",
-            "ambito": "Rho",
-            "step": null,
-            "current_step": step("avviso_sloggio", "avviso di sloggio", "2026-10-28"),
-            "history": [
-                step("intimazione", "intimazione di sfratto", "2026-09-02"),
-                step("avviso_sloggio", "avviso di sloggio", "2026-10-28"),
-            ],
-            "contact": {"name": "Famiglia Esempio (dati fittizi)", "phone": "+39 000 0000000",
-                        "email": "esempio@example.org", "address": null,
-                        "notes": "Esempio: preferisce essere chiamata al mattino"},
-            "household": null,
-            "urgent": true,
-            "urgent_within_days": 7,
-            "next_access": {"date": "2026-11-06", "time": "09:00", "days": 4},
-            "consent": consent,
-        }),
-        "eviction.consent_revoked" => json!({
-            "procedure_id": "RG-ESEMPIO/2026",
-            "comune_istat": "015182",
-            "comune_nome": "Rho",
-            "ambito": "Rho",
-            "consent": consent,
-        }),
-        "eviction.stats" => json!({
-            "month": "2026-10",
-            "month_label": "ottobre 2026",
-            "ambito": "Rho",
-            "comune_nome": null,
-            "steps": [
-                {"step": "intimazione", "label": "intimazione"},
-                {"step": "convalida", "label": "convalida"},
-                {"step": "precetto", "label": "precetto"},
-                {"step": "avviso_sloggio", "label": "avviso di sloggio"},
-                {"step": "accesso", "label": "accesso"},
-                {"step": "esecuzione", "label": "esecuzione"},
-            ],
-            "rows": [
-                {"comune_istat": "015182", "comune_nome": "Rho", "counts": ["4", "<3", "", "<3", "3", ""]},
-                {"comune_istat": "015010", "comune_nome": "Arluno", "counts": ["<3", "", "", "", "", ""]},
-            ],
-        }),
-        _ => return None,
-    })
+/// Melegnano entering the salvaguardia.
+pub(crate) fn safeguard() -> SafeguardPayload {
+    let t = threshold();
+    SafeguardPayload {
+        comune_istat: t.comune_istat,
+        comune_nome: t.comune_nome,
+        zona: t.zona,
+        coverage: t.coverage,
+        quota: t.quota,
+        percentage: t.percentage,
+        zona_coverage: t.zona_coverage,
+        zona_quota: t.zona_quota,
+        zona_percentage: t.zona_percentage,
+        threshold_percentage: t.threshold_percentage,
+        zone_full_percentage: t.zone_full_percentage,
+        as_of: t.as_of,
+        entered: true,
+        safeguard: true,
+    }
 }
 
-/// A comune's coverage as the quota kinds carry it (Melegnano, past half of its quota).
-pub(crate) fn comune() -> Value {
-    json!({
-        "comune_istat": "015140",
-        "comune_nome": "Melegnano",
-        "zona": "Sud Est",
-        "coverage": 24,
-        "quota": 47,
-        "percentage": 51.1,
-        "zona_coverage": 120,
-        "zona_quota": 477,
-        "zona_percentage": 25.2,
-        "threshold_percentage": 50.0,
-        "zone_full_percentage": 100.0,
-        "as_of": "2026-11-03",
-    })
+/// A facility of Melegnano over capacity.
+pub(crate) fn over_capacity() -> OverCapacityPayload {
+    OverCapacityPayload {
+        facility_id: "CAS-MEL-01".into(),
+        comune_istat: istat("015140"),
+        comune_nome: "Melegnano".into(),
+        zona: "Sud Est".into(),
+        reception_kind: ReceptionKind::Cas,
+        capacity: 20,
+        presences: 23,
+        excess: 3,
+        as_of: AS_OF,
+    }
 }
 
-fn monthly() -> Value {
-    let comuni = json!([
-        {"istat": "015082", "nome": "Colturano", "quota": 6, "coverage": 2,
-         "percentage": 33.3, "bar": 33, "excluded": false, "rule": null,
-         "signatory": true, "safeguard": true, "flagged": true,
-         "last_report": "2026-10-30"},
-        {"istat": "015140", "nome": "Melegnano", "quota": 47, "coverage": 24,
-         "percentage": 51.1, "bar": 51, "excluded": true, "rule": "comune",
-         "signatory": true, "safeguard": false, "flagged": false,
-         "last_report": null}
-    ]);
-    json!({
-        "period": "2026-10",
-        "period_label": "ottobre 2026",
-        "generated_on": "2026-11-01",
-        "scope": "all",
-        "zona": null,
-        "threshold_percentage": 50.0,
-        "zone_full_percentage": 100.0,
-        "protocol_signed_on": "2017-05-18",
-        "deadline": "2017-11-18",
-        "deadline_passed": true,
-        "comuni_count": 2,
-        "excluded_count": 1,
-        "flagged_count": 1,
-        "safeguard_count": 1,
-        "zone": [{
-            "zona": "Sud Est", "population": 18726, "quota": 53, "coverage": 26,
-            "ratio": 0.49, "percentage": 49.1, "full": false, "excluded": 1, "flagged": 1,
-            "safeguard": 1, "last_report": "2026-10-30", "bar": 49, "comuni": comuni,
+fn comune_line(
+    istat: &str,
+    nome: &str,
+    (quota, coverage, percentage): (i64, i64, f64),
+    rule: Option<Rule>,
+    safeguard: bool,
+    flagged: bool,
+    last_report: Option<&str>,
+) -> MonthlyComune {
+    MonthlyComune {
+        istat: istat.into(),
+        nome: nome.into(),
+        zona: "Sud Est".into(),
+        quota,
+        coverage,
+        ratio: percentage / 100.0,
+        excluded: rule.is_some(),
+        rule,
+        population: 9_000,
+        percentage,
+        quota_source: "calcolata".into(),
+        sprar_places: if safeguard { coverage } else { 0 },
+        cas_presences: if safeguard { 0 } else { coverage },
+        signatory: true,
+        safeguard,
+        flagged,
+        facilities: 1,
+        last_report: last_report.map(str::to_owned),
+        bar: bar(percentage),
+    }
+}
+
+/// The monthly verification of October 2026: the whole report, or `zona`'s part.
+pub(crate) fn monthly(zona: Option<&str>) -> MonthlyReportPayload {
+    let comuni = vec![
+        comune_line(
+            "015082",
+            "Colturano",
+            (6, 2, 33.3),
+            None,
+            true,
+            true,
+            Some("2026-10-30"),
+        ),
+        comune_line(
+            "015140",
+            "Melegnano",
+            (47, 24, 51.1),
+            Some(Rule::Comune),
+            false,
+            false,
+            None,
+        ),
+    ];
+    MonthlyReportPayload {
+        period: "2026-10".into(),
+        period_label: "ottobre 2026".into(),
+        generated_on: "2026-11-01".into(),
+        scope: if zona.is_some() {
+            ReportScope::Zona
+        } else {
+            ReportScope::All
+        },
+        zona: zona.map(str::to_owned),
+        threshold_percentage: 50.0,
+        zone_full_percentage: 100.0,
+        protocol_signed_on: "2017-05-18".into(),
+        deadline: "2017-11-18".into(),
+        deadline_passed: true,
+        comuni_count: 2,
+        excluded_count: 1,
+        flagged_count: 1,
+        safeguard_count: 1,
+        zone: vec![MonthlyZona {
+            zona: "Sud Est".into(),
+            population: 18_726,
+            quota: 53,
+            coverage: 26,
+            ratio: 0.49,
+            percentage: 49.1,
+            full: false,
+            excluded: 1,
+            flagged: 1,
+            safeguard: 1,
+            last_report: Some("2026-10-30".into()),
+            comuni,
+            bar: 49,
         }],
-    })
+    }
+}
+
+fn consent() -> ConsentFacts {
+    ConsentFacts {
+        recorded_by: "Sportello sociale di Rho".into(),
+        date: "2026-11-02".into(),
+        time: "10:30".into(),
+    }
+}
+
+fn step(step: &str, label: &str, on: Date) -> StepFacts {
+    StepFacts {
+        step: step.into(),
+        short: step.into(),
+        label: label.into(),
+        occurred_on: on,
+        next_access: None,
+        info_material_delivered: Some(true),
+    }
+}
+
+/// A fictional family of Rho that asked for help.
+fn alert() -> AlertPayload {
+    let last = step("avviso_sloggio", "avviso di sloggio", date!(2026 - 10 - 28));
+    AlertPayload {
+        trigger: Trigger::Consent,
+        procedure_id: "RG-ESEMPIO/2026".into(),
+        comune_istat: istat("015182"),
+        comune_nome: "Rho".into(),
+        ambito: Some("Rho".into()),
+        step: None,
+        current_step: Some(last.clone()),
+        history: vec![
+            step(
+                "intimazione",
+                "intimazione di sfratto",
+                date!(2026 - 09 - 02),
+            ),
+            last,
+        ],
+        contact: Some(Contact {
+            name: Some("Famiglia Esempio (dati fittizi)".into()),
+            phone: Some("+39 000 0000000".into()),
+            email: Some("esempio@example.org".into()),
+            address: None,
+            notes: Some("Esempio: preferisce essere chiamata al mattino".into()),
+        }),
+        household: None,
+        urgent: true,
+        urgent_within_days: 7,
+        next_access: Some(NextAccess {
+            date: "2026-11-06".into(),
+            time: "09:00".into(),
+            days: 4,
+        }),
+        consent: consent(),
+    }
+}
+
+/// The ambito of Rho's statistics.
+fn stats() -> StatsPayload {
+    let steps = [
+        ("intimazione", "intimazione"),
+        ("convalida", "convalida"),
+        ("precetto", "precetto"),
+        ("avviso_sloggio", "avviso di sloggio"),
+        ("accesso", "accesso"),
+        ("esecuzione", "esecuzione"),
+    ];
+    let row = |istat: &str, nome: &str, counts: [&str; 6]| StatsRow {
+        comune_istat: istat.into(),
+        comune_nome: nome.into(),
+        counts: counts.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    StatsPayload {
+        month: "2026-10".into(),
+        month_label: "ottobre 2026".into(),
+        ambito: Some("Rho".into()),
+        comune_nome: None,
+        steps: steps
+            .iter()
+            .map(|(step, label)| StatsStep {
+                step: (*step).into(),
+                label: (*label).into(),
+            })
+            .collect(),
+        rows: vec![
+            row("015182", "Rho", ["4", "<3", "", "<3", "3", ""]),
+            row("015010", "Arluno", ["<3", "", "", "", "", ""]),
+        ],
+    }
 }
 
 /// A recipient of the role that receives `kind` first (CONTRACT §5), for the greeting.
@@ -223,6 +353,18 @@ mod tests {
             let payload = sample_payload(kind).expect("a sample for every kind");
             let rendered = render(kind, Uuid::nil(), &payload, &sample_recipient(kind));
             assert!(rendered.is_ok(), "{kind}: {rendered:?}");
+        }
+    }
+
+    #[test]
+    fn every_sample_decodes_back_under_its_kind() {
+        for kind in NotificationKind::ALL {
+            let value = sample_payload(kind.as_str()).expect("a sample for every kind");
+            assert_eq!(
+                Payload::from_parts(kind, &value),
+                Ok(sample(kind)),
+                "{kind}"
+            );
         }
     }
 

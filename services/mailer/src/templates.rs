@@ -13,6 +13,7 @@
 use std::sync::LazyLock;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
+use raccordo_core::payload::{Payload, PayloadError};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -233,6 +234,10 @@ pub enum RenderError {
     /// The payload is not a JSON object.
     #[error("the payload of a {0} notification is not a JSON object")]
     PayloadNotObject(String),
+    /// The payload is not the one the kind's worker writes: names the kind and the field,
+    /// never a value.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
     /// A template failed, typically on a missing payload field.
     #[error("failed to render template {template}")]
     Template {
@@ -270,13 +275,14 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// Renders the email for one notification and one recipient.
+/// Renders the email for one notification and one recipient, from the stored kind and
+/// payload: the payload is decoded first ([`Payload::from_parts`]).
 ///
 /// `notification_id` is printed in the footer so that a recipient can quote it.
 ///
 /// # Errors
-/// An unknown kind, a payload that is not an object, or a payload missing a field the
-/// kind's templates need.
+/// An unknown kind, a payload that is not an object or not the kind's (a missing field,
+/// a value of the wrong type), or a template fault.
 pub fn render(
     kind: &str,
     notification_id: Uuid,
@@ -289,6 +295,21 @@ pub fn render(
     if !payload.is_object() {
         return Err(RenderError::PayloadNotObject(kind.to_owned()));
     }
+    let payload = Payload::from_parts(kind, payload)?;
+    render_payload(&payload, notification_id, recipient)
+}
+
+/// Renders the email for one typed payload and one recipient. The templates read the
+/// payload's JSON as `p`.
+///
+/// # Errors
+/// A template fault.
+pub fn render_payload(
+    payload: &Payload,
+    notification_id: Uuid,
+    recipient: &RecipientContext,
+) -> Result<Rendered, RenderError> {
+    let kind = payload.kind().as_str();
     let recipient_value = context! {
         name => recipient.name,
         institution => recipient.institution,
@@ -408,6 +429,7 @@ mod tests {
             "places": 4,
             "reception_kind": "SPRAR",
             "building_type": "appartamento",
+            "identified_by": "comune",
             "available_from": "2025-03-01",
             "notes": "Citofonare Bianchi; chiavi presso l'ufficio tecnico",
             "update": false,
@@ -422,12 +444,10 @@ mod tests {
                 payload["reason"] = json!("L'immobile è una ex caserma.");
             }
             "housing.withdrawn" => {
-                payload = json!({
-                    "unit_id": "SSG-2025-014",
-                    "comune_istat": "015209",
-                    "comune_nome": "Sesto San Giovanni",
-                    "address": "Via Fratelli Bandiera 12",
-                });
+                // As the worker writes it: the unit as last offered, no date nor notes.
+                let object = payload.as_object_mut().expect("object");
+                object.insert("available_from".into(), Value::Null);
+                object.insert("notes".into(), Value::Null);
             }
             _ => {}
         }
@@ -574,11 +594,11 @@ mod tests {
         let object = payload.as_object_mut().expect("object");
         object.remove("notes");
         object.insert("available_from".into(), Value::Null);
-        let withdrawn = json!({
-            "unit_id": "SSG-2025-014",
-            "comune_istat": "015209",
-            "comune_nome": "Sesto San Giovanni",
-        });
+        let mut withdrawn = unit();
+        let object = withdrawn.as_object_mut().expect("object");
+        object.remove("address");
+        object.remove("notes");
+        object.insert("available_from".into(), Value::Null);
 
         let offered =
             render("housing.offered", NOTIFICATION, &payload, &recipient(None)).expect("renders");
@@ -614,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_required_field_is_a_template_error() {
+    fn a_missing_required_field_is_a_payload_error_naming_kind_and_field() {
         let mut payload = unit();
         payload
             .as_object_mut()
@@ -624,7 +644,43 @@ mod tests {
         let error = render("housing.offered", NOTIFICATION, &payload, &recipient(None))
             .expect_err("comune_nome is required");
 
-        assert!(matches!(error, RenderError::Template { .. }), "{error:?}");
+        assert!(matches!(error, RenderError::Payload(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "the housing.offered payload has no comune_nome"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_a_payload_error_that_does_not_quote_it() {
+        let mut payload = unit();
+        payload["places"] = json!("quattro, citofonare Bianchi");
+
+        let error = render("housing.offered", NOTIFICATION, &payload, &recipient(None))
+            .expect_err("places is a number");
+
+        assert_eq!(
+            error.to_string(),
+            "the housing.offered payload's places has the wrong type or value"
+        );
+    }
+
+    #[test]
+    fn an_ack_stored_by_the_first_version_without_update_still_renders() {
+        let mut old = unit();
+        old.as_object_mut().expect("object").remove("update");
+
+        let rendered = render("housing.ack", NOTIFICATION, &old, &recipient(None));
+
+        assert!(rendered.is_ok(), "{rendered:?}");
+    }
+
+    #[test]
+    fn fields_unknown_to_the_payload_type_are_ignored() {
+        let mut payload = unit();
+        payload["added_by_a_later_version"] = json!(true);
+
+        assert!(render("housing.offered", NOTIFICATION, &payload, &recipient(None)).is_ok());
     }
 
     #[test]
@@ -643,77 +699,27 @@ mod quota_tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::samples;
 
     const NOTIFICATION: Uuid = Uuid::from_u128(0x0193_8c2e_5d4f_7a10_8b2c_3d4e_5f60_7183);
 
-    fn comune() -> Value {
-        crate::samples::comune()
-    }
-
     fn payload_for(kind: &str) -> Value {
-        let mut p = comune();
         match kind {
-            "quota.threshold" => {
-                p["excluded"] = json!(true);
-                p["state"] = json!("excluded");
-                p["rule"] = json!("comune");
-                p["previous_rule"] = Value::Null;
-            }
-            "quota.safeguard" => {
-                p["entered"] = json!(true);
-                p["safeguard"] = json!(true);
-            }
+            "quota.threshold" => json(&Payload::QuotaThreshold(samples::threshold())),
+            "quota.safeguard" => json(&Payload::QuotaSafeguard(samples::safeguard())),
             "reception.over_capacity" => {
-                p = json!({
-                    "facility_id": "CAS-MEL-01",
-                    "comune_istat": "015140",
-                    "comune_nome": "Melegnano",
-                    "zona": "Sud Est",
-                    "reception_kind": "CAS",
-                    "capacity": 20,
-                    "presences": 23,
-                    "excess": 3,
-                    "as_of": "2026-11-03",
-                });
+                json(&Payload::ReceptionOverCapacity(samples::over_capacity()))
             }
-            _ => p = monthly(None),
+            _ => monthly(None),
         }
-        p
     }
 
     fn monthly(zona: Option<&str>) -> Value {
-        let comuni = json!([
-            {"istat": "015082", "nome": "Colturano", "quota": 6, "coverage": 2,
-             "percentage": 33.3, "bar": 33, "excluded": false, "rule": null,
-             "signatory": true, "safeguard": true, "flagged": true,
-             "last_report": "2026-10-30"},
-            {"istat": "015140", "nome": "Melegnano", "quota": 47, "coverage": 24,
-             "percentage": 51.1, "bar": 51, "excluded": true, "rule": "comune",
-             "signatory": true, "safeguard": false, "flagged": false,
-             "last_report": null}
-        ]);
-        let zona_part = json!({
-            "zona": "Sud Est", "population": 18726, "quota": 53, "coverage": 26,
-            "ratio": 0.49, "percentage": 49.1, "full": false, "excluded": 1, "flagged": 1,
-            "safeguard": 1, "last_report": "2026-10-30", "bar": 49, "comuni": comuni,
-        });
-        json!({
-            "period": "2026-10",
-            "period_label": "ottobre 2026",
-            "generated_on": "2026-11-01",
-            "scope": if zona.is_some() { "zona" } else { "all" },
-            "zona": zona,
-            "threshold_percentage": 50.0,
-            "zone_full_percentage": 100.0,
-            "protocol_signed_on": "2017-05-18",
-            "deadline": "2017-11-18",
-            "deadline_passed": true,
-            "comuni_count": 2,
-            "excluded_count": 1,
-            "flagged_count": 1,
-            "safeguard_count": 1,
-            "zone": [zona_part],
-        })
+        json(&Payload::QuotaMonthlyReport(samples::monthly(zona)))
+    }
+
+    fn json(payload: &Payload) -> Value {
+        payload.to_value().expect("encodes")
     }
 
     fn recipient(role: &str) -> RecipientContext {

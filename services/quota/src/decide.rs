@@ -138,34 +138,7 @@ impl ZonaTotals {
     }
 }
 
-/// Which rule excluded a comune (Q4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Rule {
-    /// Its own coverage reached `exclusion_ratio` of its quota (art. 2.3, 3.2 second part).
-    Comune,
-    /// Its zona's coverage reached `zone_full_ratio` of the zona's quota (art. 3.2).
-    Zona,
-}
-
-impl Rule {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::Comune => "comune",
-            Rule::Zona => "zona",
-        }
-    }
-
-    /// Parses the wire and database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "comune" => Some(Rule::Comune),
-            "zona" => Some(Rule::Zona),
-            _ => None,
-        }
-    }
-}
+pub use raccordo_core::payload::Rule;
 
 /// The state of a comune that the hub announces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

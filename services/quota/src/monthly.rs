@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
 use sqlx::PgConnection;
 use time::Date;
 use uuid::Uuid;
@@ -17,12 +16,15 @@ use uuid::Uuid;
 use raccordo_core::clock::{Clock, SystemClock, YearMonth, rome_date};
 use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::Role;
-use raccordo_core::notification::NotificationKind;
+use raccordo_core::payload::quota::bar;
+use raccordo_core::payload::{
+    MonthlyComune, MonthlyReportPayload, MonthlyZona, Payload, ReportScope,
+};
 use raccordo_core::registry::recipients_with_roles;
 use raccordo_core::schedule::MonthlyJob;
 use raccordo_core::settings::QuotaSettings;
 
-use crate::coverage::{CoverageReport, ZonaCoverage, load_coverage};
+use crate::coverage::{ComuneCoverage, CoverageReport, ZonaCoverage, load_coverage};
 
 /// The roles of a monthly report's audience (CONTRACT §5).
 const AUDIENCE: [Role; 2] = [Role::Prefettura, Role::Tavolo];
@@ -93,9 +95,8 @@ pub async fn insert_monthly_report(
         let id = insert_notification(
             conn,
             &NewNotification {
-                kind: NotificationKind::QuotaMonthlyReport,
                 comune_istat: None,
-                payload,
+                payload: Payload::QuotaMonthlyReport(payload),
                 urgent: false,
                 recipients,
             },
@@ -106,51 +107,89 @@ pub async fn insert_monthly_report(
     Ok(sent)
 }
 
-/// The template data: the report restricted to `zone`, with a bar width per comune.
+/// The template data: the report restricted to `zone`, with a bar width per zona and comune.
 fn payload(
     report: &CoverageReport,
     period: YearMonth,
     zone: &[ZonaCoverage],
     zona: Option<&str>,
-) -> Value {
-    let mut zone_json = serde_json::to_value(zone).unwrap_or(Value::Array(Vec::new()));
-    if let Some(list) = zone_json.as_array_mut() {
-        for z in list {
-            bar(z);
-            if let Some(comuni) = z.get_mut("comuni").and_then(Value::as_array_mut) {
-                comuni.iter_mut().for_each(bar);
-            }
-        }
-    }
-    let count = |f: fn(&crate::coverage::ComuneCoverage) -> bool| {
-        zone.iter()
+) -> MonthlyReportPayload {
+    let count = |f: fn(&ComuneCoverage) -> bool| {
+        let n = zone
+            .iter()
             .flat_map(|z| z.comuni.iter())
             .filter(|c| f(c))
-            .count()
+            .count();
+        as_u64(n)
     };
-    json!({
-        "period": period.to_string(),
-        "period_label": period.italian(),
-        "generated_on": report.generated_on,
-        "scope": if zona.is_some() { "zona" } else { "all" },
-        "zona": zona,
-        "threshold_percentage": report.exclusion_ratio * 100.0,
-        "zone_full_percentage": report.zone_full_ratio * 100.0,
-        "protocol_signed_on": report.protocol_signed_on,
-        "deadline": report.deadline,
-        "deadline_passed": report.deadline_passed,
-        "comuni_count": count(|_| true),
-        "excluded_count": count(|c| c.excluded),
-        "flagged_count": count(|c| c.flagged),
-        "safeguard_count": count(|c| c.safeguard),
-        "zone": zone_json,
-    })
+    MonthlyReportPayload {
+        period: period.to_string(),
+        period_label: period.italian(),
+        generated_on: report.generated_on.clone(),
+        scope: if zona.is_some() {
+            ReportScope::Zona
+        } else {
+            ReportScope::All
+        },
+        zona: zona.map(str::to_owned),
+        threshold_percentage: report.exclusion_ratio * 100.0,
+        zone_full_percentage: report.zone_full_ratio * 100.0,
+        protocol_signed_on: report.protocol_signed_on.clone(),
+        deadline: report.deadline.clone(),
+        deadline_passed: report.deadline_passed,
+        comuni_count: count(|_| true),
+        excluded_count: count(|c| c.excluded),
+        flagged_count: count(|c| c.flagged),
+        safeguard_count: count(|c| c.safeguard),
+        zone: zone.iter().map(monthly_zona).collect(),
+    }
 }
 
-/// Adds `bar`: the percentage as a whole number from 0 to 100, for the HTML bar.
-fn bar(v: &mut Value) {
-    let pct = v.get("percentage").and_then(Value::as_f64).unwrap_or(0.0);
-    v["bar"] = json!(pct.clamp(0.0, 100.0).round() as i64);
+fn monthly_zona(z: &ZonaCoverage) -> MonthlyZona {
+    MonthlyZona {
+        zona: z.zona.clone(),
+        population: z.population,
+        quota: z.quota,
+        coverage: z.coverage,
+        ratio: z.ratio,
+        percentage: z.percentage,
+        full: z.full,
+        excluded: as_u64(z.excluded),
+        flagged: as_u64(z.flagged),
+        safeguard: as_u64(z.safeguard),
+        last_report: z.last_report.clone(),
+        comuni: z.comuni.iter().map(monthly_comune).collect(),
+        bar: bar(z.percentage),
+    }
+}
+
+fn monthly_comune(c: &ComuneCoverage) -> MonthlyComune {
+    MonthlyComune {
+        istat: c.istat.clone(),
+        nome: c.nome.clone(),
+        zona: c.zona.clone(),
+        quota: c.quota,
+        coverage: c.coverage,
+        ratio: c.ratio,
+        excluded: c.excluded,
+        rule: c.rule,
+        population: i64::from(c.population),
+        percentage: c.percentage,
+        quota_source: c.quota_source.to_owned(),
+        sprar_places: c.sprar_places,
+        cas_presences: c.cas_presences,
+        signatory: c.signatory,
+        safeguard: c.safeguard,
+        flagged: c.flagged,
+        facilities: as_u64(c.facilities),
+        last_report: c.last_report.clone(),
+        bar: bar(c.percentage),
+    }
+}
+
+/// A count of comuni: far below `u64::MAX`.
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// The monthly job: the verification of the month that just ended, once across replicas.
@@ -191,5 +230,124 @@ impl MonthlyJob for MonthlyVerification {
             "Monthly coverage verification written."
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::decide::Rule;
+
+    fn report() -> CoverageReport {
+        let melegnano = ComuneCoverage {
+            istat: "015140".into(),
+            nome: "Melegnano".into(),
+            zona: "Sud Est".into(),
+            quota: 47,
+            coverage: 24,
+            ratio: 0.5106,
+            excluded: true,
+            rule: Some(Rule::Comune),
+            population: 18_000,
+            percentage: 51.1,
+            quota_source: "tabella",
+            sprar_places: 4,
+            cas_presences: 20,
+            signatory: true,
+            safeguard: true,
+            flagged: false,
+            facilities: 2,
+            last_report: Some("2026-10-30".into()),
+        };
+        CoverageReport {
+            generated_on: "2026-11-01".into(),
+            exclusion_ratio: 0.5,
+            zone_full_ratio: 1.0,
+            protocol_signed_on: "2017-05-18".into(),
+            deadline: "2017-11-18".into(),
+            deadline_passed: true,
+            zone: vec![ZonaCoverage {
+                zona: "Sud Est".into(),
+                population: 18_726,
+                quota: 53,
+                coverage: 26,
+                ratio: 0.49,
+                percentage: 49.1,
+                full: false,
+                excluded: 1,
+                flagged: 0,
+                safeguard: 1,
+                last_report: None,
+                comuni: vec![melegnano],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_zona_part_writes_the_json_it_always_wrote() {
+        let report = report();
+        let period = YearMonth::parse("2026-10").expect("valid");
+
+        let payload =
+            Payload::QuotaMonthlyReport(payload(&report, period, &report.zone, Some("Sud Est")));
+        let value = payload.to_value().expect("encodes");
+
+        let comune = json!({
+            "istat": "015140", "nome": "Melegnano", "zona": "Sud Est",
+            "quota": 47, "coverage": 24, "ratio": 0.5106, "excluded": true,
+            "rule": "comune", "population": 18000, "percentage": 51.1,
+            "quota_source": "tabella", "sprar_places": 4, "cas_presences": 20,
+            "signatory": true, "safeguard": true, "flagged": false,
+            "facilities": 2, "last_report": "2026-10-30", "bar": 51,
+        });
+        let zona = json!({
+            "zona": "Sud Est", "population": 18726, "quota": 53, "coverage": 26,
+            "ratio": 0.49, "percentage": 49.1, "full": false, "excluded": 1,
+            "flagged": 0, "safeguard": 1, "last_report": null, "bar": 49,
+            "comuni": [comune],
+        });
+        assert_eq!(
+            value,
+            json!({
+                "period": "2026-10",
+                "period_label": "ottobre 2026",
+                "generated_on": "2026-11-01",
+                "scope": "zona",
+                "zona": "Sud Est",
+                "threshold_percentage": 50.0,
+                "zone_full_percentage": 100.0,
+                "protocol_signed_on": "2017-05-18",
+                "deadline": "2017-11-18",
+                "deadline_passed": true,
+                "comuni_count": 1,
+                "excluded_count": 1,
+                "flagged_count": 0,
+                "safeguard_count": 1,
+                "zone": [zona],
+            })
+        );
+        assert_eq!(
+            Payload::from_parts("quota.monthly_report", &value).expect("decodes"),
+            payload
+        );
+    }
+
+    #[test]
+    fn the_whole_report_has_no_zona_and_bars_stay_within_0_and_100() {
+        let mut report = report();
+        report.zone[0].percentage = 130.0;
+        report.zone[0].comuni[0].percentage = -2.0;
+        let period = YearMonth::parse("2026-10").expect("valid");
+
+        let value = Payload::QuotaMonthlyReport(payload(&report, period, &report.zone, None))
+            .to_value()
+            .expect("encodes");
+
+        assert_eq!(value["scope"], "all");
+        assert_eq!(value["zona"], serde_json::Value::Null);
+        assert_eq!(value["zone"][0]["bar"], 100);
+        assert_eq!(value["zone"][0]["comuni"][0]["bar"], 0);
     }
 }

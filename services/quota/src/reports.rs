@@ -1,17 +1,17 @@
 //! The reception announcements made so far, read back for operators: each stored payload
 //! decoded into typed figures, a payload that does not decode reported, never skipped.
 
-use serde::{Deserialize, Deserializer};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use raccordo_core::domain::ComuneIstat;
+use raccordo_core::payload::{Payload, PayloadError};
 
 use crate::coverage::{Announcement, load_announcements};
 use crate::decide::Rule;
 
 /// A comune's coverage against its quota when an announcement was made.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Figures {
     pub coverage: i64,
     pub quota: i64,
@@ -55,103 +55,77 @@ pub enum ReportError {
     #[error("failed to read the announcements")]
     Database(#[from] sqlx::Error),
     /// A stored payload is not the one the quota worker writes for its kind.
-    #[error("the {kind} announcement made at {created_at} does not decode")]
+    #[error("the announcement made at {created_at} does not decode")]
     Payload {
-        kind: String,
         created_at: OffsetDateTime,
         #[source]
-        source: serde_json::Error,
+        source: PayloadError,
     },
     /// A kind the quota worker does not announce.
     #[error("{0} is not a reception announcement")]
     UnknownKind(String),
 }
 
-#[derive(Deserialize)]
-struct Place {
-    comune_nome: String,
-    zona: String,
-}
-
-#[derive(Deserialize)]
-struct ThresholdPayload {
-    excluded: bool,
-    #[serde(deserialize_with = "rule")]
-    rule: Option<Rule>,
-    #[serde(flatten)]
-    figures: Figures,
-}
-
-#[derive(Deserialize)]
-struct SafeguardPayload {
-    entered: bool,
-    #[serde(flatten)]
-    figures: Figures,
-}
-
-#[derive(Deserialize)]
-struct OverCapacityPayload {
-    facility_id: String,
-    presences: i64,
-    capacity: i64,
-}
-
-fn rule<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Rule>, D::Error> {
-    Option::<String>::deserialize(deserializer)?
-        .map(|r| {
-            Rule::parse(&r).ok_or_else(|| serde::de::Error::custom(format!("unknown rule {r:?}")))
-        })
-        .transpose()
+impl Figures {
+    fn of(coverage: i64, quota: i64, percentage: f64) -> Self {
+        Self {
+            coverage,
+            quota,
+            percentage,
+        }
+    }
 }
 
 impl TryFrom<&Announcement> for AnnouncementLine {
     type Error = ReportError;
 
     fn try_from(a: &Announcement) -> Result<Self, ReportError> {
-        let bad = |source| ReportError::Payload {
-            kind: a.kind.clone(),
-            created_at: a.created_at,
-            source,
-        };
-        let decode = |value: &serde_json::Value| -> Result<AnnouncementDetail, serde_json::Error> {
-            Ok(match a.kind.as_str() {
-                "quota.threshold" => {
-                    let p = ThresholdPayload::deserialize(value)?;
-                    AnnouncementDetail::Threshold {
-                        excluded: p.excluded,
-                        rule: p.rule,
-                        figures: p.figures,
-                    }
-                }
-                "quota.safeguard" => {
-                    let p = SafeguardPayload::deserialize(value)?;
-                    AnnouncementDetail::Safeguard {
-                        entered: p.entered,
-                        figures: p.figures,
-                    }
-                }
-                _ => {
-                    let p = OverCapacityPayload::deserialize(value)?;
-                    AnnouncementDetail::OverCapacity {
-                        facility_id: p.facility_id,
-                        presences: p.presences,
-                        capacity: p.capacity,
-                    }
-                }
-            })
-        };
         if !matches!(
             a.kind.as_str(),
             "quota.threshold" | "quota.safeguard" | "reception.over_capacity"
         ) {
             return Err(ReportError::UnknownKind(a.kind.clone()));
         }
-        let place = Place::deserialize(&a.payload).map_err(bad)?;
-        Ok(AnnouncementLine {
+        let payload = Payload::from_parts(a.kind.as_str(), &a.payload).map_err(|source| {
+            ReportError::Payload {
+                created_at: a.created_at,
+                source,
+            }
+        })?;
+        let line = |comune_nome: &str, zona: &str, detail| AnnouncementLine {
             created_at: a.created_at,
-            comune_nome: place.comune_nome,
-            zona: place.zona,
-            detail: decode(&a.payload).map_err(bad)?,
+            comune_nome: comune_nome.to_owned(),
+            zona: zona.to_owned(),
+            detail,
+        };
+        Ok(match payload {
+            Payload::QuotaThreshold(p) => line(
+                &p.comune_nome,
+                &p.zona,
+                AnnouncementDetail::Threshold {
+                    excluded: p.excluded,
+                    rule: p.rule,
+                    figures: Figures::of(p.coverage, p.quota, p.percentage),
+                },
+            ),
+            Payload::QuotaSafeguard(p) => line(
+                &p.comune_nome,
+                &p.zona,
+                AnnouncementDetail::Safeguard {
+                    entered: p.entered,
+                    figures: Figures::of(p.coverage, p.quota, p.percentage),
+                },
+            ),
+            Payload::ReceptionOverCapacity(p) => line(
+                &p.comune_nome,
+                &p.zona,
+                AnnouncementDetail::OverCapacity {
+                    facility_id: p.facility_id,
+                    presences: i64::from(p.presences),
+                    capacity: i64::from(p.capacity),
+                },
+            ),
+            other => return Err(ReportError::UnknownKind(other.kind().to_string())),
         })
     }
 }
@@ -187,8 +161,13 @@ mod tests {
     fn a_threshold_payload_decodes_into_its_figures_and_rule() {
         let a = announcement(
             "quota.threshold",
-            json!({"comune_nome": "Rho", "zona": "Rhodense", "excluded": true, "rule": "zona",
-                   "coverage": 30, "quota": 50, "percentage": 60.0, "as_of": "2026-01-15"}),
+            json!({"comune_istat": "015182", "comune_nome": "Rho", "zona": "Rhodense",
+                   "coverage": 30, "quota": 50, "percentage": 60.0,
+                   "zona_coverage": 300, "zona_quota": 300, "zona_percentage": 100.0,
+                   "threshold_percentage": 50.0, "zone_full_percentage": 100.0,
+                   "as_of": "2026-01-15", "excluded": true, "state": "excluded",
+                   "rule": "zona", "previous_rule": null,
+                   "rule_label": "copertura della Zona omogenea"}),
         );
 
         let line = AnnouncementLine::try_from(&a).expect("the worker's payload");
@@ -209,15 +188,46 @@ mod tests {
     }
 
     #[test]
+    fn an_over_capacity_payload_decodes_into_its_facility_and_counts() {
+        let a = announcement(
+            "reception.over_capacity",
+            json!({"facility_id": "CAS-RHO-01", "comune_istat": "015182", "comune_nome": "Rho",
+                   "zona": "Rhodense", "reception_kind": "CAS", "capacity": 20,
+                   "presences": 23, "excess": 3, "as_of": "2026-01-15"}),
+        );
+
+        let line = AnnouncementLine::try_from(&a).expect("the worker's payload");
+
+        assert_eq!(line.zona, "Rhodense");
+        assert_eq!(
+            line.detail,
+            AnnouncementDetail::OverCapacity {
+                facility_id: "CAS-RHO-01".into(),
+                presences: 23,
+                capacity: 20,
+            }
+        );
+    }
+
+    #[test]
     fn a_payload_missing_a_figure_is_an_error_not_a_blank() {
         let a = announcement(
             "quota.safeguard",
             json!({"comune_nome": "Rho", "zona": "Rhodense", "entered": true}),
         );
 
-        let error = AnnouncementLine::try_from(&a).expect_err("no coverage");
+        let error = AnnouncementLine::try_from(&a).expect_err("no figures");
 
-        assert!(matches!(error, ReportError::Payload { .. }), "{error}");
+        assert!(
+            matches!(
+                &error,
+                ReportError::Payload {
+                    source: PayloadError::Missing { .. },
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]

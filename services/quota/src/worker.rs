@@ -10,20 +10,21 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use serde_json::json;
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
-use raccordo_core::domain::format_date;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::{NotificationKind, notify_comune};
+use raccordo_core::notification::notify_comune;
+use raccordo_core::payload::{
+    OverCapacityPayload, Payload, SafeguardPayload, ThresholdPayload, ThresholdState,
+};
 use raccordo_core::registry::{Comune, Snapshot};
 use raccordo_core::settings::QuotaSettings;
 
 use crate::coverage::figures_by_zona;
 use crate::decide::{
-    Announcement, ComuneFigures, ComuneState, Ratios, Rule, ZonaTotals, decide, over_capacity,
+    Announcement, ComuneFigures, ComuneState, Ratios, ZonaTotals, decide, over_capacity,
     percentage, supersedes,
 };
 use crate::occupancy::OccupancyReport;
@@ -134,24 +135,8 @@ impl QuotaWorker {
 
         // Q6: once per report that shows it.
         if over_capacity(report.capacity, report.presences) {
-            self.notify(
-                tx,
-                registry,
-                NotificationKind::ReceptionOverCapacity,
-                comune,
-                json!({
-                    "facility_id": report.facility_id,
-                    "comune_istat": comune.istat,
-                    "comune_nome": comune.nome,
-                    "zona": comune.zona,
-                    "reception_kind": report.reception_kind,
-                    "capacity": report.capacity,
-                    "presences": report.presences,
-                    "excess": report.presences - report.capacity,
-                    "as_of": format_date(report.as_of),
-                }),
-            )
-            .await?;
+            let payload = Payload::ReceptionOverCapacity(over_capacity_payload(report, comune));
+            notify_comune(tx, registry, comune, payload, false).await?;
         }
 
         for zona in &zone {
@@ -190,20 +175,21 @@ impl QuotaWorker {
                 store::save_state(tx, comune, &next).await?;
             }
             for a in told {
-                let (kind, payload) = self.announcement(a, comune, f, totals, report);
+                let payload = self.announcement(a, comune, f, totals, report);
                 tracing::info!(
                     comune = %comune.istat,
-                    kind = %kind,
+                    kind = %payload.kind(),
                     coverage = f.coverage,
                     quota = f.quota,
                     "Quota state changed."
                 );
-                self.notify(tx, registry, kind, comune, payload).await?;
+                notify_comune(tx, registry, comune, payload, false).await?;
             }
         }
         Ok(())
     }
 
+    /// The data of an announcement: its kind follows from the variant.
     fn announcement(
         &self,
         a: Announcement,
@@ -211,52 +197,251 @@ impl QuotaWorker {
         f: &ComuneFigures,
         totals: ZonaTotals,
         report: &OccupancyReport,
-    ) -> (NotificationKind, serde_json::Value) {
-        let common = json!({
-            "comune_istat": comune.istat,
-            "comune_nome": comune.nome,
-            "zona": comune.zona,
-            "coverage": f.coverage,
-            "quota": f.quota,
-            "percentage": percentage(f.coverage, f.quota),
-            "zona_coverage": totals.coverage,
-            "zona_quota": totals.quota,
-            "zona_percentage": percentage(totals.coverage, totals.quota),
-            "threshold_percentage": self.ratios.exclusion_ratio * 100.0,
-            "zone_full_percentage": self.ratios.zone_full_ratio * 100.0,
-            "as_of": format_date(report.as_of),
-        });
-        let mut payload = common;
+    ) -> Payload {
+        let zona_percentage = percentage(totals.coverage, totals.quota);
+        let percentage = percentage(f.coverage, f.quota);
+        let threshold_percentage = self.ratios.exclusion_ratio * 100.0;
+        let zone_full_percentage = self.ratios.zone_full_ratio * 100.0;
         match a {
             Announcement::Threshold { excluded, rule } => {
-                payload["excluded"] = json!(excluded);
-                payload["state"] = json!(if excluded { "excluded" } else { "included" });
-                // The rule that applies now; on leaving, the one that had applied.
-                payload["rule"] = json!(excluded.then_some(rule));
-                payload["previous_rule"] = json!((!excluded).then_some(rule));
-                payload["rule_label"] = json!(match rule {
-                    Rule::Comune => "copertura del Comune",
-                    Rule::Zona => "copertura della Zona omogenea",
-                });
-                (NotificationKind::QuotaThreshold, payload)
+                Payload::QuotaThreshold(ThresholdPayload {
+                    comune_istat: comune.istat.clone(),
+                    comune_nome: comune.nome.clone(),
+                    zona: comune.zona.clone(),
+                    coverage: f.coverage,
+                    quota: f.quota,
+                    percentage,
+                    zona_coverage: totals.coverage,
+                    zona_quota: totals.quota,
+                    zona_percentage,
+                    threshold_percentage,
+                    zone_full_percentage,
+                    as_of: report.as_of,
+                    excluded,
+                    state: if excluded {
+                        ThresholdState::Excluded
+                    } else {
+                        ThresholdState::Included
+                    },
+                    // The rule that applies now; on leaving, the one that had applied.
+                    rule: excluded.then_some(rule),
+                    previous_rule: (!excluded).then_some(rule),
+                    rule_label: rule.label().to_owned(),
+                })
             }
-            Announcement::Safeguard { entered } => {
-                payload["entered"] = json!(entered);
-                payload["safeguard"] = json!(entered);
-                (NotificationKind::QuotaSafeguard, payload)
-            }
+            Announcement::Safeguard { entered } => Payload::QuotaSafeguard(SafeguardPayload {
+                comune_istat: comune.istat.clone(),
+                comune_nome: comune.nome.clone(),
+                zona: comune.zona.clone(),
+                coverage: f.coverage,
+                quota: f.quota,
+                percentage,
+                zona_coverage: totals.coverage,
+                zona_quota: totals.quota,
+                zona_percentage,
+                threshold_percentage,
+                zone_full_percentage,
+                as_of: report.as_of,
+                entered,
+                safeguard: entered,
+            }),
+        }
+    }
+}
+
+/// Q6: the data of a report that shows more presences than places.
+fn over_capacity_payload(report: &OccupancyReport, comune: &Comune) -> OverCapacityPayload {
+    OverCapacityPayload {
+        facility_id: report.facility_id.clone(),
+        comune_istat: comune.istat.clone(),
+        comune_nome: comune.nome.clone(),
+        zona: comune.zona.clone(),
+        reception_kind: report.reception_kind,
+        capacity: report.capacity,
+        presences: report.presences,
+        // Only called when over capacity; saturating all the same.
+        excess: report.presences.saturating_sub(report.capacity),
+        as_of: report.as_of,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use time::macros::date;
+
+    use raccordo_core::domain::{ComuneIstat, ReceptionKind};
+    use raccordo_core::notification::NotificationKind;
+
+    use super::*;
+    use crate::decide::Rule;
+
+    fn worker() -> QuotaWorker {
+        QuotaWorker::new(&QuotaSettings {
+            per_thousand: 2.8,
+            exclusion_ratio: 0.5,
+            zone_full_ratio: 1.0,
+            protocol_signed_on: "2017-05-18".into(),
+        })
+    }
+
+    fn melegnano() -> Comune {
+        Comune {
+            istat: ComuneIstat::parse("015140").expect("valid"),
+            nome: "Melegnano".into(),
+            popolazione: 18_000,
+            zona: "Sud Est".into(),
+            ambito: None,
+            quota: Some(47),
+            protocollo: true,
         }
     }
 
-    async fn notify(
-        &self,
-        tx: &mut PgConnection,
-        registry: &Snapshot,
-        kind: NotificationKind,
-        comune: &Comune,
-        payload: serde_json::Value,
-    ) -> Result<(), sqlx::Error> {
-        notify_comune(tx, registry, kind, comune, payload, false).await?;
-        Ok(())
+    fn figures() -> ComuneFigures {
+        ComuneFigures {
+            istat: ComuneIstat::parse("015140").expect("valid"),
+            signatory: true,
+            quota: 47,
+            coverage: 24,
+            safeguard: false,
+        }
+    }
+
+    fn report(presences: u32) -> OccupancyReport {
+        OccupancyReport {
+            facility_id: "CAS-MEL-01".into(),
+            comune_istat: ComuneIstat::parse("015140").expect("valid"),
+            reception_kind: ReceptionKind::Cas,
+            capacity: 20,
+            presences,
+            as_of: date!(2026 - 11 - 03),
+            active: true,
+        }
+    }
+
+    const TOTALS: ZonaTotals = ZonaTotals {
+        quota: 477,
+        coverage: 120,
+    };
+
+    /// What `json!` wrote for every announcement about [`melegnano`] before the payload
+    /// was typed; each kind added its own fields.
+    fn common(extra: Value) -> Value {
+        let mut v = json!({
+            "comune_istat": "015140",
+            "comune_nome": "Melegnano",
+            "zona": "Sud Est",
+            "coverage": 24,
+            "quota": 47,
+            "percentage": 51.1,
+            "zona_coverage": 120,
+            "zona_quota": 477,
+            "zona_percentage": 25.2,
+            "threshold_percentage": 50.0,
+            "zone_full_percentage": 100.0,
+            "as_of": "2026-11-03",
+        });
+        for (k, x) in extra.as_object().expect("object") {
+            v[k] = x.clone();
+        }
+        v
+    }
+
+    fn wire(payload: &Payload) -> Value {
+        let value = payload.to_value().expect("encodes");
+        let back = Payload::from_parts(payload.kind(), &value).expect("decodes");
+        assert_eq!(&back, payload, "{}", payload.kind());
+        value
+    }
+
+    fn announce(a: Announcement) -> Payload {
+        worker().announcement(a, &melegnano(), &figures(), TOTALS, &report(10))
+    }
+
+    #[test]
+    fn an_exclusion_writes_the_json_it_always_wrote() {
+        let payload = announce(Announcement::Threshold {
+            excluded: true,
+            rule: Rule::Comune,
+        });
+
+        assert_eq!(payload.kind(), NotificationKind::QuotaThreshold);
+        assert_eq!(
+            wire(&payload),
+            common(json!({
+                "excluded": true,
+                "state": "excluded",
+                "rule": "comune",
+                "previous_rule": null,
+                "rule_label": "copertura del Comune",
+            }))
+        );
+    }
+
+    #[test]
+    fn a_return_to_the_tenders_names_the_rule_that_had_applied() {
+        let payload = announce(Announcement::Threshold {
+            excluded: false,
+            rule: Rule::Zona,
+        });
+
+        assert_eq!(
+            wire(&payload),
+            common(json!({
+                "excluded": false,
+                "state": "included",
+                "rule": null,
+                "previous_rule": "zona",
+                "rule_label": "copertura della Zona omogenea",
+            }))
+        );
+    }
+
+    #[test]
+    fn a_safeguard_change_writes_the_json_it_always_wrote() {
+        let payload = announce(Announcement::Safeguard { entered: true });
+
+        assert_eq!(payload.kind(), NotificationKind::QuotaSafeguard);
+        assert_eq!(
+            wire(&payload),
+            common(json!({"entered": true, "safeguard": true}))
+        );
+    }
+
+    #[test]
+    fn an_over_capacity_report_writes_the_json_it_always_wrote() {
+        let payload =
+            Payload::ReceptionOverCapacity(over_capacity_payload(&report(23), &melegnano()));
+
+        assert_eq!(
+            wire(&payload),
+            json!({
+                "facility_id": "CAS-MEL-01",
+                "comune_istat": "015140",
+                "comune_nome": "Melegnano",
+                "zona": "Sud Est",
+                "reception_kind": "CAS",
+                "capacity": 20,
+                "presences": 23,
+                "excess": 3,
+                "as_of": "2026-11-03",
+            })
+        );
+    }
+
+    #[test]
+    fn a_threshold_with_a_figure_of_the_wrong_type_names_the_field() {
+        let mut value = common(
+            json!({"excluded": true, "state": "excluded", "rule": "comune",
+                                      "previous_rule": null, "rule_label": "x"}),
+        );
+        value["zona_quota"] = json!("477");
+
+        let error = Payload::from_parts("quota.threshold", &value).expect_err("a string");
+
+        assert_eq!(
+            error.to_string(),
+            "the quota.threshold payload's zona_quota has the wrong type or value"
+        );
     }
 }

@@ -9,27 +9,34 @@ use uuid::Uuid;
 use super::relay::OUTBOX_CHANNEL;
 use crate::domain::ComuneIstat;
 use crate::notification::NotificationKind;
+use crate::payload::Payload;
 use crate::registry::Recipient;
 
 /// A notification decided by a worker.
 #[derive(Clone)]
 pub struct NewNotification {
-    /// What it announces.
-    pub kind: NotificationKind,
     /// The comune it is about, if one.
     pub comune_istat: Option<ComuneIstat>,
-    /// The template's data. May hold personal data only for consented eviction alerts.
-    pub payload: Value,
+    /// What it announces: the kind and the template's data. May hold personal data only
+    /// for consented eviction alerts.
+    pub payload: Payload,
     /// Sent with high importance and `[URGENTE]`.
     pub urgent: bool,
     /// Who receives it; empty makes it undeliverable (recorded, counted, never dropped).
     pub recipients: Vec<Recipient>,
 }
 
+impl NewNotification {
+    /// What it announces.
+    pub fn kind(&self) -> NotificationKind {
+        self.payload.kind()
+    }
+}
+
 impl std::fmt::Debug for NewNotification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewNotification")
-            .field("kind", &self.kind)
+            .field("kind", &self.kind())
             .field("comune_istat", &self.comune_istat)
             .field("urgent", &self.urgent)
             .field("recipients", &self.recipients.len())
@@ -57,12 +64,16 @@ pub async fn insert_notifications(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = notifications.iter().map(|_| Uuid::new_v4()).collect();
-    let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
+    let kinds: Vec<&str> = notifications.iter().map(|n| n.kind().as_str()).collect();
     let comuni: Vec<Option<&str>> = notifications
         .iter()
         .map(|n| n.comune_istat.as_ref().map(AsRef::as_ref))
         .collect();
-    let payloads: Vec<&Value> = notifications.iter().map(|n| &n.payload).collect();
+    let payloads = notifications
+        .iter()
+        .map(|n| n.payload.to_value())
+        .collect::<Result<Vec<Value>, _>>()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let urgent: Vec<bool> = notifications.iter().map(|n| n.urgent).collect();
     let undeliverable: Vec<bool> = notifications
         .iter()
