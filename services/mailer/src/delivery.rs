@@ -18,7 +18,6 @@ use async_trait::async_trait;
 use futures_util::future::join_all;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,8 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use raccordo_core::amqp::{HandleError, Handler, Message, Outcome};
 use raccordo_core::db::{
-    self, AfterFailure, DueDelivery, FailedEmail, HeldIn, NotificationMessage, OUTBOX_CHANNEL,
-    SentEmail,
+    self, AfterFailure, DueDelivery, FailedEmail, HeldIn, NotificationMessage, SentEmail,
 };
 use raccordo_core::domain::EmailAddress;
 use raccordo_core::health::{ConsumerState, Health};
@@ -165,19 +163,18 @@ impl Mailer {
 }
 
 /// Runs `senders` senders until `token` is cancelled: each sends while work is due, then
-/// waits for a NOTIFY of a commit, its soonest retry, or `poll` (a NOTIFY missed while
-/// the listener reconnected, another replica's retries). A sender finishes its round
-/// before it stops (CONTRACT F4).
+/// waits for `woken` to move (a NOTIFY of a commit, see [`db::listen_outbox`]), its
+/// soonest retry, or `poll` (a NOTIFY missed while the listener reconnected, another
+/// replica's retries). A sender finishes its round before it stops (CONTRACT F4).
 pub async fn run_mailer(
     mailer: Arc<Mailer>,
     senders: u16,
+    woken: watch::Receiver<u64>,
     poll: Duration,
     health: Health,
     token: CancellationToken,
 ) {
-    let (wake, woken) = watch::channel(0u64);
     let tracker = TaskTracker::new();
-    tracker.spawn(listen(mailer.pool.clone(), wake, poll, token.clone()));
     for index in 0..senders.max(1) {
         let name = format!("mailer-sender-{index}");
         health.expect(&name);
@@ -193,40 +190,6 @@ pub async fn run_mailer(
     tracker.close();
     tracker.wait().await;
     tracing::info!("Mailer stopped.");
-}
-
-/// Turns each NOTIFY on the outbox channel into a wake-up of every sender.
-async fn listen(pool: PgPool, wake: watch::Sender<u64>, poll: Duration, token: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            error = listen_until_lost(&pool, &wake) => {
-                tracing::warn!(error = %error, "Mailer's database listener lost; reconnecting.");
-            }
-        }
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(poll) => {}
-        }
-    }
-}
-
-async fn listen_until_lost(pool: &PgPool, wake: &watch::Sender<u64>) -> sqlx::Error {
-    let mut listener = match PgListener::connect_with(pool).await {
-        Ok(l) => l,
-        Err(error) => return error,
-    };
-    if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
-        return error;
-    }
-    // What committed while no listener was up is found by this wake.
-    wake.send_modify(|n| *n += 1);
-    loop {
-        if let Err(error) = listener.recv().await {
-            return error;
-        }
-        wake.send_modify(|n| *n += 1);
-    }
 }
 
 /// How long a woken sender waits before claiming: a few more commits' rows for the same
@@ -271,9 +234,10 @@ async fn run_sender(
         };
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = woken.changed() => {
-                // Commits come in bursts: a moment's wait lets one round take several.
-                tokio::time::sleep(LINGER).await;
+            changed = woken.changed() => {
+                // Commits come in bursts: a moment's wait lets one round take several. A
+                // listener gone (the process stopping) leaves the poll.
+                tokio::time::sleep(if changed.is_ok() { LINGER } else { wait }).await;
             }
             _ = tokio::time::sleep(wait) => {
                 if retry_at.is_some_and(|r| r <= Instant::now()) {

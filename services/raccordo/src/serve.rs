@@ -126,13 +126,9 @@ impl App {
                 ));
             }
         }
-        spawn_jobs(workers, &settings, &pool, &health, &token, &tracker)?;
-        tracker.spawn(db::run_relay(
-            pool.clone(),
-            settings.clone(),
-            topology,
-            token.clone(),
-        ));
+        spawn_jobs(
+            workers, &settings, &pool, topology, &health, &token, &tracker,
+        )?;
         let (http_addr, http) = raccordo_core::http::serve_http(
             &settings.http.addr,
             pool.clone(),
@@ -237,16 +233,27 @@ async fn handler_for(
     })
 }
 
-/// Starts what runs beside the consumers of `workers`: the mailer's senders, the monthly
-/// jobs and the scrubber.
+/// Starts what runs beside the consumers of `workers`: the outbox listener and relay, the
+/// mailer's senders, the monthly jobs and the scrubber.
 fn spawn_jobs(
     workers: Workers,
     settings: &Settings,
     pool: &PgPool,
+    topology: Topology,
     health: &Health,
     token: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
+    // One LISTEN for the relay and the mailer of this process.
+    let (signal, listening) = db::listen_outbox(pool.clone(), settings.relay.poll(), token.clone());
+    tracker.spawn(listening);
+    tracker.spawn(db::run_relay(
+        pool.clone(),
+        Arc::new(settings.clone()),
+        topology,
+        signal.clone(),
+        token.clone(),
+    ));
     let queues = workers.queues();
     if queues.contains(&WorkQueue::Mailer) {
         let transport = transport_from_settings(&settings.mail).context("Invalid mail settings")?;
@@ -261,6 +268,7 @@ fn spawn_jobs(
         tracker.spawn(run_mailer(
             Arc::new(mailer),
             senders,
+            signal.commits.clone(),
             settings.relay.poll(),
             health.clone(),
             token.clone(),

@@ -9,6 +9,7 @@ mod outbox;
 mod outbox_reports;
 mod relay;
 mod server;
+mod signal;
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ pub use relay::{
 };
 
 pub use server::{commit_count, server_version};
+pub use signal::{OutboxSignal, listen_outbox};
 
 use crate::settings::DatabaseSettings;
 

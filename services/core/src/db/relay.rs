@@ -8,12 +8,12 @@ use std::sync::Arc;
 use lapin::BasicProperties;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::HeldIn;
+use super::signal::OutboxSignal;
 use crate::amqp::dead_letter::Holding;
 use crate::amqp::{
     HoldingPolicy, Message, Outgoing, Publisher, Topology, WorkQueue, connect_until_ready, hold,
@@ -204,12 +204,13 @@ pub async fn publish_pending(pool: &PgPool, settings: &Settings) -> Result<usize
     Ok(total)
 }
 
-/// Runs the relay until `token` is cancelled: woken by NOTIFY at each commit, and by a
+/// Runs the relay until `token` is cancelled: woken by `signal` at each commit, and by a
 /// poll in case a notification was missed (listener reconnecting).
 pub async fn run_relay(
     pool: PgPool,
     settings: Arc<Settings>,
     topology: Topology,
+    mut signal: OutboxSignal,
     token: CancellationToken,
 ) {
     let name = "relay";
@@ -228,25 +229,22 @@ pub async fn run_relay(
             tracing::warn!(error = %error, "Relay could not declare the topology.");
             continue;
         }
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(mut l) => match l.listen(OUTBOX_CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
         tracing::info!("Outbox relay started.");
         // Held deliveries are looked for at start, on a `held` NOTIFY and at each poll.
         let mut look_for_held = true;
         loop {
-            if look_for_held && let Err(error) = announce_held(&pool, &publisher, &topology).await {
-                tracing::warn!(error = %ErrorChain(&error), "Relay could not announce held deliveries; retrying.");
-                let _ = connection.close(200, "relay error".into()).await;
-                tokio::select! {
-                    _ = token.cancelled() => break 'connect,
-                    _ = tokio::time::sleep(settings.relay.poll()) => {}
+            signal.commits.borrow_and_update();
+            if look_for_held {
+                signal.held.borrow_and_update();
+                if let Err(error) = announce_held(&pool, &publisher, &topology).await {
+                    tracing::warn!(error = %ErrorChain(&error), "Relay could not announce held deliveries; retrying.");
+                    let _ = connection.close(200, "relay error".into()).await;
+                    tokio::select! {
+                        _ = token.cancelled() => break 'connect,
+                        _ = tokio::time::sleep(settings.relay.poll()) => {}
+                    }
+                    continue 'connect;
                 }
-                continue 'connect;
             }
             // Drain everything pending before waiting again.
             loop {
@@ -264,32 +262,29 @@ pub async fn run_relay(
                     }
                 }
             }
-            let wait = wait_for_work(listener.as_mut(), settings.relay.poll());
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break 'connect,
-                held = wait => look_for_held = held,
+                held = wait_for_work(&mut signal, settings.relay.poll()) => look_for_held = held,
             }
         }
     }
     tracing::info!("Outbox relay stopped.");
 }
 
-/// Waits for a NOTIFY of the outbox channel, or `poll`; true when held deliveries may wait
-/// to be announced (a `held` NOTIFY, the poll, a lost listener).
-async fn wait_for_work(listener: Option<&mut PgListener>, poll: std::time::Duration) -> bool {
-    let Some(listener) = listener else {
-        tokio::time::sleep(poll).await;
-        return true;
-    };
-    match tokio::time::timeout(poll, listener.recv()).await {
-        Ok(Ok(notification)) => notification.payload() == HELD_PAYLOAD,
-        Ok(Err(error)) => {
-            tracing::debug!(error = %error, "Relay's listener lost; it reconnects.");
-            // The listener reconnects on its next call; do not spin meanwhile.
-            tokio::time::sleep(poll).await;
-            true
-        }
-        Err(_) => true,
+/// Waits for a commit's NOTIFY, or `poll`; true when held deliveries may wait to be
+/// announced (a `held` NOTIFY, the poll, a listener reconnected).
+async fn wait_for_work(signal: &mut OutboxSignal, poll: std::time::Duration) -> bool {
+    tokio::select! {
+        biased;
+        changed = signal.held.changed() => changed.is_ok() || sleep_then(poll, true).await,
+        changed = signal.commits.changed() => changed.is_err() && sleep_then(poll, true).await,
+        () = tokio::time::sleep(poll) => true,
     }
+}
+
+/// The listener is gone (the process is stopping): poll instead of spinning.
+async fn sleep_then(poll: std::time::Duration, value: bool) -> bool {
+    tokio::time::sleep(poll).await;
+    value
 }
