@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
+use raccordo_core::db;
+use raccordo_core::notification::NotificationKind;
 use raccordo_mailer::FileOutbox;
 
-use crate::store::scrub_payloads;
+use crate::store::{scrub, scrubbed_among};
 
 /// How often delivered revocation notices and revoked alerts' files are looked for.
 pub(crate) const SCRUB_EVERY: Duration = Duration::from_secs(2);
@@ -26,7 +27,8 @@ pub(crate) const SCRUB_EVERY: Duration = Duration::from_secs(2);
 /// Scrubs the delivered revocation notices now; returns how many.
 pub(crate) async fn scrub_delivered(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let n = scrub_payloads(&mut tx, None, Some("eviction.consent_revoked")).await?;
+    let settled = db::settled_of_kind(&mut tx, NotificationKind::EvictionConsentRevoked).await?;
+    let n = scrub(&mut tx, &settled).await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -50,19 +52,10 @@ pub(crate) async fn remove_revoked_files(
     if in_folder.is_empty() {
         return Ok(0);
     }
-    let revoked: Vec<Uuid> = sqlx::query_scalar(
-        r#"
-        SELECT e.notification_id
-        FROM eviction_notifications e
-        JOIN notifications n ON n.id = e.notification_id
-        WHERE e.notification_id = ANY($1)
-          AND n.kind = 'eviction.alert'
-          AND e.scrubbed_at IS NOT NULL
-        "#,
-    )
-    .bind(&in_folder)
-    .fetch_all(pool)
-    .await?;
+    let mut conn = pool.acquire().await?;
+    let alerts = db::of_kind(&mut conn, &in_folder, NotificationKind::EvictionAlert).await?;
+    let revoked = scrubbed_among(&mut conn, &alerts).await?;
+    drop(conn);
     let mut removed = 0;
     for id in revoked {
         removed += outbox.remove_notification(id).await?;

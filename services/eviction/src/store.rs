@@ -7,7 +7,9 @@ use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use raccordo_core::db;
 use raccordo_core::domain::ComuneIstat;
+use raccordo_core::notification::NotificationKind;
 
 use crate::decide::{ConsentInForce, Personal, ProcedureState, StepRecord};
 use crate::event::{ConsentDecision, Step};
@@ -279,6 +281,9 @@ fn decode<E>(what: &'static str) -> impl FnOnce(E) -> sqlx::Error {
     move |_| sqlx::Error::Decode(Box::new(Unconvertible(what)))
 }
 
+/// What an eviction notification keeps once scrubbed (C4): nothing personal.
+const SCRUB_KEEPS: [&str; 3] = ["comune_istat", "comune_nome", "trigger"];
+
 /// CONTRACT C4: deletes the personal data held for a procedure, removes it from the
 /// payloads of the alerts already made, and cancels those not yet delivered. Returns
 /// how many deliveries were cancelled.
@@ -290,79 +295,58 @@ pub(crate) async fn forget_personal(
         .bind(pseudonym.as_ref())
         .execute(&mut *tx)
         .await?;
-    let cancelled = sqlx::query(
-        r#"
-        UPDATE deliveries
-        SET failed_at = now(),
-            last_error = 'not sent: the family revoked its consent before delivery (C4)'
-        WHERE delivered_at IS NULL
-          AND failed_at IS NULL
-          AND notification_id IN (
-                SELECT e.notification_id
-                FROM eviction_notifications e
-                JOIN notifications n ON n.id = e.notification_id
-                WHERE e.pseudonym = $1
-                  AND n.kind = 'eviction.alert'
-          )
-        "#,
+    let made: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT notification_id FROM eviction_notifications WHERE pseudonym = $1",
     )
     .bind(pseudonym.as_ref())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    scrub_payloads(tx, Some(pseudonym), Some("eviction.alert")).await?;
+    .fetch_all(&mut *tx)
+    .await?;
+    let alerts = db::of_kind(tx, &made, NotificationKind::EvictionAlert).await?;
+    let cancelled = db::cancel_pending(
+        tx,
+        &alerts,
+        "not sent: the family revoked its consent before delivery (C4)",
+    )
+    .await?;
+    scrub(tx, &alerts).await?;
     Ok(cancelled)
 }
 
-/// Replaces the payloads of a procedure's notifications (or, with `None`, of every
-/// delivered `eviction.consent_revoked`) with their non-personal part.
-pub(crate) async fn scrub_payloads(
-    tx: &mut PgConnection,
-    pseudonym: Option<&Pseudonym>,
-    kind: Option<&str>,
-) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+/// Replaces the payloads of the notifications `ids` not scrubbed yet with their
+/// non-personal part ([`SCRUB_KEEPS`]), and records when. Returns how many.
+pub(crate) async fn scrub(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let claimed: Vec<Uuid> = sqlx::query_scalar(
         r#"
-        WITH target AS (
-            SELECT e.notification_id
-            FROM eviction_notifications e
-            JOIN notifications n ON n.id = e.notification_id
-            WHERE e.scrubbed_at IS NULL
-              AND ($1::TEXT IS NULL OR e.pseudonym = $1)
-              AND ($2::TEXT IS NULL OR n.kind = $2)
-              AND ($1::TEXT IS NOT NULL OR (
-                    (n.published_at IS NOT NULL OR n.undeliverable)
-                AND NOT EXISTS (
-                    SELECT 1 FROM deliveries d
-                    WHERE d.notification_id = n.id
-                      AND d.delivered_at IS NULL
-                      AND d.failed_at IS NULL
-                )
-              ))
-            FOR UPDATE OF e
-        ), scrubbed AS (
-            UPDATE notifications n
-            SET payload = jsonb_build_object(
-                    'scrubbed', TRUE,
-                    'comune_istat', n.payload -> 'comune_istat',
-                    'comune_nome', n.payload -> 'comune_nome',
-                    'trigger', n.payload -> 'trigger'
-                )
-            FROM target
-            WHERE n.id = target.notification_id
-            RETURNING n.id
-        )
-        UPDATE eviction_notifications e
+        UPDATE eviction_notifications
         SET scrubbed_at = now()
-        FROM scrubbed
-        WHERE e.notification_id = scrubbed.id
+        WHERE notification_id = ANY($1)
+          AND scrubbed_at IS NULL
+        RETURNING notification_id
         "#,
     )
-    .bind(pseudonym.map(|p| p.as_ref().to_owned()))
-    .bind(kind)
-    .execute(tx)
-    .await?
-    .rows_affected())
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let scrubbed = db::scrub_payloads(tx, &claimed, &SCRUB_KEEPS).await?;
+    Ok(u64::try_from(scrubbed.len()).unwrap_or(u64::MAX))
+}
+
+/// Among `ids`, the eviction notifications already scrubbed.
+pub(crate) async fn scrubbed_among(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"
+        SELECT notification_id
+        FROM eviction_notifications
+        WHERE notification_id = ANY($1)
+          AND scrubbed_at IS NOT NULL
+        "#,
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
 }
 
 /// Links a notification to its procedure and to the consent decision that authorised it.

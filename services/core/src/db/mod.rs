@@ -22,8 +22,9 @@ pub use backlog::{
 pub use inbox::{Ingest, count_processed, record_event, record_events};
 pub use outbox::{
     AfterFailure, DueDelivery, FailedEmail, HeldIn, HeldNotification, NewNotification,
-    Notification, SentEmail, claim_due, insert_notification, insert_notifications,
-    load_notification, record_failed, record_sent, release_held, take_unannounced_held,
+    Notification, SentEmail, cancel_pending, claim_due, insert_notification, insert_notifications,
+    load_notification, of_kind, record_failed, record_sent, release_held, scrub_payloads,
+    settled_of_kind, take_unannounced_held,
 };
 pub use outbox_reports::{NotificationLine, notification_lines};
 pub use relay::{

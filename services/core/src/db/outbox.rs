@@ -443,3 +443,92 @@ pub async fn release_held(
     let count: i64 = sqlx::Row::try_get(&released, 0)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
+
+/// Among `ids`, the notifications of `kind`.
+pub async fn of_kind(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    kind: NotificationKind,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM notifications WHERE id = ANY($1) AND kind = $2")
+        .bind(ids)
+        .bind(kind.as_str())
+        .fetch_all(conn)
+        .await
+}
+
+/// Among the notifications of `kind` not scrubbed yet, those settled: published (or
+/// undeliverable) with no delivery still pending. What a worker may scrub once its
+/// recipients have it.
+pub async fn settled_of_kind(
+    conn: &mut PgConnection,
+    kind: NotificationKind,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"
+        SELECT n.id
+        FROM notifications n
+        WHERE n.kind = $1
+          AND NOT n.payload ? 'scrubbed'
+          AND (n.published_at IS NOT NULL OR n.undeliverable)
+          AND NOT EXISTS (
+                SELECT 1 FROM deliveries d
+                WHERE d.notification_id = n.id
+                  AND d.delivered_at IS NULL
+                  AND d.failed_at IS NULL
+          )
+        "#,
+    )
+    .bind(kind.as_str())
+    .fetch_all(conn)
+    .await
+}
+
+/// Cancels the deliveries of `ids` not yet sent: they are never sent, and say `reason`
+/// (no personal data). A sender holding one finishes it; the others skip it. Returns how
+/// many were cancelled.
+pub async fn cancel_pending(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        r#"
+        UPDATE deliveries
+        SET failed_at = now(),
+            last_error = $2
+        WHERE delivered_at IS NULL
+          AND failed_at IS NULL
+          AND notification_id = ANY($1)
+        "#,
+    )
+    .bind(ids)
+    .bind(reason)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Replaces the payloads of `ids` with `{"scrubbed": true}` and the members named in
+/// `keep` (null when absent): what stays once personal data must go. Returns their ids.
+pub async fn scrub_payloads(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    keep: &[&str],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"
+        UPDATE notifications n
+        SET payload = jsonb_build_object('scrubbed', TRUE) || COALESCE((
+                SELECT jsonb_object_agg(k, COALESCE(n.payload -> k, 'null'::JSONB))
+                FROM UNNEST($2::TEXT[]) AS k
+            ), '{}'::JSONB)
+        WHERE n.id = ANY($1)
+        RETURNING n.id
+        "#,
+    )
+    .bind(ids)
+    .bind(keep)
+    .fetch_all(conn)
+    .await
+}
