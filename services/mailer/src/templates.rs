@@ -616,6 +616,26 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawal_of_a_unit_never_described_renders_without_its_details() {
+        // A withdrawal names the unit as last offered; a unit withdrawn before any offer
+        // has no places, kind or building type, and the workers write them as null.
+        let mut withdrawn = unit();
+        let object = withdrawn.as_object_mut().expect("object");
+        for key in ["address", "places", "reception_kind", "building_type"] {
+            object.insert(key.into(), Value::Null);
+        }
+        let rendered = render(
+            "housing.withdrawn",
+            NOTIFICATION,
+            &withdrawn,
+            &recipient(None),
+        )
+        .expect("renders");
+        assert!(!rendered.text.contains("none"), "{}", rendered.text);
+        assert!(!rendered.text.contains("Posti"), "{}", rendered.text);
+    }
+
+    #[test]
     fn dates_and_codes_are_written_in_italian() {
         let rendered =
             render("housing.offered", NOTIFICATION, &unit(), &recipient(None)).expect("renders");
