@@ -40,7 +40,24 @@ pub(crate) struct HubSettings {
     pub consumers: u16,
     pub database_max_connections: u32,
     pub mail_pool_size: usize,
+    pub mail_senders: u16,
     pub relay_batch: i64,
+}
+
+impl HubSettings {
+    /// The settings in one sentence, for the markdown report.
+    fn line(&self) -> String {
+        format!(
+            "Hub: {} queues, prefetch {}, {} consumers per worker, {} database connections, SMTP pool {}, {} mail senders, relay batch {}.",
+            self.queue_type,
+            self.prefetch,
+            self.consumers,
+            self.database_max_connections,
+            self.mail_pool_size,
+            self.mail_senders,
+            self.relay_batch
+        )
+    }
 }
 
 /// CPU milliseconds per event, from `/proc`.
@@ -135,17 +152,7 @@ impl Report {
             m.postgresql.as_deref().unwrap_or("?"),
             m.load_average.as_deref().unwrap_or("?"),
         );
-        let h = &self.hub;
-        let _ = writeln!(
-            out,
-            "Hub: {} queues, prefetch {}, {} consumers per worker, {} database connections, SMTP pool {}, relay batch {}.\n",
-            h.queue_type,
-            h.prefetch,
-            h.consumers,
-            h.database_max_connections,
-            h.mail_pool_size,
-            h.relay_batch
-        );
+        let _ = writeln!(out, "{}\n", self.hub.line());
         if let Some(r) = &self.relay {
             let _ = writeln!(
                 out,

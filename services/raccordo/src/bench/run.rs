@@ -264,6 +264,7 @@ fn hub_settings(settings: &Settings) -> HubSettings {
         consumers: settings.amqp.consumers,
         database_max_connections: settings.database.max_connections,
         mail_pool_size: settings.mail.pool_size,
+        mail_senders: settings.mail.senders,
         relay_batch: settings.relay.batch,
     }
 }
