@@ -590,3 +590,59 @@ async fn concurrent_workers_announce_each_change_exactly_once() {
     assert!(second.shutdown(Duration::from_secs(10)).await);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_batch_of_one_zonas_reports_announces_what_they_would_one_by_one() {
+    // One consumer, reports published while it is stopped: they arrive as one batch, all of
+    // zona Sud Est, and are decided together.
+    let mut app = raccordo_e2e::prepare_with(|s| {
+        s.amqp.consumers = 1;
+        s.amqp.prefetch = 16;
+    })
+    .await
+    .start(Workers::All)
+    .await;
+    app.stop_workers().await;
+    for data in [
+        cas("CAS-A", MELEGNANO, 10, "2026-11-01"),
+        // 24 of 47: excluded.
+        cas("CAS-B", MELEGNANO, 14, "2026-11-01"),
+        // Q1: older than what CAS-A reported; changes nothing.
+        cas("CAS-A", MELEGNANO, 5, "2026-10-30"),
+        // 34 of 47: still excluded, nothing said.
+        cas("CAS-A", MELEGNANO, 20, "2026-11-02"),
+        // Q6: more presences than places.
+        report("CAS-C", PAULLO, "CAS", 8, 9, "2026-11-02"),
+        // 20 of 47: included again.
+        cas("CAS-B", MELEGNANO, 0, "2026-11-03"),
+    ] {
+        app.publish(&app.event("reception.occupancy.v1", data))
+            .await;
+    }
+    let app = app.start(Workers::All).await;
+    wait_for_events(&app, 6, Duration::from_secs(20)).await;
+    assert_eq!(
+        thresholds(&app, MELEGNANO).await,
+        vec![(true, Some("comune".into())), (false, None)]
+    );
+    assert_eq!(app.notifications("reception.over_capacity").await.len(), 1);
+    let coverage: i32 =
+        sqlx::query_scalar("SELECT coverage FROM quota_state WHERE comune_istat = $1")
+            .bind(MELEGNANO)
+            .fetch_one(&app.pool)
+            .await
+            .expect("state");
+    assert_eq!(coverage, 20);
+    let presences: i32 = sqlx::query_scalar(
+        "SELECT presences FROM reception_facilities WHERE facility_id = 'CAS-A'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("facility");
+    assert_eq!(
+        presences, 20,
+        "the older report did not overwrite the newer"
+    );
+    assert!(app.dead_letters().await.is_empty());
+    app.cleanup().await;
+}

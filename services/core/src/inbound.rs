@@ -40,6 +40,21 @@ pub trait EventWorker: Send + Sync + 'static {
         event: &Envelope,
     ) -> Result<(), HandleError>;
 
+    /// Applies new events that share a batch key, in order, inside `tx`: as one by one
+    /// with [`EventWorker::apply`] unless the worker can do better. An error rolls back
+    /// the whole batch, which is then applied one event at a time.
+    async fn apply_group(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        events: &[&Envelope],
+    ) -> Result<(), HandleError> {
+        for event in events {
+            self.apply(tx, registry, event).await?;
+        }
+        Ok(())
+    }
+
     /// What may stay of this worker's messages once held. Default: kept until an operator acts.
     fn holding_policy(&self) -> HoldingPolicy {
         HoldingPolicy::keep()
@@ -190,15 +205,31 @@ impl<W: EventWorker> Inbound<W> {
         let registry = self.registry.snapshot(&mut tx).await?;
         let events: Vec<&Envelope> = admitted.iter().map(|a| &a.event).collect();
         let ingests = record_events(&mut tx, &events).await?;
-        let mut outcomes = Vec::with_capacity(admitted.len());
-        for (a, ingest) in admitted.iter().zip(ingests) {
-            if ingest == Ingest::Duplicate {
-                outcomes.push(Outcome::Duplicate);
+        let outcomes: Vec<Outcome> = ingests
+            .iter()
+            .map(|i| match i {
+                Ingest::New => Outcome::Processed,
+                Ingest::Duplicate => Outcome::Duplicate,
+            })
+            .collect();
+        // The new events, by key: a group shares its key, so the worker may apply it as one.
+        let fresh: Vec<&Admitted> = admitted
+            .iter()
+            .zip(&ingests)
+            .filter(|(_, i)| **i == Ingest::New)
+            .map(|(a, _)| a)
+            .collect();
+        for group in fresh.chunk_by(|a, b| a.key == b.key) {
+            let span = messages[group[0].index].span.clone();
+            if let [one] = group {
+                let applied = self.worker.apply(&mut tx, &registry, &one.event);
+                applied.instrument(span).await?;
                 continue;
             }
-            let applied = self.worker.apply(&mut tx, &registry, &a.event);
-            applied.instrument(messages[a.index].span.clone()).await?;
-            outcomes.push(Outcome::Processed);
+            // The group's span is its first event's; one by one, each has its own.
+            let events: Vec<&Envelope> = group.iter().map(|a| &a.event).collect();
+            let applied = self.worker.apply_group(&mut tx, &registry, &events);
+            applied.instrument(span).await?;
         }
         tx.commit().await?;
         Ok(outcomes)

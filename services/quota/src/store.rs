@@ -161,8 +161,7 @@ pub(crate) async fn save_facility(
     .bind(column(r.capacity)?)
     .bind(column(r.presences)?)
     .bind(r.as_of)
-    // `active` speaks of SPRAR projects; a CAS is counted by its presences whatever it says.
-    .bind(r.active || r.reception_kind == ReceptionKind::Cas)
+    .bind(counts_active(r))
     .execute(tx)
     .await?;
     Ok(())
@@ -195,7 +194,7 @@ pub(crate) async fn save_state(
     Ok(())
 }
 
-type GroupRow = (String, String, bool, i64, i64);
+type GroupRow = (String, String, bool, i64, i64, i64);
 
 /// The facilities of one zona summed by comune, kind and `active`: at most four rows per
 /// comune, whatever their number. Q2's coverage is a sum over facilities of their places
@@ -203,11 +202,11 @@ type GroupRow = (String, String, bool, i64, i64);
 pub(crate) async fn load_facility_sums(
     conn: &mut PgConnection,
     zona: &str,
-) -> Result<Vec<Facility>, sqlx::Error> {
+) -> Result<Vec<FacilitySum>, sqlx::Error> {
     let rows: Vec<GroupRow> = sqlx::query_as(
         r#"
         SELECT f.comune_istat, f.reception_kind, f.active,
-               sum(f.capacity)::BIGINT, sum(f.presences)::BIGINT
+               sum(f.capacity)::BIGINT, sum(f.presences)::BIGINT, count(*)
         FROM reception_facilities f
         JOIN comuni c ON c.istat = f.comune_istat
         WHERE c.zona = $1
@@ -219,22 +218,159 @@ pub(crate) async fn load_facility_sums(
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(comune, kind, active, capacity, presences)| {
+        .filter_map(|(comune, kind, active, capacity, presences, count)| {
             let (Ok(comune_istat), Some(kind)) =
                 (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
             else {
                 skipped_facility_row();
                 return None;
             };
-            Some(Facility {
+            let sum = Facility {
                 comune_istat,
                 kind,
                 capacity,
                 presences,
                 active,
-            })
+            };
+            Some(FacilitySum { sum, count })
         })
         .collect())
+}
+
+/// The facilities of one comune, kind and `active`, summed; `count` of them.
+#[derive(Debug, Clone)]
+pub(crate) struct FacilitySum {
+    pub sum: Facility,
+    pub count: i64,
+}
+
+/// Locks the rows of `ids` that exist, in id order; returns each one's newest report.
+pub(crate) async fn lock_facilities(
+    tx: &mut PgConnection,
+    ids: &[&str],
+) -> Result<HashMap<String, StoredFacility>, sqlx::Error> {
+    let rows: Vec<FacilityRow> = sqlx::query_as(
+        r#"
+        SELECT facility_id, comune_istat, reception_kind, capacity, presences, active, as_of
+        FROM reception_facilities
+        WHERE facility_id = ANY($1)
+        ORDER BY facility_id
+        FOR UPDATE
+        "#,
+    )
+    .bind(ids)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, comune, kind, capacity, presences, active, as_of)| {
+            let (Ok(comune_istat), Some(kind)) =
+                (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
+            else {
+                skipped_facility_row();
+                return None;
+            };
+            let facility = Facility {
+                comune_istat,
+                kind,
+                capacity: i64::from(capacity),
+                presences: i64::from(presences),
+                active,
+            };
+            Some((id, StoredFacility { facility, as_of }))
+        })
+        .collect())
+}
+
+/// Records the newest report of several facilities, one per facility, in one statement.
+pub(crate) async fn save_facilities(
+    tx: &mut PgConnection,
+    reports: &[&OccupancyReport],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = reports.iter().map(|r| r.facility_id.as_str()).collect();
+    let comuni: Vec<&str> = reports.iter().map(|r| r.comune_istat.as_ref()).collect();
+    let kinds: Vec<&str> = reports.iter().map(|r| r.reception_kind.as_str()).collect();
+    let capacities = reports
+        .iter()
+        .map(|r| column(r.capacity))
+        .collect::<Result<Vec<i32>, _>>()?;
+    let presences = reports
+        .iter()
+        .map(|r| column(r.presences))
+        .collect::<Result<Vec<i32>, _>>()?;
+    let as_of: Vec<Date> = reports.iter().map(|r| r.as_of).collect();
+    let active: Vec<bool> = reports.iter().map(|r| counts_active(r)).collect();
+    sqlx::query(
+        r#"
+        INSERT INTO reception_facilities (facility_id, comune_istat, reception_kind, capacity, presences, as_of, active)
+        SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT[], $5::INT[], $6::DATE[], $7::BOOL[])
+        ON CONFLICT (facility_id) DO UPDATE
+        SET comune_istat = EXCLUDED.comune_istat,
+            reception_kind = EXCLUDED.reception_kind,
+            capacity = EXCLUDED.capacity,
+            presences = EXCLUDED.presences,
+            as_of = EXCLUDED.as_of,
+            active = EXCLUDED.active,
+            received_at = now()
+        "#,
+    )
+    .bind(&ids)
+    .bind(&comuni)
+    .bind(&kinds)
+    .bind(&capacities)
+    .bind(&presences)
+    .bind(&as_of)
+    .bind(&active)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Stores several comuni's states as decided, in one statement.
+pub(crate) async fn save_states(
+    tx: &mut PgConnection,
+    states: &[(&str, ComuneState)],
+) -> Result<(), sqlx::Error> {
+    let istat: Vec<&str> = states.iter().map(|(i, _)| *i).collect();
+    let rules: Vec<Option<&str>> = states
+        .iter()
+        .map(|(_, s)| s.standing.rule.map(Rule::as_str))
+        .collect();
+    let safeguard: Vec<bool> = states.iter().map(|(_, s)| s.standing.safeguard).collect();
+    let coverage = states
+        .iter()
+        .map(|(_, s)| column(s.coverage))
+        .collect::<Result<Vec<i32>, _>>()?;
+    let quota = states
+        .iter()
+        .map(|(_, s)| column(s.quota))
+        .collect::<Result<Vec<i32>, _>>()?;
+    sqlx::query(
+        r#"
+        UPDATE quota_state q
+        SET rule = s.rule,
+            safeguard = s.safeguard,
+            coverage = s.coverage,
+            quota = s.quota,
+            updated_at = now()
+        FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BOOL[], $4::INT[], $5::INT[])
+            AS s (comune_istat, rule, safeguard, coverage, quota)
+        WHERE q.comune_istat = s.comune_istat
+        "#,
+    )
+    .bind(&istat)
+    .bind(&rules)
+    .bind(&safeguard)
+    .bind(&coverage)
+    .bind(&quota)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// `active` speaks of SPRAR projects; a CAS is counted by its presences whatever it says.
+pub(crate) fn counts_active(r: &OccupancyReport) -> bool {
+    r.active || r.reception_kind == ReceptionKind::Cas
 }
 
 /// Written by hand or by an older version: counted and logged, never silent.

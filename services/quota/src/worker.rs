@@ -30,6 +30,8 @@ use crate::decide::{
 use crate::occupancy::OccupancyReport;
 use crate::store;
 
+mod group;
+
 /// The worker of `reception.occupancy.v1`.
 pub struct QuotaWorker {
     per_thousand: f64,
@@ -83,6 +85,20 @@ impl EventWorker for QuotaWorker {
         let report: OccupancyReport = event.data_as()?;
         self.apply_report(tx, registry, &report).await
     }
+
+    /// Reports of one zona, decided together ([`group`]).
+    async fn apply_group(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        events: &[&Envelope],
+    ) -> Result<(), HandleError> {
+        let reports = events
+            .iter()
+            .map(|e| e.data_as::<OccupancyReport>())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_reports(tx, registry, &reports).await
+    }
 }
 
 /// Why the quota worker could not apply a report.
@@ -91,6 +107,9 @@ enum QuotaError {
     /// Another report moved the facility between the two reads: retried.
     #[error("the facility was moved by a concurrent report; retrying")]
     FacilityMoved,
+    /// A report of a group names a comune or a facility of another zona than the group's.
+    #[error("a report of the batch concerns another zona; applied one by one")]
+    AcrossZone,
 }
 
 impl From<QuotaError> for HandleError {
@@ -158,7 +177,11 @@ impl QuotaWorker {
         report: &OccupancyReport,
     ) -> Result<(), HandleError> {
         let comuni = registry.comuni_by_istat(Some(zona));
-        let facilities = store::load_facility_sums(&mut *tx, zona).await?;
+        let facilities: Vec<_> = store::load_facility_sums(&mut *tx, zona)
+            .await?
+            .into_iter()
+            .map(|s| s.sum)
+            .collect();
         let by_zona = figures_by_zona(&comuni, &facilities, self.per_thousand);
         let Some(members) = by_zona.get(zona) else {
             return Ok(());
