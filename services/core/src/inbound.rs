@@ -40,6 +40,13 @@ pub trait EventWorker: Send + Sync + 'static {
         event: &Envelope,
     ) -> Result<(), HandleError>;
 
+    /// Runs once per transaction, before the first event is applied: checks that hold for
+    /// the whole transaction (a lock, a key) are taken here rather than per event.
+    /// Default: nothing.
+    async fn prepare(&self, _tx: &mut PgConnection) -> Result<(), HandleError> {
+        Ok(())
+    }
+
     /// Applies new events that share a batch key, in order, inside `tx`: as one by one
     /// with [`EventWorker::apply`] unless the worker can do better. An error rolls back
     /// the whole batch, which is then applied one event at a time.
@@ -99,7 +106,8 @@ impl<W: EventWorker> Inbound<W> {
         Ok(event)
     }
 
-    /// Records the idempotency key and applies the event, inside `tx`.
+    /// Records the idempotency key, prepares the worker and applies the event, inside `tx`
+    /// (one event alone, or one savepoint of a batch).
     async fn ingest(
         &self,
         tx: &mut PgConnection,
@@ -109,6 +117,7 @@ impl<W: EventWorker> Inbound<W> {
         if record_event(tx, event).await? == Ingest::Duplicate {
             return Ok(Outcome::Duplicate);
         }
+        self.worker.prepare(tx).await?;
         self.worker.apply(tx, registry, event).await?;
         Ok(Outcome::Processed)
     }
@@ -205,6 +214,9 @@ impl<W: EventWorker> Inbound<W> {
         let registry = self.registry.snapshot(&mut tx).await?;
         let events: Vec<&Envelope> = admitted.iter().map(|a| &a.event).collect();
         let ingests = record_events(&mut tx, &events).await?;
+        if ingests.contains(&Ingest::New) {
+            self.worker.prepare(&mut tx).await?;
+        }
         let outcomes: Vec<Outcome> = ingests
             .iter()
             .map(|i| match i {

@@ -30,27 +30,18 @@ pub(crate) async fn lock_procedure(
     pseudonym: &Pseudonym,
     comune: &ComuneIstat,
 ) -> Result<ProcedureRow, sqlx::Error> {
-    sqlx::query(
-        r#"
-        INSERT INTO eviction_procedures (pseudonym, comune_istat)
-        VALUES ($1, $2)
-        ON CONFLICT (pseudonym) DO NOTHING
-        "#,
-    )
-    .bind(pseudonym.as_ref())
-    .bind(comune.as_ref())
-    .execute(&mut *tx)
-    .await?;
+    // One statement: the upsert locks the row, new or not, and returns what it holds.
     let (consent, consent_id, recorded_at): (String, Option<i64>, Option<OffsetDateTime>) =
         sqlx::query_as(
             r#"
-            SELECT consent, consent_id, consent_recorded_at
-            FROM eviction_procedures
-            WHERE pseudonym = $1
-            FOR UPDATE
+            INSERT INTO eviction_procedures (pseudonym, comune_istat)
+            VALUES ($1, $2)
+            ON CONFLICT (pseudonym) DO UPDATE SET pseudonym = EXCLUDED.pseudonym
+            RETURNING consent, consent_id, consent_recorded_at
             "#,
         )
         .bind(pseudonym.as_ref())
+        .bind(comune.as_ref())
         .fetch_one(&mut *tx)
         .await?;
     let consent = match (ConsentDecision::parse(&consent), recorded_at) {

@@ -130,14 +130,19 @@ impl EventWorker for EvictionWorker {
         Some(self.pseudonyms.pseudonym(&id).as_ref().to_owned())
     }
 
-    /// Load → decide → store → notify, the same for a step and a consent decision.
+    /// The key chain is checked once per transaction: its share lock holds to the end.
+    async fn prepare(&self, tx: &mut PgConnection) -> Result<(), HandleError> {
+        self.check_key(tx).await
+    }
+
+    /// Load → decide → store → notify, the same for a step and a consent decision (the
+    /// key chain checked by [`EventWorker::prepare`]).
     async fn apply(
         &self,
         tx: &mut PgConnection,
         registry: &Snapshot,
         envelope: &Envelope,
     ) -> Result<(), HandleError> {
-        self.check_key(tx).await?;
         let event = EvictionEvent::decode(envelope)?;
         let now = self.clock.now();
         self.check_recorded_at(&event, now)?;
