@@ -1050,3 +1050,54 @@ async fn leak_test_eml_files_are_private_and_gone_for_a_family_that_revoked_its_
     app.cleanup().await;
     let _ = std::fs::remove_dir_all(&outbox_dir);
 }
+
+#[tokio::test]
+async fn c4_an_alert_held_by_a_refusal_is_cancelled_by_the_revocation_and_its_replay_sends_nothing()
+{
+    let app = spawn_app().await;
+    let procedure = "RG-C4-HELD/2026";
+    app.smtp.set_mode(raccordo_e2e::Mode::PermFail);
+    let mut granted = consent(procedure, RHO, "granted", &in_days(-1));
+    granted["contact"] = json!({"name": "Quinto Trattenuto", "phone": "+39 333 5555555"});
+    app.publish(&app.event("eviction.consent.v1", granted))
+        .await;
+    // The server refused the alert: held in the dead queue, where an operator may replay it.
+    app.wait_for_held(raccordo_core::amqp::dead_letter::Holding::Dead, 1)
+        .await;
+
+    app.smtp.set_mode(raccordo_e2e::Mode::Accept);
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(procedure, RHO, "revoked", &in_days(0)),
+    ))
+    .await;
+    app.wait_for_emails(2).await;
+    app.settle().await;
+    let held_alerts = count(
+        &app,
+        "SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+         WHERE n.kind = 'eviction.alert' AND d.held_in IS NOT NULL",
+    )
+    .await;
+    assert_eq!(held_alerts, 0, "the revocation cancels held alerts too");
+
+    let replay = app
+        .command()
+        .args(["dlq", "replay", "--all", "--queue", "dead"])
+        .output()
+        .await
+        .expect("raccordo dlq runs");
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    app.settle().await;
+    assert!(app.emails_of("eviction.alert").is_empty());
+    assert_eq!(app.emails_of("eviction.consent_revoked").len(), 2);
+    assert!(
+        app.dead_letters().await.is_empty(),
+        "the replayed alert released nothing and is not held again"
+    );
+    app.cleanup().await;
+}

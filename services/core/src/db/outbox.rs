@@ -484,7 +484,8 @@ pub async fn settled_of_kind(
     .await
 }
 
-/// Cancels the deliveries of `ids` not yet sent: they are never sent, and say `reason`
+/// Cancels the deliveries of `ids` not yet sent, pending or held for an operator: they
+/// are never sent, a replay of their dead letter releases nothing, and they say `reason`
 /// (no personal data). A sender holding one finishes it; the others skip it. Returns how
 /// many were cancelled.
 pub async fn cancel_pending(
@@ -496,9 +497,10 @@ pub async fn cancel_pending(
         r#"
         UPDATE deliveries
         SET failed_at = now(),
+            held_in = NULL,
             last_error = $2
         WHERE delivered_at IS NULL
-          AND failed_at IS NULL
+          AND (failed_at IS NULL OR held_in IS NOT NULL)
           AND notification_id = ANY($1)
         "#,
     )
