@@ -643,3 +643,38 @@ async fn raccordo_console_hashes_a_password_and_serves_the_console_alone() {
     let _ = std::fs::remove_file(&config);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_comune_s_history_shows_its_announcements_read_from_their_typed_payloads() {
+    let (app, addr) = spawn_console().await;
+    // Melegnano, quota 47: 24 presences reach half (excluded); the second report shows more
+    // presences than places (over capacity).
+    for (facility, capacity, presences) in [("CAS-H-1", 100, 24), ("CAS-H-2", 2, 3)] {
+        app.publish(&app.event(
+            "reception.occupancy.v1",
+            json!({"facility_id": facility, "comune_istat": "015140", "reception_kind": "CAS",
+                   "capacity": capacity, "presences": presences, "as_of": "2026-11-02"}),
+        ))
+        .await;
+    }
+    app.wait_for_emails(5).await;
+    app.settle().await;
+    let cookie = login(addr).await;
+    let r = request(addr, "GET", "/coverage/015140", Some(&cookie), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("escluso dai bandi"), "{}", r.body);
+    // 24 or 27 of 47, as the two consumers took the reports: the figure announced.
+    let coverage: i64 = sqlx::query_scalar(
+        "SELECT (payload->>'coverage')::BIGINT FROM notifications WHERE kind = 'quota.threshold'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("one threshold");
+    assert!(r.body.contains(&format!("{coverage}/47 (")), "{}", r.body);
+    assert!(
+        r.body.contains("struttura oltre la capienza (CAS-H-2)"),
+        "{}",
+        r.body
+    );
+    app.cleanup().await;
+}

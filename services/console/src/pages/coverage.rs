@@ -11,8 +11,11 @@ use minijinja::{Value, context};
 
 use raccordo_core::clock::{now, rome_date};
 use raccordo_core::domain::ComuneIstat;
+use raccordo_core::payload::Payload;
 use raccordo_quota::census::load_census;
-use raccordo_quota::coverage::{ComuneCoverage, CoverageReport, load_announcements, load_coverage};
+use raccordo_quota::coverage::{
+    Announcement, ComuneCoverage, CoverageReport, load_announcements, load_coverage,
+};
 
 use crate::auth::{Operator, page_context};
 use crate::chart;
@@ -166,45 +169,27 @@ pub(crate) async fn comune(
     let census = load_census(&mut conn, Some(&istat), None).await?;
     let announcements = load_announcements(&mut conn, Some(&istat)).await?;
     drop(conn);
-    let mut points: Vec<(String, f64)> = announcements
+    let shown: Vec<(&Announcement, Shown)> = announcements
         .iter()
-        .filter(|a| a.kind != "reception.over_capacity")
-        .filter_map(|a| {
-            let p = a.payload.get("percentage")?.as_f64()?;
-            Some((local_time(a.created_at), p))
-        })
+        .filter_map(|a| shown(a).map(|s| (a, s)))
+        .collect();
+    let mut points: Vec<(String, f64)> = shown
+        .iter()
+        .filter_map(|(a, s)| Some((local_time(a.created_at), s.percentage?)))
         .collect();
     points.push((format!("oggi {}", report.generated_on), c.percentage));
-    let history: Vec<Value> = announcements
+    let history: Vec<Value> = shown
         .iter()
-        .map(|a| {
-            let p = &a.payload;
-            let what = match a.kind.as_str() {
-                "quota.threshold" => {
-                    if p["excluded"] == true {
-                        "escluso dai bandi"
-                    } else {
-                        "di nuovo incluso"
-                    }
-                }
-                "quota.safeguard" => {
-                    if p["entered"] == true {
-                        "entra in salvaguardia"
-                    } else {
-                        "esce dalla salvaguardia"
-                    }
-                }
-                _ => "struttura oltre la capienza",
-            };
+        .map(|(a, s)| {
             context! {
                 at => local_time(a.created_at),
                 kind => a.kind,
-                what => what,
-                rule => p.get("rule").and_then(|r| r.as_str()),
-                coverage => p.get("coverage").and_then(|v| v.as_i64()),
-                quota => p.get("quota").and_then(|v| v.as_i64()),
-                percentage => p.get("percentage").and_then(|v| v.as_f64()),
-                facility => p.get("facility_id").and_then(|v| v.as_str()),
+                what => s.what,
+                rule => s.rule,
+                coverage => s.coverage,
+                quota => s.quota,
+                percentage => s.percentage,
+                facility => s.facility,
             }
         })
         .collect();
@@ -216,4 +201,62 @@ pub(crate) async fn comune(
         ..page_context(&operator, "coverage")
     };
     state.templates.page("comune.html", ctx)
+}
+
+/// What the history of a comune shows of one announcement, read through its typed payload.
+struct Shown {
+    what: &'static str,
+    rule: Option<&'static str>,
+    coverage: Option<i64>,
+    quota: Option<i64>,
+    /// The comune's coverage as a share of its quota; none for an over-capacity report.
+    percentage: Option<f64>,
+    facility: Option<String>,
+}
+
+/// `None` for a payload that does not decode (edited by hand, or of another kind): left
+/// out of the history, and logged.
+fn shown(a: &Announcement) -> Option<Shown> {
+    let payload = match Payload::from_parts(a.kind.as_str(), &a.payload) {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::warn!(kind = %a.kind, error = %error, "An announcement that does not decode was left out of the history.");
+            return None;
+        }
+    };
+    Some(match payload {
+        Payload::QuotaThreshold(t) => Shown {
+            what: if t.excluded {
+                "escluso dai bandi"
+            } else {
+                "di nuovo incluso"
+            },
+            rule: t.rule.map(|r| r.as_str()),
+            coverage: Some(t.coverage),
+            quota: Some(t.quota),
+            percentage: Some(t.percentage),
+            facility: None,
+        },
+        Payload::QuotaSafeguard(p) => Shown {
+            what: if p.entered {
+                "entra in salvaguardia"
+            } else {
+                "esce dalla salvaguardia"
+            },
+            rule: None,
+            coverage: Some(p.coverage),
+            quota: Some(p.quota),
+            percentage: Some(p.percentage),
+            facility: None,
+        },
+        Payload::ReceptionOverCapacity(o) => Shown {
+            what: "struttura oltre la capienza",
+            rule: None,
+            coverage: None,
+            quota: None,
+            percentage: None,
+            facility: Some(o.facility_id),
+        },
+        _ => return None,
+    })
 }
