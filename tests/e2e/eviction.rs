@@ -1101,3 +1101,70 @@ async fn c4_an_alert_held_by_a_refusal_is_cancelled_by_the_revocation_and_its_re
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn c4_a_refused_revocation_notice_keeps_its_content_until_a_replay_delivers_it() {
+    let app = spawn_app().await;
+    let procedure = "RG-C4-NOTICE/2026";
+    let mut granted = consent(procedure, RHO, "granted", &in_days(-1));
+    granted["contact"] = json!({"name": "Sesto Rifiutato", "phone": "+39 333 6666666"});
+    app.publish(&app.event("eviction.consent.v1", granted))
+        .await;
+    app.wait_for_emails(2).await;
+    app.settle().await;
+
+    // The server refuses the revocation notice: held in the dead queue.
+    app.smtp.set_mode(raccordo_e2e::Mode::PermFail);
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(procedure, RHO, "revoked", &in_days(0)),
+    ))
+    .await;
+    app.wait_for_held(raccordo_core::amqp::dead_letter::Holding::Dead, 1)
+        .await;
+    // Longer than the scrubber's period: a held notice is not settled, so it keeps its text.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let scrubbed = count(
+        &app,
+        "SELECT count(*) FROM notifications \
+         WHERE kind = 'eviction.consent_revoked' AND payload ? 'scrubbed'",
+    )
+    .await;
+    assert_eq!(scrubbed, 0);
+
+    app.smtp.set_mode(raccordo_e2e::Mode::Accept);
+    let replay = app
+        .command()
+        .args(["dlq", "replay", "--all", "--queue", "dead"])
+        .output()
+        .await
+        .expect("raccordo dlq runs");
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    app.wait_for_emails(4).await;
+    let notices = app.emails_of("eviction.consent_revoked");
+    assert_eq!(recipients(&notices), RHO_REFERENTS);
+    for m in &notices {
+        assert!(m.text_body().expect("text").contains(procedure));
+    }
+    // Delivered: now the scrubber takes the docket number away.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(
+        &app,
+        "SELECT count(*) FROM notifications \
+         WHERE kind = 'eviction.consent_revoked' AND payload ? 'scrubbed'",
+    )
+    .await
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the delivered notice is scrubbed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.cleanup().await;
+}

@@ -1,8 +1,9 @@
 //! C4 after the revocation's commit, for what the revocation's transaction cannot reach.
 //!
 //! - An `eviction.consent_revoked` notice carries the docket number so the mailer can write
-//!   it; once every recipient has it (or has failed for good), the hub has no reason to keep
-//!   it, and the payload is replaced with its non-personal part. Alerts are scrubbed at once,
+//!   it; once every recipient has it (or its delivery was cancelled), the hub has no reason
+//!   to keep it, and the payload is replaced with its non-personal part. A notice held for
+//!   an operator (refused, or parked) keeps it, so that a replay can still deliver it. Alerts are scrubbed at once,
 //!   by the revocation itself.
 //! - The file transport (`mail.transport = "file"`) keeps each email as an `.eml` file: the
 //!   files of an alert scrubbed by a revocation are removed from the outbox. Files are not

@@ -458,8 +458,8 @@ pub async fn of_kind(
 }
 
 /// Among the notifications of `kind` not scrubbed yet, those settled: published (or
-/// undeliverable) with no delivery still pending. What a worker may scrub once its
-/// recipients have it.
+/// undeliverable) with no delivery still pending or held for an operator (a replay must
+/// find its content). What a worker may scrub once its recipients have it.
 pub async fn settled_of_kind(
     conn: &mut PgConnection,
     kind: NotificationKind,
@@ -475,7 +475,7 @@ pub async fn settled_of_kind(
                 SELECT 1 FROM deliveries d
                 WHERE d.notification_id = n.id
                   AND d.delivered_at IS NULL
-                  AND d.failed_at IS NULL
+                  AND (d.failed_at IS NULL OR d.held_in IS NOT NULL)
           )
         "#,
     )
