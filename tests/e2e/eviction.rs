@@ -1168,3 +1168,64 @@ async fn c4_a_refused_revocation_notice_keeps_its_content_until_a_replay_deliver
     }
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn c4_a_revocation_notice_held_longer_than_the_ttl_is_scrubbed_and_its_replay_sends_nothing()
+{
+    let app = spawn_app().await;
+    let procedure = "RG-C4-EXPIRED/2026";
+    let mut granted = consent(procedure, RHO, "granted", &in_days(-1));
+    granted["contact"] = json!({"name": "Settimo Scaduto", "phone": "+39 333 7777777"});
+    app.publish(&app.event("eviction.consent.v1", granted))
+        .await;
+    app.wait_for_emails(2).await;
+    app.settle().await;
+    app.smtp.set_mode(raccordo_e2e::Mode::PermFail);
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(procedure, RHO, "revoked", &in_days(0)),
+    ))
+    .await;
+    app.wait_for_held(raccordo_core::amqp::dead_letter::Holding::Dead, 1)
+        .await;
+    // Held for longer than eviction.dead_letter_ttl_days (7).
+    sqlx::query(
+        "UPDATE deliveries SET failed_at = now() - INTERVAL '8 days' WHERE held_in IS NOT NULL",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("age the held deliveries");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(
+        &app,
+        "SELECT count(*) FROM notifications \
+         WHERE kind = 'eviction.consent_revoked' AND payload ? 'scrubbed'",
+    )
+    .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the expired notice is scrubbed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM deliveries WHERE held_in IS NOT NULL"
+        )
+        .await,
+        0,
+        "its held deliveries are cancelled"
+    );
+    app.smtp.set_mode(raccordo_e2e::Mode::Accept);
+    let replay = app
+        .command()
+        .args(["dlq", "replay", "--all", "--queue", "dead"])
+        .output()
+        .await
+        .expect("raccordo dlq runs");
+    assert!(replay.status.success());
+    app.settle().await;
+    assert!(app.emails_of("eviction.consent_revoked").is_empty());
+    assert!(app.dead_letters().await.is_empty());
+    app.cleanup().await;
+}

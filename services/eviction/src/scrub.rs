@@ -3,7 +3,8 @@
 //! - An `eviction.consent_revoked` notice carries the docket number so the mailer can write
 //!   it; once every recipient has it (or its delivery was cancelled), the hub has no reason
 //!   to keep it, and the payload is replaced with its non-personal part. A notice held for
-//!   an operator (refused, or parked) keeps it, so that a replay can still deliver it. Alerts are scrubbed at once,
+//!   an operator (refused, or parked) keeps it, so that a replay can still deliver it, for
+//!   `eviction.dead_letter_ttl_days` at most; then it is scrubbed and its delivery cancelled. Alerts are scrubbed at once,
 //!   by the revocation itself.
 //! - The file transport (`mail.transport = "file"`) keeps each email as an `.eml` file: the
 //!   files of an alert scrubbed by a revocation are removed from the outbox. Files are not
@@ -25,11 +26,19 @@ use crate::store::{scrub, scrubbed_among};
 /// How often delivered revocation notices and revoked alerts' files are looked for.
 pub(crate) const SCRUB_EVERY: Duration = Duration::from_secs(2);
 
-/// Scrubs the delivered revocation notices now; returns how many.
-pub(crate) async fn scrub_delivered(pool: &PgPool) -> Result<u64, sqlx::Error> {
+/// Scrubs the delivered revocation notices now, and those held for an operator longer
+/// than `held_for` (`eviction.dead_letter_ttl_days`, as the dead letters that may hold
+/// personal data): their held deliveries are cancelled, so a late replay sends nothing.
+/// Returns how many notices.
+pub(crate) async fn scrub_delivered(pool: &PgPool, held_for: Duration) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let settled = db::settled_of_kind(&mut tx, NotificationKind::EvictionConsentRevoked).await?;
+    let kind = NotificationKind::EvictionConsentRevoked;
+    let settled = db::settled_of_kind(&mut tx, kind, held_for).await?;
     let n = scrub(&mut tx, &settled).await?;
+    if n > 0 {
+        let reason = "not sent: held longer than eviction.dead_letter_ttl_days, its docket number was removed (C4)";
+        db::cancel_pending(&mut tx, &settled, reason).await?;
+    }
     tx.commit().await?;
     Ok(n)
 }
@@ -65,14 +74,16 @@ pub(crate) async fn remove_revoked_files(
 }
 
 /// Runs [`scrub_delivered`] and, with the file transport, [`remove_revoked_files`] every
-/// [`SCRUB_EVERY`] until `token` is cancelled. Give it `FileOutbox::from_settings(&mail)`.
+/// [`SCRUB_EVERY`] until `token` is cancelled. Give it `FileOutbox::from_settings(&mail)`
+/// and `EvictionSettings::dead_letter_ttl`.
 pub async fn run_scrubber_with_outbox(
     pool: PgPool,
     outbox: Option<FileOutbox>,
+    held_for: Duration,
     token: CancellationToken,
 ) {
     loop {
-        match scrub_delivered(&pool).await {
+        match scrub_delivered(&pool, held_for).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(notifications = n, "Scrubbed delivered revocation notices."),
             Err(error) => {

@@ -287,6 +287,7 @@ fn spawn_jobs(
         tracker.spawn(raccordo_eviction::scrub::run_scrubber_with_outbox(
             pool.clone(),
             raccordo_mailer::FileOutbox::from_settings(&settings.mail),
+            settings.eviction.dead_letter_ttl(),
             token.clone(),
         ));
     }

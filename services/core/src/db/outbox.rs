@@ -458,11 +458,13 @@ pub async fn of_kind(
 }
 
 /// Among the notifications of `kind` not scrubbed yet, those settled: published (or
-/// undeliverable) with no delivery still pending or held for an operator (a replay must
-/// find its content). What a worker may scrub once its recipients have it.
+/// undeliverable) with no delivery still pending, nor held for an operator for less than
+/// `held_for` (a replay must find its content meanwhile). What a worker may scrub once its
+/// recipients have it.
 pub async fn settled_of_kind(
     conn: &mut PgConnection,
     kind: NotificationKind,
+    held_for: std::time::Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         r#"
@@ -475,11 +477,14 @@ pub async fn settled_of_kind(
                 SELECT 1 FROM deliveries d
                 WHERE d.notification_id = n.id
                   AND d.delivered_at IS NULL
-                  AND (d.failed_at IS NULL OR d.held_in IS NOT NULL)
+                  AND (d.failed_at IS NULL
+                       OR (d.held_in IS NOT NULL
+                           AND d.failed_at > now() - make_interval(secs => $2)))
           )
         "#,
     )
     .bind(kind.as_str())
+    .bind(held_for.as_secs_f64())
     .fetch_all(conn)
     .await
 }
