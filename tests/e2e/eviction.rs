@@ -1081,17 +1081,7 @@ async fn c4_an_alert_held_by_a_refusal_is_cancelled_by_the_revocation_and_its_re
     .await;
     assert_eq!(held_alerts, 0, "the revocation cancels held alerts too");
 
-    let replay = app
-        .command()
-        .args(["dlq", "replay", "--all", "--queue", "dead"])
-        .output()
-        .await
-        .expect("raccordo dlq runs");
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    replay_dead(&app).await;
     app.settle().await;
     assert!(app.emails_of("eviction.alert").is_empty());
     assert_eq!(app.emails_of("eviction.consent_revoked").len(), 2);
@@ -1124,26 +1114,11 @@ async fn c4_a_refused_revocation_notice_keeps_its_content_until_a_replay_deliver
         .await;
     // Longer than the scrubber's period: a held notice is not settled, so it keeps its text.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let scrubbed = count(
-        &app,
-        "SELECT count(*) FROM notifications \
-         WHERE kind = 'eviction.consent_revoked' AND payload ? 'scrubbed'",
-    )
-    .await;
+    let scrubbed = scrubbed_notices(&app).await;
     assert_eq!(scrubbed, 0);
 
     app.smtp.set_mode(raccordo_e2e::Mode::Accept);
-    let replay = app
-        .command()
-        .args(["dlq", "replay", "--all", "--queue", "dead"])
-        .output()
-        .await
-        .expect("raccordo dlq runs");
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    replay_dead(&app).await;
     app.wait_for_emails(4).await;
     let notices = app.emails_of("eviction.consent_revoked");
     assert_eq!(recipients(&notices), RHO_REFERENTS);
@@ -1151,21 +1126,7 @@ async fn c4_a_refused_revocation_notice_keeps_its_content_until_a_replay_deliver
         assert!(m.text_body().expect("text").contains(procedure));
     }
     // Delivered: now the scrubber takes the docket number away.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while count(
-        &app,
-        "SELECT count(*) FROM notifications \
-         WHERE kind = 'eviction.consent_revoked' AND payload ? 'scrubbed'",
-    )
-    .await
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the delivered notice is scrubbed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_scrubbed_notice(&app).await;
     app.cleanup().await;
 }
 
@@ -1195,18 +1156,7 @@ async fn c4_a_revocation_notice_held_longer_than_the_ttl_is_scrubbed_and_its_rep
     .execute(&app.pool)
     .await
     .expect("age the held deliveries");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while count(
-        &app,
-        "SELECT count(*) FROM notifications \
-         WHERE kind = 'eviction.consent_revoked' AND payload ? 'scrubbed'",
-    )
-    .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "the expired notice is scrubbed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_scrubbed_notice(&app).await;
     assert_eq!(
         count(
             &app,
@@ -1217,15 +1167,46 @@ async fn c4_a_revocation_notice_held_longer_than_the_ttl_is_scrubbed_and_its_rep
         "its held deliveries are cancelled"
     );
     app.smtp.set_mode(raccordo_e2e::Mode::Accept);
+    replay_dead(&app).await;
+    app.settle().await;
+    assert!(app.emails_of("eviction.consent_revoked").is_empty());
+    assert!(app.dead_letters().await.is_empty());
+    app.cleanup().await;
+}
+
+/// `raccordo dlq replay --all --queue dead`, as an operator runs it.
+async fn replay_dead(app: &TestApp) {
     let replay = app
         .command()
         .args(["dlq", "replay", "--all", "--queue", "dead"])
         .output()
         .await
         .expect("raccordo dlq runs");
-    assert!(replay.status.success());
-    app.settle().await;
-    assert!(app.emails_of("eviction.consent_revoked").is_empty());
-    assert!(app.dead_letters().await.is_empty());
-    app.cleanup().await;
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+}
+
+/// Revocation notices whose docket number was scrubbed.
+async fn scrubbed_notices(app: &TestApp) -> i64 {
+    count(
+        app,
+        "SELECT count(*) FROM notifications \
+         WHERE kind = 'eviction.consent_revoked' AND payload ? 'scrubbed'",
+    )
+    .await
+}
+
+/// Waits (up to 20 s) until the scrubber has scrubbed a revocation notice.
+async fn wait_for_scrubbed_notice(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scrubbed_notices(app).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a revocation notice is scrubbed within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

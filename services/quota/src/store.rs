@@ -263,21 +263,9 @@ pub(crate) async fn lock_facilities(
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, comune, kind, capacity, presences, active, as_of)| {
-            let (Ok(comune_istat), Some(kind)) =
-                (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
-            else {
-                skipped_facility_row();
-                return None;
-            };
-            let facility = Facility {
-                comune_istat,
-                kind,
-                capacity: i64::from(capacity),
-                presences: i64::from(presences),
-                active,
-            };
-            Some((id, StoredFacility { facility, as_of }))
+        .filter_map(|row| {
+            let id = row.0.clone();
+            stored_facility(row).map(|stored| (id, stored))
         })
         .collect())
 }
@@ -402,27 +390,27 @@ pub(crate) async fn load_facilities(
     .bind(zona)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(_id, comune, kind, capacity, presences, active, as_of)| {
-            let (Ok(comune_istat), Some(kind)) =
-                (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
-            else {
-                skipped_facility_row();
-                return None;
-            };
-            Some(StoredFacility {
-                facility: Facility {
-                    comune_istat,
-                    kind,
-                    capacity: i64::from(capacity),
-                    presences: i64::from(presences),
-                    active,
-                },
-                as_of,
-            })
-        })
-        .collect())
+    Ok(rows.into_iter().filter_map(stored_facility).collect())
+}
+
+/// A facility row as stored; `None` (counted and logged) for one that does not parse.
+fn stored_facility(row: FacilityRow) -> Option<StoredFacility> {
+    let (_id, comune, kind, capacity, presences, active, as_of) = row;
+    let (Ok(comune_istat), Some(kind)) = (ComuneIstat::parse(&comune), ReceptionKind::parse(&kind))
+    else {
+        skipped_facility_row();
+        return None;
+    };
+    Some(StoredFacility {
+        facility: Facility {
+            comune_istat,
+            kind,
+            capacity: i64::from(capacity),
+            presences: i64::from(presences),
+            active,
+        },
+        as_of,
+    })
 }
 
 /// Every facility's newest report with its comune's name and zona, optionally of one
