@@ -413,3 +413,298 @@ async fn c7_personal_holding_queues_expire_every_message_by_their_own_ttl() {
     let _ = connection.close(200, "done".into()).await;
     prepared.cleanup().await;
 }
+
+fn step_of(procedure: &str, comune: &str) -> Value {
+    let mut data = accesso(procedure);
+    data["comune_istat"] = json!(comune);
+    data["step"] = json!("precetto");
+    data.as_object_mut().map(|d| d.remove("next_access_at"));
+    data
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count query")
+}
+
+/// Finding 5: the docket pseudonym ignored the court, so two courts' equal docket numbers
+/// merged into one procedure (one family's consent reaching the other's alerts).
+#[tokio::test]
+async fn issue17_f5_two_courts_with_one_docket_number_are_two_procedures() {
+    let app = spawn_app().await;
+    let docket = "RG 500/2026";
+    for (i, court) in ["urn:tribunale:milano", "urn:tribunale:monza"]
+        .iter()
+        .enumerate()
+    {
+        let body = event(
+            court,
+            &format!("s-{i}"),
+            "eviction.step.v1",
+            step_of(docket, RHO),
+        );
+        app.publish_raw("eviction.step.v1", &body).await;
+    }
+    app.settle().await;
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM eviction_procedures").await,
+        2
+    );
+    // A grant naming no court cannot tell them apart: refused, saying what to add.
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(docket, RHO, "granted", &at(-30)),
+    ))
+    .await;
+    let dead = app.wait_for_held(Holding::Dead, 1).await;
+    assert!(
+        dead[0].error.contains("the `court` field"),
+        "{}",
+        dead[0].error
+    );
+    // Naming its court, it reaches that procedure only.
+    let mut grant = consent(docket, RHO, "granted", &at(-20));
+    grant["court"] = json!("urn:tribunale:milano");
+    app.publish(&app.event("eviction.consent.v1", grant)).await;
+    app.wait_for_emails(2).await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM eviction_procedures WHERE consent = 'granted' AND court = 'urn:tribunale:milano'"
+        )
+        .await,
+        1
+    );
+    // A revocation naming no court applies to every procedure it may mean (C8).
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(docket, RHO, "revoked", &at(-1)),
+    ))
+    .await;
+    app.wait_for_emails(4).await;
+    app.settle().await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM eviction_procedures WHERE consent = 'revoked'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(app.emails_of("eviction.consent_revoked").len(), 2);
+    app.cleanup().await;
+}
+
+/// A consent before any step (court unknown) is adopted by the first court that sends a
+/// step for that docket in that comune: one procedure, keyed on its court from then on.
+#[tokio::test]
+async fn issue17_f5_a_procedure_known_before_its_court_is_adopted_by_the_first_step() {
+    let app = spawn_app().await;
+    let docket = "RG 501/2026";
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(docket, RHO, "granted", &at(-30)),
+    ))
+    .await;
+    app.wait_for_emails(2).await;
+    let body = event(
+        "urn:tribunale:milano",
+        "s-501",
+        "eviction.step.v1",
+        step_of(docket, RHO),
+    );
+    app.publish_raw("eviction.step.v1", &body).await;
+    app.wait_for_emails(4).await;
+    app.settle().await;
+    let rows: Vec<(Option<String>, String)> =
+        sqlx::query_as("SELECT court, consent FROM eviction_procedures")
+            .fetch_all(&app.pool)
+            .await
+            .expect("procedures");
+    assert_eq!(
+        rows,
+        [(
+            Some("urn:tribunale:milano".to_owned()),
+            "granted".to_owned()
+        )]
+    );
+    assert_eq!(
+        app.emails_of("eviction.alert").len(),
+        4,
+        "the step alerted (C3)"
+    );
+    app.cleanup().await;
+}
+
+/// Finding 5: an event reusing another comune's unit, facility or procedure id re-homed it.
+/// Now it is dead-lettered naming the owner, and an operator moves it, audited.
+#[tokio::test]
+async fn issue17_f5_ids_stay_in_their_comune_and_an_operator_moves_them() {
+    let app = spawn_app().await;
+    app.publish(&app.event("housing.unit.v1", offer("U-F5")))
+        .await;
+    let facility = |comune: &str, presences: u32| {
+        json!({"facility_id": "CAS-F5", "comune_istat": comune, "reception_kind": "CAS",
+               "capacity": 10, "presences": presences, "as_of": "2026-11-01"})
+    };
+    app.publish(&app.event("reception.occupancy.v1", facility(RHO, 2)))
+        .await;
+    app.publish(&app.event("eviction.step.v1", step_of("RG 502/2026", RHO)))
+        .await;
+    app.settle().await;
+    let mut elsewhere = offer("U-F5");
+    elsewhere["comune_istat"] = json!(MILANO);
+    app.publish(&app.event("housing.unit.v1", elsewhere)).await;
+    app.publish(&app.event("reception.occupancy.v1", facility(MILANO, 3)))
+        .await;
+    app.publish(&app.event("eviction.step.v1", step_of("RG 502/2026", MILANO)))
+        .await;
+    let mut reasons: Vec<String> = app
+        .wait_for_held(Holding::Dead, 3)
+        .await
+        .into_iter()
+        .map(|m| m.error)
+        .collect();
+    reasons.sort();
+    assert!(
+        reasons[0].starts_with("facility \"CAS-F5\" belongs to comune 015182"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("this procedure belongs to comune 015182"),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons[1].contains("502"),
+        "a docket number is never named"
+    );
+    assert!(
+        reasons[2].starts_with("unit \"U-F5\" belongs to comune 015182"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM housing_units WHERE comune_istat = '015146'"
+        )
+        .await,
+        0
+    );
+    let output = app
+        .command()
+        .args([
+            "ids",
+            "move",
+            "facility",
+            "CAS-F5",
+            "--to",
+            MILANO,
+            "--by",
+            "Operatore Rossi",
+            "--reason",
+            "comune sbagliato nel primo rapporto",
+        ])
+        .output()
+        .await
+        .expect("raccordo ids move runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("Moved facility \"CAS-F5\" from comune 015182 to comune 015146"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let mut later = facility(MILANO, 4);
+    later["as_of"] = json!("2026-11-02");
+    app.publish(&app.event("reception.occupancy.v1", later))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.dead_letters().await.len(),
+        3,
+        "the moved facility is Milano's now"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT presences::BIGINT FROM reception_facilities WHERE facility_id = 'CAS-F5'"
+        )
+        .await,
+        4
+    );
+    let audit: (String, String, String, String) =
+        sqlx::query_as("SELECT kind, from_comune, to_comune, moved_by FROM id_moves")
+            .fetch_one(&app.pool)
+            .await
+            .expect("the move is audited");
+    assert_eq!(
+        audit,
+        (
+            "facility".into(),
+            RHO.into(),
+            MILANO.into(),
+            "Operatore Rossi".into()
+        )
+    );
+    app.cleanup().await;
+}
+
+/// Where publishers are configured, an id also belongs to the publisher that first used it.
+#[tokio::test]
+async fn issue17_f5_another_publisher_of_the_same_comune_cannot_take_a_unit() {
+    let (app, systems) = with_systems().await;
+    let inbound = app.topology.inbound_exchange();
+    let rival = BrokerUser::create(
+        &app.settings.amqp.url,
+        &inbound,
+        "rival-rho",
+        "housing\\.unit\\.v1",
+    )
+    .await;
+    // The rival is configured too, for Rho's housing: then the hub restarts with it.
+    let mut app = app;
+    app.stop_workers().await;
+    let name = rival.name.clone();
+    let app = app
+        .configure(move |s| {
+            s.publishers
+                .users
+                .insert(name, rule(&["housing.unit.v1"], &[RHO]));
+        })
+        .start(Workers::All)
+        .await;
+    send(
+        &app,
+        &systems.comune,
+        "housing.unit.v1",
+        &event("urn:rho", "u1", "housing.unit.v1", offer("U-OWN")),
+    )
+    .await;
+    app.wait_for_emails(2).await;
+    let mut taken = offer("U-OWN");
+    taken["places"] = json!(1);
+    send(
+        &app,
+        &rival,
+        "housing.unit.v1",
+        &event("urn:rival", "u2", "housing.unit.v1", taken),
+    )
+    .await;
+    let dead = app.wait_for_held(Holding::Dead, 1).await;
+    assert!(
+        dead[0]
+            .error
+            .contains(&format!("and publisher {:?}", systems.comune.name)),
+        "{}",
+        dead[0].error
+    );
+    rival.delete().await;
+    systems.cleanup().await;
+    app.cleanup().await;
+}

@@ -33,6 +33,7 @@ pub mod http;
 pub mod inbound;
 pub mod notification;
 pub mod origin;
+pub mod ownership;
 pub mod payload;
 pub mod registry;
 pub mod schedule;

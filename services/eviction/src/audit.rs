@@ -91,7 +91,8 @@ pub async fn list(
         LEFT JOIN eviction_consents c ON c.id = e.consent_id
         WHERE ($1::TEXT IS NULL OR n.kind = $1)
           AND ($2::TIMESTAMPTZ IS NULL OR n.created_at >= $2)
-          AND ($3::TEXT IS NULL OR e.pseudonym = $3)
+          AND ($3::TEXT IS NULL OR e.pseudonym IN (
+                SELECT pseudonym FROM eviction_procedures WHERE docket_pseudonym = $3))
         ORDER BY n.created_at, n.id, d.email
         "#,
     )

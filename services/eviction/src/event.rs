@@ -132,6 +132,10 @@ pub struct ConsentEvent {
     pub recorded_at: OffsetDateTime,
     #[serde(default)]
     pub contact: Option<Contact>,
+    /// The court: the `source` of its court's events (added in 1.2). Needed only when two
+    /// courts have procedures with this docket number in this comune.
+    #[serde(default)]
+    pub court: Option<String>,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use raccordo_core::settings::{
     DEVELOPMENT_PSEUDONYM_KEY, EvictionSettings, MIN_PSEUDONYM_KEY_BYTES, SettingsError,
 };
 
-use crate::personal::{Pseudonym, Pseudonymizer};
+use crate::personal::Pseudonymizer;
 use crate::store::{self, KeyCheck};
 
 /// Procedures renamed per statement, and between two progress reports.
@@ -89,9 +89,13 @@ pub async fn rekey(
     let total = stored.len();
     let mut done = 0;
     for batch in stored.chunks(BATCH) {
-        let renames: Vec<(Pseudonym, Pseudonym)> = batch
+        let renames: Vec<store::Rename> = batch
             .iter()
-            .map(|old| (old.clone(), Pseudonymizer::rehash(&new_key, old)))
+            .map(|(old, docket)| store::Rename {
+                new: Pseudonymizer::rehash(&new_key, old),
+                old: old.clone(),
+                docket: Pseudonymizer::rehash(&new_key, docket),
+            })
             .collect();
         store::rename_procedures(&mut tx, &renames).await?;
         done += batch.len();

@@ -29,6 +29,7 @@ pub mod event;
 pub mod holding;
 pub mod keys;
 pub mod personal;
+mod procedures;
 pub mod reports;
 mod salvage;
 pub mod scrub;

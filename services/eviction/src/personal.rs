@@ -163,6 +163,18 @@ impl Pseudonymizer {
         Pseudonym(self.chain(procedure_id.canonical().as_bytes()))
     }
 
+    /// The pseudonym of a procedure: its court (the `source` of the court's events) and its
+    /// docket number, so two courts' equal numbers are two procedures (CONTRACT 1.2 §3).
+    pub fn procedure_pseudonym(&self, court: &str, procedure_id: &ProcedureId) -> Pseudonym {
+        let mut input = Vec::with_capacity(court.len() + 80);
+        // Length-prefixed: no court and docket pair can imitate another.
+        input.extend_from_slice(b"court:");
+        input.extend_from_slice(&(court.len() as u64).to_be_bytes());
+        input.extend_from_slice(court.as_bytes());
+        input.extend_from_slice(procedure_id.canonical().as_bytes());
+        Pseudonym(self.chain(&input))
+    }
+
     /// Identifies the chain; stored beside the pseudonyms it made.
     pub fn fingerprint(&self) -> String {
         self.chain(FINGERPRINT_INPUT)

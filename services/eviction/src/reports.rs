@@ -34,16 +34,19 @@ pub enum SummaryError {
     UnknownConsent(String),
 }
 
-/// Reads the summary of the procedure known as `pseudonym`.
+/// Reads the summary of the procedures of a docket number (`pseudonym`: its docket
+/// pseudonym, every court's procedure of it).
 pub async fn procedure_summary(
     conn: &mut PgConnection,
     pseudonym: &Pseudonym,
 ) -> Result<ProcedureSummary, SummaryError> {
     let (steps, consent, personal_held): (i64, Option<String>, bool) = sqlx::query_as(
         r#"
-        SELECT (SELECT count(*) FROM eviction_steps WHERE pseudonym = $1),
-               (SELECT consent FROM eviction_procedures WHERE pseudonym = $1),
-               EXISTS (SELECT 1 FROM eviction_personal WHERE pseudonym = $1)
+        WITH p AS (SELECT pseudonym, consent, updated_at
+                   FROM eviction_procedures WHERE docket_pseudonym = $1)
+        SELECT (SELECT count(*) FROM eviction_steps WHERE pseudonym IN (SELECT pseudonym FROM p)),
+               (SELECT consent FROM p ORDER BY updated_at DESC LIMIT 1),
+               EXISTS (SELECT 1 FROM eviction_personal WHERE pseudonym IN (SELECT pseudonym FROM p))
         "#,
     )
     .bind(pseudonym.as_ref())
@@ -64,7 +67,7 @@ pub async fn procedure_summary(
         FROM eviction_notifications e
         JOIN notifications n ON n.id = e.notification_id
         LEFT JOIN deliveries d ON d.notification_id = n.id
-        WHERE e.pseudonym = $1
+        WHERE e.pseudonym IN (SELECT pseudonym FROM eviction_procedures WHERE docket_pseudonym = $1)
           AND n.kind = 'eviction.alert'
         "#,
     )

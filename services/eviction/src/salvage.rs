@@ -17,12 +17,16 @@ use crate::personal::ProcedureId;
 pub(crate) struct Revocation {
     pub procedure_id: ProcedureId,
     pub comune_istat: Option<ComuneIstat>,
+    pub court: Option<String>,
     recorded_by: String,
     recorded_at: Option<OffsetDateTime>,
 }
 
 /// The longest `recorded_by` kept from a refused revocation.
 const RECORDED_BY_MAX: usize = 200;
+
+/// The longest `court` read from a refused revocation (the schema's bound).
+const COURT_MAX: usize = 200;
 
 /// The revocation in `message`, if it is one whose docket number can be read.
 pub(crate) fn revocation_in(message: &Message) -> Option<Revocation> {
@@ -49,6 +53,9 @@ pub(crate) fn revocation_in(message: &Message) -> Option<Revocation> {
     Some(Revocation {
         procedure_id,
         comune_istat: text("comune_istat").and_then(|s| ComuneIstat::parse(s).ok()),
+        court: text("court")
+            .filter(|s| (1..=COURT_MAX).contains(&s.len()))
+            .map(str::to_owned),
         recorded_by,
         recorded_at: text("recorded_at").and_then(|s| parse_datetime(s).ok()),
     })
@@ -65,6 +72,7 @@ impl Revocation {
             recorded_by: self.recorded_by,
             recorded_at: self.recorded_at.unwrap_or(now),
             contact: None,
+            court: self.court,
         }
     }
 }

@@ -21,29 +21,38 @@ pub(crate) struct ProcedureRow {
     pub state: ProcedureState,
     /// The eviction_consents row in force.
     pub consent_id: Option<i64>,
+    /// The comune the procedure belongs to (CONTRACT 1.2 §3): the first event's.
+    pub comune: String,
 }
 
 /// Creates the procedure's row if missing, locks it (two events of one procedure are
 /// decided one after the other), and loads its state.
 pub(crate) async fn lock_procedure(
     tx: &mut PgConnection,
-    pseudonym: &Pseudonym,
+    key: &ProcedureKey,
     comune: &ComuneIstat,
 ) -> Result<ProcedureRow, sqlx::Error> {
+    let pseudonym = &key.pseudonym;
     // One statement: the upsert locks the row, new or not, and returns what it holds.
-    let (consent, consent_id, recorded_at): (String, Option<i64>, Option<OffsetDateTime>) =
-        sqlx::query_as(
-            r#"
-            INSERT INTO eviction_procedures (pseudonym, comune_istat)
-            VALUES ($1, $2)
+    let (consent, consent_id, recorded_at, owner): (
+        String,
+        Option<i64>,
+        Option<OffsetDateTime>,
+        String,
+    ) = sqlx::query_as(
+        r#"
+            INSERT INTO eviction_procedures (pseudonym, comune_istat, docket_pseudonym, court)
+            VALUES ($1, $2, $3, $4)
             ON CONFLICT (pseudonym) DO UPDATE SET pseudonym = EXCLUDED.pseudonym
-            RETURNING consent, consent_id, consent_recorded_at
+            RETURNING consent, consent_id, consent_recorded_at, comune_istat
             "#,
-        )
-        .bind(pseudonym.as_ref())
-        .bind(comune.as_ref())
-        .fetch_one(&mut *tx)
-        .await?;
+    )
+    .bind(pseudonym.as_ref())
+    .bind(comune.as_ref())
+    .bind(key.docket.as_ref())
+    .bind(key.court.as_deref())
+    .fetch_one(&mut *tx)
+    .await?;
     let consent = match (ConsentDecision::parse(&consent), recorded_at) {
         (Some(decision), Some(recorded_at)) => Some(ConsentInForce {
             decision,
@@ -55,20 +64,95 @@ pub(crate) async fn lock_procedure(
     Ok(ProcedureRow {
         state: ProcedureState { consent, history },
         consent_id,
+        comune: owner,
     })
 }
 
-/// The comune a procedure is recorded in, if the hub knows the procedure.
-pub(crate) async fn procedure_comune(
+/// How a procedure is known: its pseudonym (of court and docket, or of the docket alone
+/// while its court is unknown), its docket pseudonym, its court.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcedureKey {
+    pub pseudonym: Pseudonym,
+    pub docket: Pseudonym,
+    /// The `source` of its court's events; None until a court's step names it.
+    pub court: Option<String>,
+}
+
+/// Serialises every event of one docket number (across courts) until the transaction
+/// ends, so that finding, adopting and creating its procedures never race.
+pub(crate) async fn lock_docket(
+    tx: &mut PgConnection,
+    docket: &Pseudonym,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(docket.as_ref())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// The procedures of a docket number: all, or those of one comune, or of one court.
+pub(crate) async fn procedures_of_docket(
+    tx: &mut PgConnection,
+    docket: &Pseudonym,
+    comune: Option<&ComuneIstat>,
+) -> Result<Vec<(ProcedureKey, ComuneIstat)>, sqlx::Error> {
+    let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        r#"
+        SELECT pseudonym, court, comune_istat
+        FROM eviction_procedures
+        WHERE docket_pseudonym = $1 AND ($2::TEXT IS NULL OR comune_istat = $2)
+        ORDER BY created_at, pseudonym
+        "#,
+    )
+    .bind(docket.as_ref())
+    .bind(comune.map(AsRef::as_ref))
+    .fetch_all(tx)
+    .await?;
+    rows.into_iter()
+        .map(|(p, court, comune)| {
+            let key = ProcedureKey {
+                pseudonym: Pseudonym::from_stored(p),
+                docket: docket.clone(),
+                court,
+            };
+            let comune = ComuneIstat::parse(&comune).map_err(decode("comune"))?;
+            Ok((key, comune))
+        })
+        .collect()
+}
+
+/// Whether a procedure of this pseudonym exists.
+pub(crate) async fn procedure_exists(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
-) -> Result<Option<ComuneIstat>, sqlx::Error> {
-    let istat: Option<String> =
-        sqlx::query_scalar("SELECT comune_istat FROM eviction_procedures WHERE pseudonym = $1")
-            .bind(pseudonym.as_ref())
-            .fetch_optional(tx)
-            .await?;
-    Ok(istat.and_then(|s| ComuneIstat::parse(&s).ok()))
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM eviction_procedures WHERE pseudonym = $1)")
+        .bind(pseudonym.as_ref())
+        .fetch_one(tx)
+        .await
+}
+
+/// A court adopts a procedure whose court was unknown: renamed to its court-keyed
+/// pseudonym, the tables that point at it following (ON UPDATE CASCADE).
+pub(crate) async fn adopt_procedure(
+    tx: &mut PgConnection,
+    from: &Pseudonym,
+    to: &ProcedureKey,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        UPDATE eviction_procedures
+        SET pseudonym = $2, court = $3, updated_at = now()
+        WHERE pseudonym = $1 AND court IS NULL
+        "#,
+    )
+    .bind(from.as_ref())
+    .bind(to.pseudonym.as_ref())
+    .bind(to.court.as_deref())
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// The procedure's steps in the order they occurred (ties: arrival).
@@ -100,7 +184,7 @@ pub(crate) async fn load_history(
         .collect())
 }
 
-/// Appends a step to the non-personal history, and moves the procedure to its comune.
+/// Appends a step to the non-personal history.
 pub(crate) async fn insert_step(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
@@ -121,18 +205,10 @@ pub(crate) async fn insert_step(
     .bind(step.info_material_delivered)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        r#"
-        UPDATE eviction_procedures
-        SET comune_istat = $2,
-            updated_at = now()
-        WHERE pseudonym = $1
-        "#,
-    )
-    .bind(pseudonym.as_ref())
-    .bind(comune.as_ref())
-    .execute(tx)
-    .await?;
+    sqlx::query("UPDATE eviction_procedures SET updated_at = now() WHERE pseudonym = $1")
+        .bind(pseudonym.as_ref())
+        .execute(tx)
+        .await?;
     Ok(())
 }
 
@@ -455,41 +531,56 @@ async fn stored_fingerprint(tx: &mut PgConnection) -> Result<Option<String>, sql
     .await
 }
 
-/// Every stored pseudonym, for `rekey`, with the key row locked against workers.
-pub(crate) async fn lock_for_rekey(tx: &mut PgConnection) -> Result<Vec<Pseudonym>, sqlx::Error> {
+/// Every stored procedure's pseudonym and docket pseudonym, for `rekey`, with the key row
+/// locked against workers.
+pub(crate) async fn lock_for_rekey(
+    tx: &mut PgConnection,
+) -> Result<Vec<(Pseudonym, Pseudonym)>, sqlx::Error> {
     sqlx::query("LOCK TABLE eviction_key, eviction_procedures IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let rows: Vec<String> = sqlx::query_scalar(
+    let rows: Vec<(String, String)> = sqlx::query_as(
         r#"
-        SELECT pseudonym
+        SELECT pseudonym, docket_pseudonym
         FROM eviction_procedures
         ORDER BY pseudonym
         "#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().map(Pseudonym::from_stored).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(p, d)| (Pseudonym::from_stored(p), Pseudonym::from_stored(d)))
+        .collect())
 }
 
-/// Renames procedures (old, new), the tables that point at them following (ON UPDATE
-/// CASCADE). New names are hashes under a new key: they never collide with old ones.
+/// One procedure renamed by `rekey`: its pseudonym and its docket pseudonym hashed anew.
+pub(crate) struct Rename {
+    pub old: Pseudonym,
+    pub new: Pseudonym,
+    pub docket: Pseudonym,
+}
+
+/// Renames procedures, the tables that point at them following (ON UPDATE CASCADE). New
+/// names are hashes under a new key: they never collide with old ones.
 pub(crate) async fn rename_procedures(
     tx: &mut PgConnection,
-    renames: &[(Pseudonym, Pseudonym)],
+    renames: &[Rename],
 ) -> Result<u64, sqlx::Error> {
-    let old: Vec<&str> = renames.iter().map(|(o, _)| o.as_ref()).collect();
-    let new: Vec<&str> = renames.iter().map(|(_, n)| n.as_ref()).collect();
+    let old: Vec<&str> = renames.iter().map(|r| r.old.as_ref()).collect();
+    let new: Vec<&str> = renames.iter().map(|r| r.new.as_ref()).collect();
+    let docket: Vec<&str> = renames.iter().map(|r| r.docket.as_ref()).collect();
     Ok(sqlx::query(
         r#"
         UPDATE eviction_procedures p
-        SET pseudonym = r.new
-        FROM UNNEST($1::TEXT[], $2::TEXT[]) AS r (old, new)
+        SET pseudonym = r.new, docket_pseudonym = r.docket
+        FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS r (old, new, docket)
         WHERE p.pseudonym = r.old
         "#,
     )
     .bind(&old)
     .bind(&new)
+    .bind(&docket)
     .execute(tx)
     .await?
     .rows_affected())
@@ -584,7 +675,8 @@ pub(crate) type ConsentRow = (
     Option<String>,
 );
 
-/// Every consent decision recorded for a procedure, in the order recorded.
+/// Every consent decision recorded for the procedures of a docket number (`procedure`: its
+/// docket pseudonym), in the order recorded.
 pub(crate) async fn consent_rows(
     conn: &mut PgConnection,
     procedure: &Pseudonym,
@@ -593,11 +685,54 @@ pub(crate) async fn consent_rows(
         r#"
         SELECT decision, recorded_by, recorded_at, received_at, applied, publisher, unvalidated
         FROM eviction_consents
-        WHERE pseudonym = $1
+        WHERE pseudonym IN (SELECT pseudonym FROM eviction_procedures WHERE docket_pseudonym = $1)
         ORDER BY recorded_at, id
         "#,
     )
     .bind(procedure.as_ref())
     .fetch_all(conn)
     .await
+}
+
+/// What `raccordo ids move procedure` found.
+#[derive(Debug)]
+pub enum ProcedureMove {
+    /// Moved: its pseudonym, and its comune before.
+    Moved { pseudonym: Pseudonym, from: String },
+    /// No procedure of this docket number (and court).
+    NotFound,
+    /// Several courts' procedures: the court must be named.
+    Ambiguous(usize),
+}
+
+/// Moves the procedure of a docket number (its docket pseudonym; of `court` when given)
+/// to another comune, for `raccordo ids move`.
+pub async fn move_procedure(
+    tx: &mut PgConnection,
+    docket: &Pseudonym,
+    court: Option<&str>,
+    to_comune: &ComuneIstat,
+) -> Result<ProcedureMove, sqlx::Error> {
+    lock_docket(tx, docket).await?;
+    let mut found: Vec<(ProcedureKey, ComuneIstat)> = procedures_of_docket(tx, docket, None)
+        .await?
+        .into_iter()
+        .filter(|(k, _)| court.is_none() || k.court.as_deref() == court)
+        .collect();
+    let (key, from) = match found.len() {
+        0 => return Ok(ProcedureMove::NotFound),
+        1 => found.remove(0),
+        n => return Ok(ProcedureMove::Ambiguous(n)),
+    };
+    sqlx::query(
+        "UPDATE eviction_procedures SET comune_istat = $2, updated_at = now() WHERE pseudonym = $1",
+    )
+    .bind(key.pseudonym.as_ref())
+    .bind(to_comune.as_ref())
+    .execute(tx)
+    .await?;
+    Ok(ProcedureMove::Moved {
+        pseudonym: key.pseudonym,
+        from: from.as_ref().to_owned(),
+    })
 }

@@ -18,6 +18,7 @@ use raccordo_core::domain::ComuneIstat;
 use raccordo_core::envelope::{ANONYMOUS, Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::about_comune;
+use raccordo_core::ownership::{self, IdKind, Owner};
 use raccordo_core::payload::{
     AccessTime, AlertPayload, ConsentFacts, ConsentRevokedPayload, NextAccess, Payload, StepFacts,
 };
@@ -29,10 +30,11 @@ use crate::decide::{
 };
 use crate::event::{ConsentDecision, ConsentEvent, StepEvent};
 use crate::personal::{Contact, Household, ProcedureId, Pseudonym, Pseudonymizer};
+use crate::procedures::{self, ResolveError};
 use crate::salvage;
 use crate::store::{
-    self, ConsentRecord, HeldPersonal, KeyCheck, link_notification, load_consent, lock_procedure,
-    record_consent,
+    self, ConsentRecord, HeldPersonal, KeyCheck, ProcedureKey, link_notification, load_consent,
+    lock_procedure, record_consent,
 };
 use raccordo_core::clock::rome_local;
 use raccordo_core::settings::EvictionSettings;
@@ -167,32 +169,51 @@ impl EventWorker for EvictionWorker {
             return Ok(None);
         };
         self.check_key(tx).await?;
-        let pseudonym = self.pseudonyms.pseudonym(&revocation.procedure_id);
-        // The procedure's own comune, never the one the refused event names: the notice
-        // goes only to referents who were told of the procedure.
-        let comune = match store::procedure_comune(tx, &pseudonym).await? {
-            Some(istat) => registry.require_comune(&istat)?,
-            None => match revocation
+        let docket = self.pseudonyms.pseudonym(&revocation.procedure_id);
+        store::lock_docket(tx, &docket).await?;
+        // Every procedure of the docket it may mean, each in its own comune, never the one
+        // the refused event names: the notice goes only to referents told of the procedure.
+        let mut found: Vec<(ProcedureKey, ComuneIstat)> =
+            store::procedures_of_docket(tx, &docket, None)
+                .await?
+                .into_iter()
+                .filter(|(k, _)| revocation.court.is_none() || k.court == revocation.court)
+                .collect();
+        if found.is_empty() {
+            let Some(comune) = revocation
                 .comune_istat
                 .as_ref()
-                .and_then(|c| registry.comune(c))
-            {
-                Some(comune) => comune,
+                .filter(|c| registry.comune(c).is_some())
+            else {
                 // Neither a known procedure nor a known comune: nothing to stop.
-                None => return Ok(None),
-            },
-        };
+                return Ok(None);
+            };
+            // Recorded, so that a grant recorded before it never gives consent (C8).
+            let key = ProcedureKey {
+                pseudonym: docket.clone(),
+                docket,
+                court: None,
+            };
+            found.push((key, comune.clone()));
+        }
         let why = error.to_string();
-        let event =
-            EvictionEvent::Consent(revocation.into_event(comune.istat.clone(), self.clock.now()));
         let publisher = message.publisher.as_deref().unwrap_or(ANONYMOUS);
-        self.apply_event(tx, registry, &event, publisher, Some(&why))
-            .await?;
+        let now = self.clock.now();
+        let event = revocation.into_event(found[0].1.clone(), now);
+        for (key, comune) in &found {
+            let event = EvictionEvent::Consent(ConsentEvent {
+                comune_istat: comune.clone(),
+                ..event.clone()
+            });
+            let comune = registry.require_comune(event.comune_istat())?;
+            self.apply_to(tx, registry, &event, key, comune, publisher, Some(&why))
+                .await?;
+            tracing::warn!(
+                procedure = key.pseudonym.short(),
+                "A revocation that failed validation was applied all the same (C8)."
+            );
+        }
         metrics::counter!("raccordo_consent_revocations_unvalidated_total").increment(1);
-        tracing::warn!(
-            procedure = pseudonym.short(),
-            "A revocation that failed validation was applied all the same (C8)."
-        );
         Ok(Some(
             "the revocation was applied all the same (CONTRACT C8): no further alerts for this \
              procedure, its personal data deleted"
@@ -212,10 +233,54 @@ impl EvictionWorker {
         publisher: &str,
         unvalidated: Option<&str>,
     ) -> Result<(), HandleError> {
-        let now = self.clock.now();
         let comune = registry.require_comune(event.comune_istat())?;
-        let pseudonym = self.pseudonyms.pseudonym(event.procedure_id());
-        let row = lock_procedure(tx, &pseudonym, &comune.istat).await?;
+        let keys = procedures::resolve(
+            tx,
+            &self.pseudonyms,
+            event.procedure_id(),
+            event.court(),
+            &comune.istat,
+            event.decision(),
+        )
+        .await
+        .map_err(|e| match e {
+            ResolveError::Database(e) => HandleError::from(e),
+            ambiguous => HandleError::Unprocessable(ambiguous.into()),
+        })?;
+        for key in &keys {
+            self.apply_to(tx, registry, event, key, comune, publisher, unvalidated)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Load → decide → store → notify for one procedure.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_to(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        event: &EvictionEvent,
+        key: &ProcedureKey,
+        comune: &Comune,
+        publisher: &str,
+        unvalidated: Option<&str>,
+    ) -> Result<(), HandleError> {
+        let now = self.clock.now();
+        let pseudonym = key.pseudonym.clone();
+        let row = lock_procedure(tx, key, &comune.istat).await?;
+        // A procedure stays in its comune: its docket is never named (CONTRACT 1.2 §3).
+        let owner = Owner {
+            comune: row.comune.clone(),
+            publisher: None,
+        };
+        ownership::check(
+            IdKind::Procedure,
+            None,
+            &owner,
+            comune.istat.as_ref(),
+            publisher,
+        )?;
         let (next, decision) = decide(&row.state, event.input(), now, &self.rules);
         let audit = Audit {
             publisher,
@@ -282,6 +347,8 @@ enum EvictionEvent {
     Step {
         event: StepEvent,
         record: StepRecord,
+        /// The court: the event's `source` (CONTRACT 1.2 §3).
+        court: String,
     },
     Consent(ConsentEvent),
 }
@@ -297,10 +364,30 @@ impl EvictionEvent {
                     next_access_at: event.next_access_at,
                     info_material_delivered: event.info_material_delivered,
                 };
-                Ok(Self::Step { event, record })
+                Ok(Self::Step {
+                    event,
+                    record,
+                    court: envelope.source.clone(),
+                })
             }
             EventType::EvictionConsent => Ok(Self::Consent(envelope.data_as()?)),
             other => Err(EvictionError::NotMine(other).into()),
+        }
+    }
+
+    /// The court the event names, if any.
+    fn court(&self) -> Option<&str> {
+        match self {
+            Self::Step { court, .. } => Some(court),
+            Self::Consent(event) => event.court.as_deref(),
+        }
+    }
+
+    /// A consent decision's decision.
+    fn decision(&self) -> Option<ConsentDecision> {
+        match self {
+            Self::Step { .. } => None,
+            Self::Consent(event) => Some(event.decision),
         }
     }
 

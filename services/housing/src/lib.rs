@@ -12,6 +12,8 @@
 
 pub mod decide;
 mod store;
+
+pub use store::move_unit;
 pub mod unit;
 pub mod worker;
 

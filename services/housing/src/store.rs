@@ -5,6 +5,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use raccordo_core::ownership::Owner;
+
 use crate::decide::UnitState;
 use crate::unit::{Action, BuildingType, HousingUnit, IdentifiedBy, ReceptionKind};
 
@@ -28,22 +30,61 @@ pub(crate) struct LastOffer {
 pub(crate) async fn lock_unit(
     tx: &mut PgConnection,
     unit: &HousingUnit,
-) -> Result<(UnitState, LastOffer), sqlx::Error> {
+    publisher: &str,
+) -> Result<(UnitState, LastOffer, Owner), sqlx::Error> {
     // One statement: the upsert locks the row, new or not, and returns what it holds.
-    let (forwarded, details): (bool, Value) = sqlx::query_as(
+    let (forwarded, details, comune, owner): (bool, Value, String, Option<String>) =
+        sqlx::query_as(
+            r#"
+            INSERT INTO housing_units (unit_id, comune_istat, identified_by, last_action, forwarded, details, publisher)
+            VALUES ($1, $2, 'comune', 'new', FALSE, '{}'::jsonb, $3)
+            ON CONFLICT (unit_id) DO UPDATE SET unit_id = EXCLUDED.unit_id
+            RETURNING forwarded, details, comune_istat, publisher
+            "#,
+        )
+        .bind(&unit.unit_id)
+        .bind(unit.comune_istat.as_ref())
+        .bind(publisher)
+        .fetch_one(&mut *tx)
+        .await?;
+    let last = LastOffer::deserialize(&details).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let owner = Owner {
+        comune,
+        publisher: owner,
+    };
+    Ok((UnitState { forwarded }, last, owner))
+}
+
+/// Moves a unit to another comune (and publisher), for `raccordo ids move`; returns its
+/// owner before, or None when no such unit exists.
+pub async fn move_unit(
+    tx: &mut PgConnection,
+    unit_id: &str,
+    to_comune: &str,
+    to_publisher: Option<&str>,
+) -> Result<Option<Owner>, sqlx::Error> {
+    let before: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT comune_istat, publisher FROM housing_units WHERE unit_id = $1 FOR UPDATE",
+    )
+    .bind(unit_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((comune, publisher)) = before else {
+        return Ok(None);
+    };
+    sqlx::query(
         r#"
-        INSERT INTO housing_units (unit_id, comune_istat, identified_by, last_action, forwarded, details)
-        VALUES ($1, $2, 'comune', 'new', FALSE, '{}'::jsonb)
-        ON CONFLICT (unit_id) DO UPDATE SET unit_id = EXCLUDED.unit_id
-        RETURNING forwarded, details
+        UPDATE housing_units
+        SET comune_istat = $2, publisher = COALESCE($3, publisher), updated_at = now()
+        WHERE unit_id = $1
         "#,
     )
-    .bind(&unit.unit_id)
-    .bind(unit.comune_istat.as_ref())
-    .fetch_one(&mut *tx)
+    .bind(unit_id)
+    .bind(to_comune)
+    .bind(to_publisher)
+    .execute(tx)
     .await?;
-    let last = LastOffer::deserialize(&details).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    Ok((UnitState { forwarded }, last))
+    Ok(Some(Owner { comune, publisher }))
 }
 
 /// Records the event on the unit's row with the state the decision left it in.
@@ -51,6 +92,7 @@ pub(crate) async fn save_unit(
     tx: &mut PgConnection,
     unit: &HousingUnit,
     next: &UnitState,
+    publisher: &str,
 ) -> Result<(), sqlx::Error> {
     // A withdrawal keeps the last offer's details, so later messages can name the unit.
     let details = match unit.action {
@@ -67,6 +109,7 @@ pub(crate) async fn save_unit(
             last_action = $4,
             forwarded = $5,
             details = COALESCE($6, details),
+            publisher = $7,
             updated_at = now()
         WHERE unit_id = $1
         "#,
@@ -83,6 +126,7 @@ pub(crate) async fn save_unit(
     })
     .bind(next.forwarded)
     .bind(details)
+    .bind(publisher)
     .execute(tx)
     .await?;
     Ok(())

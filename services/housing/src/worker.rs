@@ -9,6 +9,7 @@ use raccordo_core::db::insert_notifications;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::about_comune;
+use raccordo_core::ownership::{self, IdKind};
 use raccordo_core::payload::{HousingPayload, Payload};
 use raccordo_core::registry::{Comune, Snapshot};
 
@@ -42,9 +43,17 @@ impl EventWorker for HousingWorker {
     ) -> Result<(), HandleError> {
         let unit: HousingUnit = event.data_as()?;
         let comune = registry.require_comune(&unit.comune_istat)?;
-        let (state, last) = lock_unit(tx, &unit).await?;
+        let (state, last, owner) = lock_unit(tx, &unit, &event.publisher).await?;
+        ownership::check(
+            IdKind::Unit,
+            Some(&unit.unit_id),
+            &owner,
+            unit.comune_istat.as_ref(),
+            &event.publisher,
+        )?;
         let (next, decision) = decide(&state, &unit);
-        save_unit(tx, &unit, &next).await?;
+        let publisher = owner.publisher_after(&event.publisher);
+        save_unit(tx, &unit, &next, publisher).await?;
         let notifications: Vec<_> = decision
             .notices
             .into_iter()

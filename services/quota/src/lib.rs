@@ -23,6 +23,8 @@ pub mod monthly;
 pub mod occupancy;
 pub mod reports;
 mod store;
+
+pub use store::move_facility;
 pub mod worker;
 
 pub use monthly::MonthlyVerification;

@@ -23,4 +23,8 @@ pub struct OccupancyReport {
     /// Whether the SPRAR project is active (default true).
     #[serde(default = "default_active")]
     pub active: bool,
+    /// Who published it (the validated publisher), set by the worker: the facility's owner
+    /// (CONTRACT 1.2 §3). Not part of the wire format.
+    #[serde(skip)]
+    pub publisher: String,
 }

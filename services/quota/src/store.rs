@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use time::Date;
 
 use raccordo_core::domain::ComuneIstat;
+use raccordo_core::ownership::Owner;
 use raccordo_core::registry::Comune;
 
 use crate::coverage::StoredFacility;
@@ -23,14 +24,14 @@ fn column<T: TryInto<i32, Error = std::num::TryFromIntError>>(
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
-/// The comune a facility was last reported in, if it was ever reported.
-pub(crate) async fn facility_comune(
+/// Who a facility belongs to, if it was ever reported.
+pub(crate) async fn facility_owner(
     tx: &mut PgConnection,
     facility_id: &str,
-) -> Result<Option<ComuneIstat>, sqlx::Error> {
-    let istat: Option<String> = sqlx::query_scalar(
+) -> Result<Option<Owner>, sqlx::Error> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
         r#"
-        SELECT comune_istat
+        SELECT comune_istat, publisher
         FROM reception_facilities
         WHERE facility_id = $1
         "#,
@@ -38,9 +39,39 @@ pub(crate) async fn facility_comune(
     .bind(facility_id)
     .fetch_optional(tx)
     .await?;
-    istat
-        .map(|i| ComuneIstat::parse(&i).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-        .transpose()
+    Ok(row.map(|(comune, publisher)| Owner { comune, publisher }))
+}
+
+/// Moves a facility to another comune (and publisher), for `raccordo ids move`; returns
+/// its owner before, or None when no such facility exists.
+pub async fn move_facility(
+    tx: &mut PgConnection,
+    facility_id: &str,
+    to_comune: &str,
+    to_publisher: Option<&str>,
+) -> Result<Option<Owner>, sqlx::Error> {
+    let before: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT comune_istat, publisher FROM reception_facilities WHERE facility_id = $1 FOR UPDATE",
+    )
+    .bind(facility_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((comune, publisher)) = before else {
+        return Ok(None);
+    };
+    sqlx::query(
+        r#"
+        UPDATE reception_facilities
+        SET comune_istat = $2, publisher = COALESCE($3, publisher), received_at = now()
+        WHERE facility_id = $1
+        "#,
+    )
+    .bind(facility_id)
+    .bind(to_comune)
+    .bind(to_publisher)
+    .execute(tx)
+    .await?;
+    Ok(Some(Owner { comune, publisher }))
 }
 
 /// Locks a facility's row; returns its comune and the date of its newest report.
@@ -140,11 +171,12 @@ async fn lock_states(
 pub(crate) async fn save_facility(
     tx: &mut PgConnection,
     r: &OccupancyReport,
+    publisher: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"
-        INSERT INTO reception_facilities (facility_id, comune_istat, reception_kind, capacity, presences, as_of, active)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO reception_facilities (facility_id, comune_istat, reception_kind, capacity, presences, as_of, active, publisher)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ON CONFLICT (facility_id) DO UPDATE
         SET comune_istat = EXCLUDED.comune_istat,
             reception_kind = EXCLUDED.reception_kind,
@@ -152,6 +184,7 @@ pub(crate) async fn save_facility(
             presences = EXCLUDED.presences,
             as_of = EXCLUDED.as_of,
             active = EXCLUDED.active,
+            publisher = EXCLUDED.publisher,
             received_at = now()
         "#,
     )
@@ -162,6 +195,7 @@ pub(crate) async fn save_facility(
     .bind(column(r.presences)?)
     .bind(r.as_of)
     .bind(counts_active(r))
+    .bind(publisher)
     .execute(tx)
     .await?;
     Ok(())
@@ -248,26 +282,40 @@ pub(crate) struct FacilitySum {
 pub(crate) async fn lock_facilities(
     tx: &mut PgConnection,
     ids: &[&str],
-) -> Result<HashMap<String, StoredFacility>, sqlx::Error> {
-    let rows: Vec<FacilityRow> = sqlx::query_as(
-        r#"
-        SELECT facility_id, comune_istat, reception_kind, capacity, presences, active, as_of
-        FROM reception_facilities
-        WHERE facility_id = ANY($1)
-        ORDER BY facility_id
-        FOR UPDATE
-        "#,
-    )
-    .bind(ids)
-    .fetch_all(tx)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let id = row.0.clone();
-            stored_facility(row).map(|stored| (id, stored))
-        })
-        .collect())
+) -> Result<LockedFacilities, sqlx::Error> {
+    let rows: Vec<OwnedFacilityRow> =
+        sqlx::query_as(
+            r#"
+            SELECT facility_id, comune_istat, reception_kind, capacity, presences, active, as_of, publisher
+            FROM reception_facilities
+            WHERE facility_id = ANY($1)
+            ORDER BY facility_id
+            FOR UPDATE
+            "#,
+        )
+        .bind(ids)
+        .fetch_all(tx)
+        .await?;
+    let mut locked = LockedFacilities::default();
+    for (id, comune, kind, capacity, presences, active, as_of, publisher) in rows {
+        let owner = Owner {
+            comune: comune.clone(),
+            publisher,
+        };
+        let row = (id.clone(), comune, kind, capacity, presences, active, as_of);
+        if let Some(stored) = stored_facility(row) {
+            locked.stored.insert(id.clone(), stored);
+            locked.owners.insert(id, owner);
+        }
+    }
+    Ok(locked)
+}
+
+/// Facilities locked for a batch: their newest reports and their owners, by id.
+#[derive(Debug, Default)]
+pub(crate) struct LockedFacilities {
+    pub stored: HashMap<String, StoredFacility>,
+    pub owners: HashMap<String, Owner>,
 }
 
 /// Records the newest report of several facilities, one per facility, in one statement.
@@ -288,12 +336,19 @@ pub(crate) async fn save_facilities(
         .collect::<Result<Vec<i32>, _>>()?;
     let as_of: Vec<Date> = reports.iter().map(|r| r.as_of).collect();
     let active: Vec<bool> = reports.iter().map(|r| counts_active(r)).collect();
+    let publishers: Vec<&str> = reports.iter().map(|r| r.publisher.as_str()).collect();
+    // A named owner stays; an anonymous or unknown one is claimed (CONTRACT 1.2 §3).
     sqlx::query(
         r#"
-        INSERT INTO reception_facilities (facility_id, comune_istat, reception_kind, capacity, presences, as_of, active)
-        SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT[], $5::INT[], $6::DATE[], $7::BOOL[])
+        INSERT INTO reception_facilities (facility_id, comune_istat, reception_kind, capacity, presences, as_of, active, publisher)
+        SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT[], $5::INT[], $6::DATE[], $7::BOOL[], $8::TEXT[])
         ON CONFLICT (facility_id) DO UPDATE
-        SET comune_istat = EXCLUDED.comune_istat,
+        SET publisher = CASE
+                WHEN reception_facilities.publisher IS NULL OR reception_facilities.publisher = 'anonymous'
+                THEN EXCLUDED.publisher
+                ELSE reception_facilities.publisher
+            END,
+            comune_istat = EXCLUDED.comune_istat,
             reception_kind = EXCLUDED.reception_kind,
             capacity = EXCLUDED.capacity,
             presences = EXCLUDED.presences,
@@ -309,6 +364,7 @@ pub(crate) async fn save_facilities(
     .bind(&presences)
     .bind(&as_of)
     .bind(&active)
+    .bind(&publishers)
     .execute(tx)
     .await?;
     Ok(())
@@ -372,6 +428,9 @@ fn skipped_facility_row() {
 }
 
 type FacilityRow = (String, String, String, i32, i32, bool, Date);
+
+/// A [`FacilityRow`] and the facility's publisher.
+type OwnedFacilityRow = (String, String, String, i32, i32, bool, Date, Option<String>);
 
 /// The newest report of every facility of one zona, or of all.
 pub(crate) async fn load_facilities(

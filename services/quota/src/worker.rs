@@ -16,6 +16,7 @@ use raccordo_core::amqp::HandleError;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::notify_comune;
+use raccordo_core::ownership::{self, IdKind};
 use raccordo_core::payload::{
     OverCapacityPayload, Payload, SafeguardPayload, ThresholdPayload, ThresholdState,
 };
@@ -82,7 +83,7 @@ impl EventWorker for QuotaWorker {
         registry: &Snapshot,
         event: &Envelope,
     ) -> Result<(), HandleError> {
-        let report: OccupancyReport = event.data_as()?;
+        let report = report_of(event)?;
         self.apply_report(tx, registry, &report).await
     }
 
@@ -95,10 +96,17 @@ impl EventWorker for QuotaWorker {
     ) -> Result<(), HandleError> {
         let reports = events
             .iter()
-            .map(|e| e.data_as::<OccupancyReport>())
+            .map(|e| report_of(e))
             .collect::<Result<Vec<_>, _>>()?;
         self.apply_reports(tx, registry, &reports).await
     }
+}
+
+/// The report an event carries, with its validated publisher.
+fn report_of(event: &Envelope) -> Result<OccupancyReport, HandleError> {
+    let mut report: OccupancyReport = event.data_as()?;
+    report.publisher.clone_from(&event.publisher);
+    Ok(report)
 }
 
 /// Why the quota worker could not apply a report.
@@ -127,22 +135,23 @@ impl QuotaWorker {
     ) -> Result<(), HandleError> {
         let comune = registry.require_comune(&report.comune_istat)?;
 
-        // A facility that moved to another comune changes the coverage of both zone.
-        let previous = store::facility_comune(tx, &report.facility_id).await?;
-        let mut zone = vec![comune.zona.clone()];
-        if let Some(prev) = previous.as_ref().filter(|p| **p != comune.istat) {
-            zone.extend(registry.comune(prev).map(|c| c.zona.clone()));
+        // A facility stays in the comune (and with the publisher) that first reported it.
+        let previous = store::facility_owner(tx, &report.facility_id).await?;
+        if let Some(owner) = &previous {
+            ownership::check(
+                IdKind::Facility,
+                Some(&report.facility_id),
+                owner,
+                report.comune_istat.as_ref(),
+                &report.publisher,
+            )?;
         }
-        zone.sort();
-        zone.dedup();
-        let mut before = HashMap::new();
-        for zona in &zone {
-            let members = registry.comuni_by_istat(Some(zona)).len();
-            before.extend(store::lock_zona(tx, zona, members).await?);
-        }
+        let zona = comune.zona.clone();
+        let members = registry.comuni_by_istat(Some(&zona)).len();
+        let before = store::lock_zona(tx, &zona, members).await?;
 
         let stored = store::lock_facility(tx, &report.facility_id).await?;
-        if stored.as_ref().map(|s| &s.0) != previous.as_ref() {
+        if stored.as_ref().map(|s| s.0.as_ref()) != previous.as_ref().map(|o| o.comune.as_str()) {
             return Err(QuotaError::FacilityMoved.into());
         }
         // Q1: an older report arriving late changes nothing and alerts nothing.
@@ -150,7 +159,10 @@ impl QuotaWorker {
             tracing::debug!(facility_id = %report.facility_id, "Older occupancy report ignored.");
             return Ok(());
         }
-        store::save_facility(tx, report).await?;
+        let publisher = previous.as_ref().map_or(report.publisher.as_str(), |o| {
+            o.publisher_after(&report.publisher)
+        });
+        store::save_facility(tx, report, publisher).await?;
 
         // Q6: once per report that shows it.
         if over_capacity(report.capacity, report.presences) {
@@ -158,10 +170,8 @@ impl QuotaWorker {
             notify_comune(tx, registry, comune, payload, false).await?;
         }
 
-        for zona in &zone {
-            self.decide_zona(tx, registry, zona, &before, report)
-                .await?;
-        }
+        self.decide_zona(tx, registry, &zona, &before, report)
+            .await?;
         tracing::debug!(facility_id = %report.facility_id, "Occupancy report handled.");
         Ok(())
     }
@@ -339,6 +349,7 @@ mod tests {
             presences,
             as_of: date!(2026 - 11 - 03),
             active: true,
+            publisher: "anonymous".into(),
         }
     }
 

@@ -115,6 +115,12 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ConsoleCommand>,
     },
+    /// Ids and their owners (contract 1.2 §3): an event never moves a unit, a facility or a
+    /// procedure to another comune or publisher; an operator does, audited.
+    Ids {
+        #[command(subcommand)]
+        command: IdsCommand,
+    },
     /// The whole flow on the sample data of the Città Metropolitana di Milano; the console
     /// stays up with the demo's data until Ctrl-C.
     Demo {
@@ -141,6 +147,37 @@ pub enum EvictionCommand {
         /// until restarted with the new chain).
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// `raccordo ids …`
+#[derive(Debug, Subcommand)]
+pub enum IdsCommand {
+    /// Give an id to another comune (and publisher); recorded with who and why.
+    Move {
+        /// unit, facility or procedure.
+        #[arg(value_parser = ["unit", "facility", "procedure"])]
+        kind: String,
+        /// The unit_id or facility_id; for a procedure, its docket number (hashed, never
+        /// stored or printed).
+        id: String,
+        /// The ISTAT code of the comune it belongs to from now on.
+        #[arg(long)]
+        to: String,
+        /// The publisher (a [publishers.<user>]) it belongs to from now on (units and
+        /// facilities; default: unchanged).
+        #[arg(long)]
+        publisher: Option<String>,
+        /// A procedure's court (the `source` of its court's events), when several courts
+        /// have its docket number.
+        #[arg(long)]
+        court: Option<String>,
+        /// Who moves it (recorded).
+        #[arg(long)]
+        by: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
     },
 }
 

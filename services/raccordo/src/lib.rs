@@ -9,6 +9,7 @@
 //! - [`keys`]: rotation of the pseudonym key.
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
+//! - [`ids`]: an operator's audited move of an id to another comune or publisher.
 //! - [`demo`]: the whole flow on the sample data.
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
 //! - [`table`]: terminal tables and CSV.
@@ -22,6 +23,7 @@ pub mod database;
 pub mod demo;
 pub mod dlq;
 pub mod evictions;
+pub mod ids;
 pub mod import;
 pub mod keys;
 pub mod publish;

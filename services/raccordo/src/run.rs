@@ -8,9 +8,10 @@ use anyhow::Context;
 
 use raccordo_core::settings::Settings;
 
-use crate::cli::{Command, ConsoleCommand, DlqCommand, EvictionCommand, ReportCommand};
+use crate::cli::{Command, ConsoleCommand, DlqCommand, EvictionCommand, IdsCommand, ReportCommand};
 use crate::import::Table;
 use crate::table::Format;
+use raccordo_core::ownership::IdKind;
 
 /// Runs `command`; the exit code says whether it did what was asked.
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
@@ -73,6 +74,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 println!("{}", raccordo_console::hash_password(password)?);
             }
         },
+        Command::Ids { command } => ids(command, &settings).await?,
         Command::Demo { exit } => {
             let mut out = std::io::stdout();
             crate::demo::run(settings, !exit, &mut out).await?;
@@ -80,6 +82,30 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn ids(command: IdsCommand, settings: &Settings) -> anyhow::Result<()> {
+    let IdsCommand::Move {
+        kind,
+        id,
+        to,
+        publisher,
+        court,
+        by,
+        reason,
+    } = command;
+    let kind = IdKind::parse(&kind).context("unit, facility or procedure")?;
+    let request = crate::ids::MoveRequest {
+        kind,
+        id: &id,
+        court: court.as_deref(),
+        to_comune: &to,
+        to_publisher: publisher.as_deref(),
+        by: &by,
+        reason: &reason,
+    };
+    println!("{}", crate::ids::move_id(settings, &request).await?);
+    Ok(())
 }
 
 async fn setup(settings: &Settings, definitions: Option<PathBuf>) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ use super::policy::HoldingPolicy;
 use crate::domain::ComuneIstat;
 use crate::envelope::{EventType, Rejection};
 use crate::origin::Refusal;
+use crate::ownership::Taken;
 
 /// A delivery as a handler sees it.
 pub struct Message {
@@ -101,6 +102,10 @@ pub enum HandleError {
     /// A worker's own fault that may pass (SMTP down, a concurrent change).
     #[error(transparent)]
     Unavailable(BoxError),
+    /// The event would take an id from the comune or publisher that owns it (CONTRACT 1.2
+    /// §3).
+    #[error(transparent)]
+    Taken(#[from] Taken),
     /// The same idempotency key with another type or data (CONTRACT 1.2 §3): the first
     /// event stands.
     #[error(
@@ -136,6 +141,7 @@ impl HandleError {
             | HandleError::Panicked(_)
             | HandleError::Unprocessable(_)
             | HandleError::Conflict { .. }
+            | HandleError::Taken(_)
             | HandleError::Salvaged { .. } => Disposition::Dead,
         }
     }

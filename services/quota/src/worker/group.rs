@@ -11,6 +11,7 @@ use sqlx::PgConnection;
 use raccordo_core::amqp::HandleError;
 use raccordo_core::db::{NewNotification, insert_notifications};
 use raccordo_core::notification::about_comune;
+use raccordo_core::ownership::{self, IdKind, Owner};
 use raccordo_core::payload::Payload;
 use raccordo_core::registry::{Comune, Snapshot};
 
@@ -89,6 +90,31 @@ struct Decided<'a> {
     notifications: Vec<NewNotification>,
 }
 
+/// Every report keeps to its facility's owner (CONTRACT 1.2 §3); a new facility belongs to
+/// its first report, within the batch too. An error fails the group: one by one, the
+/// report that takes the id is dead-lettered.
+fn check_owners(
+    reports: &[OccupancyReport],
+    mut owners: HashMap<String, Owner>,
+) -> Result<(), HandleError> {
+    for report in reports {
+        let owner = owners
+            .entry(report.facility_id.clone())
+            .or_insert_with(|| Owner {
+                comune: report.comune_istat.as_ref().to_owned(),
+                publisher: Some(report.publisher.clone()),
+            });
+        ownership::check(
+            IdKind::Facility,
+            Some(&report.facility_id),
+            owner,
+            report.comune_istat.as_ref(),
+            &report.publisher,
+        )?;
+    }
+    Ok(())
+}
+
 impl QuotaWorker {
     /// Applies `reports`, all of one zona, in order. A report whose comune or facility is
     /// in another zona makes the whole group fail, to be applied one report at a time.
@@ -116,7 +142,9 @@ impl QuotaWorker {
             ..Decided::default()
         };
         let ids: Vec<&str> = reports.iter().map(|r| r.facility_id.as_str()).collect();
-        let mut stored = store::lock_facilities(tx, &ids).await?;
+        let store::LockedFacilities { mut stored, owners } =
+            store::lock_facilities(tx, &ids).await?;
+        check_owners(reports, owners)?;
         let elsewhere = |s: &StoredFacility| {
             registry
                 .comune(&s.facility.comune_istat)
