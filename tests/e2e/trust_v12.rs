@@ -708,3 +708,28 @@ async fn issue17_f5_another_publisher_of_the_same_comune_cannot_take_a_unit() {
     systems.cleanup().await;
     app.cleanup().await;
 }
+
+/// Finding 6: an oversize message was kept whole in the dead queue, where operators browse.
+/// It is held cut to `amqp.max_message_bytes`, its size before named in a header.
+#[tokio::test]
+async fn issue17_f6_an_oversize_message_is_held_cut_to_the_limit() {
+    let app = spawn_app().await;
+    let mut data = offer("U-BIG");
+    data["notes"] = json!("x".repeat(2 * 1024 * 1024));
+    let body = event("urn:big", "big-1", "housing.unit.v1", data);
+    app.publish_raw("housing.unit.v1", &body).await;
+    let dead = app.wait_for_held(Holding::Dead, 1).await;
+    assert!(
+        dead[0].error.contains("over the 262144-byte limit"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(dead[0].size, 262_144);
+    let headers = dead[0].headers();
+    let from = headers
+        .iter()
+        .find(|(k, _)| k == "x-raccordo-truncated-from")
+        .map(|(_, v)| v.clone());
+    assert_eq!(from.as_deref(), Some(body.len().to_string().as_str()));
+    app.cleanup().await;
+}

@@ -368,6 +368,7 @@ async fn dispose(
                 message,
                 &reason,
                 policy,
+                ctx.settings.amqp.max_message_bytes,
             )
             .await?;
             let metric = match holding {

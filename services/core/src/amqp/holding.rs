@@ -27,6 +27,8 @@ pub(crate) const ATTEMPT: &str = "x-raccordo-attempt";
 /// The broker user that published the original (its validated `user_id`): the hub
 /// republishes copies as itself, and RabbitMQ would refuse another user's `user_id`.
 pub(crate) const USER: &str = "x-raccordo-user";
+/// Set on a held message whose body was cut to `amqp.max_message_bytes`: its size before.
+pub(crate) const TRUNCATED_FROM: &str = "x-raccordo-truncated-from";
 
 /// Which holding queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,6 +72,7 @@ pub(crate) async fn hold(
     message: &Message,
     reason: &str,
     policy: &HoldingPolicy,
+    max_body: usize,
 ) -> Result<(), PublishError> {
     let expiry = policy.expiry_of(&message.routing_key, &message.body);
     let queue = match (holding, expiry) {
@@ -88,13 +91,21 @@ pub(crate) async fn hold(
     set_header_text(&mut headers, DEAD_ID, &uuid::Uuid::new_v4().to_string());
     set_header_text(&mut headers, FAILED_AT, &crate::clock::now_rfc3339());
     set_header_int(&mut headers, ATTEMPT, i64::from(message.attempt));
+    // An oversize body is kept only up to the limit: a hostile publisher's 100 MB never
+    // sits in a holding queue that operators browse.
+    let body = match message.body.get(..max_body) {
+        Some(head) if message.body.len() > max_body => {
+            let size = i64::try_from(message.body.len()).unwrap_or(i64::MAX);
+            set_header_int(&mut headers, TRUNCATED_FROM, size);
+            head
+        }
+        _ => &message.body[..],
+    };
     let mut properties = hub_copy(&message.properties).with_headers(headers);
     if let Some(ttl) = expiry {
         properties = properties.with_expiration(ttl.as_millis().to_string().into());
     }
-    publisher
-        .publish("", &queue, &message.body, properties, true)
-        .await
+    publisher.publish("", &queue, body, properties, true).await
 }
 
 /// The headers a replayed copy keeps: the publisher's own, the original routing key (the

@@ -177,6 +177,7 @@ pub async fn announce_held(
             &reason,
             // The body names the notification, never its content: nothing personal to expire.
             &HoldingPolicy::keep(),
+            usize::MAX,
         )
         .await?;
         tracing::warn!(notification = %h.id, kind = %h.kind, queue = ?holding, "Emails given up on; held for an operator.");
