@@ -64,6 +64,7 @@ impl Holding {
 /// C7): a dead one in `{prefix}.dead.personal`, a parked one in `{prefix}.parked.personal`,
 /// where all messages have the same time to live and so expire in their order — none waits
 /// behind a message that never expires.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn hold(
     publisher: &Publisher,
     topology: &Topology,
