@@ -21,6 +21,8 @@ pub struct ProcedureSummary {
     pub urgent_alerts: i64,
     /// Emails of those alerts, sent or not.
     pub emails: i64,
+    /// The pseudonym it is stored under (of court and docket), if it is known.
+    pub stored_as: Option<String>,
 }
 
 /// A procedure summary could not be read.
@@ -40,13 +42,15 @@ pub async fn procedure_summary(
     conn: &mut PgConnection,
     pseudonym: &Pseudonym,
 ) -> Result<ProcedureSummary, SummaryError> {
-    let (steps, consent, personal_held): (i64, Option<String>, bool) = sqlx::query_as(
-        r#"
+    let (steps, consent, personal_held, stored_as): (i64, Option<String>, bool, Option<String>) =
+        sqlx::query_as(
+            r#"
         WITH p AS (SELECT pseudonym, consent, updated_at
                    FROM eviction_procedures WHERE docket_pseudonym = $1)
         SELECT (SELECT count(*) FROM eviction_steps WHERE pseudonym IN (SELECT pseudonym FROM p)),
                (SELECT consent FROM p ORDER BY updated_at DESC LIMIT 1),
-               EXISTS (SELECT 1 FROM eviction_personal WHERE pseudonym IN (SELECT pseudonym FROM p))
+               EXISTS (SELECT 1 FROM eviction_personal WHERE pseudonym IN (SELECT pseudonym FROM p)),
+               (SELECT pseudonym FROM p ORDER BY updated_at DESC LIMIT 1)
         "#,
     )
     .bind(pseudonym.as_ref())
@@ -81,5 +85,6 @@ pub async fn procedure_summary(
         alerts,
         urgent_alerts,
         emails,
+        stored_as,
     })
 }

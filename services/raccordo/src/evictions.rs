@@ -360,7 +360,9 @@ pub(crate) async fn demo_summary(pool: &PgPool, settings: &Settings) -> anyhow::
                 "  Family in {comune}: never consented. {steps} steps counted in the anonymous statistics only; {alerts} alerts, {} personal data stored \
                  (known only as pseudonym {}…).\n",
                 if s.personal_held { "SOME" } else { "no" },
-                pseudonym.short()
+                s.stored_as
+                    .as_deref()
+                    .map_or(pseudonym.short(), |p| &p[..p.len().min(12)])
             ));
         }
     }
