@@ -7,7 +7,7 @@ use crate::event::ConsentDecision;
 use crate::personal::Pseudonym;
 
 /// What the hub knows and did about one procedure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcedureSummary {
     /// Steps recorded.
     pub steps: i64,
