@@ -446,7 +446,7 @@ async fn c7_an_eviction_event_off_the_eviction_queue_expires_from_the_dead_queue
     let held = queue_contents(&app).await;
     let dead: Vec<_> = held
         .iter()
-        .filter(|(q, ..)| *q == app.topology.dead_queue())
+        .filter(|(q, ..)| *q == app.topology.dead_personal_queue())
         .collect();
     assert_eq!(dead.len(), 2);
     for (_, _, properties) in dead {
@@ -475,7 +475,7 @@ async fn c7_an_invalid_eviction_event_expires_from_the_dead_queue_and_dlq_show_m
     let held = queue_contents(&app).await;
     let (_, _, properties) = held
         .iter()
-        .find(|(q, ..)| *q == app.topology.dead_queue())
+        .find(|(q, ..)| *q == app.topology.dead_personal_queue())
         .expect("the dead letter");
     assert_eq!(
         properties.expiration().as_ref().map(|e| e.as_str()),

@@ -14,3 +14,4 @@ mod operations;
 mod quota;
 mod transport_tls;
 mod trust;
+mod trust_v12;

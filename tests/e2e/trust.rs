@@ -729,7 +729,7 @@ async fn a_revocation_typed_differently_from_the_grant_still_revokes() {
 }
 
 #[tokio::test]
-async fn a_late_revocation_is_never_dropped_in_silence() {
+async fn c8_a_late_revocation_still_revokes_and_an_old_grant_is_never_dropped_in_silence() {
     let app = spawn_app().await;
     app.publish(&app.event(
         "eviction.consent.v1",
@@ -737,16 +737,26 @@ async fn a_late_revocation_is_never_dropped_in_silence() {
     ))
     .await;
     app.wait_for_emails(2).await;
+    // Recorded two days before the grant in force, received after it: it wins (C8).
     app.publish(&app.event(
         "eviction.consent.v1",
         consent("RG 31/2026", "revoked", &in_days(-2)),
     ))
     .await;
+    app.wait_for_emails(4).await;
     app.settle().await;
-    assert!(app.emails_of("eviction.consent_revoked").is_empty());
+    assert_eq!(app.emails_of("eviction.consent_revoked").len(), 2);
+    // A grant recorded before that revocation arrives late: it changes nothing, but says so.
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent("RG 31/2026", "granted", &in_days(-1)),
+    ))
+    .await;
+    app.settle().await;
+    assert_eq!(app.emails().len(), 4, "no alert from the old grant");
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains("raccordo_consent_decisions_stale_total{decision=\"revoked\"} 1"),
+        metrics.contains("raccordo_consent_decisions_stale_total{decision=\"granted\"} 1"),
         "{metrics}"
     );
     let output = app
@@ -756,7 +766,10 @@ async fn a_late_revocation_is_never_dropped_in_silence() {
         .await
         .expect("raccordo status runs");
     let status: Value = serde_json::from_slice(&output.stdout).expect("json status");
-    assert_eq!(status["stale_revocations"], 1);
+    assert_eq!(
+        status["stale_revocations"], 0,
+        "a revocation is never stale"
+    );
     app.cleanup().await;
 }
 

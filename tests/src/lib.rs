@@ -328,6 +328,7 @@ impl TestApp {
             if name == self.topology.dead_queue()
                 || name == self.topology.parked_queue()
                 || name == self.topology.parked_personal_queue()
+                || name == self.topology.dead_personal_queue()
             {
                 held += n;
             } else {
@@ -487,6 +488,10 @@ impl TestApp {
             (
                 "RACCORDO__EVICTION__ALLOW_DEVELOPMENT_KEY".into(),
                 s.eviction.allow_development_key.to_string(),
+            ),
+            (
+                "RACCORDO__EVICTION__DEAD_LETTER_TTL_DAYS".into(),
+                s.eviction.dead_letter_ttl_days.to_string(),
             ),
             (
                 "RACCORDO__EVICTION__PSEUDONYM_KEY".into(),

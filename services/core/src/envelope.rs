@@ -103,7 +103,14 @@ pub struct Envelope {
     pub event_type: EventType,
     /// The `data` member, valid against the type's schema.
     pub data: Value,
+    /// Who published it: the broker-validated `user_id`, or [`ANONYMOUS`]. With `source`
+    /// and `id`, the idempotency key (CONTRACT 1.2 §3).
+    pub publisher: String,
 }
+
+/// The publisher of an event that carries no `user_id` (where anonymous publishing is
+/// allowed).
+pub const ANONYMOUS: &str = "anonymous";
 
 // `data` may hold personal data: never print it.
 impl fmt::Debug for Envelope {
@@ -112,6 +119,7 @@ impl fmt::Debug for Envelope {
             .field("id", &self.id)
             .field("source", &self.source)
             .field("event_type", &self.event_type)
+            .field("publisher", &self.publisher)
             .finish_non_exhaustive()
     }
 }
@@ -156,7 +164,15 @@ impl Envelope {
             source: text("source"),
             event_type,
             data,
+            publisher: ANONYMOUS.to_owned(),
         })
+    }
+
+    /// The same event as published by `publisher` (the validated `user_id`; None:
+    /// [`ANONYMOUS`]).
+    pub fn published_by(mut self, publisher: Option<&str>) -> Self {
+        self.publisher = publisher.unwrap_or(ANONYMOUS).to_owned();
+        self
     }
 
     /// Deserializes `data` into the type's wire struct. The error names the field and

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::{Acquire, PgConnection, PgPool};
 use tracing::Instrument;
 
-use crate::amqp::{HandleError, Handler, HoldingPolicy, Message, Outcome};
+use crate::amqp::{Disposition, HandleError, Handler, HoldingPolicy, Message, Outcome};
 use crate::db::{Ingest, record_event, record_events};
 use crate::envelope::{Envelope, EventType};
 use crate::origin::Publishers;
@@ -66,6 +66,27 @@ pub trait EventWorker: Send + Sync + 'static {
     fn holding_policy(&self) -> HoldingPolicy {
         HoldingPolicy::keep()
     }
+
+    /// Whether [`EventWorker::salvage`] has anything to do with this refused message (a
+    /// cheap look at it, before a transaction is opened). Default: no.
+    fn salvageable(&self, _message: &Message) -> bool {
+        false
+    }
+
+    /// Called, in a transaction of its own, with a message of this worker's queue that is
+    /// about to be dead-lettered for `error` (invalid, refused to its publisher, in
+    /// conflict): the worker may still act on what can be trusted of it — a revocation
+    /// always wins (CONTRACT C8). Returns what it did, which the dead letter's reason
+    /// tells the operator. Default: nothing.
+    async fn salvage(
+        &self,
+        _tx: &mut PgConnection,
+        _registry: &Snapshot,
+        _message: &Message,
+        _error: &HandleError,
+    ) -> Result<Option<String>, HandleError> {
+        Ok(None)
+    }
 }
 
 /// A [`Handler`] made of an [`EventWorker`] and the database.
@@ -92,7 +113,7 @@ impl<W: EventWorker> Inbound<W> {
     /// Decodes the event and checks it may be handled here and by its publisher: nothing
     /// of this needs the database.
     fn admit(&self, message: &Message) -> Result<Envelope, HandleError> {
-        let event = Envelope::decode(&message.body)?;
+        let event = Envelope::decode(&message.body)?.published_by(message.publisher.as_deref());
         message.span.record("type", event.event_type.as_str());
         message.span.record("source", event.source.as_str());
         if !self.worker.accepts().contains(&event.event_type) {
@@ -114,8 +135,10 @@ impl<W: EventWorker> Inbound<W> {
         registry: &Snapshot,
         event: &Envelope,
     ) -> Result<Outcome, HandleError> {
-        if record_event(tx, event).await? == Ingest::Duplicate {
-            return Ok(Outcome::Duplicate);
+        match record_event(tx, event).await? {
+            Ingest::New => {}
+            Ingest::Duplicate => return Ok(Outcome::Duplicate),
+            Ingest::Conflict => return Err(conflict(event)),
         }
         self.worker.prepare(tx).await?;
         self.worker.apply(tx, registry, event).await?;
@@ -126,8 +149,11 @@ impl<W: EventWorker> Inbound<W> {
 #[async_trait]
 impl<W: EventWorker> Handler for Inbound<W> {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
-        let event = self.admit(message)?;
-        self.ingest_alone(&event).await
+        let result = match self.admit(message) {
+            Ok(event) => self.ingest_alone(&event).await,
+            Err(error) => Err(error),
+        };
+        self.salvage(message, result).await
     }
 
     fn holding_policy(&self) -> HoldingPolicy {
@@ -167,7 +193,7 @@ impl<W: EventWorker> Handler for Inbound<W> {
             match self.apply_together(&admitted, messages).await {
                 Ok(outcomes) => {
                     for (a, outcome) in admitted.iter().zip(outcomes) {
-                        results[a.index] = Some(Ok(outcome));
+                        results[a.index] = Some(outcome);
                     }
                 }
                 Err(error) => {
@@ -179,10 +205,19 @@ impl<W: EventWorker> Handler for Inbound<W> {
                 }
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(HandleError::NoResult)))
-            .collect()
+        let mut settled = Vec::with_capacity(results.len());
+        for (message, result) in messages.iter().zip(results) {
+            let result = result.unwrap_or(Err(HandleError::NoResult));
+            settled.push(self.salvage(message, result).await);
+        }
+        settled
+    }
+}
+
+/// The error of an event whose key was recorded with another digest.
+fn conflict(event: &Envelope) -> HandleError {
+    HandleError::Conflict {
+        publisher: event.publisher.clone(),
     }
 }
 
@@ -194,6 +229,56 @@ struct Admitted {
 }
 
 impl<W: EventWorker> Inbound<W> {
+    /// Gives the worker its say on a message about to be dead-lettered (see
+    /// [`EventWorker::salvage`]). Should that fail with a fault that passes, the message is
+    /// retried rather than dead-lettered: what the worker would have done is not lost.
+    async fn salvage(
+        &self,
+        message: &Message,
+        result: Result<Outcome, HandleError>,
+    ) -> Result<Outcome, HandleError> {
+        let error = match result {
+            Err(error) if error.disposition() == Disposition::Dead && self.may_salvage(message) => {
+                error
+            }
+            other => return other,
+        };
+        let salvaged = async {
+            let mut tx = self.pool.begin().await?;
+            let registry = self.registry.snapshot(&mut tx).await?;
+            let done = self
+                .worker
+                .salvage(&mut tx, &registry, message, &error)
+                .instrument(message.span.clone())
+                .await?;
+            tx.commit().await?;
+            Ok::<_, HandleError>(done)
+        };
+        match salvaged.await {
+            Ok(None) => Err(error),
+            Ok(Some(done)) => Err(HandleError::Salvaged {
+                error: Box::new(error),
+                done,
+            }),
+            Err(fault) if fault.disposition() == Disposition::Retry => Err(fault),
+            Err(fault) => {
+                tracing::error!(error = %ErrorChain(&fault), "A refused message could not be salvaged.");
+                Err(error)
+            }
+        }
+    }
+
+    /// Only a publisher that may send the message's type at all is heard (C8 waives the
+    /// comune entitlement of a revocation, never the type).
+    fn may_salvage(&self, message: &Message) -> bool {
+        EventType::parse(&message.routing_key).is_some_and(|t| {
+            self.worker.accepts().contains(&t)
+                && self
+                    .publishers
+                    .may_publish_type(message.publisher.as_deref(), t)
+        }) && self.worker.salvageable(message)
+    }
+
     /// One event in a transaction of its own.
     async fn ingest_alone(&self, event: &Envelope) -> Result<Outcome, HandleError> {
         let mut tx = self.pool.begin().await?;
@@ -209,7 +294,7 @@ impl<W: EventWorker> Inbound<W> {
         &self,
         admitted: &[Admitted],
         messages: &[&Message],
-    ) -> Result<Vec<Outcome>, HandleError> {
+    ) -> Result<Vec<Result<Outcome, HandleError>>, HandleError> {
         let mut tx = self.pool.begin().await?;
         let registry = self.registry.snapshot(&mut tx).await?;
         let events: Vec<&Envelope> = admitted.iter().map(|a| &a.event).collect();
@@ -217,11 +302,13 @@ impl<W: EventWorker> Inbound<W> {
         if ingests.contains(&Ingest::New) {
             self.worker.prepare(&mut tx).await?;
         }
-        let outcomes: Vec<Outcome> = ingests
+        let outcomes: Vec<Result<Outcome, HandleError>> = ingests
             .iter()
-            .map(|i| match i {
-                Ingest::New => Outcome::Processed,
-                Ingest::Duplicate => Outcome::Duplicate,
+            .zip(&events)
+            .map(|(i, event)| match i {
+                Ingest::New => Ok(Outcome::Processed),
+                Ingest::Duplicate => Ok(Outcome::Duplicate),
+                Ingest::Conflict => Err(conflict(event)),
             })
             .collect();
         // The new events, by key: a group shares its key, so the worker may apply it as one.

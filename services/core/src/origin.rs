@@ -78,6 +78,17 @@ impl Publishers {
         self.allow_anonymous
     }
 
+    /// Whether `user` may publish events of `event_type` at all, whatever their comune.
+    pub fn may_publish_type(&self, user: Option<&str>, event_type: EventType) -> bool {
+        match user {
+            None => self.allow_anonymous,
+            Some(user) => self
+                .rules
+                .get(user)
+                .is_some_and(|rule| rule.types.contains(&event_type)),
+        }
+    }
+
     /// Checks that `user` (the broker-validated `user_id`, if any) may publish `event`.
     pub fn authorize(&self, user: Option<&str>, event: &Envelope) -> Result<(), Refusal> {
         let Some(user) = user else {
@@ -127,6 +138,7 @@ mod tests {
             source: "urn:test".into(),
             event_type,
             data,
+            publisher: "tribunale".into(),
         }
     }
 

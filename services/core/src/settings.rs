@@ -217,7 +217,7 @@ pub struct PublishersSettings {
 }
 
 /// What one publishing system may say.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PublisherRule {
     /// Event types (routing keys) it may publish.

@@ -138,8 +138,13 @@ pub struct ConsentEntry {
     pub recorded_by: String,
     pub recorded_at: String,
     pub received_at: String,
-    /// False when it arrived after a later decision and changed nothing.
+    /// False when it changed nothing (older than the decision in force, or a grant not
+    /// recorded after the revocation in force, C8).
     pub applied: bool,
+    /// The publisher the broker vouched for (C8); `-` for decisions recorded before 1.2.
+    pub publisher: String,
+    /// A revocation applied although it failed validation: why it failed (C8).
+    pub unvalidated: Option<String>,
 }
 
 /// Every consent decision recorded for a procedure, in the order recorded.
@@ -151,12 +156,16 @@ pub async fn consent_history(
     Ok(rows
         .into_iter()
         .map(
-            |(decision, recorded_by, recorded_at, received_at, applied)| ConsentEntry {
-                decision,
-                recorded_by,
-                recorded_at: rfc3339(recorded_at),
-                received_at: rfc3339(received_at),
-                applied,
+            |(decision, recorded_by, recorded_at, received_at, applied, publisher, unvalidated)| {
+                ConsentEntry {
+                    decision,
+                    recorded_by,
+                    recorded_at: rfc3339(recorded_at),
+                    received_at: rfc3339(received_at),
+                    applied,
+                    publisher: publisher.unwrap_or_else(|| "-".to_owned()),
+                    unvalidated,
+                }
             },
         )
         .collect())

@@ -82,9 +82,14 @@ pub enum Personal {
 pub struct Decision {
     pub notices: Vec<Notice>,
     pub personal: Personal,
-    /// For a consent decision: whether it is now the one in force (false when an older
-    /// decision arrives after a newer one: it changes nothing).
+    /// For a consent decision: whether it is now the one in force (false when it changes
+    /// nothing: a grant older than the decision in force, or not recorded after the
+    /// revocation in force, or dated in the future after one — C8).
     pub consent_applied: bool,
+    /// For a decision applied: the time it counts from, which a later grant must follow
+    /// (C8). A revocation counts from no earlier than every grant received before it, and
+    /// no decision counts from a time after it was received.
+    pub consent_effective_at: Option<OffsetDateTime>,
 }
 
 /// The settings the rules read.
@@ -110,15 +115,15 @@ pub fn decide(
             next.history.sort_by_key(|s| s.occurred_on);
         }
         Input::Consent {
-            decision: consent,
-            recorded_at,
-        } if decision.consent_applied => {
-            next.consent = Some(ConsentInForce {
-                decision: consent,
-                recorded_at,
-            });
+            decision: consent, ..
+        } => {
+            if let Some(recorded_at) = decision.consent_effective_at {
+                next.consent = Some(ConsentInForce {
+                    decision: consent,
+                    recorded_at,
+                });
+            }
         }
-        Input::Consent { .. } => {}
     }
     (next, decision)
 }
@@ -133,11 +138,7 @@ fn verdict(
         Input::Step(step) => {
             if !state.consent_active() {
                 // C1: the step counts in the statistics only.
-                return Decision {
-                    notices: vec![],
-                    personal: Personal::Drop,
-                    consent_applied: false,
-                };
+                return Decision::nothing();
             }
             let mut history = state.history.clone();
             history.push(step.clone());
@@ -150,43 +151,73 @@ fn verdict(
                 }],
                 personal: Personal::Hold,
                 consent_applied: false,
+                consent_effective_at: None,
             }
         }
         Input::Consent {
-            decision,
+            decision: ConsentDecision::Revoked,
             recorded_at,
         } => {
-            // A decision recorded before the one in force arrived late: the citizen's
-            // later word stands. Of two with the same time, the later arrival stands.
-            if state.consent.is_some_and(|c| recorded_at < c.recorded_at) {
-                // Its personal data is dropped; what is held for the decision in force stays.
-                return Decision {
-                    notices: vec![],
-                    personal: Personal::Drop,
-                    consent_applied: false,
-                };
-            }
-            match decision {
-                // C2 (and again after a revocation: consent may be granted anew).
-                ConsentDecision::Granted => Decision {
-                    notices: vec![Notice::Alert {
-                        trigger: Trigger::Consent,
-                        urgent: is_urgent(next_access(&state.history), now, urgent_within_days),
-                    }],
-                    personal: Personal::Hold,
-                    consent_applied: true,
-                },
+            // C8: a revocation always wins. It counts from no earlier than the decision in
+            // force, whatever that one's recorded_at, and from no later than now.
+            let effective = state.consent.map_or(recorded_at.min(now), |c| {
+                recorded_at.min(now).max(c.recorded_at)
+            });
+            Decision {
                 // C4: only referents who were told of the procedure hear of the revocation.
-                ConsentDecision::Revoked => Decision {
-                    notices: if state.consent_active() {
-                        vec![Notice::ConsentRevoked]
-                    } else {
-                        vec![]
-                    },
-                    personal: Personal::Forget,
-                    consent_applied: true,
+                notices: if state.consent_active() {
+                    vec![Notice::ConsentRevoked]
+                } else {
+                    vec![]
                 },
+                personal: Personal::Forget,
+                consent_applied: true,
+                consent_effective_at: Some(effective),
             }
+        }
+        Input::Consent {
+            decision: ConsentDecision::Granted,
+            recorded_at,
+        } => {
+            let applies = match state.consent {
+                None => true,
+                // C8: only a grant recorded after the revocation, and not in the future,
+                // gives consent again; an old grant replayed never does.
+                Some(c) if c.decision == ConsentDecision::Revoked => {
+                    recorded_at > c.recorded_at && recorded_at <= now
+                }
+                // Of two grants, the later recorded stands (the later arrival on a tie).
+                Some(c) => recorded_at >= c.recorded_at,
+            };
+            if !applies {
+                // Its personal data is dropped; what is held for the decision in force stays.
+                return Decision::nothing();
+            }
+            let effective = state.consent.map_or(recorded_at.min(now), |c| {
+                recorded_at.min(now).max(c.recorded_at)
+            });
+            // C2 (and again after a revocation: consent may be granted anew).
+            Decision {
+                notices: vec![Notice::Alert {
+                    trigger: Trigger::Consent,
+                    urgent: is_urgent(next_access(&state.history), now, urgent_within_days),
+                }],
+                personal: Personal::Hold,
+                consent_applied: true,
+                consent_effective_at: Some(effective),
+            }
+        }
+    }
+}
+
+impl Decision {
+    /// Nothing sent, the event's personal data dropped, no consent applied.
+    fn nothing() -> Self {
+        Decision {
+            notices: vec![],
+            personal: Personal::Drop,
+            consent_applied: false,
+            consent_effective_at: None,
         }
     }
 }
@@ -377,9 +408,9 @@ mod tests {
     #[test]
     fn c4_consent_granted_again_after_a_revocation_alerts_again() {
         let mut state = ProcedureState::default();
-        run(&mut state, grant(NOW));
-        run(&mut state, revoke(NOW + time::Duration::hours(1)));
-        let d = run(&mut state, grant(NOW + time::Duration::hours(2)));
+        run(&mut state, grant(NOW - time::Duration::hours(3)));
+        run(&mut state, revoke(NOW - time::Duration::hours(2)));
+        let d = run(&mut state, grant(NOW - time::Duration::hours(1)));
         assert_eq!(d.notices, alert(Trigger::Consent, false));
         assert_eq!(d.personal, Personal::Hold);
         let s = step(Step::Precetto, date!(2026 - 03 - 01), None);
@@ -401,17 +432,72 @@ mod tests {
     }
 
     #[test]
-    fn c4_a_late_revocation_older_than_a_new_grant_changes_nothing() {
+    fn c8_a_revocation_recorded_before_the_grant_in_force_still_revokes_it() {
         let mut state = ProcedureState::default();
         run(&mut state, grant(NOW));
         let d = run(&mut state, revoke(NOW - time::Duration::hours(1)));
-        assert!(d.notices.is_empty());
-        assert_eq!(
-            d.personal,
-            Personal::Drop,
-            "held data stays, the stale event's is dropped"
-        );
+        assert_eq!(d.notices, vec![Notice::ConsentRevoked]);
+        assert_eq!(d.personal, Personal::Forget);
+        assert!(!state.consent_active());
+    }
+
+    #[test]
+    fn c8_a_grant_dated_ahead_never_outranks_a_later_revocation() {
+        let mut state = ProcedureState::default();
+        // Recorded ten minutes ahead (within the allowed skew), then revoked "now".
+        run(&mut state, grant(NOW + time::Duration::minutes(10)));
+        let d = run(&mut state, revoke(NOW));
+        assert_eq!(d.notices, vec![Notice::ConsentRevoked]);
+        assert!(!state.consent_active());
+        // The old grant replayed (a new event id, the same recorded_at) gives nothing back.
+        let replay = run(&mut state, grant(NOW + time::Duration::minutes(10)));
+        assert!(replay.notices.is_empty());
+        assert!(!replay.consent_applied);
+        assert!(!state.consent_active());
+    }
+
+    #[test]
+    fn c8_an_old_grant_replayed_after_a_revocation_never_reactivates_consent() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW - time::Duration::hours(3)));
+        // A revocation recorded even earlier still counts from after the grant it revoked.
+        run(&mut state, revoke(NOW - time::Duration::hours(5)));
+        let replay = run(&mut state, grant(NOW - time::Duration::hours(3)));
+        assert!(!replay.consent_applied);
+        assert!(!state.consent_active());
+        let between = run(&mut state, grant(NOW - time::Duration::hours(4)));
+        assert!(!between.consent_applied);
+    }
+
+    #[test]
+    fn c8_a_grant_after_a_revocation_must_be_recorded_after_it_and_not_in_the_future() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW - time::Duration::hours(2)));
+        run(&mut state, revoke(NOW - time::Duration::hours(1)));
+        let future = run(&mut state, grant(NOW + time::Duration::seconds(30)));
+        assert!(!future.consent_applied, "dated in the future");
+        assert!(!state.consent_active());
+        let fresh = run(&mut state, grant(NOW - time::Duration::minutes(5)));
+        assert!(fresh.consent_applied);
+        assert_eq!(fresh.notices, alert(Trigger::Consent, false));
         assert!(state.consent_active());
+    }
+
+    #[test]
+    fn c8_a_revocation_dated_ahead_counts_from_now() {
+        let mut state = ProcedureState::default();
+        run(&mut state, grant(NOW - time::Duration::hours(1)));
+        let d = run(&mut state, revoke(NOW + time::Duration::days(3)));
+        assert_eq!(d.consent_effective_at, Some(NOW));
+        // The family asks again a minute later: that grant stands.
+        let (next, again) = decide(
+            &state,
+            grant(NOW + time::Duration::minutes(1)),
+            NOW + time::Duration::minutes(2),
+            &RULES,
+        );
+        assert!(again.consent_applied);
+        assert!(next.consent_active());
     }
 
     #[test]

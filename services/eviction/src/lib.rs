@@ -30,6 +30,7 @@ pub mod holding;
 pub mod keys;
 pub mod personal;
 pub mod reports;
+mod salvage;
 pub mod scrub;
 pub mod stats;
 pub mod store;

@@ -58,6 +58,19 @@ pub(crate) async fn lock_procedure(
     })
 }
 
+/// The comune a procedure is recorded in, if the hub knows the procedure.
+pub(crate) async fn procedure_comune(
+    tx: &mut PgConnection,
+    pseudonym: &Pseudonym,
+) -> Result<Option<ComuneIstat>, sqlx::Error> {
+    let istat: Option<String> =
+        sqlx::query_scalar("SELECT comune_istat FROM eviction_procedures WHERE pseudonym = $1")
+            .bind(pseudonym.as_ref())
+            .fetch_optional(tx)
+            .await?;
+    Ok(istat.and_then(|s| ComuneIstat::parse(&s).ok()))
+}
+
 /// The procedure's steps in the order they occurred (ties: arrival).
 pub(crate) async fn load_history(
     tx: &mut PgConnection,
@@ -128,7 +141,12 @@ pub(crate) struct ConsentRecord<'a> {
     pub decision: ConsentDecision,
     pub recorded_by: &'a str,
     pub recorded_at: OffsetDateTime,
-    pub applied: bool,
+    /// The validated publisher (C8).
+    pub publisher: &'a str,
+    /// When it is now the decision in force: the time it counts from (C8).
+    pub effective_at: Option<OffsetDateTime>,
+    /// A revocation applied although it failed validation: why it failed.
+    pub unvalidated: Option<&'a str>,
 }
 
 /// Records a decision; when it is the one in force, the procedure points at it.
@@ -140,8 +158,9 @@ pub(crate) async fn record_consent(
 ) -> Result<i64, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
         r#"
-        INSERT INTO eviction_consents (pseudonym, comune_istat, decision, recorded_by, recorded_at, applied)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        INSERT INTO eviction_consents
+            (pseudonym, comune_istat, decision, recorded_by, recorded_at, applied, publisher, unvalidated)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         RETURNING id
         "#,
     )
@@ -150,10 +169,12 @@ pub(crate) async fn record_consent(
     .bind(consent.decision.as_str())
     .bind(consent.recorded_by)
     .bind(consent.recorded_at)
-    .bind(consent.applied)
+    .bind(consent.effective_at.is_some())
+    .bind(consent.publisher)
+    .bind(consent.unvalidated)
     .fetch_one(&mut *tx)
     .await?;
-    if consent.applied {
+    if let Some(effective_at) = consent.effective_at {
         sqlx::query(
             r#"
             UPDATE eviction_procedures
@@ -168,7 +189,7 @@ pub(crate) async fn record_consent(
         .bind(pseudonym.as_ref())
         .bind(consent.decision.as_str())
         .bind(id)
-        .bind(consent.recorded_at)
+        .bind(effective_at)
         .bind(comune.as_ref())
         .execute(tx)
         .await?;
@@ -519,6 +540,13 @@ pub async fn stale_decisions(
         .collect())
 }
 
+/// How many revocations were applied although they failed validation (C8).
+pub async fn unvalidated_revocations(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM eviction_consents WHERE unvalidated IS NOT NULL")
+        .fetch_one(conn)
+        .await
+}
+
 /// Steps per comune and step between `from` (included) and `to` (excluded), by
 /// `occurred_on`, with the comune's ambito and name. A procedure's step on one day counts
 /// once, however often it was published.
@@ -543,8 +571,18 @@ pub(crate) async fn step_counts(
     .await
 }
 
-/// A recorded consent decision: decision, recorded by, recorded at, received at, applied.
-pub(crate) type ConsentRow = (String, String, OffsetDateTime, OffsetDateTime, bool);
+/// A recorded consent decision: decision, recorded by, recorded at, received at, applied,
+/// the validated publisher (None before 1.2), why it failed validation (a revocation
+/// applied all the same, C8).
+pub(crate) type ConsentRow = (
+    String,
+    String,
+    OffsetDateTime,
+    OffsetDateTime,
+    bool,
+    Option<String>,
+    Option<String>,
+);
 
 /// Every consent decision recorded for a procedure, in the order recorded.
 pub(crate) async fn consent_rows(
@@ -553,7 +591,7 @@ pub(crate) async fn consent_rows(
 ) -> Result<Vec<ConsentRow>, sqlx::Error> {
     sqlx::query_as(
         r#"
-        SELECT decision, recorded_by, recorded_at, received_at, applied
+        SELECT decision, recorded_by, recorded_at, received_at, applied, publisher, unvalidated
         FROM eviction_consents
         WHERE pseudonym = $1
         ORDER BY recorded_at, id

@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use raccordo_core::amqp::{HandleError, HoldingPolicy};
+use raccordo_core::amqp::{HandleError, HoldingPolicy, Message};
 use raccordo_core::clock::{Clock, SystemClock};
 use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::ComuneIstat;
-use raccordo_core::envelope::{Envelope, EventType};
+use raccordo_core::envelope::{ANONYMOUS, Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::about_comune;
 use raccordo_core::payload::{
@@ -27,8 +27,9 @@ use crate::decide::{
     Decision, Input, Notice, ProcedureState, Rules, StepRecord, Trigger, days_until, decide,
     next_access,
 };
-use crate::event::{ConsentEvent, StepEvent};
+use crate::event::{ConsentDecision, ConsentEvent, StepEvent};
 use crate::personal::{Contact, Household, ProcedureId, Pseudonym, Pseudonymizer};
+use crate::salvage;
 use crate::store::{
     self, ConsentRecord, HeldPersonal, KeyCheck, link_notification, load_consent, lock_procedure,
     record_consent,
@@ -146,12 +147,90 @@ impl EventWorker for EvictionWorker {
         let event = EvictionEvent::decode(envelope)?;
         let now = self.clock.now();
         self.check_recorded_at(&event, now)?;
+        self.apply_event(tx, registry, &event, &envelope.publisher, None)
+            .await
+    }
+
+    fn salvageable(&self, message: &Message) -> bool {
+        salvage::revocation_in(message).is_some()
+    }
+
+    /// C8: a revocation that failed validation still stops the procedure's alerts.
+    async fn salvage(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        message: &Message,
+        error: &HandleError,
+    ) -> Result<Option<String>, HandleError> {
+        let Some(revocation) = salvage::revocation_in(message) else {
+            return Ok(None);
+        };
+        self.check_key(tx).await?;
+        let pseudonym = self.pseudonyms.pseudonym(&revocation.procedure_id);
+        // The procedure's own comune, never the one the refused event names: the notice
+        // goes only to referents who were told of the procedure.
+        let comune = match store::procedure_comune(tx, &pseudonym).await? {
+            Some(istat) => registry.require_comune(&istat)?,
+            None => match revocation
+                .comune_istat
+                .as_ref()
+                .and_then(|c| registry.comune(c))
+            {
+                Some(comune) => comune,
+                // Neither a known procedure nor a known comune: nothing to stop.
+                None => return Ok(None),
+            },
+        };
+        let why = error.to_string();
+        let event =
+            EvictionEvent::Consent(revocation.into_event(comune.istat.clone(), self.clock.now()));
+        let publisher = message.publisher.as_deref().unwrap_or(ANONYMOUS);
+        self.apply_event(tx, registry, &event, publisher, Some(&why))
+            .await?;
+        metrics::counter!("raccordo_consent_revocations_unvalidated_total").increment(1);
+        tracing::warn!(
+            procedure = pseudonym.short(),
+            "A revocation that failed validation was applied all the same (C8)."
+        );
+        Ok(Some(
+            "the revocation was applied all the same (CONTRACT C8): no further alerts for this \
+             procedure, its personal data deleted"
+                .to_owned(),
+        ))
+    }
+}
+
+impl EvictionWorker {
+    /// Load → decide → store → notify for a decoded event; `unvalidated` is set for a
+    /// revocation applied although it failed validation (C8).
+    async fn apply_event(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        event: &EvictionEvent,
+        publisher: &str,
+        unvalidated: Option<&str>,
+    ) -> Result<(), HandleError> {
+        let now = self.clock.now();
         let comune = registry.require_comune(event.comune_istat())?;
         let pseudonym = self.pseudonyms.pseudonym(event.procedure_id());
         let row = lock_procedure(tx, &pseudonym, &comune.istat).await?;
         let (next, decision) = decide(&row.state, event.input(), now, &self.rules);
-        let consent_id =
-            store_event(tx, &pseudonym, comune, &event, &decision, row.consent_id).await?;
+        let audit = Audit {
+            publisher,
+            unvalidated,
+        };
+        let consent_id = store_event(
+            tx,
+            &pseudonym,
+            comune,
+            event,
+            &decision,
+            row.consent_id,
+            &audit,
+        )
+        .await?;
         let (held, cancelled) = store::apply_personal(
             tx,
             &pseudonym,
@@ -170,7 +249,7 @@ impl EventWorker for EvictionWorker {
         }
         let told = Told {
             registry,
-            event: &event,
+            event,
             comune,
             pseudonym: &pseudonym,
             state: &next,
@@ -272,6 +351,14 @@ impl EvictionEvent {
     }
 }
 
+/// Who published a consent decision, for the audit (C8).
+struct Audit<'a> {
+    /// The validated publisher.
+    publisher: &'a str,
+    /// Why a revocation applied all the same failed validation.
+    unvalidated: Option<&'a str>,
+}
+
 /// Records the event's non-personal part; returns the consent decision in force (a step)
 /// or just recorded (a consent), which authorises the alerts it makes.
 async fn store_event(
@@ -281,6 +368,7 @@ async fn store_event(
     event: &EvictionEvent,
     decision: &Decision,
     consent_in_force: Option<i64>,
+    audit: &Audit<'_>,
 ) -> Result<Option<i64>, HandleError> {
     match event {
         EvictionEvent::Step { record, .. } => {
@@ -292,18 +380,21 @@ async fn store_event(
                 decision: consent.decision,
                 recorded_by: &consent.recorded_by,
                 recorded_at: consent.recorded_at,
-                applied: decision.consent_applied,
+                publisher: audit.publisher,
+                effective_at: decision.consent_effective_at,
+                unvalidated: audit.unvalidated,
             };
             let id = record_consent(tx, pseudonym, &comune.istat, &record).await?;
             if !decision.consent_applied {
                 metrics::counter!("raccordo_consent_decisions_stale_total", "decision" => consent.decision.as_str())
                     .increment(1);
-                // Never dropped in silence: a revocation older than the decision in force
-                // may be a citizen's word that came late; `raccordo status` counts them.
+                // Never dropped in silence (a revocation always applies, C8): a grant
+                // older than the decision in force, or not after the revocation in force;
+                // `raccordo status` counts them.
                 tracing::warn!(
                     procedure = pseudonym.short(),
                     decision = consent.decision.as_str(),
-                    "A consent decision older than the one in force arrived late; it changes nothing."
+                    "A consent decision not after the one in force arrived; it changes nothing."
                 );
             }
             Ok(Some(id))
@@ -332,10 +423,16 @@ impl EvictionWorker {
         event: &EvictionEvent,
         now: OffsetDateTime,
     ) -> Result<(), EvictionError> {
+        // C8: a revocation is never refused for its recorded_at (it counts from now).
         match event {
-            EvictionEvent::Consent(c) if c.recorded_at > now + self.max_clock_skew => Err(
-                EvictionError::RecordedInFuture(self.max_clock_skew.whole_seconds()),
-            ),
+            EvictionEvent::Consent(c)
+                if c.decision == ConsentDecision::Granted
+                    && c.recorded_at > now + self.max_clock_skew =>
+            {
+                Err(EvictionError::RecordedInFuture(
+                    self.max_clock_skew.whole_seconds(),
+                ))
+            }
             _ => Ok(()),
         }
     }

@@ -246,21 +246,22 @@ fn consents_table(consents: &[ConsentEntry]) -> String {
         .map(|c| {
             vec![
                 c.decision.clone(),
+                c.publisher.clone(),
                 c.recorded_by.clone(),
                 c.recorded_at.clone(),
                 c.received_at.clone(),
-                if c.applied {
-                    "yes"
-                } else {
-                    "no (older than the one in force)"
-                }
-                .into(),
+                match (c.applied, &c.unvalidated) {
+                    (true, None) => "yes".to_owned(),
+                    (true, Some(why)) => format!("yes, though invalid ({why})"),
+                    (false, _) => "no (not after the decision in force)".to_owned(),
+                },
             ]
         })
         .collect();
     render(
         &[
             "decision",
+            "publisher",
             "recorded_by",
             "recorded_at",
             "received_at",

@@ -32,8 +32,19 @@ pub async fn run(settings: &Settings) -> anyhow::Result<SetupReport> {
     let connection = connect(&settings.amqp, "setup")
         .await
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
+    let topology = Topology::from_settings(settings);
+    let redeclared = topology
+        .migrate_personal_queues(&connection)
+        .await
+        .context("Failed to give the personal holding queues their time to live")?;
+    for queue in redeclared {
+        tracing::info!(
+            queue,
+            "Holding queue declared anew with the personal-data time to live (C7)."
+        );
+    }
     let publisher = Publisher::open(&connection).await?;
-    Topology::from_settings(settings)
+    topology
         .declare(publisher.channel())
         .await
         .context("Failed to declare the broker topology")?;

@@ -41,8 +41,12 @@ pub(crate) struct Status {
     /// Consent revocations that arrived after a later decision and so changed nothing:
     /// each is worth a look (was the citizen's latest word really the grant?).
     pub stale_revocations: i64,
-    /// Grants that arrived after a later decision.
+    /// Grants that changed nothing: older than the decision in force, or not recorded
+    /// after the revocation in force (C8).
     pub stale_grants: i64,
+    /// Revocations applied although they failed validation (C8): each was also
+    /// dead-lettered with its reason, which an operator should read.
+    pub unvalidated_revocations: i64,
 }
 
 /// Reads the broker (passive declarations) and the database.
@@ -53,7 +57,8 @@ pub(crate) async fn collect(settings: &Settings) -> anyhow::Result<Status> {
         .context("Failed to connect to RabbitMQ (scripts/services.sh starts it)")?;
     let queues = queue_status(&connection, &topology).await?;
     let _ = connection.close(200, "status".into()).await;
-    let dead = depth_of(&queues, &topology.dead_queue());
+    let dead = depth_of(&queues, &topology.dead_queue())
+        + depth_of(&queues, &topology.dead_personal_queue());
     let parked = depth_of(&queues, &topology.parked_queue())
         + depth_of(&queues, &topology.parked_personal_queue());
 
@@ -62,6 +67,8 @@ pub(crate) async fn collect(settings: &Settings) -> anyhow::Result<Status> {
     let backlog = db::backlog(&mut conn).await?;
     let undeliverable = db::recent_notifications(&mut conn, true, 20).await?;
     let stale = raccordo_eviction::store::stale_decisions(&mut conn).await?;
+    let unvalidated_revocations =
+        raccordo_eviction::store::unvalidated_revocations(&mut conn).await?;
     drop(conn);
     pool.close().await;
     let stale_count = |d| {
@@ -82,6 +89,7 @@ pub(crate) async fn collect(settings: &Settings) -> anyhow::Result<Status> {
         undeliverable_total: backlog.undeliverable_total,
         stale_revocations: stale_count(ConsentDecision::Revoked),
         stale_grants: stale_count(ConsentDecision::Granted),
+        unvalidated_revocations,
         undeliverable: undeliverable
             .into_iter()
             .map(|n| Undeliverable {
@@ -122,6 +130,12 @@ pub(crate) fn table(status: &Status) -> String {
         out.push_str(&format!(
             "consent decisions that arrived after a later one and changed nothing: {} revocation(s), {} grant(s) (raccordo audit --kind eviction.consent_revoked)\n",
             status.stale_revocations, status.stale_grants
+        ));
+    }
+    if status.unvalidated_revocations > 0 {
+        out.push_str(&format!(
+            "revocations applied although invalid (C8; their reasons are in raccordo dlq list): {}\n",
+            status.unvalidated_revocations
         ));
     }
     for u in &status.undeliverable {

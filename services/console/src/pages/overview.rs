@@ -131,5 +131,7 @@ fn held_counts(topology: &Topology, queues: &[QueueStatus]) -> (u32, u32) {
         })
         .map(|q| q.messages.unwrap_or(0))
         .sum::<u32>();
-    (depth_of(queues, &topology.dead_queue()), parked_total)
+    let dead = depth_of(queues, &topology.dead_queue())
+        + depth_of(queues, &topology.dead_personal_queue());
+    (dead, parked_total)
 }

@@ -101,6 +101,20 @@ pub enum HandleError {
     /// A worker's own fault that may pass (SMTP down, a concurrent change).
     #[error(transparent)]
     Unavailable(BoxError),
+    /// The same idempotency key with another type or data (CONTRACT 1.2 §3): the first
+    /// event stands.
+    #[error(
+        "idempotency conflict: publisher {publisher:?} already sent an event with this source \
+         and id but another type or data; the first one stands"
+    )]
+    Conflict { publisher: String },
+    /// Refused, but the worker still acted on what could be trusted of it (CONTRACT C8: a
+    /// revocation always wins); `done` says what, for the operator.
+    #[error("{error}; {done}")]
+    Salvaged {
+        error: Box<HandleError>,
+        done: String,
+    },
 }
 
 impl HandleError {
@@ -120,7 +134,9 @@ impl HandleError {
             | HandleError::UnknownComune(_)
             | HandleError::Database(_)
             | HandleError::Panicked(_)
-            | HandleError::Unprocessable(_) => Disposition::Dead,
+            | HandleError::Unprocessable(_)
+            | HandleError::Conflict { .. }
+            | HandleError::Salvaged { .. } => Disposition::Dead,
         }
     }
 

@@ -51,7 +51,7 @@ impl Holding {
     /// in a queue of its own, where every message has the same time to live.
     pub fn queues(self, topology: &Topology) -> Vec<String> {
         match self {
-            Holding::Dead => vec![topology.dead_queue()],
+            Holding::Dead => vec![topology.dead_queue(), topology.dead_personal_queue()],
             Holding::Parked => vec![topology.parked_queue(), topology.parked_personal_queue()],
         }
     }
@@ -59,8 +59,8 @@ impl Holding {
 
 /// Publishes a copy of `message` to a holding queue, with the reason, and waits for the
 /// confirm. A message its queue's `policy` says may hold personal data expires (CONTRACT
-/// C7): a dead one in `{prefix}.dead`, a parked one in `{prefix}.parked.personal`, where
-/// all messages have the same time to live and so expire in their order — none waits
+/// C7): a dead one in `{prefix}.dead.personal`, a parked one in `{prefix}.parked.personal`,
+/// where all messages have the same time to live and so expire in their order — none waits
 /// behind a message that never expires.
 pub(crate) async fn hold(
     publisher: &Publisher,
@@ -73,8 +73,9 @@ pub(crate) async fn hold(
 ) -> Result<(), PublishError> {
     let expiry = policy.expiry_of(&message.routing_key, &message.body);
     let queue = match (holding, expiry) {
+        (Holding::Dead, Some(_)) => topology.dead_personal_queue(),
         (Holding::Parked, Some(_)) => topology.parked_personal_queue(),
-        _ => holding.queue(topology),
+        (_, None) => holding.queue(topology),
     };
     let mut headers = message.properties.headers().clone().unwrap_or_default();
     if let Some(user) = &message.publisher {

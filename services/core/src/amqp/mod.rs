@@ -22,4 +22,7 @@ pub(crate) use holding::hold;
 pub use policy::{HoldingPolicy, MayHoldPersonal};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use queues::{QueueStatus, depth_of, queue_status};
-pub use topology::{Topology, WorkQueue, header_int, header_text, set_header_int, set_header_text};
+pub use topology::{
+    PersonalQueueError, Topology, WorkQueue, header_int, header_text, set_header_int,
+    set_header_text,
+};

@@ -95,7 +95,12 @@ pub struct Topology {
     prefix: String,
     retry_delays: Vec<Duration>,
     queue_type: QueueType,
+    /// The time to live of every message in the personal holding queues (C7).
+    personal_ttl: Duration,
 }
+
+/// `eviction.dead_letter_ttl_days`'s default, for a topology made without settings.
+const DEFAULT_PERSONAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Topology {
     /// The topology for a prefix and a retry policy.
@@ -104,6 +109,7 @@ impl Topology {
             prefix: prefix.to_owned(),
             retry_delays: retry.delays(),
             queue_type: QueueType::Quorum,
+            personal_ttl: DEFAULT_PERSONAL_TTL,
         }
     }
 
@@ -111,6 +117,7 @@ impl Topology {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             queue_type: settings.amqp.queue_type,
+            personal_ttl: settings.eviction.dead_letter_ttl(),
             ..Self::new(&settings.amqp.prefix, &settings.retry)
         }
     }
@@ -146,9 +153,26 @@ impl Topology {
     }
 
     /// Parked work that may hold personal data of a family: every message in it expires
-    /// after `eviction.dead_letter_ttl_days`, in the order it came (CONTRACT C7).
+    /// after `eviction.dead_letter_ttl_days`, by the queue's own TTL (CONTRACT C7), also
+    /// what the broker itself dead-letters there (a quorum queue's delivery limit).
     pub fn parked_personal_queue(&self) -> String {
         format!("{}.parked.personal", self.prefix)
+    }
+
+    /// Input that can never be processed and may hold personal data: expires as
+    /// [`Topology::parked_personal_queue`] does, never behind a message that does not.
+    pub fn dead_personal_queue(&self) -> String {
+        format!("{}.dead.personal", self.prefix)
+    }
+
+    /// The holding queues whose every message expires (C7).
+    pub fn personal_queues(&self) -> [String; 2] {
+        [self.dead_personal_queue(), self.parked_personal_queue()]
+    }
+
+    /// How long a message stays in a personal holding queue.
+    pub fn personal_ttl(&self) -> Duration {
+        self.personal_ttl
     }
 
     /// A worker's queue.
@@ -177,6 +201,7 @@ impl Topology {
         names.push(self.dead_queue());
         names.push(self.parked_queue());
         names.push(self.parked_personal_queue());
+        names.push(self.dead_personal_queue());
         names
     }
 
@@ -197,19 +222,7 @@ impl Topology {
                 .await?;
         }
 
-        for name in [
-            self.dead_queue(),
-            self.parked_queue(),
-            self.parked_personal_queue(),
-        ] {
-            channel
-                .queue_declare(
-                    name.into(),
-                    QueueDeclareOptions::durable(),
-                    self.holding_arguments(),
-                )
-                .await?;
-        }
+        self.declare_holding(channel).await?;
 
         for q in WorkQueue::ALL {
             let name = self.queue(q);
@@ -260,6 +273,27 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        Ok(())
+    }
+
+    /// The holding queues: classic, the personal ones with their TTL (C7).
+    async fn declare_holding(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let personal = self.personal_queues();
+        let plain = [self.dead_queue(), self.parked_queue()];
+        let ttl = Some(self.personal_ttl);
+        for (name, ttl) in plain
+            .into_iter()
+            .map(|n| (n, None))
+            .chain(personal.into_iter().map(|n| (n, ttl)))
+        {
+            channel
+                .queue_declare(
+                    name.into(),
+                    QueueDeclareOptions::durable(),
+                    self.holding_arguments(ttl),
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -318,13 +352,85 @@ impl Topology {
         args
     }
 
-    fn holding_arguments(&self) -> FieldTable {
+    fn holding_arguments(&self, ttl: Option<Duration>) -> FieldTable {
         let mut args = FieldTable::default();
         // Classic: operators browse these with get + requeue, which on quorum queues
         // would count as delivery attempts and eventually drop the message.
         args.insert("x-queue-type".into(), text("classic"));
+        if let Some(ttl) = ttl {
+            let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms));
+        }
         args
     }
+
+    /// Gives the personal holding queues the TTL of this topology where a queue of that
+    /// name exists with another (one declared before 1.2 had none, or the setting changed):
+    /// RabbitMQ refuses to redeclare a queue with other arguments, so an empty one is
+    /// deleted and declared anew; one that holds messages is left alone, with an error
+    /// that says how to drain it. Each try on a channel of its own (a refusal closes it).
+    pub async fn migrate_personal_queues(
+        &self,
+        connection: &lapin::Connection,
+    ) -> Result<Vec<String>, PersonalQueueError> {
+        let mut redeclared = Vec::new();
+        for name in self.personal_queues() {
+            let channel = connection.create_channel().await?;
+            let args = self.holding_arguments(Some(self.personal_ttl));
+            let declared = channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    args.clone(),
+                )
+                .await;
+            if declared.is_ok() {
+                let _ = channel.close(200, "declared".into()).await;
+                continue;
+            }
+            let channel = connection.create_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            let existing = channel
+                .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                .await?;
+            if existing.message_count() > 0 {
+                return Err(PersonalQueueError::NotEmpty {
+                    queue: name,
+                    messages: existing.message_count(),
+                });
+            }
+            channel
+                .queue_delete(
+                    name.as_str().into(),
+                    lapin::options::QueueDeleteOptions {
+                        if_empty: true,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            channel
+                .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
+                .await?;
+            let _ = channel.close(200, "redeclared".into()).await;
+            redeclared.push(name);
+        }
+        Ok(redeclared)
+    }
+}
+
+/// Why the personal holding queues could not be given their TTL.
+#[derive(Debug, thiserror::Error)]
+pub enum PersonalQueueError {
+    #[error(
+        "queue {queue} exists with another time to live and holds {messages} messages: \
+         replay or purge them (raccordo dlq), then run raccordo setup again"
+    )]
+    NotEmpty { queue: String, messages: u32 },
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
 }
 
 fn text(s: &str) -> AMQPValue {
