@@ -1,7 +1,8 @@
 //! Who may use the console, and what each may open (CONTRACT 1.2 §8 "Console roles").
 //!
 //! - Users are `console.operators`, each with a role. They log in with a password (argon2,
-//!   verified off the async threads, `console.hashing_concurrency` at a time), or a trusted
+//!   verified off the async threads, `console.hashing_concurrency` at a time, in memory of
+//!   its own: [`crate::hashing`]), or a trusted
 //!   reverse proxy names them in `console.trusted_user_header` — believed only from an
 //!   address of `console.trusted_proxies` and only for a configured user, and never in
 //!   place of a session opened with a password.
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use axum::Form;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
@@ -48,8 +49,6 @@ const MAX_SESSIONS: usize = 2_000;
 const MAX_SESSIONS_PER_USER: usize = 20;
 /// Longer passwords are refused unverified: argon2's cost grows with the input.
 const MAX_PASSWORD_BYTES: usize = 1024;
-/// How long a login waits for a verification slot.
-const HASHING_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +72,9 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError::Argon2(e.to_string()))
 }
 
+#[cfg(test)]
 fn verify(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    crate::hashing::verify_in(password.as_bytes(), hash, &mut Vec::new())
 }
 
 /// Compared in constant time: tokens are secrets.
@@ -470,18 +466,13 @@ pub(crate) async fn login(
         false
     } else {
         // Argon2 is deliberately slow and takes memory: off the async threads, a bounded
-        // number at a time. An unknown user costs the same as a known one.
-        let permit = tokio::time::timeout(HASHING_WAIT, state.hashing.clone().acquire_owned())
+        // number at a time ([`crate::hashing`]). An unknown user costs the same as a known one.
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
+        state
+            .hashing
+            .verify(password, hash)
             .await
             .map_err(|_| ConsoleError::Busy)?
-            .map_err(|_| ConsoleError::Busy)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
-            verify(&password, &hash)
-        })
-        .await
-        .unwrap_or(false)
     };
     let Some(user) = user.filter(|_| known && verified) else {
         state.limits.failed(&form.user, address);
@@ -562,7 +553,7 @@ mod tests {
 
     #[test]
     fn the_dummy_hash_parses_so_unknown_users_cost_a_verification() {
-        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
         assert_eq!(crate::users::hash_weakness(DUMMY_HASH), None);
     }
 

@@ -21,6 +21,7 @@
 //! - `auth`: users (argon2), roles ([`Access`]), a trusted proxy header, sessions, CSRF
 //!   (login form included); [`hash_password`].
 //! - `limits`: failed logins per name and per address.
+//! - `hashing`: password verification, a bounded number at once in memory reused.
 //! - [`users`]: the configured users — `raccordo console user add`/`users`, start checks.
 //! - `broker`: the one AMQP connection of the console.
 //! - `headers`: CSP and the other security headers on every response.
@@ -35,6 +36,7 @@ mod actions;
 mod auth;
 mod broker;
 mod chart;
+mod hashing;
 mod headers;
 mod limits;
 mod pages;

@@ -13,7 +13,6 @@ use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use raccordo_core::amqp::Topology;
@@ -22,6 +21,7 @@ use raccordo_core::settings::Settings;
 
 use crate::auth::{self, Access, Gate, Sessions};
 use crate::broker::Broker;
+use crate::hashing::Hashing;
 use crate::limits::LoginLimits;
 use crate::pages;
 use crate::render::Templates;
@@ -38,8 +38,8 @@ pub(crate) struct AppState {
     /// The one broker connection of the console.
     pub(crate) broker: Arc<Broker>,
     pub(crate) limits: Arc<LoginLimits>,
-    /// Password verifications running at once.
-    pub(crate) hashing: Arc<Semaphore>,
+    /// Password verifications, a bounded number at once.
+    pub(crate) hashing: Arc<Hashing>,
     pub(crate) trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Whether cookies are marked `Secure`.
     pub(crate) secure_cookie: bool,
@@ -94,7 +94,7 @@ pub async fn serve_console(
             console.login_failures_per_address,
             console.login_lockout(),
         )),
-        hashing: Arc::new(Semaphore::new(console.hashing_concurrency.max(1))),
+        hashing: Arc::new(Hashing::new(console.hashing_concurrency)),
         trusted_proxies: Arc::new(trusted_proxies),
         secure_cookie,
         broker: broker.clone(),
