@@ -145,6 +145,12 @@ async fn spawn_proxied_console() -> (TestApp, SocketAddr) {
             password_hash: None,
             role: Some(ConsoleRole::Operator),
         });
+        // An entry of before roles: a password user, never named by the proxy.
+        all.push(OperatorSettings {
+            name: "vecchio".into(),
+            password_hash: users()[0].password_hash.clone(),
+            role: None,
+        });
         s.console.operators = all;
     })
     .await
@@ -180,19 +186,25 @@ async fn issue17_f4_the_proxy_header_is_believed_only_from_a_trusted_address() {
 async fn issue17_f7_the_proxy_header_gives_no_session_to_an_unknown_name_nor_replaces_a_password_session()
  {
     let (app, addr) = spawn_proxied_console().await;
-    // A name the console does not know gets no session, even from the proxy.
-    let r = request_from(
-        Some(PROXY),
-        addr,
-        "GET",
-        "/",
-        &["X-Remote-User: intruso".to_owned()],
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 403, "{}", r.body);
-    assert!(r.cookie("raccordo_console").is_none(), "no session");
-    assert!(!r.body.contains("intruso"), "the name is not echoed");
+    // A name the console does not know, or knows without a role, gets no session, even
+    // from the proxy.
+    for name in ["intruso", "vecchio"] {
+        let r = request_from(
+            Some(PROXY),
+            addr,
+            "GET",
+            "/",
+            &[format!("X-Remote-User: {name}")],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{name}: {}", r.body);
+        assert!(
+            r.cookie("raccordo_console").is_none(),
+            "no session for {name}"
+        );
+        assert!(!r.body.contains(name), "the name is not echoed");
+    }
 
     // The Tavolo logs in with its password (a viewer); a request through the proxy naming
     // an operator does not turn that session into the operator's.

@@ -350,7 +350,9 @@ pub(crate) async fn gate(State(gate): State<Gate>, mut request: Request, next: N
             if let (Some(_), Some(t)) = (old, token.as_deref()) {
                 state.sessions.close(t);
             }
-            let Some(configured) = configured(state, &user) else {
+            // Only a user configured with a role: an entry without one is a password
+            // user of before roles, never named by a proxy.
+            let Some(configured) = configured(state, &user).filter(|u| u.role.is_some()) else {
                 tracing::warn!(
                     "The trusted proxy named a user the console does not know; no session."
                 );

@@ -155,7 +155,7 @@ pub fn list(console: &ConsoleSettings) -> Vec<UserRow> {
             if u.password_hash.is_some() {
                 login.push("password");
             }
-            if proxy {
+            if proxy && u.role.is_some() {
                 login.push("proxy");
             }
             let mut notes = Vec::new();
@@ -170,7 +170,10 @@ pub fn list(console: &ConsoleSettings) -> Vec<UserRow> {
                 notes.push(format!("hash refused: {reason}"));
             }
             if login.is_empty() {
-                notes.push("cannot log in: no password and no trusted proxy".to_owned());
+                notes.push(
+                    "cannot log in: no password, and the trusted proxy names only users with a role"
+                        .to_owned(),
+                );
             }
             UserRow {
                 name: raccordo_core::amqp::dead_letter::printable(&u.name),

@@ -352,11 +352,12 @@ impl ConsoleSettings {
         self.operators.iter().any(|o| o.password_hash.is_some()) || self.proxy_configured()
     }
 
-    /// The proxy header is on: named, with proxies to believe and users it may name.
+    /// The proxy header is on: named, with proxies to believe and users it may name (those
+    /// configured with a role).
     pub fn proxy_configured(&self) -> bool {
         !self.trusted_user_header.trim().is_empty()
             && !self.trusted_proxies.is_empty()
-            && !self.operators.is_empty()
+            && self.operators.iter().any(|o| o.role.is_some())
     }
 
     /// How long a session lives without a request.
@@ -794,13 +795,18 @@ mod tests {
             password_hash: None,
             role: None,
         });
-        assert!(settings.console.login_configured());
-        assert!(settings.validate().is_ok());
+        assert!(
+            !settings.console.login_configured(),
+            "the header names only users configured with a role"
+        );
         assert_eq!(
             settings.console.operators[0].effective_role(),
             ConsoleRole::Viewer,
             "an entry without a role is a viewer"
         );
+        settings.console.operators[0].role = Some(ConsoleRole::Viewer);
+        assert!(settings.console.login_configured());
+        assert!(settings.validate().is_ok());
         settings.console.trusted_proxies.push("10.0.0.300".into());
         assert!(settings.validate().is_err());
     }
