@@ -50,8 +50,15 @@ SHOTS=${SCREENSHOTS:-${CARGO_TARGET_DIR:-target}/console-screenshots}
 mkdir -p "$WORK" "$SHOTS"
 PORT=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 USER_NAME=operatrice
+VIEWER_NAME=tavolo
+PRIVACY_NAME=dpo
 PASSWORD="browser-$ID"
-HASH=$(printf '%s\n' "$PASSWORD" | "$BIN" console hash-password)
+# One user per role (CONTRACT 1.2 §8), all with this run's password.
+ENTRIES=
+for pair in "$USER_NAME:operator" "$VIEWER_NAME:viewer" "$PRIVACY_NAME:privacy"; do
+  ENTRY=$(printf '%s\n' "$PASSWORD" | "$BIN" console user add "${pair%%:*}" --role "${pair##*:}")
+  ENTRIES=${ENTRIES:+$ENTRIES, }$ENTRY
+done
 DB_URL=${RACCORDO__DATABASE__URL:-postgres://postgres@127.0.0.1:5432/raccordo}
 DB_URL=${DB_URL%/*}/$DB
 
@@ -80,7 +87,7 @@ poll_ms = 200
 [console]
 enabled = true
 addr = "127.0.0.1:$PORT"
-operators = [{ name = "$USER_NAME", password_hash = "$HASH" }]
+operators = [$ENTRIES]
 TOML
 export RACCORDO_CONFIG=$WORK/config.toml
 unset RACCORDO__DATABASE__URL RACCORDO__AMQP__PREFIX
@@ -115,5 +122,6 @@ done
 
 echo "[browser] node --test tests/browser (console on http://127.0.0.1:$PORT, screenshots in $SHOTS)" >&2
 CONSOLE_URL="http://127.0.0.1:$PORT" CONSOLE_USER=$USER_NAME CONSOLE_PASSWORD=$PASSWORD \
+  CONSOLE_VIEWER=$VIEWER_NAME CONSOLE_PRIVACY=$PRIVACY_NAME \
   RACCORDO_BIN=$BIN CHROMIUM=$CHROMIUM SCREENSHOTS_DIR=$SHOTS WORK_DIR=$WORK \
   node --test --test-concurrency=1 --test-reporter=tap tests/browser/

@@ -18,6 +18,8 @@ const need = (name) => {
 };
 const BASE = need("CONSOLE_URL");
 const USER = need("CONSOLE_USER");
+const VIEWER = need("CONSOLE_VIEWER");
+const PRIVACY = need("CONSOLE_PRIVACY");
 const PASSWORD = need("CONSOLE_PASSWORD");
 const BIN = need("RACCORDO_BIN");
 const CHROMIUM = need("CHROMIUM");
@@ -32,6 +34,18 @@ const FAMILY = { name: "Famiglia Brontolini", address: "Via Pizzighettone 404", 
 
 let browser;
 let page;
+
+/** A page of a browser context of its own (its own cookies), logged in as `user`. */
+async function sessionOf(user) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "it-IT" });
+  const other = await context.newPage();
+  await other.goto(BASE + "/login");
+  await other.fill("#user", user);
+  await other.fill("#password", PASSWORD);
+  await other.click("button[type=submit]");
+  await other.getByRole("heading", { name: "Panoramica" }).waitFor();
+  return other;
+}
 
 function raccordo(args, input) {
   const run = spawnSync(BIN, args, { input, encoding: "utf8" });
@@ -172,7 +186,7 @@ test("after fixing the registry, a confirmed replay gets the dead letter process
   await shot("confirm");
   await page.getByRole("button", { name: "Sì, reinvia" }).click();
   await page.getByRole("status").waitFor();
-  assert.match(await page.getByRole("status").innerText(), /1 messaggi reinviati/);
+  assert.match(await page.getByRole("status").innerText(), /1 messaggio reinviato/);
   assert.match(await page.locator("#actions").innerText(), new RegExp(`${USER}[\\s\\S]*reinvio`));
   await eventually("/evictions", async () => {
     assert.match(await page.locator("main").innerText(), /Comune di Prova/);
@@ -180,6 +194,66 @@ test("after fixing the registry, a confirmed replay gets the dead letter process
   await eventually("/dead-letters", async () => {
     assert.equal(await page.locator("#held tbody tr", { hasText: "eviction.step.v1" }).count(), 0);
   });
+});
+
+test("replay-all of two messages that fail again reports 2 and replays each once", async () => {
+  // Two housing units of a comune still unknown: dead-lettered, and again after a replay.
+  const unknown = "015997";
+  const unit = (id) => event("housing.unit.v1", {
+    unit_id: id, action: "offered", comune_istat: unknown, address: "Via Nuova 1", places: 2,
+    reception_kind: "CAS", building_type: "casa", owner_declaration: true,
+  });
+  publish(unit("BROWSER-SNAP-1"), unit("BROWSER-SNAP-2"));
+  const held = () => page.locator("#held tbody tr", { hasText: "housing.unit.v1" });
+  await eventually("/dead-letters", async () => {
+    assert.equal(await held().count(), 2);
+  });
+  const before = await held().locator("a").evaluateAll((links) => links.map((a) => a.getAttribute("href")));
+  await page.getByRole("link", { name: "Reinvia tutti" }).click();
+  await page.getByRole("heading", { name: "Conferma" }).waitFor();
+  await page.getByRole("button", { name: "Sì, reinvia" }).click();
+  await page.getByRole("status").waitFor();
+  assert.match(await page.getByRole("status").innerText(), /^2 messaggi reinviati\.$/);
+  await shot("replay-all");
+  // Each failed once more and is held anew (new ids), not replayed again behind the action.
+  await eventually("/dead-letters", async () => {
+    assert.equal(await held().count(), 2);
+    const after = await held().locator("a").evaluateAll((links) => links.map((a) => a.getAttribute("href")));
+    assert.ok(after.every((href) => !before.includes(href)), "held anew with new ids");
+  });
+  assert.match(await page.locator("#actions tbody tr").first().innerText(), new RegExp(`${USER}[\\s\\S]*operator[\\s\\S]*reinvio[\\s\\S]*tutti[\\s\\S]*2`));
+  // Clean up for the tests that follow: one purge of one message, then of the other.
+  for (let i = 0; i < 2; i += 1) {
+    await held().first().getByRole("link").click();
+    await page.getByRole("link", { name: "Elimina questo messaggio" }).click();
+    await page.getByRole("button", { name: "Sì, elimina" }).click();
+    assert.match(await page.getByRole("status").innerText(), /1 messaggio eliminato/);
+    assert.equal(await held().count(), 1 - i);
+  }
+});
+
+test("a viewer sees no dead-letter menu and gets the 403 page on an operator's route", async () => {
+  const viewer = await sessionOf(VIEWER);
+  const menu = await viewer.getByRole("navigation", { name: "Sezioni" }).innerText();
+  assert.doesNotMatch(menu, /Messaggi scartati/);
+  assert.doesNotMatch(menu, /Registro avvisi/);
+  assert.match(menu, /Copertura/);
+  assert.equal(await viewer.locator('a[href^="/dead-letters"]').count(), 0, "no link to dead letters anywhere");
+  const response = await viewer.goto(BASE + "/dead-letters");
+  assert.equal(response.status(), 403);
+  assert.match(await viewer.locator("main").innerText(), /Accesso negato[\s\S]*viewer/);
+  await viewer.screenshot({ path: join(SHOTS, "viewer-403.png") });
+  // An action posted by hand is refused too, CSRF token or not.
+  await viewer.goto(BASE + "/");
+  const csrf = await viewer.locator('input[name="csrf"]').first().inputValue();
+  const refused = await viewer.request.post(BASE + "/dead-letters/action", {
+    form: { action: "purge", holding: "all", csrf },
+    maxRedirects: 0,
+  });
+  assert.equal(refused.status(), 403);
+  const audit = await viewer.goto(BASE + "/evictions/audit");
+  assert.equal(audit.status(), 403);
+  await viewer.context().close();
 });
 
 test("a comune turns excluded after occupancy reports push it past 50% of its quota", async () => {
@@ -247,7 +321,7 @@ test("a referents file is compared with the registry before its import", async (
   await shot("routing-import");
 });
 
-test("the evictions page shows masked statistics and the audit trail, never a family", async () => {
+test("the evictions page shows masked statistics, the privacy officer the aggregated audit, never a family", async () => {
   // A fictional family in Rho asks for help: its alerts go to the servizi sociali.
   const docket = "RG-BROWSER-2/2026";
   const household = { ...FAMILY, members: 2, minors: 0, frail: true };
@@ -263,14 +337,35 @@ test("the evictions page shows masked statistics and the audit trail, never a fa
   }));
   publish(step("convalida"));
   await eventually("/evictions", async () => {
-    assert.match(await page.locator("#audit").innerText(), /eviction\.alert[\s\S]*delivered[\s\S]*granted da Sportello sociale di Rho/);
+    assert.match(await page.locator("main").innerText(), /Rho[\s\S]*<3/);
   });
   const html = await page.content();
-  assert.match(await page.locator("main").innerText(), /<3/);
+  assert.equal(await page.locator("#audit").count(), 0, "no audit for an operator");
   for (const value of [docket, ...Object.values(FAMILY)]) {
     assert.ok(!html.includes(value), `${value} is not on the evictions page`);
   }
   await shot("evictions");
+  const privacy = await sessionOf(PRIVACY);
+  const menu = await privacy.getByRole("navigation", { name: "Sezioni" }).innerText();
+  assert.match(menu, /Registro avvisi/);
+  assert.doesNotMatch(menu, /Messaggi scartati/);
+  await privacy.getByRole("link", { name: "Registro avvisi" }).click();
+  const row = privacy.locator("#audit tbody tr", { hasText: "servizisociali@comune.rho.example" }).filter({ hasText: "eviction.alert" });
+  const deadline = Date.now() + 20_000;
+  while ((await row.count()) === 0 || !/<3[\s\S]*<3/.test(await row.first().innerText())) {
+    assert.ok(Date.now() < deadline, "the alerts to Rho's office, delivered, counted as <3");
+    await privacy.waitForTimeout(250);
+    await privacy.reload();
+  }
+  assert.equal(await row.count(), 1, "one row per office, never one per family");
+  const text = await privacy.content();
+  for (const value of [docket, ...Object.values(FAMILY)]) {
+    assert.ok(!text.includes(value), `${value} is not on the audit`);
+  }
+  await privacy.screenshot({ path: join(SHOTS, "evictions-audit.png") });
+  const dead = await privacy.goto(BASE + "/dead-letters");
+  assert.equal(dead.status(), 403, "dead letters are the operator's");
+  await privacy.context().close();
 });
 
 test("the email gallery shows every kind, text and HTML side by side", async () => {

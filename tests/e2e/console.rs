@@ -3,11 +3,11 @@
 //! trail, the routing preview of an eviction alert, and the leak test over every page's
 //! HTML with the distinctive strings of two families.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use raccordo_core::clock::{now, rome_date};
 use raccordo_core::domain::format_date;
-use raccordo_core::settings::OperatorSettings;
+use raccordo_core::settings::{ConsoleRole, OperatorSettings, Settings};
 use raccordo_e2e::families::{NEVER, REVOKING};
 use raccordo_e2e::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
@@ -15,19 +15,44 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const OPERATOR: &str = "operatrice";
-const PASSWORD: &str = "una password lunga di prova";
+pub(crate) const OPERATOR: &str = "operatrice";
+/// A user of the Tavolo: role `viewer`.
+pub(crate) const VIEWER: &str = "tavolo";
+/// The data protection officer: role `privacy`.
+pub(crate) const PRIVACY: &str = "dpo";
+pub(crate) const PASSWORD: &str = "una password lunga di prova";
 
-/// A hub with every worker and the console on a free port.
-async fn spawn_console() -> (TestApp, SocketAddr) {
+/// A user of each role, all with [`PASSWORD`].
+pub(crate) fn users() -> Vec<OperatorSettings> {
     let hash = raccordo_console::hash_password(PASSWORD).expect("hashes");
+    [
+        (OPERATOR, ConsoleRole::Operator),
+        (VIEWER, ConsoleRole::Viewer),
+        (PRIVACY, ConsoleRole::Privacy),
+    ]
+    .into_iter()
+    .map(|(name, role)| OperatorSettings {
+        name: name.into(),
+        password_hash: Some(hash.clone().into()),
+        role: Some(role),
+    })
+    .collect()
+}
+
+/// A hub with every worker and the console on a free port, a user of each role.
+pub(crate) async fn spawn_console() -> (TestApp, SocketAddr) {
+    spawn_console_with(|_| {}).await
+}
+
+/// Like [`spawn_console`], after `configure` adjusts the settings.
+pub(crate) async fn spawn_console_with(
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, SocketAddr) {
     let app = spawn_app_with(|s| {
         s.console.enabled = true;
         s.console.addr = "127.0.0.1:0".into();
-        s.console.operators = vec![OperatorSettings {
-            name: OPERATOR.into(),
-            password_hash: hash.into(),
-        }];
+        s.console.operators = users();
+        configure(s);
     })
     .await;
     let addr = app
@@ -39,38 +64,73 @@ async fn spawn_console() -> (TestApp, SocketAddr) {
 }
 
 /// One HTTP/1.1 response.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The value of a cookie this response sets.
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    }
 }
 
 /// A request on loopback, with the session cookie if any and a form body for POST.
-async fn request(
+/// `cookie` is either a cookie (`name=value`) or a whole header line (`Name: value`).
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     cookie: Option<&str>,
     form: Option<&str>,
 ) -> Response {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    let header = cookie.map(|c| {
+        if c.contains(": ") {
+            c.to_owned()
+        } else {
+            format!("Cookie: {c}")
+        }
+    });
+    request_from(None, addr, method, path, header.as_slice(), form).await
+}
+
+/// A request from the loopback address `from` (127.0.0.1 when `None`), with these header
+/// lines and a form body for POST.
+pub(crate) async fn request_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    header_lines: &[String],
+    form: Option<&str>,
+) -> Response {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    if let Some(ip) = from {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .expect("a loopback address binds");
+    }
+    let mut stream = socket
+        .connect(addr)
         .await
         .expect("the console accepts connections");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    match cookie {
-        // A header line as it is: what a reverse proxy adds.
-        Some(c) if c.contains(": ") => head.push_str(&format!("{c}\r\n")),
-        Some(c) => head.push_str(&format!("Cookie: {c}\r\n")),
-        None => {}
+    for line in header_lines {
+        head.push_str(&format!("{line}\r\n"));
     }
     let body = form.unwrap_or_default();
     if form.is_some() {
@@ -103,7 +163,7 @@ async fn request(
     }
 }
 
-fn form_encode(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| {
@@ -123,30 +183,63 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// Logs in; returns the session cookie (`name=value`).
-async fn login(addr: SocketAddr) -> String {
-    let r = request(
+/// A login attempt as a browser makes it: the form first (its token and cookie), then the
+/// post, from `from`.
+pub(crate) async fn try_login_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Response {
+    let page = request_from(from, addr, "GET", "/login", &[], None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = page.cookie("raccordo_login").expect("the form's cookie");
+    assert_eq!(
+        hidden(&page.body, "login_csrf"),
+        token,
+        "the form carries its token"
+    );
+    request_from(
+        from,
         addr,
         "POST",
         "/login",
-        None,
-        Some(&form_encode(&[("user", OPERATOR), ("password", PASSWORD)])),
+        &[format!("Cookie: raccordo_login={token}")],
+        Some(&form_encode(&[
+            ("user", user),
+            ("password", password),
+            ("login_csrf", &token),
+        ])),
     )
-    .await;
+    .await
+}
+
+/// Logs in as `user`; returns the session cookie (`name=value`).
+pub(crate) async fn login_as(addr: SocketAddr, user: &str) -> String {
+    let r = try_login_from(None, addr, user, PASSWORD).await;
     assert_eq!(r.status, 303, "login redirects: {}", r.body);
     let cookie = r.header("set-cookie").expect("a session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
-    cookie.split(';').next().expect("name=value").to_owned()
+    let session = r.cookie("raccordo_console").expect("the session cookie");
+    format!("raccordo_console={session}")
+}
+
+/// Logs in as the operator.
+async fn login(addr: SocketAddr) -> String {
+    login_as(addr, OPERATOR).await
+}
+
+/// The value of the hidden field `name` of a form.
+pub(crate) fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = html.find(&marker).expect("a form with the field") + marker.len();
+    html[at..].split('"').next().expect("a value").to_owned()
 }
 
 /// The CSRF token of the session, as every page's forms carry it.
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a token")
-        + 19;
-    html[at..].split('"').next().expect("token").to_owned()
+pub(crate) fn csrf_of(html: &str) -> String {
+    hidden(html, "csrf")
 }
 
 #[tokio::test]
@@ -181,16 +274,9 @@ async fn an_unauthenticated_request_gets_the_login_page_and_every_page_sets_a_st
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
 
-    let wrong = request(
-        addr,
-        "POST",
-        "/login",
-        None,
-        Some(&form_encode(&[("user", OPERATOR), ("password", "no")])),
-    )
-    .await;
+    let wrong = try_login_from(None, addr, OPERATOR, "no").await;
     assert_eq!(wrong.status, 401);
-    assert!(wrong.header("set-cookie").is_none());
+    assert!(wrong.cookie("raccordo_console").is_none());
 
     let cookie = login(addr).await;
     for path in [
@@ -248,6 +334,12 @@ async fn behind_a_trusted_proxy_the_header_names_the_operator_and_nothing_else_g
         s.console.enabled = true;
         s.console.addr = "127.0.0.1:0".into();
         s.console.trusted_user_header = "X-Remote-User".into();
+        s.console.trusted_proxies = vec!["127.0.0.1".into()];
+        s.console.operators = vec![OperatorSettings {
+            name: "m.rossi".into(),
+            password_hash: None,
+            role: Some(ConsoleRole::Operator),
+        }];
     })
     .await;
     let addr = app
@@ -262,19 +354,13 @@ async fn behind_a_trusted_proxy_the_header_names_the_operator_and_nothing_else_g
         .header("set-cookie")
         .expect("a session for the CSRF token");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains("Secure"), "on loopback: {cookie}");
     let r = request(addr, "GET", "/", None, None).await;
     assert_eq!(r.status, 303, "without the header, the login page");
-    let r = request(
-        addr,
-        "POST",
-        "/login",
-        None,
-        Some(&form_encode(&[("user", "m.rossi"), ("password", "x")])),
-    )
-    .await;
+    let r = try_login_from(None, addr, "m.rossi", "x").await;
     assert_eq!(
         r.status, 401,
-        "no password logs in when no operator is configured"
+        "no password logs in a user configured without one"
     );
     app.cleanup().await;
 }
@@ -498,24 +584,31 @@ fn pages(dead_id: &str) -> Vec<String> {
     pages
 }
 
-/// Fetches every page and fails on any string of either family; returns the text of
-/// `/evictions`.
-async fn assert_no_family_on_any_page(addr: SocketAddr, cookie: &str, dead_id: &str) -> String {
-    let mut evictions = String::new();
+/// Fails on any string of either family in `body`.
+fn assert_no_family(path: &str, body: &str) {
+    for s in NEVER.strings().into_iter().chain(REVOKING.strings()) {
+        assert!(
+            !body.contains(s),
+            "{s:?} leaked into the console page {path}"
+        );
+    }
+}
+
+/// Fetches every page and fails on any string of either family.
+async fn assert_no_family_on_any_page(addr: SocketAddr, cookie: &str, dead_id: &str) {
     for path in pages(dead_id) {
         let r = request(addr, "GET", &path, Some(cookie), None).await;
         assert_eq!(r.status, 200, "{path}: {}", r.body);
-        for s in NEVER.strings().into_iter().chain(REVOKING.strings()) {
-            assert!(
-                !r.body.contains(s),
-                "{s:?} leaked into the console page {path}"
-            );
-        }
-        if path == "/evictions" {
-            evictions = r.body;
-        }
+        assert_no_family(&path, &r.body);
     }
-    evictions
+}
+
+/// The eviction audit as the privacy officer reads it, checked for both families.
+async fn audit_without_family(addr: SocketAddr, cookie: &str) -> String {
+    let r = request(addr, "GET", "/evictions/audit", Some(cookie), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_no_family("/evictions/audit", &r.body);
+    r.body
 }
 
 #[tokio::test]
@@ -557,10 +650,12 @@ async fn leak_test_no_console_page_shows_a_family_s_personal_data() {
         "the test can see the strings where consent allows them"
     );
     let cookie = login(addr).await;
-    let evictions = assert_no_family_on_any_page(addr, &cookie, &dead[0].id).await;
+    let privacy = login_as(addr, PRIVACY).await;
+    assert_no_family_on_any_page(addr, &cookie, &dead[0].id).await;
+    let audit = audit_without_family(addr, &privacy).await;
     assert!(
-        evictions.contains("servizisociali@comune.rho.example"),
-        "the audit trail lists the alerts' recipients"
+        audit.contains("servizisociali@comune.rho.example"),
+        "the audit lists the alerts' recipients"
     );
 
     // Revocation: the same referents are told, with the docket number they already know.
@@ -572,8 +667,9 @@ async fn leak_test_no_console_page_shows_a_family_s_personal_data() {
     .await;
     app.wait_for_emails(6).await;
     app.settle().await;
-    let evictions = assert_no_family_on_any_page(addr, &cookie, &dead[0].id).await;
-    assert!(evictions.contains("eviction.consent_revoked"));
+    assert_no_family_on_any_page(addr, &cookie, &dead[0].id).await;
+    let audit = audit_without_family(addr, &privacy).await;
+    assert!(audit.contains("eviction.consent_revoked"));
     app.cleanup().await;
 }
 
@@ -583,32 +679,60 @@ async fn raccordo_console_hashes_a_password_and_serves_the_console_alone() {
     use tokio::io::AsyncBufReadExt;
 
     let app = raccordo_e2e::prepare_with(|_| {}).await;
-    let mut hashing = app
+    let mut adding = app
         .command()
-        .args(["console", "hash-password"])
+        .args(["console", "user", "add", OPERATOR, "--role", "operator"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("raccordo console hash-password starts");
-    let mut stdin = hashing.stdin.take().expect("stdin");
+        .expect("raccordo console user add starts");
+    let mut stdin = adding.stdin.take().expect("stdin");
     stdin
         .write_all(format!("{PASSWORD}\n").as_bytes())
         .await
         .expect("password written");
     drop(stdin);
-    let out = hashing.wait_with_output().await.expect("it ends");
+    let out = adding.wait_with_output().await.expect("it ends");
     assert!(out.status.success());
-    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let entry = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        entry.starts_with(&format!(
+            "{{ name = \"{OPERATOR}\", role = \"operator\", password_hash = \"$argon2id$"
+        )),
+        "{entry}"
+    );
 
     let config = std::env::temp_dir().join(format!("{}-console.toml", app.settings.amqp.prefix));
     std::fs::write(
         &config,
         format!(
-            "[console]\naddr = \"127.0.0.1:0\"\noperators = [{{ name = \"{OPERATOR}\", password_hash = \"{hash}\" }}]\n"
+            "[console]\naddr = \"127.0.0.1:0\"\noperators = [{entry}, {{ name = \"vecchio\" }}]\n"
         ),
     )
     .expect("config written");
+    let users = app
+        .command()
+        .args(["console", "users", "--format", "json"])
+        .env("RACCORDO_CONFIG", &config)
+        .output()
+        .await
+        .expect("raccordo console users runs");
+    assert!(
+        users.status.success(),
+        "{}",
+        String::from_utf8_lossy(&users.stderr)
+    );
+    let users: Value = serde_json::from_slice(&users.stdout).expect("JSON");
+    assert_eq!(users[0]["name"], OPERATOR);
+    assert_eq!(users[0]["role"], "operator");
+    assert_eq!(users[0]["login"], "password");
+    assert_eq!(users[1]["role"], "viewer", "an entry without a role");
+    assert!(
+        users[1]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("no role")),
+        "{users}"
+    );
     let mut child = app
         .command()
         .arg("console")

@@ -5,6 +5,7 @@ mod batching;
 mod bench;
 mod broker_restart;
 mod console;
+mod console_roles;
 mod eviction;
 mod failures;
 mod housing;

@@ -13,9 +13,17 @@
 //! data of families never reaches a page: eviction pages show counts and the audit trail,
 //! never the content of an alert.
 //!
+//! Each user has one role (CONTRACT 1.2 §8): `viewer`, `operator` or `privacy`; every route
+//! says which it admits ([`server::routes`]), and the navigation shows only those.
+//!
 //! # Layout
-//! - [`server`]: the router and [`serve_console`].
-//! - `auth`: operators (argon2), a trusted proxy header, sessions, CSRF; [`hash_password`].
+//! - [`server`]: the route table, the router and [`serve_console`].
+//! - `auth`: users (argon2), roles ([`Access`]), a trusted proxy header, sessions, CSRF
+//!   (login form included); [`hash_password`].
+//! - `limits`: failed logins per name and per address.
+//! - `hashing`: password verification, a bounded number at once in memory reused.
+//! - [`users`]: the configured users — `raccordo console user add`/`users`, start checks.
+//! - `broker`: the one AMQP connection of the console.
 //! - `headers`: CSP and the other security headers on every response.
 //! - `render`: the embedded templates and the error page.
 //! - `chart`: inline SVG charts.
@@ -26,11 +34,15 @@
 
 mod actions;
 mod auth;
+mod broker;
 mod chart;
+mod hashing;
 mod headers;
+mod limits;
 mod pages;
 mod render;
 pub mod server;
+pub mod users;
 
-pub use auth::{HashError, hash_password};
-pub use server::serve_console;
+pub use auth::{Access, HashError, hash_password};
+pub use server::{StartError, serve_console};

@@ -4,7 +4,7 @@
 //! own labels) are inserted as they are.
 
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{AutoEscape, Environment, context};
 use time::OffsetDateTime;
@@ -31,6 +31,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("emails.html", include_str!("../templates/emails.html")),
     ("error.html", include_str!("../templates/error.html")),
+    (
+        "evictions_audit.html",
+        include_str!("../templates/evictions_audit.html"),
+    ),
 ];
 
 /// The compiled templates.
@@ -60,16 +64,6 @@ impl Templates {
     pub(crate) fn page(&self, name: &str, ctx: minijinja::Value) -> Result<Response, ConsoleError> {
         Ok(Html(self.render(name, ctx)?).into_response())
     }
-
-    /// The login page, with an error after a failed attempt.
-    pub(crate) fn login(
-        &self,
-        error: Option<&str>,
-        status: StatusCode,
-    ) -> Result<Response, ConsoleError> {
-        let html = self.render("login.html", context! { error => error })?;
-        Ok((status, Html(html)).into_response())
-    }
 }
 
 /// A date and time in Europe/Rome, `YYYY-MM-DD HH:MM`.
@@ -93,16 +87,50 @@ pub(crate) enum ConsoleError {
     NotFound(&'static str),
     #[error("forbidden")]
     Forbidden(&'static str),
+    /// The user's role may not open this page or take this action.
+    #[error("denied to the role")]
+    Denied(String),
     #[error("bad request")]
     BadRequest(String),
+    /// Too many failed logins: try again after this many seconds.
+    #[error("too many attempts")]
+    TooManyAttempts(u64),
+    /// Every password verification slot stayed busy.
+    #[error("busy")]
+    Busy,
+    #[error("broker unreachable")]
+    BrokerDown,
 }
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, message) = match &self {
             ConsoleError::NotFound(m) => (StatusCode::NOT_FOUND, (*m).to_owned()),
             ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, (*m).to_owned()),
+            ConsoleError::Denied(m) => (StatusCode::FORBIDDEN, m.clone()),
             ConsoleError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ConsoleError::TooManyAttempts(seconds) => {
+                retry_after = Some(*seconds);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Troppi tentativi di accesso non riusciti. Riprovare tra {} minuti.",
+                        seconds.div_ceil(60).max(1)
+                    ),
+                )
+            }
+            ConsoleError::Busy => {
+                retry_after = Some(5);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Troppi accessi in corso. Riprovare tra qualche secondo.".to_owned(),
+                )
+            }
+            ConsoleError::BrokerDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Il broker RabbitMQ non è raggiungibile. Riprovare tra poco; `raccordo status` dice cosa manca.".to_owned(),
+            ),
             other => {
                 tracing::error!(error = ?other, "A console page failed.");
                 (
@@ -117,7 +145,14 @@ impl IntoResponse for ConsoleError {
                 context! { status => status.as_u16(), message => message },
             )
             .unwrap_or_else(|_| message.clone());
-        (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+        let mut response =
+            (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

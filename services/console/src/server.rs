@@ -1,19 +1,28 @@
 //! The console's router and listener.
+//!
+//! Every route is a row of [`table`], with the [`Access`] it needs; the router is built
+//! from that table alone, each route behind [`auth::gate`] for its access, so a route
+//! cannot be added without saying who may open it. [`routes`] lists the table for tests.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use raccordo_core::amqp::Topology;
 use raccordo_core::health::Health;
 use raccordo_core::settings::Settings;
 
-use crate::auth::{self, Sessions};
+use crate::auth::{self, Access, Gate, Sessions};
+use crate::broker::Broker;
+use crate::hashing::Hashing;
+use crate::limits::LoginLimits;
 use crate::pages;
 use crate::render::Templates;
 
@@ -26,26 +35,75 @@ pub(crate) struct AppState {
     pub(crate) health: Option<Health>,
     pub(crate) sessions: Sessions,
     pub(crate) templates: Arc<Templates>,
+    /// The one broker connection of the console.
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) limits: Arc<LoginLimits>,
+    /// Password verifications, a bounded number at once.
+    pub(crate) hashing: Arc<Hashing>,
+    pub(crate) trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Whether cookies are marked `Secure`.
+    pub(crate) secure_cookie: bool,
+}
+
+/// Why the console did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Users(#[from] crate::users::UsersError),
+    #[error("console.trusted_proxies: {0}")]
+    Proxies(String),
+    #[error("failed to listen on console.addr {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Binds `console.addr` and serves the console until `token` is cancelled; returns the
 /// bound address. `health` is the readiness of the workers of this process, if any.
+/// Refuses to start on weak password hashes; says loudly what else needs attention.
 pub async fn serve_console(
     settings: Arc<Settings>,
     pool: PgPool,
     health: Option<Health>,
     token: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), StartError> {
+    let console = &settings.console;
+    for warning in crate::users::check(console)? {
+        tracing::warn!("{warning}");
+    }
+    let trusted_proxies = console.trusted_proxy_nets().map_err(StartError::Proxies)?;
+    let listen_error = |source| StartError::Listen {
+        addr: console.addr.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&console.addr)
+        .await
+        .map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    // Off loopback the console is reached through an HTTPS proxy: the cookie says so.
+    let secure_cookie = console.secure_cookie || !local.ip().is_loopback();
+    let broker = Arc::new(Broker::new(
+        settings.amqp.clone(),
+        Topology::from_settings(&settings),
+    ));
     let state = AppState {
-        sessions: Sessions::new(settings.console.session_ttl()),
+        sessions: Sessions::new(console.session_ttl(), console.session_max()),
+        limits: Arc::new(LoginLimits::new(
+            console.login_failures_per_user,
+            console.login_failures_per_address,
+            console.login_lockout(),
+        )),
+        hashing: Arc::new(Hashing::new(console.hashing_concurrency)),
+        trusted_proxies: Arc::new(trusted_proxies),
+        secure_cookie,
+        broker: broker.clone(),
         settings: settings.clone(),
         pool,
         health,
         templates: Arc::new(Templates::new()),
     };
-    let listener = TcpListener::bind(&settings.console.addr).await?;
-    let local = listener.local_addr()?;
-    let app = router(state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { token.cancelled().await })
@@ -53,37 +111,163 @@ pub async fn serve_console(
         if let Err(error) = result {
             tracing::error!(error = %error, "The console failed.");
         }
+        broker.close().await;
     });
-    tracing::info!(addr = %local, "Serving the console.");
+    tracing::info!(addr = %local, secure_cookie, "Serving the console.");
     Ok((local, handle))
 }
 
+/// One route: its method, path, who may open it and its handler.
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+/// Every route of the console.
+fn table() -> Vec<Route> {
+    use Access::{Operator, Privacy, Public, Viewer};
+    struct M;
+    impl M {
+        const GET: &'static str = "GET";
+        const POST: &'static str = "POST";
+    }
+    vec![
+        route(M::GET, "/login", Public, get(auth::login_page)),
+        route(M::POST, "/login", Public, post(auth::login)),
+        route(
+            M::GET,
+            "/static/console.css",
+            Public,
+            get(pages::assets::css),
+        ),
+        route(M::GET, "/static/console.js", Public, get(pages::assets::js)),
+        route(M::GET, "/", Viewer, get(pages::overview::page)),
+        route(M::GET, "/coverage", Viewer, get(pages::coverage::page)),
+        route(M::GET, "/coverage.csv", Viewer, get(pages::coverage::csv)),
+        route(
+            M::GET,
+            "/coverage/{istat}",
+            Viewer,
+            get(pages::coverage::comune),
+        ),
+        route(M::GET, "/routing", Viewer, get(pages::routing::page)),
+        route(
+            M::POST,
+            "/routing/referents",
+            Viewer,
+            post(pages::routing::preview_import),
+        ),
+        route(M::GET, "/evictions", Viewer, get(pages::evictions::page)),
+        route(M::GET, "/emails", Viewer, get(pages::emails::page)),
+        route(
+            M::GET,
+            "/emails/{kind}/html",
+            Viewer,
+            get(pages::emails::html),
+        ),
+        route(M::POST, "/logout", Viewer, post(auth::logout)),
+        route(
+            M::GET,
+            "/dead-letters",
+            Operator,
+            get(pages::dead_letters::list),
+        ),
+        route(
+            M::GET,
+            "/dead-letters/confirm",
+            Operator,
+            get(pages::dead_letters::confirm),
+        ),
+        route(
+            M::POST,
+            "/dead-letters/action",
+            Operator,
+            post(pages::dead_letters::act),
+        ),
+        route(
+            M::GET,
+            "/dead-letters/{id}",
+            Operator,
+            get(pages::dead_letters::show),
+        ),
+        route(
+            M::GET,
+            "/evictions/audit",
+            Privacy,
+            get(pages::evictions::audit),
+        ),
+    ]
+}
+
+/// Every route of the console as (method, path, access): what the router serves.
+pub fn routes() -> Vec<(&'static str, &'static str, Access)> {
+    table()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.access))
+        .collect()
+}
+
 fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/", get(pages::overview::page))
-        .route("/dead-letters", get(pages::dead_letters::list))
-        .route("/dead-letters/confirm", get(pages::dead_letters::confirm))
-        .route("/dead-letters/action", post(pages::dead_letters::act))
-        .route("/dead-letters/{id}", get(pages::dead_letters::show))
-        .route("/coverage", get(pages::coverage::page))
-        .route("/coverage.csv", get(pages::coverage::csv))
-        .route("/coverage/{istat}", get(pages::coverage::comune))
-        .route("/routing", get(pages::routing::page))
-        .route("/routing/referents", post(pages::routing::preview_import))
-        .route("/evictions", get(pages::evictions::page))
-        .route("/emails", get(pages::emails::page))
-        .route("/emails/{kind}/html", get(pages::emails::html))
-        .route("/logout", post(auth::logout))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_operator,
-        ));
-    Router::new()
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/static/console.css", get(pages::assets::css))
-        .route("/static/console.js", get(pages::assets::js))
-        .merge(protected)
-        .fallback(pages::not_found)
+    let mut paths: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    for r in table() {
+        let handler = match r.access {
+            Access::Public => r.handler,
+            access => r.handler.route_layer(middleware::from_fn_with_state(
+                Gate {
+                    state: state.clone(),
+                    access,
+                },
+                auth::gate,
+            )),
+        };
+        let merged = match paths.remove(r.path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        paths.insert(r.path, merged);
+    }
+    let mut app = Router::new();
+    for (path, handler) in paths {
+        app = app.route(path, handler);
+    }
+    app.fallback(pages::not_found)
         .layer(middleware::from_fn(crate::headers::secure))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_listed_once_with_its_access() {
+        let routes = routes();
+        let mut seen = std::collections::BTreeSet::new();
+        for (method, path, _) in &routes {
+            assert!(
+                seen.insert((method.to_string(), *path)),
+                "{method} {path} twice"
+            );
+        }
+        let access = |p: &str| routes.iter().find(|r| r.1 == p).map(|r| r.2);
+        assert_eq!(access("/dead-letters/action"), Some(Access::Operator));
+        assert_eq!(access("/evictions/audit"), Some(Access::Privacy));
+        assert_eq!(access("/login"), Some(Access::Public));
+    }
 }

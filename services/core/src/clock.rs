@@ -118,7 +118,8 @@ impl YearMonth {
     pub fn parse(s: &str) -> Result<Self, crate::domain::ParseError> {
         let bad = || crate::domain::ParseError(format!("{s:?} is not a month YYYY-MM"));
         let (y, m) = s.split_once('-').ok_or_else(bad)?;
-        if y.len() != 4 || m.len() != 2 {
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if y.len() != 4 || m.len() != 2 || !digits(y) || !digits(m) {
             return Err(bad());
         }
         let year: i32 = y.parse().map_err(|_| bad())?;
@@ -182,6 +183,46 @@ impl YearMonth {
     }
 }
 
+/// The first month a report may cover (the protocols date from 2017): with the current
+/// month as the last, every report's period is bounded.
+pub const FIRST_REPORT_MONTH: YearMonth = YearMonth {
+    year: 2000,
+    month: Month::January,
+};
+
+/// Why a month was refused for a report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportMonthError {
+    #[error("{0:?} is not a month YYYY-MM")]
+    Format(String),
+    #[error("{month} is before {FIRST_REPORT_MONTH}, the first month a report covers")]
+    TooEarly { month: YearMonth },
+    #[error("{month} has not begun yet (the current month is {current})")]
+    Future {
+        month: YearMonth,
+        current: YearMonth,
+    },
+}
+
+impl YearMonth {
+    /// Parses the month of a report: `YYYY-MM` from [`FIRST_REPORT_MONTH`] to `current`.
+    pub fn parse_report(s: &str, current: YearMonth) -> Result<Self, ReportMonthError> {
+        let month = Self::parse(s).map_err(|_| ReportMonthError::Format(s.to_owned()))?;
+        if month < FIRST_REPORT_MONTH {
+            return Err(ReportMonthError::TooEarly { month });
+        }
+        if month > current {
+            return Err(ReportMonthError::Future { month, current });
+        }
+        Ok(month)
+    }
+
+    /// The current month in Europe/Rome.
+    pub fn current() -> Self {
+        Self::of(rome_date(now()))
+    }
+}
+
 impl fmt::Display for YearMonth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}", self.year, u8::from(self.month))
@@ -232,5 +273,35 @@ mod tests {
         assert_eq!(m.italian(), "gennaio 2026");
         assert!(YearMonth::parse("2026-13").is_err());
         assert!(YearMonth::parse("26-01").is_err());
+    }
+
+    #[test]
+    fn a_report_month_lies_between_the_first_and_the_current_month() {
+        let current = YearMonth::parse("2026-11").expect("valid");
+        assert!(YearMonth::parse_report("2026-11", current).is_ok());
+        assert!(YearMonth::parse_report("2000-01", current).is_ok());
+        for (s, early) in [("1900-01", true), ("0000-01", true), ("1999-12", true)] {
+            assert_eq!(
+                matches!(
+                    YearMonth::parse_report(s, current),
+                    Err(ReportMonthError::TooEarly { .. })
+                ),
+                early,
+                "{s}"
+            );
+        }
+        for s in ["9999-12", "2026-12"] {
+            assert!(
+                matches!(
+                    YearMonth::parse_report(s, current),
+                    Err(ReportMonthError::Future { .. })
+                ),
+                "{s}"
+            );
+        }
+        assert!(matches!(
+            YearMonth::parse_report("+999-01", current),
+            Err(ReportMonthError::Format(_))
+        ));
     }
 }

@@ -266,30 +266,126 @@ pub struct ConsoleSettings {
     pub trusted_user_header: String,
     /// A session ends after this many minutes without a request; default 30.
     pub session_ttl_minutes: u64,
-    /// Mark the session cookie `Secure` (the console is served over HTTPS); default false.
+    /// Mark the session cookie `Secure` even on loopback; default false. Off loopback the
+    /// cookie is always `Secure` (the console is then reached through HTTPS).
     pub secure_cookie: bool,
+    // Roles, trusted proxies and login limits (issue 17, CONTRACT 1.2 §8 "Console roles").
+    /// The reverse proxies whose `trusted_user_header` is believed: addresses or CIDRs
+    /// (`10.0.0.5`, `10.0.0.0/24`, `::1`); default none, so the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// A session ends this many hours after its login, used or not; default 12.
+    pub session_max_hours: u64,
+    /// Failed logins of one user name before it is locked for `login_lockout_minutes`;
+    /// default 5.
+    pub login_failures_per_user: u32,
+    /// Failed logins from one client address (an IPv6 /64) before it is locked; default 20.
+    pub login_failures_per_address: u32,
+    /// How long a lock lasts, and the window the failures are counted in; default 15.
+    pub login_lockout_minutes: u64,
+    /// Password verifications run at once (argon2 takes ~19 MiB each); default 2.
+    pub hashing_concurrency: usize,
 }
 
-/// One operator of the console.
+/// What a console user may open (CONTRACT 1.2 §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRole {
+    /// Overview counts, coverage, statistics, reports, routing preview; nothing else.
+    Viewer,
+    /// The viewer's pages, and dead letters (show, replay, purge) and the workers' status.
+    Operator,
+    /// The viewer's pages, and the eviction audit and the retention log.
+    Privacy,
+}
+
+impl ConsoleRole {
+    /// Every role, in the order of the documentation.
+    pub const ALL: [ConsoleRole; 3] = [
+        ConsoleRole::Viewer,
+        ConsoleRole::Operator,
+        ConsoleRole::Privacy,
+    ];
+
+    /// The name in the configuration and in `console_actions`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleRole::Viewer => "viewer",
+            ConsoleRole::Operator => "operator",
+            ConsoleRole::Privacy => "privacy",
+        }
+    }
+
+    /// Parses a configured name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// One user of the console.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorSettings {
     /// The login name, also written in the console's audit trail.
     pub name: String,
-    /// An argon2 hash in PHC form (`$argon2id$…`), from `raccordo console hash-password`.
-    pub password_hash: SecretString,
+    /// An argon2 hash in PHC form (`$argon2id$…`), from `raccordo console user add`; none
+    /// for a user who comes only through the trusted proxy.
+    #[serde(default)]
+    pub password_hash: Option<SecretString>,
+    /// `viewer`, `operator` or `privacy`. An entry without a role (configurations written
+    /// before roles existed) is a `viewer`, said loudly at start.
+    #[serde(default)]
+    pub role: Option<ConsoleRole>,
+}
+
+impl OperatorSettings {
+    /// The role this user has: the configured one, or `viewer`.
+    pub fn effective_role(&self) -> ConsoleRole {
+        self.role.unwrap_or(ConsoleRole::Viewer)
+    }
 }
 
 impl ConsoleSettings {
-    /// Somebody can log in: operators, or a trusted proxy header, are configured. Checked
-    /// where the console starts, so that `raccordo console hash-password` runs before.
+    /// Somebody can log in: a user with a password, or a user the trusted proxy may name.
+    /// Checked where the console starts, so that `raccordo console user add` runs before.
     pub fn login_configured(&self) -> bool {
-        !self.operators.is_empty() || !self.trusted_user_header.trim().is_empty()
+        self.operators.iter().any(|o| o.password_hash.is_some()) || self.proxy_configured()
+    }
+
+    /// The proxy header is on: named, with proxies to believe and users it may name (those
+    /// configured with a role).
+    pub fn proxy_configured(&self) -> bool {
+        !self.trusted_user_header.trim().is_empty()
+            && !self.trusted_proxies.is_empty()
+            && self.operators.iter().any(|o| o.role.is_some())
     }
 
     /// How long a session lives without a request.
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_minutes.saturating_mul(60))
+    }
+
+    /// How long a session lives at most.
+    pub fn session_max(&self) -> Duration {
+        Duration::from_secs(self.session_max_hours.saturating_mul(3600))
+    }
+
+    /// How long a login lock lasts.
+    pub fn login_lockout(&self) -> Duration {
+        Duration::from_secs(self.login_lockout_minutes.saturating_mul(60))
+    }
+
+    /// `trusted_proxies` parsed: a bare address is a network of one.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{p:?} is neither an address nor a CIDR"))
+            })
+            .collect()
     }
 }
 
@@ -438,18 +534,51 @@ impl Settings {
         if console.session_ttl_minutes == 0 {
             return invalid("console.session_ttl_minutes", "must be at least 1");
         }
+        if console.session_max_hours == 0 {
+            return invalid("console.session_max_hours", "must be at least 1");
+        }
+        if console.login_failures_per_user == 0
+            || console.login_failures_per_address == 0
+            || console.login_lockout_minutes == 0
+        {
+            return invalid(
+                "console.login_failures_per_user/login_failures_per_address/login_lockout_minutes",
+                "must be at least 1",
+            );
+        }
+        if !(1..=64).contains(&console.hashing_concurrency) {
+            return invalid("console.hashing_concurrency", "use 1 to 64");
+        }
+        if let Err(reason) = console.trusted_proxy_nets() {
+            return invalid("console.trusted_proxies", &reason);
+        }
+        let mut names = std::collections::BTreeSet::new();
         for operator in &console.operators {
-            if operator.name.trim().is_empty() || operator.name.len() > 64 {
-                return invalid("console.operators.name", "use 1 to 64 characters");
+            let name = &operator.name;
+            if name.trim() != name
+                || name.is_empty()
+                || name.chars().count() > 64
+                || name.chars().any(char::is_control)
+            {
+                return invalid(
+                    "console.operators.name",
+                    "use 1 to 64 characters, no control characters, no spaces around",
+                );
             }
-            if !operator
+            if !names.insert(name.as_str()) {
+                return invalid(
+                    "console.operators.name",
+                    &format!("{name:?} is configured twice"),
+                );
+            }
+            if operator
                 .password_hash
-                .expose_secret()
-                .starts_with("$argon2")
+                .as_ref()
+                .is_some_and(|h| !h.expose_secret().starts_with("$argon2"))
             {
                 return invalid(
                     "console.operators.password_hash",
-                    "use an argon2 hash from `raccordo console hash-password`",
+                    "use an argon2 hash from `raccordo console user add`",
                 );
             }
         }
@@ -638,11 +767,9 @@ mod tests {
     }
 
     #[test]
-    fn a_console_without_operators_or_proxy_header_lets_nobody_in() {
-        let mut settings = Settings::load().expect("defaults are valid");
+    fn a_console_without_users_lets_nobody_in() {
+        let settings = Settings::load().expect("defaults are valid");
         assert!(!settings.console.login_configured());
-        settings.console.trusted_user_header = "X-Remote-User".into();
-        assert!(settings.console.login_configured());
     }
 
     #[test]
@@ -650,9 +777,54 @@ mod tests {
         let mut settings = Settings::load().expect("defaults are valid");
         settings.console.operators.push(OperatorSettings {
             name: "op".into(),
-            password_hash: "secret".to_owned().into(),
+            password_hash: Some("secret".to_owned().into()),
+            role: Some(ConsoleRole::Operator),
         });
         assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn the_proxy_header_alone_lets_nobody_in_without_proxies_and_users() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        settings.console.trusted_user_header = "X-Remote-User".into();
+        assert!(!settings.console.login_configured(), "no proxy, no user");
+        settings.console.trusted_proxies = vec!["10.0.0.0/24".into(), "::1".into()];
+        assert!(!settings.console.login_configured(), "no user");
+        settings.console.operators.push(OperatorSettings {
+            name: "m.rossi".into(),
+            password_hash: None,
+            role: None,
+        });
+        assert!(
+            !settings.console.login_configured(),
+            "the header names only users configured with a role"
+        );
+        assert_eq!(
+            settings.console.operators[0].effective_role(),
+            ConsoleRole::Viewer,
+            "an entry without a role is a viewer"
+        );
+        settings.console.operators[0].role = Some(ConsoleRole::Viewer);
+        assert!(settings.console.login_configured());
+        assert!(settings.validate().is_ok());
+        settings.console.trusted_proxies.push("10.0.0.300".into());
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn a_console_user_name_is_configured_once_and_without_control_characters() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        let user = |name: &str| OperatorSettings {
+            name: name.into(),
+            password_hash: None,
+            role: Some(ConsoleRole::Viewer),
+        };
+        settings.console.operators = vec![user("a"), user("a")];
+        assert!(settings.validate().is_err());
+        settings.console.operators = vec![user("a\nb")];
+        assert!(settings.validate().is_err());
+        settings.console.operators = vec![user("a"), user("b")];
+        assert!(settings.validate().is_ok());
     }
 
     #[test]

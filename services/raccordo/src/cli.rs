@@ -9,7 +9,7 @@ use crate::import::Table;
 use crate::serve::Workers;
 use crate::table::Format;
 use raccordo_core::clock::YearMonth;
-use raccordo_core::settings::LogFormat;
+use raccordo_core::settings::{ConsoleRole, LogFormat};
 
 /// Raccordo: the integration hub of the Città Metropolitana di Milano's protocols.
 #[derive(Debug, Parser)]
@@ -22,8 +22,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A report's month: from 2000-01 to the current month (Europe/Rome), so its query is bounded.
 fn parse_month(s: &str) -> Result<YearMonth, String> {
-    YearMonth::parse(s).map_err(|e| e.to_string())
+    YearMonth::parse_report(s, YearMonth::current()).map_err(|e| e.to_string())
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -189,6 +190,38 @@ pub enum ConsoleCommand {
     /// Read a password from standard input and print its argon2 hash, for
     /// `console.operators[].password_hash`.
     HashPassword,
+    /// Console users: add one (prints its `console.operators` entry).
+    User {
+        #[command(subcommand)]
+        command: ConsoleUserCommand,
+    },
+    /// List the configured console users, their roles and how they log in.
+    Users {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// `raccordo console user …`
+#[derive(Debug, Subcommand)]
+pub enum ConsoleUserCommand {
+    /// Read a password from standard input and print the user's entry for
+    /// `console.operators`, with its argon2 hash; with --proxy-only, no password (the user
+    /// comes only through console.trusted_proxies).
+    Add {
+        /// The login name (1 to 64 characters).
+        name: String,
+        /// viewer, operator or privacy.
+        #[arg(long, value_parser = parse_role)]
+        role: ConsoleRole,
+        /// No password: the user is named only by the trusted proxy's header.
+        #[arg(long)]
+        proxy_only: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<ConsoleRole, String> {
+    ConsoleRole::parse(s).ok_or_else(|| "use viewer, operator or privacy".into())
 }
 
 /// `raccordo report …`
@@ -196,7 +229,8 @@ pub enum ConsoleCommand {
 pub enum ReportCommand {
     /// Eviction steps per ambito, comune and step in a month (C6); 1 or 2 shown as <3.
     Evictions {
-        /// The month, YYYY-MM (steps count in the month of their occurred_on, Europe/Rome).
+        /// The month, YYYY-MM, from 2000-01 to the current one (steps count in the month of
+        /// their occurred_on, Europe/Rome).
         #[arg(long, value_parser = parse_month)]
         month: YearMonth,
         #[arg(long, value_enum, default_value_t)]
@@ -254,8 +288,10 @@ pub enum DlqCommand {
         #[arg(long, value_enum, default_value_t)]
         queue: Which,
     },
-    /// Delete held messages.
+    /// Delete held messages: every one of the queue(s), or the one with this id.
     Purge {
+        /// The id of one message (see `dlq list`); without it, every held message.
+        id: Option<String>,
         /// dead, parked or all.
         #[arg(long, value_enum, default_value_t)]
         queue: Which,

@@ -131,7 +131,8 @@ fn with_console(mut settings: Settings) -> anyhow::Result<(Settings, String)> {
         .operators
         .push(raccordo_core::settings::OperatorSettings {
             name: DEMO_OPERATOR.into(),
-            password_hash: raccordo_console::hash_password(&password)?.into(),
+            password_hash: Some(raccordo_console::hash_password(&password)?.into()),
+            role: Some(raccordo_core::settings::ConsoleRole::Operator),
         });
     Ok((settings, password))
 }

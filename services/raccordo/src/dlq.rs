@@ -51,12 +51,20 @@ pub(crate) async fn list(settings: &Settings, which: Which) -> anyhow::Result<Ve
     Ok(all)
 }
 
-/// One held message by id.
+/// One held message by id (the others are read and dropped on the way).
 pub(crate) async fn show(settings: &Settings, id: &str) -> anyhow::Result<Option<HeldMessage>> {
-    Ok(list(settings, Which::All)
-        .await?
-        .into_iter()
-        .find(|m| m.id == id))
+    let (connection, topology) = open(settings).await?;
+    let found = dead_letter::find(
+        &connection,
+        &topology,
+        Which::All.holdings(),
+        id,
+        usize::MAX,
+    )
+    .await
+    .context("Failed to read the holding queue")?;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(found)
 }
 
 /// Re-injects held messages into the queue they came from.
@@ -76,6 +84,24 @@ pub(crate) async fn replay(
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(total)
+}
+
+/// Deletes the held message `id` from `which`; returns where it was.
+pub(crate) async fn purge_one(
+    settings: &Settings,
+    which: Which,
+    id: &str,
+) -> anyhow::Result<Option<Holding>> {
+    let (connection, topology) = open(settings).await?;
+    let mut found = None;
+    for holding in which.holdings() {
+        if dead_letter::purge_one(&connection, &topology, *holding, id).await? {
+            found = Some(*holding);
+            break;
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(found)
 }
 
 /// Deletes every held message of `which`; returns how many per queue.

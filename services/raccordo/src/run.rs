@@ -6,9 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use raccordo_core::amqp::dead_letter::printable;
 use raccordo_core::settings::Settings;
 
-use crate::cli::{Command, ConsoleCommand, DlqCommand, EvictionCommand, IdsCommand, ReportCommand};
+use crate::cli::{
+    Command, ConsoleCommand, ConsoleUserCommand, DlqCommand, EvictionCommand, IdsCommand,
+    ReportCommand,
+};
 use crate::import::Table;
 use crate::table::Format;
 use raccordo_core::ownership::IdKind;
@@ -63,17 +67,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Console { command } => match command.unwrap_or(ConsoleCommand::Serve) {
-            ConsoleCommand::Serve => crate::serve::run_console_until_stopped(settings).await?,
-            ConsoleCommand::HashPassword => {
-                let mut password = String::new();
-                std::io::stdin()
-                    .read_line(&mut password)
-                    .context("Failed to read the password from standard input")?;
-                let password = password.trim_end_matches(['\r', '\n']);
-                println!("{}", raccordo_console::hash_password(password)?);
-            }
-        },
+        Command::Console { command } => {
+            return console(command.unwrap_or(ConsoleCommand::Serve), settings).await;
+        }
         Command::Ids { command } => ids(command, &settings).await?,
         Command::Demo { exit } => {
             let mut out = std::io::stdout();
@@ -106,6 +102,73 @@ async fn ids(command: IdsCommand, settings: &Settings) -> anyhow::Result<()> {
     };
     println!("{}", crate::ids::move_id(settings, &request).await?);
     Ok(())
+}
+
+/// `raccordo console …`: serve it, or manage its users.
+async fn console(command: ConsoleCommand, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        ConsoleCommand::Serve => crate::serve::run_console_until_stopped(settings).await?,
+        ConsoleCommand::HashPassword => {
+            println!("{}", raccordo_console::hash_password(&read_password()?)?);
+        }
+        ConsoleCommand::User {
+            command:
+                ConsoleUserCommand::Add {
+                    name,
+                    role,
+                    proxy_only,
+                },
+        } => {
+            let hash = if proxy_only {
+                None
+            } else {
+                Some(raccordo_console::hash_password(&read_password()?)?)
+            };
+            match raccordo_console::users::entry(&name, role, hash.as_deref()) {
+                Ok(line) => {
+                    eprintln!(
+                        "Add this entry to console.operators (a list in the [console] section):"
+                    );
+                    println!("{line}");
+                }
+                Err(reason) => {
+                    eprintln!("Error: {reason}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        ConsoleCommand::Users { format } => {
+            let users = raccordo_console::users::list(&settings.console);
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&users)?),
+                _ => print!(
+                    "{}",
+                    crate::table::render(
+                        &["name", "role", "login", "note"],
+                        &users
+                            .iter()
+                            .map(|u| vec![
+                                u.name.clone(),
+                                u.role.clone(),
+                                u.login.clone(),
+                                u.note.clone()
+                            ])
+                            .collect::<Vec<_>>(),
+                    )
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of standard input, without its line end.
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("Failed to read the password from standard input")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 async fn setup(settings: &Settings, definitions: Option<PathBuf>) -> anyhow::Result<()> {
@@ -304,7 +367,17 @@ async fn dlq(command: DlqCommand, settings: &Settings) -> anyhow::Result<ExitCod
                 report.replayed, report.kept
             );
         }
-        DlqCommand::Purge { queue } => {
+        DlqCommand::Purge {
+            id: Some(id),
+            queue,
+        } => match crate::dlq::purge_one(settings, queue, &id).await? {
+            Some(holding) => println!("Purged message {} from {holding:?}.", printable(&id)),
+            None => {
+                eprintln!("No held message has that id (see raccordo dlq list).");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        DlqCommand::Purge { id: None, queue } => {
             for (holding, n) in crate::dlq::purge(settings, queue).await? {
                 println!("Purged {n} message(s) from {holding:?}.");
             }

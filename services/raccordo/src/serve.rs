@@ -313,14 +313,12 @@ async fn start_console(
 ) -> anyhow::Result<SocketAddr> {
     anyhow::ensure!(
         settings.console.login_configured(),
-        "The console is enabled but nobody can log in: configure console.operators (see `raccordo console hash-password`) or console.trusted_user_header"
+        "The console is enabled but nobody can log in: add users to console.operators with `raccordo console user add NAME --role ROLE` (a user without a password needs console.trusted_user_header and console.trusted_proxies)"
     );
     let (addr, console) =
         raccordo_console::serve_console(settings.clone(), pool.clone(), health, token.clone())
             .await
-            .with_context(|| {
-                format!("Failed to listen on console.addr {}", settings.console.addr)
-            })?;
+            .context("Failed to start the console")?;
     tracker.spawn(async move {
         let _ = console.await;
     });

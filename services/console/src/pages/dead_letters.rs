@@ -1,22 +1,34 @@
-//! Dead letters and parked work: the list with reasons, one message with personal fields
-//! masked by `HeldMessage::masked_body` (the same renderer as `raccordo dlq show`), and
-//! replay or purge — after a confirmation, with the session's CSRF token, recorded in
-//! `console_actions`.
+//! Dead letters and parked work (role `operator`): the list with reasons, a page at a time;
+//! one message with personal fields masked by `HeldMessage::masked_body` (the same renderer
+//! as `raccordo dlq show`); replay or purge of one message or of all — after a
+//! confirmation, with the session's CSRF token, recorded in `console_actions` with the
+//! user and role.
+//!
+//! Every read goes over the console's one broker connection. A page holds summaries only
+//! (no body), at most [`PAGE_SIZE`] messages and no more once their bodies reach
+//! [`PAGE_BYTES`]; a shown body is cut at [`SHOWN_BODY_CHARS`].
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use lapin::Connection;
 use minijinja::{Value, context};
 use serde::Deserialize;
 
 use raccordo_core::amqp::dead_letter::{self, HeldMessage, Holding};
-use raccordo_core::amqp::{Publisher, Topology, connect};
 
 use crate::actions::{self, NewAction};
 use crate::auth::{Operator, page_context};
 use crate::render::ConsoleError;
 use crate::server::AppState;
+
+/// Messages per page.
+pub(crate) const PAGE_SIZE: usize = 50;
+/// The bytes of held bodies one page reads at most (the first message is always shown).
+pub(crate) const PAGE_BYTES: usize = 1024 * 1024;
+/// How deep the console reads into the holding queues; past that, `raccordo dlq list`.
+pub(crate) const MAX_OFFSET: usize = 10_000;
+/// A masked body is shown up to this many characters.
+pub(crate) const SHOWN_BODY_CHARS: usize = 64 * 1024;
 
 /// `dead`, `parked` or `all`.
 fn holdings(which: &str) -> Result<&'static [Holding], ConsoleError> {
@@ -37,30 +49,6 @@ fn holding_name(h: Holding) -> &'static str {
     }
 }
 
-async fn open(state: &AppState) -> Result<(Connection, Topology), ConsoleError> {
-    let topology = Topology::from_settings(&state.settings);
-    let connection = connect(&state.settings.amqp, "console")
-        .await
-        .map_err(|_| ConsoleError::BadRequest("Il broker non è raggiungibile.".into()))?;
-    // Replay and purge need the holding queues; declaring is idempotent.
-    let publisher = Publisher::open(&connection).await.map_err(|e| {
-        tracing::warn!(error = %e, "The console could not open a channel.");
-        ConsoleError::BadRequest("Il broker non è raggiungibile.".into())
-    })?;
-    topology.declare(publisher.channel()).await?;
-    Ok((connection, topology))
-}
-
-async fn browse_all(state: &AppState) -> Result<Vec<HeldMessage>, ConsoleError> {
-    let (connection, topology) = open(state).await?;
-    let mut all = Vec::new();
-    for holding in [Holding::Dead, Holding::Parked] {
-        all.extend(dead_letter::browse(&connection, &topology, holding).await?);
-    }
-    let _ = connection.close(200, "console".into()).await;
-    Ok(all)
-}
-
 fn summary(m: &HeldMessage) -> Value {
     context! {
         holding => holding_name(m.holding),
@@ -77,9 +65,14 @@ fn summary(m: &HeldMessage) -> Value {
     }
 }
 
-/// A flash message after an action, from the redirect's query.
+/// Which queue, from where, and the action whose outcome to announce.
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
+    #[serde(default = "all")]
+    coda: String,
+    #[serde(default)]
+    da: Option<String>,
+    /// The id of the action just taken (its record gives the notice).
     #[serde(default)]
     esito: Option<String>,
 }
@@ -89,17 +82,57 @@ pub(crate) async fn list(
     Extension(operator): Extension<Operator>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ConsoleError> {
-    let held = browse_all(&state).await?;
+    let which = holdings(&query.coda)?;
+    let offset = match query.da.as_deref().filter(|d| !d.is_empty()) {
+        None => 0,
+        Some(d) => d
+            .parse::<usize>()
+            .ok()
+            .filter(|d| *d <= MAX_OFFSET)
+            .ok_or_else(|| {
+                ConsoleError::BadRequest(format!(
+                    "Posizione non valida: un numero da 0 a {MAX_OFFSET}. Oltre, usare `raccordo dlq list`."
+                ))
+            })?,
+    };
+    let connection = state.broker.connection().await?;
+    let topology = state.broker.topology();
+    let dead = dead_letter::held_count(&connection, topology, &[Holding::Dead]).await?;
+    let parked = dead_letter::held_count(&connection, topology, &[Holding::Parked]).await?;
+    let window =
+        dead_letter::browse_window(&connection, topology, which, offset, PAGE_SIZE, PAGE_BYTES)
+            .await?;
+    drop(connection);
+    let esito = match query.esito.as_deref().and_then(|e| e.parse::<i64>().ok()) {
+        Some(id) => actions::notice(&state.pool, id, &operator.name).await?,
+        None => None,
+    };
     let recent = actions::recent(&state.pool, 20).await?;
+    let shown = window.messages.len();
+    let next = (window.more && offset + shown <= MAX_OFFSET).then_some(offset + shown);
     let ctx = context! {
-        messages => held.iter().map(summary).collect::<Vec<_>>(),
-        dead => held.iter().filter(|m| m.holding == Holding::Dead).count(),
-        parked => held.iter().filter(|m| m.holding == Holding::Parked).count(),
+        messages => window.messages.iter().map(summary).collect::<Vec<_>>(),
+        dead => dead,
+        parked => parked,
+        coda => query.coda,
+        from => offset + 1,
+        to => offset + shown,
+        previous => (offset > 0).then(|| offset.saturating_sub(PAGE_SIZE)),
+        next => next,
+        cut_by_bytes => window.more && shown < PAGE_SIZE,
         actions => recent,
-        esito => query.esito,
+        esito => esito,
         ..page_context(&operator, "dead")
     };
     state.templates.page("dead_letters.html", ctx)
+}
+
+/// `text` cut at `max` characters; whether it was cut.
+fn cut(text: String, max: usize) -> (String, bool) {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => (text[..at].to_owned(), true),
+        None => (text, false),
+    }
 }
 
 pub(crate) async fn show(
@@ -107,22 +140,30 @@ pub(crate) async fn show(
     Extension(operator): Extension<Operator>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let held = browse_all(&state).await?;
-    let m = held
-        .iter()
-        .find(|m| m.id == id)
-        .ok_or(ConsoleError::NotFound(
-            "Nessun messaggio scartato o parcheggiato ha questo id (forse è già stato reinviato o è scaduto).",
-        ))?;
+    let connection = state.broker.connection().await?;
+    let found = dead_letter::find(
+        &connection,
+        state.broker.topology(),
+        &[Holding::Dead, Holding::Parked],
+        &id,
+        MAX_OFFSET,
+    )
+    .await?;
+    drop(connection);
+    let m = found.ok_or(ConsoleError::NotFound(
+        "Nessun messaggio scartato o parcheggiato ha questo id (forse è già stato reinviato, eliminato o è scaduto).",
+    ))?;
     let headers: Vec<Value> = m
         .headers()
         .into_iter()
         .map(|(k, v)| context! { name => k, value => v })
         .collect();
+    let (body, body_cut) = cut(m.masked_body(), SHOWN_BODY_CHARS);
     let ctx = context! {
-        m => summary(m),
+        m => summary(&m),
         headers => headers,
-        body => m.masked_body(),
+        body => body,
+        body_cut => body_cut,
         ..page_context(&operator, "dead")
     };
     state.templates.page("dead_letter.html", ctx)
@@ -153,16 +194,17 @@ fn describe(action: &str, holding: &str, id: Option<&str>) -> Result<String, Con
             "Reinviare il messaggio {id} alla coda da cui proviene? Fatelo dopo averne corretto la causa."
         ),
         ("replay", None) => format!(
-            "Reinviare tutti i messaggi {queues} alle code da cui provengono? Fatelo dopo averne corretto la causa."
+            "Reinviare tutti i messaggi {queues} presenti ora alle code da cui provengono? Ciascuno è reinviato una volta; chi fallisce di nuovo torna qui. Fatelo dopo averne corretto la causa."
         ),
-        ("purge", None) => {
-            format!(
-                "Eliminare definitivamente tutti i messaggi {queues}? Non si potranno recuperare."
-            )
+        ("purge", Some(id)) => {
+            format!("Eliminare definitivamente il messaggio {id}? Non si potrà recuperare.")
         }
+        ("purge", None) => format!(
+            "Eliminare definitivamente tutti i messaggi {queues}? Non si potranno recuperare."
+        ),
         _ => {
             return Err(ConsoleError::BadRequest(
-                "Azione non valida: replay (di uno o di tutti) o purge (di tutti).".into(),
+                "Azione non valida: replay o purge, di un messaggio o di tutti.".into(),
             ));
         }
     })
@@ -174,12 +216,13 @@ pub(crate) async fn confirm(
     Query(q): Query<ActionQuery>,
 ) -> Result<Response, ConsoleError> {
     holdings(&q.holding)?;
-    let question = describe(&q.action, &q.holding, q.id.as_deref())?;
+    let id = q.id.as_deref().filter(|i| !i.is_empty());
+    let question = describe(&q.action, &q.holding, id)?;
     let ctx = context! {
         question => question,
         action => q.action,
         holding => q.holding,
-        id => q.id,
+        id => id,
         ..page_context(&operator, "dead")
     };
     state.templates.page("confirm.html", ctx)
@@ -206,16 +249,21 @@ pub(crate) async fn act(
     let which = holdings(&form.holding)?;
     let id = form.id.as_deref().filter(|i| !i.is_empty());
     describe(&form.action, &form.holding, id)?;
-    let (connection, topology) = open(&state).await?;
+    let connection = state.broker.connection().await?;
+    let topology = state.broker.topology();
     let mut affected = 0usize;
     let mut failure = None;
     for holding in which {
-        let step = match form.action.as_str() {
-            "replay" => dead_letter::replay(&connection, &topology, *holding, id)
+        let step = match (form.action.as_str(), id) {
+            ("replay", _) => dead_letter::replay(&connection, topology, *holding, id)
                 .await
                 .map(|r| r.replayed)
                 .map_err(ConsoleError::from),
-            _ => dead_letter::purge(&connection, &topology, *holding)
+            ("purge", Some(id)) => dead_letter::purge_one(&connection, topology, *holding, id)
+                .await
+                .map(usize::from)
+                .map_err(ConsoleError::from),
+            _ => dead_letter::purge(&connection, topology, *holding)
                 .await
                 .map(|n| n as usize)
                 .map_err(ConsoleError::from),
@@ -227,13 +275,18 @@ pub(crate) async fn act(
                 break;
             }
         }
+        // One message is in one queue: found, the others are not read.
+        if id.is_some() && affected > 0 {
+            break;
+        }
     }
-    let _ = connection.close(200, "console".into()).await;
+    drop(connection);
     let outcome = if failure.is_some() { "failed" } else { "done" };
-    actions::record(
+    let recorded = actions::record(
         &state.pool,
         &NewAction {
             operator: &operator.name,
+            role: operator.role.as_str(),
             action: &form.action,
             holding: &form.holding,
             target: id,
@@ -244,19 +297,30 @@ pub(crate) async fn act(
     .await?;
     tracing::info!(
         operator = %operator.name,
+        role = operator.role.as_str(),
         action = %form.action,
         holding = %form.holding,
         affected,
         outcome,
-        "An operator acted on held messages from the console."
+        "A user acted on held messages from the console."
     );
     if let Some(error) = failure {
         return Err(error);
     }
-    let verb = if form.action == "replay" {
-        "reinviati"
-    } else {
-        "eliminati"
-    };
-    Ok(Redirect::to(&format!("/dead-letters?esito={affected}+messaggi+{verb}")).into_response())
+    Ok(Redirect::to(&format!("/dead-letters?esito={recorded}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn a_long_body_is_cut_on_a_character_boundary() {
+        let (text, was_cut) = cut("àèìòù".repeat(3), 4);
+        assert_eq!(text, "àèìò");
+        assert!(was_cut);
+        let (text, was_cut) = cut("abc".into(), 3);
+        assert_eq!(text, "abc");
+        assert!(!was_cut);
+    }
 }

@@ -1,16 +1,22 @@
 //! Evictions: the month's statistics per ambito and comune (counts of 1 or 2 shown as `<3`,
-//! C6) as charts, and the audit trail of eviction notices — kind, recipient, time, SMTP
-//! outcome and the consent record that authorised each. Never the content of an alert,
-//! never a name, a docket number or an address.
+//! C6) as charts, for every role; and, for the role `privacy` alone, the audit of the
+//! eviction notices aggregated as the statistics are — per comune, kind and recipient
+//! office, how many notices and with which outcome, and the consent decisions per comune,
+//! each count masked the same way. Never a row per family, never the content of an alert,
+//! a name, a docket number or an address.
+//!
+//! The month is bounded (from 2000-01 to the current one): any other is a 400 page, so no
+//! query runs over an unbounded period.
 
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use minijinja::{Value, context};
 use serde::Deserialize;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
 
-use raccordo_core::clock::{YearMonth, now, rome_date};
-use raccordo_eviction::audit::{self, AuditFilter};
+use raccordo_core::clock::{FIRST_REPORT_MONTH, ReportMonthError, YearMonth};
 use raccordo_eviction::event::Step;
 use raccordo_eviction::stats::{ComuneCounts, Count, month_stats};
 
@@ -24,6 +30,38 @@ use crate::server::AppState;
 pub(crate) struct MonthQuery {
     #[serde(default)]
     month: Option<String>,
+}
+
+/// The month asked for, within the bounds of a report; an Italian 400 otherwise.
+fn month_of(q: &MonthQuery, current: YearMonth) -> Result<YearMonth, ConsoleError> {
+    let Some(text) = q.month.as_deref().filter(|m| !m.is_empty()) else {
+        return Ok(current);
+    };
+    YearMonth::parse_report(text, current).map_err(|e| {
+        ConsoleError::BadRequest(match e {
+            ReportMonthError::Format(_) => {
+                "Mese non valido: scriverlo come AAAA-MM, ad esempio 2026-03.".to_owned()
+            }
+            ReportMonthError::TooEarly { .. } => format!(
+                "Mese non valido: i rapporti cominciano da {} ({FIRST_REPORT_MONTH}).",
+                FIRST_REPORT_MONTH.italian()
+            ),
+            ReportMonthError::Future { current, .. } => format!(
+                "Mese non valido: non è ancora cominciato (il mese corrente è {}).",
+                current.italian()
+            ),
+        })
+    })
+}
+
+/// The links to the months around `month`.
+fn month_nav(month: YearMonth, current: YearMonth) -> Value {
+    context! {
+        month => month.to_string(),
+        month_label => month.italian(),
+        previous => (month > FIRST_REPORT_MONTH).then(|| month.previous().to_string()),
+        next => (month < current).then(|| month.next().to_string()),
+    }
 }
 
 /// A step's label short enough for a chart's axis: `intimazione` → `inti.`.
@@ -42,24 +80,10 @@ pub(crate) async fn page(
     Extension(operator): Extension<Operator>,
     Query(q): Query<MonthQuery>,
 ) -> Result<Response, ConsoleError> {
-    let current = YearMonth::of(rome_date(now()));
-    let month = match q.month.as_deref().filter(|m| !m.is_empty()) {
-        Some(m) => YearMonth::parse(m)
-            .map_err(|_| ConsoleError::BadRequest("Mese non valido: AAAA-MM.".into()))?,
-        None => current,
-    };
+    let current = YearMonth::current();
+    let month = month_of(&q, current)?;
     let mut conn = state.pool.acquire().await?;
     let units = month_stats(&mut conn, month).await?;
-    let since = month.rome_bounds().0;
-    let entries = audit::list(
-        &mut conn,
-        &AuditFilter {
-            kind: None,
-            since: Some(since),
-            procedure: None,
-        },
-    )
-    .await?;
     drop(conn);
     let units: Vec<Value> = units
         .iter()
@@ -68,39 +92,136 @@ pub(crate) async fn page(
             context! { ambito => u.ambito, comuni => comuni }
         })
         .collect();
-    let audit: Vec<Value> = entries
-        .iter()
-        .filter(|e| e.kind.starts_with("eviction."))
-        .rev()
-        .take(200)
-        .map(|e| {
-            context! {
-                created_at => e.created_at,
-                kind => e.kind,
-                urgent => e.urgent,
-                comune => e.comune_istat,
-                recipient => e.recipient,
-                institution => e.institution,
-                outcome => e.outcome,
-                outcome_at => e.outcome_at,
-                smtp => e.last_error.clone().or_else(|| e.smtp_response.clone()),
-                consent => e.consent_decision,
-                consent_by => e.consent_recorded_by,
-                consent_at => e.consent_recorded_at,
-            }
-        })
-        .collect();
     let ctx = context! {
-        month => month.to_string(),
-        month_label => month.italian(),
-        previous => month.previous().to_string(),
-        next => (month < current).then(|| month.next().to_string()),
+        nav => month_nav(month, current),
         steps => Step::ALL.iter().map(|s| context! { label => s.label(), abbr => abbreviation(*s) }).collect::<Vec<_>>(),
         units => units,
-        audit => audit,
         ..page_context(&operator, "evictions")
     };
     state.templates.page("evictions.html", ctx)
+}
+
+/// One row of the aggregated audit: a comune, a kind and a recipient office.
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    comune_istat: Option<String>,
+    comune_nome: Option<String>,
+    kind: String,
+    institution: Option<String>,
+    email: Option<String>,
+    notices: i64,
+    delivered: i64,
+    failed: i64,
+    pending: i64,
+    undeliverable: i64,
+}
+
+async fn audit_rows(
+    conn: &mut PgConnection,
+    (start, end): (OffsetDateTime, OffsetDateTime),
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT n.comune_istat, c.nome AS comune_nome, n.kind, d.institution, d.email,
+               count(DISTINCT n.id) AS notices,
+               count(d.email) FILTER (WHERE d.delivered_at IS NOT NULL) AS delivered,
+               count(d.email) FILTER (WHERE d.delivered_at IS NULL AND d.failed_at IS NOT NULL) AS failed,
+               count(d.email) FILTER (WHERE d.delivered_at IS NULL AND d.failed_at IS NULL) AS pending,
+               count(DISTINCT n.id) FILTER (WHERE n.undeliverable) AS undeliverable
+        FROM notifications n
+        LEFT JOIN deliveries d ON d.notification_id = n.id
+        LEFT JOIN comuni c ON c.istat = n.comune_istat
+        WHERE n.kind LIKE 'eviction.%'
+          AND n.created_at >= $1 AND n.created_at < $2
+        GROUP BY n.comune_istat, c.nome, n.kind, d.institution, d.email
+        ORDER BY c.nome NULLS LAST, n.kind, d.institution, d.email
+        "#,
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}
+
+/// The consent decisions received in the month, per comune: (istat, nome, granted, revoked).
+async fn consent_rows(
+    conn: &mut PgConnection,
+    (start, end): (OffsetDateTime, OffsetDateTime),
+) -> Result<Vec<(String, Option<String>, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        SELECT e.comune_istat, c.nome,
+               count(*) FILTER (WHERE e.decision = 'granted'),
+               count(*) FILTER (WHERE e.decision = 'revoked')
+        FROM eviction_consents e
+        LEFT JOIN comuni c ON c.istat = e.comune_istat
+        WHERE e.received_at >= $1 AND e.received_at < $2
+        GROUP BY e.comune_istat, c.nome
+        ORDER BY c.nome NULLS LAST, e.comune_istat
+        "#,
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}
+
+/// A count as the statistics show it: `<3` for 1 or 2.
+fn masked(n: i64) -> String {
+    Count::of(n).to_string()
+}
+
+/// The eviction audit of a month, aggregated (role `privacy`).
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Query(q): Query<MonthQuery>,
+) -> Result<Response, ConsoleError> {
+    let current = YearMonth::current();
+    let month = month_of(&q, current)?;
+    let bounds = month.rome_bounds();
+    let mut conn = state.pool.acquire().await?;
+    let rows = audit_rows(&mut conn, bounds).await?;
+    let consents = consent_rows(&mut conn, bounds).await?;
+    drop(conn);
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            context! {
+                comune => r.comune_nome.clone().or_else(|| r.comune_istat.clone()),
+                kind => r.kind,
+                institution => r.institution,
+                recipient => r.email,
+                notices => masked(r.notices),
+                delivered => masked(r.delivered),
+                failed => masked(r.failed),
+                pending => masked(r.pending),
+                undeliverable => masked(r.undeliverable),
+            }
+        })
+        .collect();
+    let consents: Vec<Value> = consents
+        .iter()
+        .map(|(istat, nome, granted, revoked)| {
+            context! {
+                comune => nome.clone().unwrap_or_else(|| istat.clone()),
+                granted => masked(*granted),
+                revoked => masked(*revoked),
+            }
+        })
+        .collect();
+    tracing::info!(
+        user = %operator.name,
+        month = %month,
+        "A privacy officer read the eviction audit."
+    );
+    let ctx = context! {
+        nav => month_nav(month, current),
+        rows => rows,
+        consents => consents,
+        ..page_context(&operator, "audit")
+    };
+    state.templates.page("evictions_audit.html", ctx)
 }
 
 /// One comune's counts per step, and its chart ("few" where the count is hidden).

@@ -1,16 +1,17 @@
-//! The overview an operator keeps open: workers and their consumers, queue depths, messages
-//! and emails per second over the last hour, the backlog, undeliverable notifications, dead
-//! and parked counts, the newest notifications (kind and comune only).
+//! The overview: for every role the counts — dead and parked messages, the backlog, messages
+//! and emails per second over the last hour; for the role `operator` also the status —
+//! workers and their consumers, queue depths, undeliverable and newest notifications (kind
+//! and comune only).
 
 use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
 use minijinja::{Value, context};
 
-use raccordo_core::amqp::{QueueStatus, Topology, WorkQueue, connect, depth_of, queue_status};
+use raccordo_core::amqp::{QueueStatus, Topology, WorkQueue, depth_of, queue_status};
 use raccordo_core::db;
 
-use crate::auth::{Operator, page_context};
+use crate::auth::{Access, Operator, page_context};
 use crate::chart;
 use crate::render::{ConsoleError, local_time};
 use crate::server::AppState;
@@ -19,23 +20,17 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
 ) -> Result<Response, ConsoleError> {
-    let topology = Topology::from_settings(&state.settings);
-    let queues = match connect(&state.settings.amqp, "console").await {
-        Ok(connection) => {
-            let queues = queue_status(&connection, &topology).await.ok();
-            let _ = connection.close(200, "console".into()).await;
-            queues
-        }
-        Err(error) => {
-            tracing::warn!(error = %error, "The console could not reach the broker.");
-            None
-        }
+    let topology = state.broker.topology();
+    let queues = match state.broker.connection().await {
+        Ok(connection) => queue_status(&connection, topology).await.ok(),
+        Err(_) => None,
     };
-    let workers = worker_rows(&topology, queues.as_deref());
+    let status = Access::Operator.admits(operator.role);
+    let workers = worker_rows(topology, queues.as_deref());
     let local = local_rows(&state);
     let (dead, parked) = queues
         .as_deref()
-        .map(|qs| held_counts(&topology, qs))
+        .map(|qs| held_counts(topology, qs))
         .unzip();
     let other_queues: Vec<Value> = queues
         .iter()
@@ -47,8 +42,14 @@ pub(crate) async fn page(
     let mut conn = state.pool.acquire().await?;
     let backlog = db::backlog(&mut conn).await?;
     let throughput = db::throughput(&mut conn, 60).await?;
-    let recent = db::recent_notifications(&mut conn, false, 15).await?;
-    let undeliverable = db::recent_notifications(&mut conn, true, 10).await?;
+    let (recent, undeliverable) = if status {
+        (
+            db::recent_notifications(&mut conn, false, 15).await?,
+            db::recent_notifications(&mut conn, true, 10).await?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     drop(conn);
     let summarize = |n: &db::NotificationSummary| {
         context! {
@@ -65,6 +66,7 @@ pub(crate) async fn page(
             .iter()
             .all(|c| c.get_attr("up").is_ok_and(|v| v.is_true()));
     let ctx = context! {
+        status => status,
         broker => queues.is_some(),
         workers => workers,
         local => local,

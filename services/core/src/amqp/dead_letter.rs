@@ -4,9 +4,16 @@
 //! Held messages keep their original body and headers; the hub adds the `x-raccordo-*`
 //! headers of [`super::holding`]. Browsing uses `basic.get` and closes the channel without
 //! acking, so every message returns to the queue in its order.
+//!
+//! A replay of every held message works on a snapshot: the ids held when it starts. A
+//! message that fails again comes back with a new id and waits for the next action, so each
+//! held message is replayed at most once per action and the count is what was replayed.
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
+use std::collections::HashMap;
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::AMQPValue;
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -47,9 +54,16 @@ pub struct HeldMessage {
     pub event_id: Option<String>,
     #[serde(skip)]
     body: Vec<u8>,
+    /// False once [`HeldMessage::summary`] dropped the body.
+    #[serde(skip)]
+    body_kept: bool,
     #[serde(skip)]
     properties: BasicProperties,
 }
+
+/// Bodies larger than this are not parsed for display: their envelope columns stay empty
+/// and [`HeldMessage::masked_body`] says so, so a huge dead letter costs its bytes and no more.
+pub const DISPLAY_PARSE_MAX: usize = 1024 * 1024;
 
 impl std::fmt::Debug for HeldMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +83,11 @@ impl HeldMessage {
     pub fn from_delivery(holding: Holding, body: Vec<u8>, properties: BasicProperties) -> Self {
         let headers = properties.headers().as_ref();
         let text = |k| header_text(headers, k).unwrap_or_default();
-        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        let json: Option<Value> = if body.len() <= DISPLAY_PARSE_MAX {
+            serde_json::from_slice(&body).ok()
+        } else {
+            None
+        };
         let member = |k: &str| {
             let value = json.as_ref()?.as_object()?.get(k)?;
             let (_, shape) = ENVELOPE.iter().find(|(name, _)| *name == k)?;
@@ -91,8 +109,16 @@ impl HeldMessage {
             source: member("source"),
             event_id: member("id"),
             body,
+            body_kept: true,
             properties,
         }
+    }
+
+    /// The same message without its body: what a list needs, whatever the body's size.
+    pub fn summary(mut self) -> Self {
+        self.body = Vec::new();
+        self.body_kept = false;
+        self
     }
 
     /// The body for display, built from an allow-list (CONTRACT C7): the envelope members
@@ -101,6 +127,15 @@ impl HeldMessage {
     /// name with its value masked; free text such as `notes` by its length only. A body
     /// that is not a JSON object is never shown, only its size.
     pub fn masked_body(&self) -> String {
+        if !self.body_kept {
+            return format!("<{} bytes: not loaded>", self.size);
+        }
+        if self.body.len() > DISPLAY_PARSE_MAX {
+            return format!(
+                "<{} bytes, over the {DISPLAY_PARSE_MAX} bytes read for display: not shown>",
+                self.body.len()
+            );
+        }
         let object = match serde_json::from_slice::<Value>(&self.body) {
             Ok(Value::Object(object)) => object,
             Ok(_) => {
@@ -457,17 +492,165 @@ pub async fn browse(
     Ok(held)
 }
 
+/// Messages ready in the queues of `holdings` (a missing queue counts 0).
+pub async fn held_count(
+    connection: &Connection,
+    topology: &Topology,
+    holdings: &[Holding],
+) -> Result<u64, lapin::Error> {
+    let mut total = 0u64;
+    for queue in holdings.iter().flat_map(|h| h.queues(topology)) {
+        // A passive declare of a missing queue closes its channel: one channel each.
+        let channel = connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        if let Ok(q) = declared {
+            total += u64::from(q.message_count());
+            let _ = channel.close(200, "counted".into()).await;
+        }
+    }
+    Ok(total)
+}
+
+/// One page of held messages, as summaries (no body).
+#[derive(Debug, Default)]
+pub struct Window {
+    /// The page's messages, in queue order.
+    pub messages: Vec<HeldMessage>,
+    /// Whether more messages follow the page.
+    pub more: bool,
+}
+
+/// The held messages of `holdings` after the first `skip`, at most `take` of them, and no
+/// more once their bodies add up to `byte_budget` (the first is always taken). Every
+/// message read is dropped at once but for its summary; all return to their queues.
+pub async fn browse_window(
+    connection: &Connection,
+    topology: &Topology,
+    holdings: &[Holding],
+    skip: usize,
+    take: usize,
+    byte_budget: usize,
+) -> Result<Window, lapin::Error> {
+    let mut window = Window::default();
+    let (mut skipped, mut bytes) = (0usize, 0usize);
+    'queues: for (holding, queue) in holdings
+        .iter()
+        .flat_map(|h| h.queues(topology).into_iter().map(move |q| (*h, q)))
+    {
+        let channel = connection.create_channel().await?;
+        while let Some(msg) = channel
+            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
+            .await?
+        {
+            if skipped < skip {
+                skipped += 1;
+                continue;
+            }
+            let full = window.messages.len() >= take || (bytes >= byte_budget && bytes > 0);
+            if full {
+                window.more = true;
+                channel.close(200, "browsed".into()).await?;
+                break 'queues;
+            }
+            let delivery = msg.delivery;
+            bytes = bytes.saturating_add(delivery.data.len());
+            window.messages.push(
+                HeldMessage::from_delivery(holding, delivery.data, delivery.properties).summary(),
+            );
+        }
+        channel.close(200, "browsed".into()).await?;
+    }
+    Ok(window)
+}
+
+/// The held message with this id, read from `holdings` without removing any; others read
+/// on the way are dropped at once. At most `max_scan` messages are read.
+pub async fn find(
+    connection: &Connection,
+    topology: &Topology,
+    holdings: &[Holding],
+    id: &str,
+    max_scan: usize,
+) -> Result<Option<HeldMessage>, lapin::Error> {
+    let mut scanned = 0usize;
+    for holding in holdings {
+        for queue in holding.queues(topology) {
+            let channel = connection.create_channel().await?;
+            let mut found = None;
+            while scanned < max_scan {
+                let Some(msg) = channel
+                    .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
+                    .await?
+                else {
+                    break;
+                };
+                scanned += 1;
+                let delivery = msg.delivery;
+                let headers = delivery.properties.headers().as_ref();
+                if header_text(headers, DEAD_ID).as_deref() == Some(id) {
+                    found = Some(HeldMessage::from_delivery(
+                        *holding,
+                        delivery.data,
+                        delivery.properties,
+                    ));
+                    break;
+                }
+            }
+            channel.close(200, "browsed".into()).await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// What a replay did.
 #[derive(Debug, Default, Serialize)]
 pub struct ReplayReport {
     /// Messages sent back to their queue.
     pub replayed: usize,
-    /// Messages left where they were.
+    /// Messages read and left where they were: not asked for, held after the action began
+    /// (a replayed message that failed again among them), or without a queue to go back to.
     pub kept: usize,
 }
 
+/// The ids held in a holding now, each with how many messages carry it.
+async fn snapshot(
+    connection: &Connection,
+    topology: &Topology,
+    holding: Holding,
+) -> Result<HashMap<String, usize>, lapin::Error> {
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for queue in holding.queues(topology) {
+        let channel = connection.create_channel().await?;
+        while let Some(msg) = channel
+            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
+            .await?
+        {
+            let headers = msg.delivery.properties.headers().as_ref();
+            let id = header_text(headers, DEAD_ID).unwrap_or_default();
+            *ids.entry(id).or_default() += 1;
+        }
+        // Closing without acks returns every message, in order.
+        channel.close(200, "counted".into()).await?;
+    }
+    Ok(ids)
+}
+
 /// Sends held messages back to the queue they came from, with their attempt count reset;
-/// `only` selects one id. Each is removed from the holding queue only after the broker
+/// `only` selects one id, `None` every message held when the replay starts (a snapshot:
+/// one that fails again while the replay runs is held anew, with a new id, and left for
+/// the next action). Each is removed from the holding queue only after the broker
 /// confirmed its copy.
 pub async fn replay(
     connection: &Connection,
@@ -475,21 +658,33 @@ pub async fn replay(
     holding: Holding,
     only: Option<&str>,
 ) -> Result<ReplayReport, ReplayError> {
+    let mut wanted = match only {
+        Some(id) => HashMap::from([(id.to_owned(), 1usize)]),
+        None => snapshot(connection, topology, holding).await?,
+    };
+    let mut remaining: usize = wanted.values().sum();
     let publisher = Publisher::open(connection).await?;
+    // Messages read and not replayed stay unacknowledged on this channel until it closes,
+    // so no message is read twice by one replay.
     let channel = connection.create_channel().await?;
     let mut report = ReplayReport::default();
     for queue in holding.queues(topology) {
-        while let Some(msg) = channel
-            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
-            .await?
-        {
+        while remaining > 0 {
+            let Some(msg) = channel
+                .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
+                .await?
+            else {
+                break;
+            };
             let delivery = msg.delivery;
             let headers = delivery.properties.headers().as_ref();
             let id = header_text(headers, DEAD_ID).unwrap_or_default();
-            if only.is_some_and(|o| o != id) {
+            let Some(count) = wanted.get_mut(&id).filter(|c| **c > 0) else {
                 report.kept += 1;
                 continue;
-            }
+            };
+            *count -= 1;
+            remaining -= 1;
             let origin = header_text(headers, QUEUE).unwrap_or_default();
             if origin.is_empty() {
                 report.kept += 1;
@@ -524,6 +719,34 @@ pub async fn purge(
     }
     channel.close(200, "purged".into()).await?;
     Ok(n)
+}
+
+/// Removes the one held message with this id; the others stay, in their order. Returns
+/// whether it was there.
+pub async fn purge_one(
+    connection: &Connection,
+    topology: &Topology,
+    holding: Holding,
+    id: &str,
+) -> Result<bool, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let mut found = false;
+    'queues: for queue in holding.queues(topology) {
+        while let Some(msg) = channel
+            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: false })
+            .await?
+        {
+            let headers = msg.delivery.properties.headers().as_ref();
+            if header_text(headers, DEAD_ID).as_deref() == Some(id) {
+                msg.delivery.acker.ack(BasicAckOptions::default()).await?;
+                found = true;
+                break 'queues;
+            }
+        }
+    }
+    // The others, read and not acknowledged, go back to their queues.
+    channel.close(200, "purged".into()).await?;
+    Ok(found)
 }
 
 /// Why a replay stopped.
@@ -662,6 +885,26 @@ mod tests {
 
         assert_no_family(&body);
         assert_eq!(body, format!("<{} bytes, not JSON: not shown>", text.len()));
+    }
+
+    #[test]
+    fn a_body_over_the_display_limit_is_neither_parsed_nor_shown() {
+        let mut event = step_event();
+        event["data"]["notes"] = json!("x".repeat(DISPLAY_PARSE_MAX));
+        let message = held("eviction.step.v1", &event);
+
+        assert_eq!(
+            message.event_type, None,
+            "not parsed for the list's columns"
+        );
+        assert!(
+            message.masked_body().contains("not shown"),
+            "{}",
+            message.masked_body()
+        );
+        let summary = held("eviction.step.v1", &step_event()).summary();
+        assert_eq!(summary.event_type.as_deref(), Some("eviction.step.v1"));
+        assert!(summary.masked_body().contains("not loaded"));
     }
 
     #[test]
