@@ -757,6 +757,8 @@ async fn issue17_f6_the_eviction_audit_is_aggregated_as_the_statistics_and_only_
             "comune_istat": "015182", "info_material_delivered": true});
         first["household"] = family.household();
         app.publish(&app.event("eviction.step.v1", first)).await;
+        // The step first: a consent handled before it would alert again at the step (C3).
+        app.settle().await;
         let at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .expect("formattable");
