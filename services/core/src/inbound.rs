@@ -40,6 +40,20 @@ pub trait EventWorker: Send + Sync + 'static {
         event: &Envelope,
     ) -> Result<(), HandleError>;
 
+    /// Applies one new event like [`EventWorker::apply`], knowing who published it: the
+    /// broker-validated `user_id` (None: anonymous, where allowed). The inbound path calls
+    /// this one; the default forgets the publisher. A worker that overrides it decides
+    /// each event alone (`batch_key` None), since [`EventWorker::apply_group`] gets none.
+    async fn apply_from(
+        &self,
+        tx: &mut PgConnection,
+        registry: &Snapshot,
+        event: &Envelope,
+        _publisher: Option<&str>,
+    ) -> Result<(), HandleError> {
+        self.apply(tx, registry, event).await
+    }
+
     /// Runs once per transaction, before the first event is applied: checks that hold for
     /// the whole transaction (a lock, a key) are taken here rather than per event.
     /// Default: nothing.
@@ -113,12 +127,15 @@ impl<W: EventWorker> Inbound<W> {
         tx: &mut PgConnection,
         registry: &Snapshot,
         event: &Envelope,
+        publisher: Option<&str>,
     ) -> Result<Outcome, HandleError> {
         if record_event(tx, event).await? == Ingest::Duplicate {
             return Ok(Outcome::Duplicate);
         }
         self.worker.prepare(tx).await?;
-        self.worker.apply(tx, registry, event).await?;
+        self.worker
+            .apply_from(tx, registry, event, publisher)
+            .await?;
         Ok(Outcome::Processed)
     }
 }
@@ -127,7 +144,8 @@ impl<W: EventWorker> Inbound<W> {
 impl<W: EventWorker> Handler for Inbound<W> {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
         let event = self.admit(message)?;
-        self.ingest_alone(&event).await
+        self.ingest_alone(&event, message.publisher.as_deref())
+            .await
     }
 
     fn holding_policy(&self) -> HoldingPolicy {
@@ -151,7 +169,9 @@ impl<W: EventWorker> Handler for Inbound<W> {
                     }),
                     None => {
                         // Its own transaction, in arrival order before the batch.
-                        let result = self.ingest_alone(&event).instrument(message.span.clone());
+                        let result = self
+                            .ingest_alone(&event, message.publisher.as_deref())
+                            .instrument(message.span.clone());
                         results[i] = Some(result.await);
                     }
                 },
@@ -161,7 +181,8 @@ impl<W: EventWorker> Handler for Inbound<W> {
         // Stable: events with the same key keep their arrival order (Q1's "later arrival").
         admitted.sort_by(|a, b| a.key.cmp(&b.key));
         if let [one] = admitted.as_slice() {
-            let result = self.ingest_alone(&one.event);
+            let publisher = messages[one.index].publisher.as_deref();
+            let result = self.ingest_alone(&one.event, publisher);
             results[one.index] = Some(result.instrument(messages[one.index].span.clone()).await);
         } else if !admitted.is_empty() {
             match self.apply_together(&admitted, messages).await {
@@ -195,10 +216,14 @@ struct Admitted {
 
 impl<W: EventWorker> Inbound<W> {
     /// One event in a transaction of its own.
-    async fn ingest_alone(&self, event: &Envelope) -> Result<Outcome, HandleError> {
+    async fn ingest_alone(
+        &self,
+        event: &Envelope,
+        publisher: Option<&str>,
+    ) -> Result<Outcome, HandleError> {
         let mut tx = self.pool.begin().await?;
         let registry = self.registry.snapshot(&mut tx).await?;
-        let outcome = self.ingest(&mut tx, &registry, event).await?;
+        let outcome = self.ingest(&mut tx, &registry, event, publisher).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -234,7 +259,10 @@ impl<W: EventWorker> Inbound<W> {
         for group in fresh.chunk_by(|a, b| a.key == b.key) {
             let span = messages[group[0].index].span.clone();
             if let [one] = group {
-                let applied = self.worker.apply(&mut tx, &registry, &one.event);
+                let publisher = messages[one.index].publisher.as_deref();
+                let applied = self
+                    .worker
+                    .apply_from(&mut tx, &registry, &one.event, publisher);
                 applied.instrument(span).await?;
                 continue;
             }
@@ -273,7 +301,10 @@ impl<W: EventWorker> Inbound<W> {
         for a in admitted {
             let result = async {
                 let mut savepoint = tx.begin().await?;
-                let outcome = self.ingest(&mut savepoint, &registry, &a.event).await?;
+                let publisher = messages[a.index].publisher.as_deref();
+                let outcome = self
+                    .ingest(&mut savepoint, &registry, &a.event, publisher)
+                    .await?;
                 savepoint.commit().await?;
                 Ok(outcome)
             }

@@ -8,7 +8,9 @@ use anyhow::Context;
 
 use raccordo_core::settings::Settings;
 
-use crate::cli::{Command, ConsoleCommand, DlqCommand, EvictionCommand, ReportCommand};
+use crate::cli::{
+    Command, ConsoleCommand, DlqCommand, EvictionCommand, RegistryCommand, ReportCommand,
+};
 use crate::import::Table;
 use crate::table::Format;
 
@@ -17,6 +19,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
     match command {
         Command::Setup { definitions } => setup(&settings, definitions).await?,
         Command::Import { table, file } => return import(&settings, table, &file).await,
+        Command::Registry {
+            command: RegistryCommand::History { referent, format },
+        } => {
+            let changes = crate::registry::history(&settings, &referent).await?;
+            print!(
+                "{}",
+                crate::registry::format_history(&referent, &changes, format)?
+            );
+        }
         Command::Serve { workers } => {
             crate::serve::run_until_stopped(settings, workers).await?;
         }
