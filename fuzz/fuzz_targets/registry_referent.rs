@@ -40,10 +40,17 @@ fuzz_target!(|data: &[u8]| {
             data: raw.clone(),
         };
         let refused = unchecked.refuse_control_characters();
-        assert_eq!(refused.is_err(), holds_control(raw), "the check misjudged {raw}");
+        assert_eq!(
+            refused.is_err(),
+            holds_control(raw),
+            "the check misjudged {raw}"
+        );
         if let Err(rejection) = &refused {
             let text = rejection.to_string();
-            assert!(!has_control(&text), "a reason quotes a control character: {text:?}");
+            assert!(
+                !has_control(&text),
+                "a reason quotes a control character: {text:?}"
+            );
         }
         if let Ok(ReferentEvent::Upsert {
             referent_id,

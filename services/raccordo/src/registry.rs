@@ -114,7 +114,8 @@ mod tests {
             "{table}"
         );
         assert!(
-            lines[3].contains(r#"registro_rho  changed  name: "Uff\r\nicio" → "Ufficio""#),
+            lines[3].starts_with("1970-01-01T00:00:00Z  registro_rho ")
+                && lines[3].ends_with(r#"changed  name: "Uff\r\nicio" → "Ufficio""#),
             "{table}"
         );
         let json = format_history("r1", &changes, Format::Json).expect("json");
