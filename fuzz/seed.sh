@@ -57,6 +57,13 @@ cp ../data/comuni_mi.csv seeds/csv_comuni/comuni_mi.csv
 head -4 ../data/comuni_mi.csv >seeds/csv_comuni/comuni_mi-head.csv
 printf 'istat,nome,popolazione,zona_omogenea,ambito,quota,protocollo\n015002,A,1,Z,,3,no\n015003,B,1,Z,,,si\n' \
   >seeds/csv_comuni/protocollo.csv
+# Issue 17: control characters in names, institutions and scopes (refused at every edge).
+printf '%s\n' '{"specversion":"1.0","id":"c1","source":"urn:fuzz:seed","type":"registry.referent.v1","data":{"referent_id":"ss-rho","action":"upsert","institution":"Comune di Rho\u0000","role":"servizi_sociali","email":"a@rho.example","name":"Ufficio\r\nBcc: x@evil.example","scope":{"ambito":"Rho\u0085"}}}' \
+  >seeds/registry_referent/control-characters.json
+printf 'referent_id,institution,role,email,name,comune_istat,ambito,zona\nr1,Comune di Rho,comune,a@rho.example,"Ufficio\r\nBcc: x@evil.example",015182,,\nr2,Comune\x07,comune,b@rho.example,Ufficio,015182,,\n' \
+  >seeds/csv_referents/control-characters.csv
+printf 'istat,nome,popolazione,zona_omogenea,ambito\n015998,Nuovo\x07 Comune,1000,Nord Ovest,Rho\n015999,"Altro\r\nComune",1000,Nord\tOvest,Rho\n' \
+  >seeds/csv_comuni/control-characters.csv
 cp ../data/referents_sample.csv seeds/csv_referents/referents_sample.csv
 head -4 ../data/referents_sample.csv >seeds/csv_referents/referents-head.csv
 

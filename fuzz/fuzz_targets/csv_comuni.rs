@@ -1,7 +1,8 @@
 //! Any bytes as a comuni CSV (`raccordo import comuni`), parsed without the database.
-//! Beyond "no panic": the same result twice; every row valid as the registry needs it and
-//! its key unique; one verdict (row or error) per record, at the line where the record
-//! starts in the file.
+//! Beyond "no panic": the same result twice; every row valid as the registry needs it, its
+//! key unique and no field of it with a control character (a comune's name reaches email
+//! subjects, CONTRACT §4); one verdict (row or error) per record, at the line where the
+//! record starts in the file.
 
 #![no_main]
 
@@ -9,7 +10,7 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 
-use raccordo_core::domain::ComuneIstat;
+use raccordo_core::domain::{ComuneIstat, has_control};
 use raccordo_core::registry::parse_comuni;
 use raccordo_fuzz::csv_lines::{assert_one_verdict_per_record, assert_trimmed};
 
@@ -35,6 +36,9 @@ fuzz_target!(|data: &[u8]| {
         assert_trimmed(&c.zona);
         if let Some(a) = &c.ambito {
             assert_trimmed(a);
+        }
+        for text in [&c.nome, &c.zona].into_iter().chain(c.ambito.as_ref()) {
+            assert!(!has_control(text), "a control character imported: {text:?}");
         }
         assert!(c.popolazione >= 0);
         assert!(c.quota.is_none_or(|q| q >= 0));

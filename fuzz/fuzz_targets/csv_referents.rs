@@ -1,7 +1,8 @@
 //! Any bytes as a referents CSV (`raccordo import referents`), parsed without the database.
 //! Beyond "no panic": the same result twice; every row's email address and scope valid and
-//! its id unique; one verdict (row or error) per record, at the line where the record
-//! starts in the file.
+//! its id unique, and no field of it with a control character (CONTRACT §4: a name or an
+//! institution reaches an email header); one verdict (row or error) per record, at the
+//! line where the record starts in the file.
 
 #![no_main]
 
@@ -9,7 +10,7 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 
-use raccordo_core::domain::{EmailAddress, Role, Scope};
+use raccordo_core::domain::{EmailAddress, Role, Scope, has_control};
 use raccordo_core::registry::parse_referents;
 use raccordo_fuzz::csv_lines::{assert_one_verdict_per_record, assert_trimmed};
 
@@ -32,12 +33,25 @@ fuzz_target!(|data: &[u8]| {
         assert!(ids.insert(r.referent_id.clone()), "referent_id twice");
         assert_trimmed(&r.referent_id);
         assert_trimmed(&r.institution);
+        for text in [
+            r.referent_id.as_str(),
+            r.institution.as_str(),
+            r.email.as_ref(),
+        ]
+        .into_iter()
+        .chain(r.name.as_deref())
+        {
+            assert!(!has_control(text), "a control character imported: {text:?}");
+        }
         assert_eq!(EmailAddress::parse(r.email.as_ref()).as_ref(), Ok(&r.email));
         assert_eq!(Role::parse(r.role.as_str()), Ok(r.role));
         let (kind, value) = r.scope.to_columns();
         assert_eq!(Scope::from_columns(kind, value).as_ref(), Ok(&r.scope));
         match &r.scope {
-            Scope::Ambito(v) | Scope::Zona(v) => assert_trimmed(v),
+            Scope::Ambito(v) | Scope::Zona(v) => {
+                assert_trimmed(v);
+                assert!(!has_control(v), "a control character imported: {v:?}");
+            }
             Scope::All | Scope::Comune(_) => {}
         }
     }

@@ -476,9 +476,13 @@ async fn the_routing_preview_of_an_eviction_alert_never_lists_an_unscoped_refere
     let extra = "referent_id,institution,role,email,name,comune_istat,ambito,zona\n\
                  ss-regione,Regione Lombardia,servizi_sociali,sociale@regione.example,,,,\n\
                  ss-zona-no,Zona Nord Ovest,servizi_sociali,zona.no@example.org,,,,Nord Ovest\n";
-    let report = raccordo_core::registry::import_referents(&app.pool, extra.as_bytes())
-        .await
-        .expect("import");
+    let report = raccordo_core::registry::import_referents(
+        &app.pool,
+        extra.as_bytes(),
+        &raccordo_core::registry::Actor::cli(),
+    )
+    .await
+    .expect("import");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let cookie = login(addr).await;
     let alert = request(

@@ -56,6 +56,7 @@ fn rule(types: &[&str], comuni: &[&str]) -> PublisherRule {
     PublisherRule {
         types: types.iter().map(|t| (*t).to_owned()).collect(),
         comuni: comuni.iter().map(|c| (*c).to_owned()).collect(),
+        ..PublisherRule::default()
     }
 }
 

@@ -126,9 +126,13 @@ pub async fn prepare_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let referents =
         std::fs::File::open(root.join("data/referents_sample.csv")).expect("referents sample");
-    let report = raccordo_core::registry::import_referents(&pool, referents)
-        .await
-        .expect("referents import");
+    let report = raccordo_core::registry::import_referents(
+        &pool,
+        referents,
+        &raccordo_core::registry::Actor::import("data/referents_sample.csv"),
+    )
+    .await
+    .expect("referents import");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let topology = Topology::from_settings(&settings);
     let connection = connect(&settings.amqp, "test")

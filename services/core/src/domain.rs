@@ -50,6 +50,58 @@ impl<'de> Deserialize<'de> for ComuneIstat {
     }
 }
 
+/// The reason text with a control character is refused. It holds no value, so it is
+/// safe in a dead letter's reason and in a log line.
+pub const CONTROL_CHARACTER: &str =
+    "holds a control character (CR, LF, NUL or another C0/C1 character)";
+
+/// Whether `s` holds a control character: C0 (NUL, TAB, CR, LF, ESC, …), DEL or C1 — what
+/// can end or split an email header, or move an operator's terminal (CONTRACT §4).
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// Text that may reach an email header or a terminal — a referent's name or institution —
+/// free of control characters (CONTRACT §4, registry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PlainText(String);
+
+impl PlainText {
+    /// Refuses any control character; the error names no value.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if has_control(s) {
+            Err(ParseError(CONTROL_CHARACTER.to_owned()))
+        } else {
+            Ok(Self(s.to_owned()))
+        }
+    }
+
+    /// The text.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl AsRef<str> for PlainText {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PlainText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PlainText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// An email address of a referent (institutional, not personal data of a family).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -68,7 +120,7 @@ impl EmailAddress {
             && !domain.ends_with('.')
             && !s
                 .chars()
-                .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ','));
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -393,6 +445,34 @@ mod tests {
         assert!(ComuneIstat::parse("15146").is_err());
         assert!(ComuneIstat::parse("01514a").is_err());
         assert!(ComuneIstat::parse("0151466").is_err());
+    }
+
+    #[test]
+    fn plain_text_refuses_every_c0_and_c1_control_character_without_echoing_it() {
+        for bad in [
+            "Mario\r\nBcc: x@evil.example",
+            "Mario\0",
+            "tab\there",
+            "esc\u{1b}[2J",
+            "del\u{7f}",
+            "nel\u{85}",
+            "csi\u{9b}",
+        ] {
+            let error = PlainText::parse(bad).expect_err(bad);
+            assert_eq!(error.to_string(), CONTROL_CHARACTER);
+        }
+        for good in [
+            "Ufficio Accoglienza",
+            "Città di Sesto San Giovanni",
+            "O'Brien – «ok»",
+        ] {
+            assert_eq!(
+                PlainText::parse(good).map(PlainText::into_inner),
+                Ok(good.to_owned())
+            );
+        }
+        assert!(EmailAddress::parse("a\u{7}b@c.example").is_err());
+        assert!(EmailAddress::parse("ab@c.example\0").is_err());
     }
 
     #[test]

@@ -74,6 +74,10 @@ impl fmt::Display for EventType {
     }
 }
 
+/// The pattern the schemas give text that may reach an email header (a referent's name,
+/// institution, id and scope): no C0, DEL or C1 control character (CONTRACT §4).
+pub const NO_CONTROL_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
 const ENVELOPE_SCHEMA: &str = include_str!("../../../schemas/cloudevent.v1.json");
 
 /// Why an inbound message can never be processed. The text is for operators; it names
@@ -195,6 +199,8 @@ impl Envelope {
             // only the hub's own range message is known to hold none.
             let what = if inner.contains(crate::domain::OUT_OF_RANGE) {
                 crate::domain::OUT_OF_RANGE
+            } else if inner.contains(crate::domain::CONTROL_CHARACTER) {
+                crate::domain::CONTROL_CHARACTER
             } else {
                 "does not fit the type"
             };
@@ -203,6 +209,50 @@ impl Envelope {
                 detail: format!("at /{path}: {what}"),
             }
         })
+    }
+}
+
+impl Envelope {
+    /// Refuses `data` with a control character (CR, LF, NUL, other C0/C1) in any string,
+    /// naming where (`at /name`), never the value: the code's own check of CONTRACT §4,
+    /// whatever the schema says.
+    pub fn refuse_control_characters(&self) -> Result<(), Rejection> {
+        match control_character_at(&self.data, "") {
+            Some(at) => Err(Rejection::Schema {
+                event_type: self.event_type.as_str().to_owned(),
+                detail: format!("at {at}: {}", crate::domain::CONTROL_CHARACTER),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The JSON pointer of the first string under `value` that holds a control character;
+/// member names that do not look like field names are shown as `?`.
+fn control_character_at(value: &Value, at: &str) -> Option<String> {
+    match value {
+        Value::String(s) if crate::domain::has_control(s) => Some(if at.is_empty() {
+            "/".to_owned()
+        } else {
+            at.to_owned()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| control_character_at(item, &format!("{at}/{i}"))),
+        Value::Object(members) => members.iter().find_map(|(name, item)| {
+            let shown = if is_field_name(name) {
+                name.as_str()
+            } else {
+                "?"
+            };
+            let here = format!("{at}/{shown}");
+            if crate::domain::has_control(name) {
+                return Some(here);
+            }
+            control_character_at(item, &here)
+        }),
+        _ => None,
     }
 }
 
@@ -296,6 +346,10 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> String {
         K::MinLength { limit } => format!("shorter than {limit} characters"),
         K::Minimum { limit } => format!("below the minimum {limit}"),
         K::Maximum { limit } => format!("above the maximum {limit}"),
+        // The schemas' pattern for names and institutions (CONTRACT §4): said in words.
+        K::Pattern { pattern } if pattern == NO_CONTROL_PATTERN => {
+            crate::domain::CONTROL_CHARACTER.to_owned()
+        }
         K::Pattern { pattern } => format!("does not match the pattern {pattern}"),
         K::Format { format } => format!("is not a valid {format}"),
         _ => format!(

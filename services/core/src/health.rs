@@ -1,5 +1,6 @@
 //! Readiness as operators see it: which consumers are attached to the broker and taking
-//! work right now, and why the others are not.
+//! work right now — and which of the mailer's senders are sending —, and why the others
+//! are not.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +15,8 @@ pub enum ConsumerState {
     WaitingForBroker,
     /// Holding a message, taking no other, until the database answers again.
     PausedDatabaseDown,
+    /// Not running: it ended or panicked, and is being started again.
+    Stopped,
 }
 
 impl fmt::Display for ConsumerState {
@@ -22,6 +25,7 @@ impl fmt::Display for ConsumerState {
             ConsumerState::Consuming => "consuming",
             ConsumerState::WaitingForBroker => "waiting for the broker",
             ConsumerState::PausedDatabaseDown => "paused: the database is unreachable",
+            ConsumerState::Stopped => "stopped: it ended or panicked, restarting",
         })
     }
 }
@@ -77,5 +81,28 @@ impl Health {
     pub fn all_consuming(&self) -> bool {
         let map = self.states();
         !map.is_empty() && map.values().all(|c| *c == ConsumerState::Consuming)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_sender_makes_the_process_not_ready_until_it_runs_again() {
+        let health = Health::default();
+        health.set_state("registry-0", ConsumerState::Consuming);
+        health.set_state("mailer-sender-0", ConsumerState::Consuming);
+        assert!(health.all_consuming());
+
+        health.set_state("mailer-sender-0", ConsumerState::Stopped);
+
+        assert!(!health.all_consuming());
+        assert_eq!(
+            ConsumerState::Stopped.to_string(),
+            "stopped: it ended or panicked, restarting"
+        );
+        health.set_state("mailer-sender-0", ConsumerState::Consuming);
+        assert!(health.all_consuming());
     }
 }

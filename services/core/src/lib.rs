@@ -20,6 +20,7 @@
 //! - [`clock`]: the `Clock` workers are given, the current time at the edges; Europe/Rome
 //!   days and months.
 //! - [`schedule`]: monthly jobs, once per month across replicas.
+//! - [`tls`]: the TLS rule for the broker, the database and the SMTP server.
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
@@ -39,3 +40,4 @@ pub mod registry;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;
+pub mod tls;

@@ -5,12 +5,15 @@
 //! that published it, so `user_id` is the publisher the broker vouches for. Each
 //! publishing system has its own broker user; `[publishers.<user>]` lists the event types
 //! (and, where given, the comuni) it may publish. Registry changes and consent decisions
-//! thus come only from the users configured for them.
+//! thus come only from the users configured for them; a registry publisher may further be
+//! limited to comuni, ambiti or zone (`scopes`, CONTRACT §4), which the registry worker
+//! checks against each referent's scope before and after the change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::domain::{ComuneIstat, Scope};
 use crate::envelope::{Envelope, EventType};
 use crate::settings::PublishersSettings;
 
@@ -36,12 +39,25 @@ pub enum Refusal {
         "publisher {user:?} is limited to some comuni, and this {event_type} names no comune_istat"
     )]
     NoComune { user: String, event_type: EventType },
+    /// A registry publisher limited to some scopes changed a referent outside them.
+    #[error(
+        "publisher {user:?} may not change referent {referent_id}: its {which} scope ({scope}) is outside publishers.{user}.scopes"
+    )]
+    OutsideScopes {
+        user: String,
+        referent_id: String,
+        /// `current` (the referent as stored) or `new` (as the event would make it).
+        which: &'static str,
+        scope: Scope,
+    },
 }
 
 struct Rule {
     types: BTreeSet<EventType>,
     /// None: any comune.
     comuni: Option<BTreeSet<String>>,
+    /// The scopes its referents must lie within (`scopes` and `comuni`); None: any.
+    registry_scopes: Option<Vec<Scope>>,
 }
 
 /// The publishers' rules, checked for every inbound event.
@@ -64,7 +80,26 @@ impl Publishers {
                     .collect();
                 let comuni =
                     (!rule.comuni.is_empty()).then(|| rule.comuni.iter().cloned().collect());
-                (user.clone(), Rule { types, comuni })
+                let scopes: Vec<Scope> = rule
+                    .scopes
+                    .iter()
+                    .filter_map(|s| s.to_scope().ok())
+                    .chain(
+                        rule.comuni
+                            .iter()
+                            .filter_map(|c| ComuneIstat::parse(c).ok())
+                            .map(Scope::Comune),
+                    )
+                    .collect();
+                let registry_scopes = (!scopes.is_empty()).then_some(scopes);
+                (
+                    user.clone(),
+                    Rule {
+                        types,
+                        comuni,
+                        registry_scopes,
+                    },
+                )
             })
             .collect();
         Self {
@@ -110,6 +145,11 @@ impl Publishers {
         let Some(comuni) = &rule.comuni else {
             return Ok(());
         };
+        if event.event_type == EventType::RegistryReferent {
+            // A referent names a scope, not a comune: the registry worker checks it
+            // against the user's scopes (its comuni among them).
+            return Ok(());
+        }
         match event.data.get("comune_istat").and_then(Value::as_str) {
             Some(comune) if comuni.contains(comune) => Ok(()),
             // Schema-valid here, so a six-digit code: safe to name.
@@ -123,6 +163,16 @@ impl Publishers {
                 event_type: event.event_type,
             }),
         }
+    }
+}
+
+impl Publishers {
+    /// The scopes `user`'s referents must lie within; None: any referent (an unlimited
+    /// registry publisher, or an anonymous one where allowed).
+    pub fn registry_scopes(&self, user: Option<&str>) -> Option<&[Scope]> {
+        self.rules
+            .get(user?)
+            .and_then(|rule| rule.registry_scopes.as_deref())
     }
 }
 
@@ -149,6 +199,7 @@ mod tests {
             PublisherRule {
                 types: vec!["eviction.step.v1".into()],
                 comuni: vec![],
+                ..PublisherRule::default()
             },
         );
         users.insert(
@@ -156,6 +207,7 @@ mod tests {
             PublisherRule {
                 types: vec!["housing.unit.v1".into(), "registry.referent.v1".into()],
                 comuni: vec!["015182".into()],
+                ..PublisherRule::default()
             },
         );
         Publishers::from_settings(&PublishersSettings {
@@ -192,11 +244,57 @@ mod tests {
             p.authorize(Some("comune_rho"), &other),
             Err(Refusal::Comune { .. })
         ));
-        let registry = envelope(EventType::RegistryReferent, json!({"referent_id": "x"}));
+        let no_comune = envelope(EventType::HousingUnit, json!({"unit_id": "x"}));
         assert!(matches!(
-            p.authorize(Some("comune_rho"), &registry),
+            p.authorize(Some("comune_rho"), &no_comune),
             Err(Refusal::NoComune { .. })
         ));
+    }
+
+    #[test]
+    fn a_registry_publishers_comuni_and_scopes_limit_its_referents_scopes() {
+        let mut p = publishers(false);
+        // Its referents are checked against its scopes by the registry worker.
+        let registry = envelope(EventType::RegistryReferent, json!({"referent_id": "x"}));
+        assert_eq!(p.authorize(Some("comune_rho"), &registry), Ok(()));
+        let rho = ComuneIstat::parse("015182").expect("valid");
+        assert_eq!(
+            p.registry_scopes(Some("comune_rho")),
+            Some([Scope::Comune(rho.clone())].as_slice())
+        );
+        assert_eq!(p.registry_scopes(Some("tribunale")), None);
+        assert_eq!(p.registry_scopes(None), None);
+
+        let mut users = BTreeMap::new();
+        users.insert(
+            "registro".to_owned(),
+            PublisherRule {
+                types: vec!["registry.referent.v1".into()],
+                scopes: vec![crate::settings::ScopeSetting {
+                    ambito: Some("Rho".into()),
+                    ..Default::default()
+                }],
+                ..PublisherRule::default()
+            },
+        );
+        p = Publishers::from_settings(&PublishersSettings {
+            allow_anonymous: false,
+            users,
+        });
+        assert_eq!(
+            p.registry_scopes(Some("registro")),
+            Some([Scope::Ambito("Rho".into())].as_slice())
+        );
+        let refusal = Refusal::OutsideScopes {
+            user: "registro".into(),
+            referent_id: "ss-milano".into(),
+            which: "new",
+            scope: Scope::Comune(ComuneIstat::parse("015146").expect("valid")),
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "publisher \"registro\" may not change referent ss-milano: its new scope (comune 015146) is outside publishers.registro.scopes"
+        );
     }
 
     #[test]

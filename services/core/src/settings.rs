@@ -36,6 +36,7 @@ pub struct Settings {
     pub relay: RelaySettings,
     pub publishers: PublishersSettings,
     pub console: ConsoleSettings,
+    pub security: SecuritySettings,
 }
 
 /// RabbitMQ connection and topology.
@@ -222,9 +223,62 @@ pub struct PublishersSettings {
 pub struct PublisherRule {
     /// Event types (routing keys) it may publish.
     pub types: Vec<String>,
-    /// The comuni (ISTAT codes) its events may be about; empty or absent: any.
+    /// The comuni (ISTAT codes) its events may be about; empty or absent: any. For
+    /// `registry.referent.v1` they limit the referents' scopes, like `scopes`.
     #[serde(default)]
     pub comuni: Vec<String>,
+    /// The scopes a registry publisher's referents must lie within, before and after each
+    /// change: `[{ comune_istat = "015182" }, { ambito = "Rho" }, { zona = "Nord Ovest" }]`
+    /// (CONTRACT §4 registry). Empty or absent (and no `comuni`): any referent.
+    #[serde(default)]
+    pub scopes: Vec<ScopeSetting>,
+}
+
+/// One scope of `publishers.<user>.scopes`: exactly one member, as in the event's `scope`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSetting {
+    /// One comune, by ISTAT code.
+    #[serde(default)]
+    pub comune_istat: Option<String>,
+    /// One ambito territoriale, as named in the comuni table.
+    #[serde(default)]
+    pub ambito: Option<String>,
+    /// One zona omogenea, as named in the comuni table.
+    #[serde(default)]
+    pub zona: Option<String>,
+}
+
+impl ScopeSetting {
+    /// The scope it names; the error says what is wrong, for a start-up message.
+    pub fn to_scope(&self) -> Result<crate::domain::Scope, String> {
+        use crate::domain::{ComuneIstat, Scope, has_control};
+        let text = |v: &String| {
+            let v = v.trim();
+            if v.is_empty() || has_control(v) {
+                Err("names an empty ambito or zona, or one with a control character".to_owned())
+            } else {
+                Ok(v.to_owned())
+            }
+        };
+        match (&self.comune_istat, &self.ambito, &self.zona) {
+            (Some(c), None, None) => ComuneIstat::parse(c.trim())
+                .map(Scope::Comune)
+                .map_err(|e| e.0),
+            (None, Some(a), None) => text(a).map(Scope::Ambito),
+            (None, None, Some(z)) => text(z).map(Scope::Zona),
+            _ => Err("each scope names exactly one of comune_istat, ambito, zona".to_owned()),
+        }
+    }
+}
+
+/// The TLS rule (CONTRACT §8, version 1.2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// Accept a broker, database or SMTP server on another machine without TLS; default
+    /// false. Every start says so with a warning (see [`crate::tls`]).
+    pub allow_plaintext: bool,
 }
 
 /// Retries of transient failures (CONTRACT F2).
@@ -474,10 +528,30 @@ impl Settings {
         if crate::domain::EmailAddress::parse_mailbox(&self.mail.from).is_err() {
             return invalid("mail.from", "not an email address");
         }
+        // The From header of every email (CONTRACT §4, §6).
+        if crate::domain::has_control(&self.mail.from) {
+            return invalid("mail.from", crate::domain::CONTROL_CHARACTER);
+        }
         if let Err(reason) = self.mail.check_smtp_url() {
             return invalid("mail.smtp_url", reason);
         }
-        self.validate_console()
+        self.validate_console()?;
+        self.validate_tls()
+    }
+
+    /// The TLS rule: no peer on another machine in clear, unless `security.allow_plaintext`.
+    /// Runs on the settings alone, before any connection is attempted.
+    fn validate_tls(&self) -> Result<(), SettingsError> {
+        if self.security.allow_plaintext {
+            return Ok(());
+        }
+        match crate::tls::plaintext_peers(self).into_iter().next() {
+            Some(peer) => Err(SettingsError::Invalid {
+                key: peer.key,
+                reason: format!("{peer}, {}", crate::tls::ALLOW_PLAINTEXT_HINT),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Each publisher's user name, types and comuni.
@@ -490,7 +564,10 @@ impl Settings {
         };
         for (user, rule) in &self.publishers.users {
             let key = "publishers";
-            if user.is_empty() || user.len() > 255 || user.chars().any(char::is_whitespace) {
+            if user.is_empty()
+                || user.len() > 255
+                || user.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return invalid(
                     key,
                     "a publisher's broker user name is empty, too long or has spaces",
@@ -518,6 +595,33 @@ impl Settings {
                     key,
                     &format!("publishers.{user}.comuni: {c:?} is not an ISTAT code"),
                 );
+            }
+            self.validate_scopes(user, rule)?;
+        }
+        Ok(())
+    }
+
+    /// A registry publisher's scopes: each names one comune, ambito or zona, and only a
+    /// user that may publish `registry.referent.v1` has any.
+    fn validate_scopes(&self, user: &str, rule: &PublisherRule) -> Result<(), SettingsError> {
+        let invalid = |reason: String| {
+            Err(SettingsError::Invalid {
+                key: "publishers",
+                reason,
+            })
+        };
+        if rule.scopes.is_empty() {
+            return Ok(());
+        }
+        let registry = crate::envelope::EventType::RegistryReferent.as_str();
+        if !rule.types.iter().any(|t| t == registry) {
+            return invalid(format!(
+                "publishers.{user}.scopes limits {registry}, which publishers.{user}.types does not name"
+            ));
+        }
+        for (i, scope) in rule.scopes.iter().enumerate() {
+            if let Err(reason) = scope.to_scope() {
+                return invalid(format!("publishers.{user}.scopes[{i}] {reason}"));
             }
         }
         Ok(())
@@ -671,6 +775,7 @@ impl EvictionSettings {
     /// Replaces `pseudonym_key` with the content of `pseudonym_key_file`, when one is set.
     fn read_key_file(&mut self) -> Result<(), SettingsError> {
         if let Some(path) = &self.pseudonym_key_file {
+            check_key_file_mode(path)?;
             let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Invalid {
                 key: "eviction.pseudonym_key_file",
                 reason: format!("cannot read {}: {e}", path.display()),
@@ -723,6 +828,38 @@ impl EvictionSettings {
     pub fn dead_letter_ttl(&self) -> Duration {
         Duration::from_secs(u64::from(self.dead_letter_ttl_days) * 86_400)
     }
+}
+
+/// Refuses a key file that the group or others may read or write (mode & 0o077): the key
+/// reverses every family's pseudonym. On systems without Unix modes nothing is checked.
+fn check_key_file_mode(path: &std::path::Path) -> Result<(), SettingsError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| SettingsError::Invalid {
+                key: "eviction.pseudonym_key_file",
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(SettingsError::Invalid {
+                key: "eviction.pseudonym_key_file",
+                reason: format!(
+                    "{} has mode {:04o}: its group or others may read it, and the key reverses \
+                     the families' pseudonyms; make it readable by the hub's user alone \
+                     (chmod 600 {})",
+                    path.display(),
+                    mode & 0o7777,
+                    path.display()
+                ),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 impl RetrySettings {
@@ -852,6 +989,11 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("key");
         std::fs::write(&file, format!("{}\n{}\n", "a".repeat(40), "b".repeat(40))).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
         let mut settings = Settings::load().expect("defaults are valid");
         settings.eviction.pseudonym_key_file = Some(file);
         settings.eviction.read_key_file().expect("readable");
@@ -871,6 +1013,7 @@ mod tests {
             PublisherRule {
                 types: vec!["housing.unit.v1".into()],
                 comuni: vec!["015182".into()],
+                ..PublisherRule::default()
             },
         );
         assert!(settings.validate().is_ok());
@@ -879,6 +1022,7 @@ mod tests {
             PublisherRule {
                 types: vec!["housing.units.v1".into()],
                 comuni: vec![],
+                ..PublisherRule::default()
             },
         );
         let err = settings.validate().expect_err("unknown type");
@@ -940,6 +1084,145 @@ mod tests {
         settings.mail.allow_file_transport = false;
         settings.mail.transport = MailTransportKind::Smtp;
         assert!(settings.mail.check_file_transport_allowed().is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_the_group_or_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("raccordo-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("key");
+        std::fs::write(&file, "k".repeat(40)).expect("write");
+        let mut settings = Settings::load().expect("defaults are valid");
+        settings.eviction.pseudonym_key_file = Some(file.clone());
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let text = settings
+                .eviction
+                .read_key_file()
+                .expect_err("readable by others")
+                .to_string();
+            assert!(
+                text.contains("eviction.pseudonym_key_file") && text.contains("chmod 600"),
+                "{text}"
+            );
+            assert!(!text.contains(&"k".repeat(40)), "{text}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert!(settings.eviction.read_key_file().is_ok(), "{mode:o}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_sender_with_a_control_character_is_refused() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        for bad in [
+            "Raccordo\r\nBcc: x@evil.example <raccordo@cm.example>",
+            "Raccordo\u{0} <raccordo@cm.example>",
+            "Raccordo\u{85} <raccordo@cm.example>",
+        ] {
+            settings.mail.from = bad.to_owned();
+            let error = settings.validate().expect_err(bad);
+            assert!(
+                matches!(
+                    error,
+                    SettingsError::Invalid {
+                        key: "mail.from",
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn registry_scopes_name_one_comune_ambito_or_zona_of_a_registry_publisher() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        let scope = |c: Option<&str>, a: Option<&str>, z: Option<&str>| ScopeSetting {
+            comune_istat: c.map(str::to_owned),
+            ambito: a.map(str::to_owned),
+            zona: z.map(str::to_owned),
+        };
+        settings.publishers.users.insert(
+            "registro_rho".into(),
+            PublisherRule {
+                types: vec!["registry.referent.v1".into()],
+                scopes: vec![
+                    scope(Some("015182"), None, None),
+                    scope(None, Some("Rho"), None),
+                    scope(None, None, Some("Nord Ovest")),
+                ],
+                ..PublisherRule::default()
+            },
+        );
+        assert!(settings.validate().is_ok());
+        for (bad, expected) in [
+            (scope(Some("15182"), None, None), "6-digit"),
+            (scope(Some("015182"), Some("Rho"), None), "exactly one"),
+            (scope(None, None, None), "exactly one"),
+            (scope(None, Some(" "), None), "empty"),
+            (scope(None, None, Some("Nord\nOvest")), "control"),
+        ] {
+            let mut settings = settings.clone();
+            if let Some(rule) = settings.publishers.users.get_mut("registro_rho") {
+                rule.scopes.push(bad);
+            }
+            let text = settings.validate().expect_err(expected).to_string();
+            assert!(
+                text.contains("registro_rho.scopes[3]") && text.contains(expected),
+                "{text}"
+            );
+        }
+        settings.publishers.users.insert(
+            "comune_rho".into(),
+            PublisherRule {
+                types: vec!["housing.unit.v1".into()],
+                scopes: vec![scope(Some("015182"), None, None)],
+                ..PublisherRule::default()
+            },
+        );
+        let text = settings
+            .validate()
+            .expect_err("not a registry publisher")
+            .to_string();
+        assert!(
+            text.contains("publishers.comune_rho.scopes limits registry.referent.v1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_peer_on_another_machine_in_clear_is_refused_unless_plaintext_is_allowed() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        assert!(!settings.security.allow_plaintext, "off by default");
+        settings.database.url = "postgres://postgres:s3cret@192.0.2.1:5432/raccordo"
+            .to_owned()
+            .into();
+        let text = settings.validate().expect_err("clear text").to_string();
+        assert!(
+            text.contains("database.url")
+                && text.contains("192.0.2.1")
+                && text.contains("sslmode=verify-full")
+                && text.contains("security.allow_plaintext"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        settings.database.url = "postgres://postgres@192.0.2.1:5432/raccordo?sslmode=verify-full"
+            .to_owned()
+            .into();
+        assert!(settings.validate().is_ok());
+        settings.amqp.url = "amqp://u:p@broker.example:5672/%2f".to_owned().into();
+        let text = settings.validate().expect_err("clear broker").to_string();
+        assert!(
+            text.contains("amqp.url") && text.contains("amqps://"),
+            "{text}"
+        );
+        settings.security.allow_plaintext = true;
+        assert!(settings.validate().is_ok());
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! Logging, once per process: human-readable lines or JSON, filtered by `RUST_LOG`
 //! (default `info`). No log line carries personal data: types that hold it redact
 //! themselves, and handlers log ids and kinds only.
+//!
+//! The AMQP client is capped at `debug` whatever `RUST_LOG` asks: at `trace`, lapin and
+//! amq-protocol log every frame, message bodies — families' data — included.
 
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::settings::LogFormat;
 
@@ -26,14 +33,41 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    let _ = match format {
-        LogFormat::Text => builder.with_target(false).try_init(),
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_target(false)
+            .finish()
+            .with(body_cap())
+            .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .finish()
+            .with(body_cap())
             .try_init(),
     };
+    let asks_trace = std::env::var("RUST_LOG").is_ok_and(|f| f.to_lowercase().contains("trace"));
+    if installed.is_ok() && asks_trace {
+        tracing::info!(
+            "RUST_LOG asks for trace: lapin and amq_protocol stay at debug, since their trace \
+             level logs message bodies."
+        );
+    }
+}
+
+/// The crates whose `trace` level logs AMQP frames with their bodies (a target matches
+/// its crate's modules, and `amq_protocol` those of `amq_protocol_tcp`, `_types`, `_uri`).
+const BODY_LOGGING_TARGETS: [&str; 2] = ["lapin", "amq_protocol"];
+
+/// A global filter that lets everything through but the AMQP client's `trace`: layered over
+/// the `RUST_LOG` filter, an event is logged only when both let it through.
+fn body_cap() -> Targets {
+    BODY_LOGGING_TARGETS
+        .iter()
+        .fold(Targets::new().with_default(Level::TRACE), |targets, t| {
+            targets.with_target(*t, Level::DEBUG)
+        })
 }
 
 /// An error and every source under it on one line, `outer: inner: root` (zero2prod's
@@ -63,6 +97,24 @@ impl std::fmt::Display for ErrorChain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_amqp_client_never_logs_at_trace_whatever_rust_log_asks() {
+        let cap = body_cap();
+        for target in [
+            "lapin",
+            "lapin::channel",
+            "amq_protocol",
+            "amq_protocol_types::parsing",
+            "amq_protocol_tcp",
+        ] {
+            assert!(!cap.would_enable(target, &Level::TRACE), "{target}");
+            assert!(cap.would_enable(target, &Level::DEBUG), "{target}");
+        }
+        for target in ["raccordo_core::amqp::consumer", "sqlx::query"] {
+            assert!(cap.would_enable(target, &Level::TRACE), "{target}");
+        }
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("outer step failed")]

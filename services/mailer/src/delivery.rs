@@ -10,11 +10,18 @@
 //! for a refusal, the row is held and the relay announces it in `{prefix}.parked` or
 //! `{prefix}.dead`, where `raccordo dlq replay` sends it to `{prefix}.mailer` and
 //! [`ReplayHandler`] makes it due again (CONTRACT F1, F2).
+//!
+//! Nothing one email does can stop the mail: a panic while building or sending it is caught
+//! around that delivery, which is held dead with a reason while the round's others go on;
+//! a sender that stops all the same (a defect elsewhere in its loop) makes `/readyz` answer
+//! 503 naming it, and is started again.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -77,6 +84,27 @@ pub struct Mailer {
 /// them: they are sent again after a restart, with the same Message-IDs (CONTRACT F3).
 pub const MAX_UNRECORDED_EMAILS: usize = 16;
 
+/// What a sender does, one round at a time: the [`Mailer`] (a test may wrap it).
+#[async_trait]
+pub trait Rounds: Send + Sync + 'static {
+    /// One round: claims due deliveries, sends them, records every outcome.
+    async fn send_due(&self) -> Result<Round, sqlx::Error>;
+
+    /// The most deliveries one round claims: a full round means more may be due now.
+    fn round_size(&self) -> usize;
+}
+
+#[async_trait]
+impl Rounds for Mailer {
+    async fn send_due(&self) -> Result<Round, sqlx::Error> {
+        Mailer::send_due(self).await
+    }
+
+    fn round_size(&self) -> usize {
+        usize::try_from(self.emails_per_commit).unwrap_or(1)
+    }
+}
+
 /// What one round of a sender did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Round {
@@ -129,8 +157,9 @@ impl Mailer {
         };
         let mut sent = Vec::new();
         let mut failed = Vec::new();
-        // The round's emails go at once, over as many connections as the SMTP pool holds.
-        let outcomes = join_all(due.iter().map(|row| self.send(row))).await;
+        // The round's emails go at once, over as many connections as the SMTP pool holds;
+        // one that panics fails alone.
+        let outcomes = join_all(due.iter().map(|row| guard_delivery(row, self.send(row)))).await;
         for outcome in outcomes {
             match outcome {
                 Ok(email) => sent.push(email),
@@ -162,12 +191,47 @@ impl Mailer {
     }
 }
 
+/// The reason of a delivery whose building or sending panicked. A defect of the hub, and
+/// nothing of the email: no address, name or payload (CONTRACT §6, C1).
+pub const PANICKED: &str = "the mailer panicked building or sending this email (a defect of \
+    the hub, please report it); held until an operator replays it";
+
+/// Runs `send`, one delivery's building and sending: a panic there fails that delivery
+/// alone — held dead with [`PANICKED`] as its reason — instead of the round, the sender
+/// and every email after it.
+async fn guard_delivery(
+    row: &DueDelivery,
+    send: impl Future<Output = Result<SentEmail, FailedEmail>>,
+) -> Result<SentEmail, FailedEmail> {
+    match AssertUnwindSafe(send).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            metrics::counter!("raccordo_emails_failed_total", "kind" => row.kind.clone(), "cause" => "panic")
+                .increment(1);
+            tracing::error!(
+                notification = %row.notification_id,
+                referent = row.referent_id,
+                "Building or sending an email panicked; the delivery is held dead."
+            );
+            Err(FailedEmail {
+                notification_id: row.notification_id,
+                email: row.email.clone(),
+                error: PANICKED.to_owned(),
+                message_id: None,
+                then: AfterFailure::Hold(HeldIn::Dead),
+            })
+        }
+    }
+}
+
 /// Runs `senders` senders until `token` is cancelled: each sends while work is due, then
 /// waits for `woken` to move (a NOTIFY of a commit, see [`db::listen_outbox`]), its
 /// soonest retry, or `poll` (a NOTIFY missed while the listener reconnected, another
-/// replica's retries). A sender finishes its round before it stops (CONTRACT F4).
-pub async fn run_mailer(
-    mailer: Arc<Mailer>,
+/// replica's retries). A sender finishes its round before it stops (CONTRACT F4). Each is
+/// registered in `health` (`mailer-sender-N`) and supervised: one that ends or panics is
+/// reported stopped (`/readyz` 503) and started again after a growing pause.
+pub async fn run_mailer<R: Rounds>(
+    mailer: Arc<R>,
     senders: u16,
     woken: watch::Receiver<u64>,
     poll: Duration,
@@ -178,7 +242,7 @@ pub async fn run_mailer(
     for index in 0..senders.max(1) {
         let name = format!("mailer-sender-{index}");
         health.expect(&name);
-        tracker.spawn(run_sender(
+        tracker.spawn(supervise_sender(
             mailer.clone(),
             name,
             woken.clone(),
@@ -192,29 +256,86 @@ pub async fn run_mailer(
     tracing::info!("Mailer stopped.");
 }
 
+/// The first pause before a stopped sender starts again; it doubles up to
+/// [`RESTART_PAUSE_MAX`], and is back to this after a sender ran that long without stopping.
+pub const RESTART_PAUSE_MIN: Duration = Duration::from_secs(1);
+/// The longest pause before a stopped sender starts again.
+pub const RESTART_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// Keeps one sender running until `token` is cancelled.
+async fn supervise_sender<R: Rounds>(
+    mailer: Arc<R>,
+    name: String,
+    woken: watch::Receiver<u64>,
+    poll: Duration,
+    health: Health,
+    token: CancellationToken,
+) {
+    let mut pause = RESTART_PAUSE_MIN;
+    loop {
+        let started = Instant::now();
+        let sender = run_sender(mailer.as_ref(), &name, woken.clone(), poll, &health, &token);
+        let ended = AssertUnwindSafe(sender).catch_unwind().await;
+        if token.is_cancelled() {
+            break;
+        }
+        // Only cancellation ends a sender: anything else is a defect, which an operator
+        // must hear of, and the mail must not wait for.
+        health.set_state(&name, ConsumerState::Stopped);
+        metrics::counter!("raccordo_sender_restarts_total", "worker" => "mailer").increment(1);
+        if started.elapsed() >= RESTART_PAUSE_MAX {
+            pause = RESTART_PAUSE_MIN;
+        }
+        match ended {
+            Ok(()) => {
+                tracing::error!(sender = %name, restart_in = ?pause, "A mail sender ended; restarting it.");
+            }
+            Err(panic) => {
+                let cause = panic_text(panic.as_ref());
+                tracing::error!(sender = %name, error = %cause, restart_in = ?pause, "A mail sender panicked; restarting it.");
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RESTART_PAUSE_MAX);
+    }
+}
+
+/// The message of a caught panic, for the log (the hub's panics hold no email data).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_owned());
+    text.chars().take(300).collect()
+}
+
 /// How long a woken sender waits before claiming: a few more commits' rows for the same
 /// round, one commit of the mailer's for several of the workers'.
 const LINGER: Duration = Duration::from_millis(2);
 
-async fn run_sender(
-    mailer: Arc<Mailer>,
-    name: String,
+async fn run_sender<R: Rounds>(
+    mailer: &R,
+    name: &str,
     mut woken: watch::Receiver<u64>,
     poll: Duration,
-    health: Health,
-    token: CancellationToken,
+    health: &Health,
+    token: &CancellationToken,
 ) {
     let mut retry_at: Option<Instant> = None;
     while !token.is_cancelled() {
         woken.borrow_and_update();
         let wait = match mailer.send_due().await {
             Ok(round) => {
-                health.set_state(&name, ConsumerState::Consuming);
-                if let Some(delay) = round.retry_in {
-                    let at = Instant::now() + delay;
+                health.set_state(name, ConsumerState::Consuming);
+                // A delay too long for the clock (retry.max_delay_ms) leaves it to the poll.
+                if let Some(at) = round.retry_in.and_then(|d| Instant::now().checked_add(d)) {
                     retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
                 }
-                if round.claimed as i64 >= mailer.emails_per_commit {
+                if round.claimed >= mailer.round_size() {
                     continue;
                 }
                 let until_retry = retry_at.map(|r| r.saturating_duration_since(Instant::now()));
@@ -227,7 +348,7 @@ async fn run_sender(
             Err(error) => {
                 // Nothing was recorded: the claimed rows are due again, and an email the
                 // server accepted goes again with its Message-ID.
-                health.set_state(&name, ConsumerState::PausedDatabaseDown);
+                health.set_state(name, ConsumerState::PausedDatabaseDown);
                 tracing::warn!(error = %error, "Mailer could not record its round; retrying.");
                 poll
             }
@@ -401,6 +522,49 @@ fn without_addresses(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn due() -> DueDelivery {
+        DueDelivery {
+            notification_id: uuid::Uuid::from_u128(7),
+            kind: "housing.offered".into(),
+            payload: serde_json::Value::Null,
+            urgent: false,
+            email: "ufficio@comune.example".into(),
+            referent_id: "r1".into(),
+            name: Some("Mario\r\nRossi".into()),
+            institution: "Comune".into(),
+            role: "comune".into(),
+            attempts: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_sending_one_email_fails_that_delivery_alone_without_personal_data() {
+        let row = due();
+        let sent = |email: &str| SentEmail {
+            notification_id: row.notification_id,
+            email: email.to_owned(),
+            response: "250 ok".into(),
+            message_id: "<a@b>".into(),
+        };
+        let panicking = async {
+            let _ = sent("x");
+            panic!("a Display implementation returned an error unexpectedly");
+        };
+
+        let outcomes = join_all([
+            guard_delivery(&row, panicking.boxed()),
+            guard_delivery(&row, async { Ok(sent("altro@comune.example")) }.boxed()),
+        ])
+        .await;
+
+        let failed = outcomes[0].as_ref().err().expect("the panic is a failure");
+        assert_eq!(failed.error, PANICKED);
+        assert_eq!(failed.then, AfterFailure::Hold(HeldIn::Dead));
+        assert!(!failed.error.contains('@') && !failed.error.contains("Mario"));
+        let other = outcomes[1].as_ref().ok().expect("the other email goes on");
+        assert_eq!(other.email, "altro@comune.example");
+    }
 
     #[test]
     fn reasons_keep_the_servers_reply_and_drop_addresses() {

@@ -3,6 +3,11 @@
 //! The `Message-ID` is derived from the (notification, recipient) pair, so a resend after a
 //! crash between SMTP acceptance and its record carries the same id (CONTRACT F3) and the
 //! recipient's mail client shows it once.
+//!
+//! No text from the registry can break a header: a display name with a control character
+//! (stored before the edges refused them, CONTRACT §4) is left out — the address alone is
+//! enough — and control characters in a subject become spaces. lettre panics on a CR or LF
+//! in a display name; this is why the mailer never hands it one.
 
 use lettre::{
     Address, Message,
@@ -46,6 +51,9 @@ pub enum BuildError {
     /// `from` is not a mailbox.
     #[error("invalid sender mailbox")]
     From(#[source] AddressError),
+    /// `from` holds a control character (refused at start: `mail.from`).
+    #[error("invalid sender mailbox: it holds a control character")]
+    FromControl,
     /// `to` is not an email address.
     #[error("invalid recipient address")]
     To(#[source] AddressError),
@@ -77,9 +85,12 @@ impl OutgoingEmail {
     /// # Errors
     /// A malformed address, kind or message id, or a message lettre cannot assemble.
     pub fn to_message(&self) -> Result<Message, BuildError> {
+        if self.from.chars().any(char::is_control) {
+            return Err(BuildError::FromControl);
+        }
         let from: Mailbox = self.from.parse().map_err(BuildError::From)?;
         let to_address: Address = self.to.trim().parse().map_err(BuildError::To)?;
-        let to = Mailbox::new(self.to_name.clone(), to_address);
+        let to = Mailbox::new(display_name(self.to_name.as_deref()), to_address);
         if !is_kind_token(&self.kind) {
             return Err(BuildError::Kind);
         }
@@ -90,7 +101,7 @@ impl OutgoingEmail {
         let mut builder = Message::builder()
             .from(from)
             .to(to)
-            .subject(self.subject.clone())
+            .subject(header_text(&self.subject))
             .message_id(Some(self.message_id.clone()))
             .raw_header(header("X-Raccordo-Kind", self.kind.clone()))
             .raw_header(header(
@@ -115,6 +126,23 @@ impl OutgoingEmail {
             ))
             .map_err(BuildError::Assemble)
     }
+}
+
+/// The recipient's display name, if it can be one: none when empty or when it holds a
+/// control character (the address alone still reaches the recipient).
+pub fn display_name(name: Option<&str>) -> Option<String> {
+    let name = name?.trim();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return None;
+    }
+    Some(name.to_owned())
+}
+
+/// `text` for a header: each control character (CR, LF, TAB, NUL, C1, …) a space.
+fn header_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 fn header(name: &'static str, value: String) -> HeaderValue {
@@ -258,6 +286,71 @@ mod tests {
         assert_eq!(mail.header("Importance").as_deref(), Some("high"));
         assert_eq!(mail.header("X-Priority").as_deref(), Some("1"));
         assert_eq!(mail.header("Priority").as_deref(), Some("urgent"));
+    }
+
+    #[test]
+    fn a_display_name_with_a_control_character_is_left_out_and_the_address_kept() {
+        for name in [
+            "Mario\r\nBcc: intruso@evil.example",
+            "Mario\nRossi",
+            "Mario\rRossi",
+            "Mario\0",
+            "Mario\tRossi",
+            "Mario\u{1b}[2J",
+            "Mario\u{7f}",
+            "Mario\u{85}Rossi",
+            "Mario\u{9b}",
+        ] {
+            let email = OutgoingEmail {
+                to_name: Some(name.into()),
+                ..sample(false)
+            };
+
+            let mail = formatted(&email);
+
+            let to = mail.header("To").expect("a To header");
+            assert_eq!(to, "Ufficio.Accoglienza@Prefettura.example", "{name:?}");
+            assert_eq!(mail.header("Bcc"), None, "{name:?}");
+            assert!(!mail.data.contains("intruso"), "{name:?}");
+        }
+        assert_eq!(display_name(Some("  ")), None);
+        assert_eq!(display_name(Some(" Ufficio ")), Some("Ufficio".into()));
+    }
+
+    #[test]
+    fn control_characters_anywhere_in_the_email_never_make_lettre_panic() {
+        let nasty = "a\r\nBcc: intruso@evil.example\0\u{7}\u{85}\u{9b}\tb";
+        let email = OutgoingEmail {
+            to_name: Some(nasty.into()),
+            subject: format!("Oggetto {nasty}"),
+            text: format!("Testo {nasty}"),
+            html: format!("<p>{nasty}</p>"),
+            ..sample(true)
+        };
+
+        let built = std::panic::catch_unwind(|| email.to_message().map(|m| m.formatted()));
+
+        let bytes = built.expect("no panic").expect("built");
+        let mail = ReceivedMail {
+            from: String::new(),
+            to: Vec::new(),
+            data: String::from_utf8(bytes).expect("utf-8"),
+        };
+        assert_eq!(mail.header("Bcc"), None);
+        assert!(
+            mail.subject()
+                .is_some_and(|s| s.starts_with("Oggetto a  Bcc")),
+            "{:?}",
+            mail.subject()
+        );
+        let bad_from = OutgoingEmail {
+            from: "Raccordo\r\nBcc: x@evil.example <raccordo@cm.example>".into(),
+            ..sample(false)
+        };
+        assert!(matches!(
+            bad_from.to_message(),
+            Err(BuildError::FromControl)
+        ));
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub enum Command {
         /// The CSV file, or - for standard input.
         file: PathBuf,
     },
+    /// The registry of comuni and referents.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
     /// Run workers until SIGINT or SIGTERM.
     Serve {
         /// Which workers; `all` runs every one in one process.
@@ -179,6 +184,19 @@ pub enum IdsCommand {
         /// Why (recorded).
         #[arg(long)]
         reason: String,
+    },
+}
+
+/// `raccordo registry …`
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Every change of one referent: when, who (the publisher, import:FILE, cli, db:USER),
+    /// what it was before and after.
+    History {
+        /// The referent's id.
+        referent: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 

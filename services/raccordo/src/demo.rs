@@ -10,7 +10,7 @@ use lapin::options::QueuePurgeOptions;
 
 use raccordo_core::amqp::{Topology, connect};
 use raccordo_core::db;
-use raccordo_core::registry::{import_comuni, import_referents};
+use raccordo_core::registry::{Actor, import_comuni, import_referents};
 use raccordo_core::settings::{MailTransportKind, Settings};
 
 use crate::database::connect_db;
@@ -218,7 +218,12 @@ async fn write_summary(
 /// Imports the sample comuni and referents (`data/`); the numbers of each inserted.
 pub(crate) async fn import_sample_registry(pool: &sqlx::PgPool) -> anyhow::Result<(u64, u64)> {
     let comuni = import_comuni(pool, COMUNI.as_bytes()).await?;
-    let referents = import_referents(pool, REFERENTS.as_bytes()).await?;
+    let referents = import_referents(
+        pool,
+        REFERENTS.as_bytes(),
+        &Actor::import("data/referents_sample.csv (demo)"),
+    )
+    .await?;
     anyhow::ensure!(
         comuni.errors.is_empty() && referents.errors.is_empty(),
         "The sample data does not import: {:?} {:?}",

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use raccordo_core::registry::{ImportReport, import_comuni, import_referents};
+use raccordo_core::registry::{Actor, ImportReport, import_comuni, import_referents};
 use raccordo_core::settings::Settings;
 
 /// What to import.
@@ -31,7 +31,10 @@ pub(crate) async fn run(
     let pool = crate::database::connect_db(settings).await?;
     let report = match table {
         Table::Comuni => import_comuni(&pool, input).await,
-        Table::Referents => import_referents(&pool, input).await,
+        Table::Referents => {
+            let actor = Actor::import(&file.display().to_string());
+            import_referents(&pool, input, &actor).await
+        }
     }
     .with_context(|| format!("Failed to import {}", file.display()))?;
     pool.close().await;

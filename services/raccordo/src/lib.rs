@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line (clap).
 //! - [`serve`]: workers, relay and HTTP endpoint in one process; graceful shutdown.
 //! - [`setup`], [`import`], [`publish`], [`dlq`], [`status`]: operator commands.
+//! - [`registry`]: the history of a referent's changes.
 //! - [`database`]: the commands' one database pool, and publishing what `--send` wrote.
 //! - [`keys`]: rotation of the pseudonym key.
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
@@ -27,6 +28,7 @@ pub mod ids;
 pub mod import;
 pub mod keys;
 pub mod publish;
+pub mod registry;
 pub mod report_coverage;
 pub mod run;
 pub mod serve;

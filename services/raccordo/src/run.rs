@@ -11,7 +11,7 @@ use raccordo_core::settings::Settings;
 
 use crate::cli::{
     Command, ConsoleCommand, ConsoleUserCommand, DlqCommand, EvictionCommand, IdsCommand,
-    ReportCommand,
+    RegistryCommand, ReportCommand,
 };
 use crate::import::Table;
 use crate::table::Format;
@@ -22,6 +22,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
     match command {
         Command::Setup { definitions } => setup(&settings, definitions).await?,
         Command::Import { table, file } => return import(&settings, table, &file).await,
+        Command::Registry {
+            command: RegistryCommand::History { referent, format },
+        } => {
+            let changes = crate::registry::history(&settings, &referent).await?;
+            print!(
+                "{}",
+                crate::registry::format_history(&referent, &changes, format)?
+            );
+        }
         Command::Serve { workers } => {
             crate::serve::run_until_stopped(settings, workers).await?;
         }

@@ -83,6 +83,7 @@ impl App {
         // Every process runs the registry consumer, and the eviction worker holds
         // pseudonyms: no process serves real data under a public key.
         settings.eviction.check_key_for_real_data()?;
+        warn_if_plaintext(&settings);
         let settings = Arc::new(settings);
         let pool = db::connect(&settings.database).await.with_context(|| {
             format!(
@@ -187,6 +188,26 @@ impl App {
     }
 }
 
+/// Says at every start that `security.allow_plaintext` lets passwords and data cross the
+/// network in clear, and to which peers (CONTRACT §8: "said loudly").
+fn warn_if_plaintext(settings: &Settings) {
+    if !settings.security.allow_plaintext {
+        return;
+    }
+    let peers = raccordo_core::tls::plaintext_peers(settings);
+    let named: Vec<String> = peers
+        .iter()
+        .map(|p| format!("{} ({})", p.key, p.host))
+        .collect();
+    tracing::warn!(
+        peers = %if named.is_empty() { "none right now".to_owned() } else { named.join(", ") },
+        "SECURITY: security.allow_plaintext is true: a broker, database or SMTP server on \
+         another machine may be reached without TLS, so passwords, families' data and emails \
+         can cross the network in clear. Use amqps://, sslmode=verify-full and smtps:// (or \
+         ?tls=required) and set it back to false."
+    );
+}
+
 /// The consume-loop handler of `queue`. Every inbound queue holds its dead letters under
 /// the eviction worker's policy: an eviction event published with another routing key, or
 /// a type no worker is bound to, may carry a family's data too (CONTRACT C7).
@@ -208,7 +229,11 @@ async fn handler_for(
             c7,
         )),
         WorkQueue::Registry => Arc::new(WithPolicy::new(
-            Inbound::new(pool.clone(), publishers.clone(), RegistryWorker),
+            Inbound::new(
+                pool.clone(),
+                publishers.clone(),
+                RegistryWorker::new(publishers.clone()),
+            ),
             c7,
         )),
         WorkQueue::Quota => {

@@ -6,6 +6,8 @@ use std::io::Read;
 
 use serde::Serialize;
 
+use crate::domain::{CONTROL_CHARACTER, has_control};
+
 /// What a parse of a CSV file gives: the good rows with the line each starts on, and
 /// every bad line.
 pub type Parsed<T> = (Vec<(u64, T)>, Vec<RowError>);
@@ -37,7 +39,11 @@ pub struct ImportReport {
 }
 
 /// A CSV header looked up by column name.
-pub(crate) struct Columns(HashMap<String, usize>);
+pub(crate) struct Columns {
+    by_name: HashMap<String, usize>,
+    /// The names in file order, to name the column of a bad field.
+    names: Vec<String>,
+}
 
 impl Columns {
     pub(crate) fn new(
@@ -45,10 +51,14 @@ impl Columns {
         required: &[&str],
         optional: &[&str],
     ) -> Result<Self, String> {
-        let map: HashMap<String, usize> = headers
+        let names: Vec<String> = headers
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase())
+            .collect();
+        let map: HashMap<String, usize> = names
             .iter()
             .enumerate()
-            .map(|(i, h)| (h.trim().trim_start_matches('\u{feff}').to_lowercase(), i))
+            .map(|(i, h)| (h.clone(), i))
             .collect();
         let missing: Vec<&str> = required
             .iter()
@@ -76,15 +86,33 @@ impl Columns {
             names.sort_unstable();
             return Err(format!("unknown column(s) {}", names.join(", ")));
         }
-        Ok(Self(map))
+        Ok(Self {
+            by_name: map,
+            names,
+        })
     }
 
     pub(crate) fn get<'r>(&self, record: &'r csv::StringRecord, name: &str) -> &'r str {
-        self.0
+        self.by_name
             .get(name)
             .and_then(|i| record.get(*i))
             .map(str::trim)
             .unwrap_or_default()
+    }
+}
+
+impl Columns {
+    /// Refuses a record with a control character in any field, naming the first such
+    /// column (CONTRACT §4: names and institutions reach email headers, and every field
+    /// an operator's terminal). Checked before trimming: a quoted field may end in CR LF.
+    fn reject_control(&self, record: &csv::StringRecord) -> Result<(), String> {
+        match record.iter().position(has_control) {
+            Some(i) => Err(format!(
+                "column {} {CONTROL_CHARACTER}",
+                self.names.get(i).map_or("?", String::as_str)
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -145,10 +173,10 @@ pub(crate) fn read_rows<T>(
             Err(e) => e.position(),
         };
         let line = position.map_or(i as u64 + 2, |p| line_of(&bytes, p.byte()));
-        match record
-            .map_err(|e| e.to_string())
-            .and_then(|r| parse(&cols, &r))
-        {
+        match record.map_err(|e| e.to_string()).and_then(|r| {
+            cols.reject_control(&r)?;
+            parse(&cols, &r)
+        }) {
             Ok(row) => {
                 let k = key(&row);
                 if let Some(first) = seen.get(&k) {
@@ -196,23 +224,33 @@ mod tests {
     }
 
     #[test]
-    fn line_numbers_are_where_records_start_across_blank_lines_and_quoted_newlines() {
-        // Found by fuzz/fuzz_targets/csv_comuni.rs: lines were counted as records + 1.
-        let (rows, errors) = read("k,v\n\na,1\n\"b\nb\",2\nc,\"3\n\n3\"\na,4\nd\n");
+    fn a_control_character_in_any_field_refuses_the_row_naming_line_and_column() {
+        let (rows, errors) = read("k,v\na,1\n\"b\r\nb\",2\nc,3\u{7}\nd,\"4\r\n\"\ne,\u{85}\n");
         let lines: Vec<u64> = rows.iter().map(|(line, _)| *line).collect();
-        assert_eq!(lines, vec![3, 4, 6]);
+        assert_eq!(lines, vec![2]);
+        let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(
-            errors,
+            reasons,
             vec![
-                RowError {
-                    line: 9,
-                    reason: "k a repeats line 3".into()
-                },
-                RowError {
-                    line: 10,
-                    reason: errors[1].reason.clone()
-                },
+                format!("line 3: column k {CONTROL_CHARACTER}"),
+                format!("line 5: column v {CONTROL_CHARACTER}"),
+                format!("line 6: column v {CONTROL_CHARACTER}"),
+                format!("line 8: column v {CONTROL_CHARACTER}"),
             ]
         );
+    }
+
+    #[test]
+    fn line_numbers_are_where_records_start_across_blank_lines_and_quoted_newlines() {
+        // Found by fuzz/fuzz_targets/csv_comuni.rs: lines were counted as records + 1. A
+        // quoted newline is a control character now, refused, but still counted.
+        let (rows, errors) = read("k,v\n\na,1\n\"b\nb\",2\nc,\"3\n\n3\"\na,4\nd\ne,5\n");
+        let lines: Vec<u64> = rows.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, vec![3, 11]);
+        let error_lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(error_lines, vec![4, 6, 9, 10]);
+        assert_eq!(errors[0].reason, format!("column k {CONTROL_CHARACTER}"));
+        assert_eq!(errors[1].reason, format!("column v {CONTROL_CHARACTER}"));
+        assert_eq!(errors[2].reason, "k a repeats line 3");
     }
 }

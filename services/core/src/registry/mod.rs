@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - `comuni`: the comuni table and its CSV import.
-//! - `csv_rows`: reading CSV files line by line, errors collected.
+//! - `csv_rows`: reading CSV files line by line, errors collected; control characters
+//!   refused in every field.
+//! - `history`: who changed which referent, when, before and after.
 //! - `lookup`: the known zone and a comune by name, for operators' commands.
 //! - `referents`: referents, their CSV import and the registry event.
 //! - `recipients`: who receives a notification (CONTRACT §1, §5).
@@ -11,6 +13,7 @@
 
 mod comuni;
 mod csv_rows;
+mod history;
 mod lookup;
 mod recipients;
 mod referents;
@@ -21,6 +24,7 @@ pub use comuni::{
     require_comune,
 };
 pub use csv_rows::{CsvError, ImportError, ImportReport, RowError};
+pub use history::{Actor, ReferentChange, referent_history, set_actor};
 pub use lookup::{LookupError, find_comune_by_name, list_zone};
 pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
 pub use referents::{

@@ -1,17 +1,22 @@
 //! Referents: who, in which institution and role, covers which scope. Kept from CSV imports
-//! and from `registry.referent.v1` events sent by any signatory's administrator.
+//! and from `registry.referent.v1` events sent by any signatory's administrator — each
+//! change recorded with its author (`history`), and a registry publisher limited to some
+//! scopes kept within them (CONTRACT §4 registry).
 
 use std::io::Read;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
 use super::csv_rows::{Columns, CsvError, ImportError, ImportReport, Parsed, RowError, read_rows};
+use super::history::{Actor, set_actor};
 use crate::amqp::HandleError;
-use crate::domain::{ComuneIstat, EmailAddress, Role, Scope};
-use crate::envelope::{Envelope, EventType};
+use crate::domain::{ComuneIstat, EmailAddress, PlainText, Role, Scope};
+use crate::envelope::{ANONYMOUS, Envelope, EventType};
 use crate::inbound::EventWorker;
+use crate::origin::{Publishers, Refusal};
 
 /// A referent of the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,22 +29,35 @@ pub struct Referent {
     pub scope: Scope,
 }
 
-/// The `data` of `registry.referent.v1`.
+/// The `data` of `registry.referent.v1`. Its text holds no control character: a name or
+/// an institution reaches an email header (CONTRACT §4), and [`PlainText`] refuses them
+/// even where the schema was not applied.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum ReferentEvent {
     /// Adds or replaces a referent.
     Upsert {
-        referent_id: String,
-        institution: String,
+        referent_id: PlainText,
+        institution: PlainText,
         role: Role,
         email: EmailAddress,
         #[serde(default)]
-        name: Option<String>,
+        name: Option<PlainText>,
         scope: ScopeWire,
     },
     /// Removes a referent (unknown ids are not an error).
-    Remove { referent_id: String },
+    Remove { referent_id: PlainText },
+}
+
+impl ReferentEvent {
+    /// The referent it creates, changes or removes.
+    pub fn referent_id(&self) -> &str {
+        match self {
+            ReferentEvent::Upsert { referent_id, .. } | ReferentEvent::Remove { referent_id } => {
+                referent_id.as_ref()
+            }
+        }
+    }
 }
 
 /// The wire form of a scope: `{}` or one of `comune_istat`, `ambito`, `zona`.
@@ -49,9 +67,9 @@ pub struct ScopeWire {
     #[serde(default)]
     comune_istat: Option<ComuneIstat>,
     #[serde(default)]
-    ambito: Option<String>,
+    ambito: Option<PlainText>,
     #[serde(default)]
-    zona: Option<String>,
+    zona: Option<PlainText>,
 }
 
 /// Why a referent's scope cannot be kept.
@@ -66,12 +84,13 @@ pub enum ScopeError {
 }
 
 impl ScopeWire {
-    fn into_scope(self) -> Result<Scope, ScopeError> {
-        match (self.comune_istat, self.ambito, self.zona) {
+    fn to_scope(&self) -> Result<Scope, ScopeError> {
+        let text = |t: &PlainText| t.as_ref().trim().to_owned();
+        match (&self.comune_istat, &self.ambito, &self.zona) {
             (None, None, None) => Ok(Scope::All),
-            (Some(c), None, None) => Ok(Scope::Comune(c)),
-            (None, Some(a), None) if !a.trim().is_empty() => Ok(Scope::Ambito(a.trim().into())),
-            (None, None, Some(z)) if !z.trim().is_empty() => Ok(Scope::Zona(z.trim().into())),
+            (Some(c), None, None) => Ok(Scope::Comune(c.clone())),
+            (None, Some(a), None) if !text(a).is_empty() => Ok(Scope::Ambito(text(a))),
+            (None, None, Some(z)) if !text(z).is_empty() => Ok(Scope::Zona(text(z))),
             _ => Err(ScopeError::Ambiguous),
         }
     }
@@ -126,7 +145,113 @@ async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Err
     .await
 }
 
-/// Applies one registry event in `conn`'s transaction.
+/// The scope of a stored referent, locked until the transaction ends; None: no such
+/// referent (or a row that no longer parses, which no scope can hold).
+async fn current_scope(
+    conn: &mut PgConnection,
+    referent_id: &str,
+) -> Result<Option<Scope>, sqlx::Error> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        r#"
+        SELECT scope_kind, scope_value
+        FROM referents
+        WHERE referent_id = $1
+        FOR UPDATE
+        "#,
+    )
+    .bind(referent_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(kind, value)| {
+        // Unparsable: kept as an ambito no comune has, so only an unlimited publisher
+        // may touch it.
+        Scope::from_columns(&kind, value.as_deref())
+            .unwrap_or_else(|_| Scope::Ambito(format!("{kind}:{}", value.unwrap_or_default())))
+    }))
+}
+
+/// Whether every comune `scope` covers is covered by one of `limits` (and it covers at
+/// least one): a limited publisher never holds the whole area, nor a scope beyond its own.
+async fn scope_within(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    limits: &[Scope],
+) -> Result<bool, sqlx::Error> {
+    if limits.contains(scope) {
+        return Ok(true);
+    }
+    let (kind, Some(value)) = scope.to_columns() else {
+        return Ok(false);
+    };
+    let mut comuni: Vec<&str> = Vec::new();
+    let mut ambiti: Vec<&str> = Vec::new();
+    let mut zone: Vec<&str> = Vec::new();
+    for limit in limits {
+        match limit {
+            Scope::Comune(c) => comuni.push(c.as_ref()),
+            Scope::Ambito(a) => ambiti.push(a),
+            Scope::Zona(z) => zone.push(z),
+            Scope::All => return Ok(true),
+        }
+    }
+    let within: Option<bool> = sqlx::query_scalar(
+        r#"
+        SELECT count(*) > 0
+           AND bool_and(COALESCE(c.istat = ANY($3) OR c.ambito = ANY($4) OR c.zona = ANY($5), FALSE))
+        FROM comuni c
+        WHERE CASE $1
+                  WHEN 'comune' THEN c.istat = $2
+                  WHEN 'ambito' THEN c.ambito = $2
+                  WHEN 'zona' THEN c.zona = $2
+                  ELSE FALSE
+              END
+        "#,
+    )
+    .bind(kind)
+    .bind(value)
+    .bind(&comuni)
+    .bind(&ambiti)
+    .bind(&zone)
+    .fetch_one(conn)
+    .await?;
+    Ok(within.unwrap_or(false))
+}
+
+/// Refuses an event of `user`, limited to `limits`, that would create, change or remove a
+/// referent whose scope — as stored, or as the event would make it — lies outside them.
+async fn check_scopes(
+    conn: &mut PgConnection,
+    user: &str,
+    limits: &[Scope],
+    event: &ReferentEvent,
+) -> Result<(), HandleError> {
+    let referent_id = event.referent_id();
+    let outside = |which, scope| {
+        HandleError::Forbidden(Refusal::OutsideScopes {
+            user: user.to_owned(),
+            referent_id: referent_id.to_owned(),
+            which,
+            scope,
+        })
+    };
+    if let Some(current) = current_scope(conn, referent_id).await?
+        && !scope_within(conn, &current, limits).await?
+    {
+        return Err(outside("current", current));
+    }
+    if let ReferentEvent::Upsert { scope, .. } = event {
+        let new = scope
+            .to_scope()
+            .map_err(|e| HandleError::Unprocessable(e.into()))?;
+        if !scope_within(conn, &new, limits).await? {
+            return Err(outside("new", new));
+        }
+    }
+    Ok(())
+}
+
+/// Applies one registry event in `conn`'s transaction, with no limit on its scopes (the
+/// worker checks them first; see [`RegistryWorker`]).
 pub async fn apply_referent_event(
     conn: &mut PgConnection,
     event: ReferentEvent,
@@ -134,7 +259,7 @@ pub async fn apply_referent_event(
     match event {
         ReferentEvent::Remove { referent_id } => {
             sqlx::query("DELETE FROM referents WHERE referent_id = $1")
-                .bind(&referent_id)
+                .bind(referent_id.as_ref())
                 .execute(conn)
                 .await?;
         }
@@ -147,7 +272,7 @@ pub async fn apply_referent_event(
             scope,
         } => {
             let scope = scope
-                .into_scope()
+                .to_scope()
                 .map_err(|e| HandleError::Unprocessable(e.into()))?;
             if !scope_is_known(conn, &scope).await? {
                 return Err(HandleError::Unprocessable(
@@ -155,11 +280,11 @@ pub async fn apply_referent_event(
                 ));
             }
             let referent = Referent {
-                referent_id,
-                institution,
+                referent_id: referent_id.into_inner(),
+                institution: institution.into_inner(),
                 role,
                 email,
-                name,
+                name: name.map(PlainText::into_inner),
                 scope,
             };
             upsert(conn, &referent).await?;
@@ -168,8 +293,19 @@ pub async fn apply_referent_event(
     Ok(())
 }
 
-/// The worker of `registry.referent.v1`.
-pub struct RegistryWorker;
+/// The worker of `registry.referent.v1`. Each event is decided in a transaction of its
+/// own (no batch key): the history records one author per transaction, and registry
+/// changes are rare.
+pub struct RegistryWorker {
+    publishers: Arc<Publishers>,
+}
+
+impl RegistryWorker {
+    /// A worker that holds each publisher to its `publishers.<user>.scopes`.
+    pub fn new(publishers: Arc<Publishers>) -> Self {
+        Self { publishers }
+    }
+}
 
 #[async_trait]
 impl EventWorker for RegistryWorker {
@@ -177,23 +313,22 @@ impl EventWorker for RegistryWorker {
         &[EventType::RegistryReferent]
     }
 
-    /// The referent's row is the only row it locks.
-    fn batch_key(&self, event: &Envelope) -> Option<String> {
-        event
-            .data
-            .get("referent_id")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-    }
-
-    /// Changes the registry, so the snapshot (the registry before) is not read.
+    /// Names the publisher as the author of the change, holds it to its scopes, and
+    /// changes the registry (so the snapshot, the registry before, is not read).
     async fn apply(
         &self,
         tx: &mut PgConnection,
         _registry: &super::Snapshot,
         event: &Envelope,
     ) -> Result<(), HandleError> {
+        let publisher = (event.publisher != ANONYMOUS).then_some(event.publisher.as_str());
+        event.refuse_control_characters()?;
         let data: ReferentEvent = event.data_as()?;
+        set_actor(tx, &Actor::publisher(publisher)).await?;
+        if let (Some(user), Some(limits)) = (publisher, self.publishers.registry_scopes(publisher))
+        {
+            check_scopes(tx, user, limits, &data).await?;
+        }
         apply_referent_event(tx, data).await
     }
 }
@@ -213,15 +348,17 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
         .filter(|n| !n.is_empty())
         .map(str::to_owned);
     let opt = |k| Some(cols.get(record, k)).filter(|v| !v.is_empty());
+    // Control characters were refused for the whole record (`csv_rows`).
+    let text = |k| opt(k).map(PlainText::parse).transpose().map_err(|e| e.0);
     let scope = ScopeWire {
         comune_istat: opt("comune_istat")
             .map(ComuneIstat::parse)
             .transpose()
             .map_err(|e| e.0)?,
-        ambito: opt("ambito").map(str::to_owned),
-        zona: opt("zona").map(str::to_owned),
+        ambito: text("ambito")?,
+        zona: text("zona")?,
     }
-    .into_scope()
+    .to_scope()
     .map_err(|e| e.to_string())?;
     Ok(Referent {
         referent_id: referent_id.to_owned(),
@@ -261,9 +398,11 @@ pub fn parse_referents(input: impl Read) -> Result<Parsed<Referent>, CsvError> {
 
 /// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
 /// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
+/// `actor` (e.g. [`Actor::import`] of the file) is recorded as the author of each change.
 pub async fn import_referents(
     pool: &PgPool,
     input: impl Read,
+    actor: &Actor,
 ) -> Result<ImportReport, ImportError> {
     let (rows, errors) = parse_referents(input)?;
     let mut report = ImportReport {
@@ -271,6 +410,7 @@ pub async fn import_referents(
         ..ImportReport::default()
     };
     let mut tx = pool.begin().await?;
+    set_actor(&mut tx, actor).await?;
     for (line, r) in &rows {
         if !scope_is_known(&mut tx, &r.scope).await? {
             report.errors.push(RowError {
@@ -371,17 +511,68 @@ mod tests {
             let ReferentEvent::Upsert { scope, .. } = event else {
                 panic!("upsert expected");
             };
-            assert_eq!(scope.into_scope().ok(), Some(expected));
+            assert_eq!(scope.to_scope().ok(), Some(expected));
         }
     }
 
     #[test]
     fn two_scope_members_are_refused() {
+        let text = |s: &str| PlainText::parse(s).ok();
         let wire = ScopeWire {
             comune_istat: None,
-            ambito: Some("Rho".into()),
-            zona: Some("Nord Ovest".into()),
+            ambito: text("Rho"),
+            zona: text("Nord Ovest"),
         };
-        assert!(wire.into_scope().is_err());
+        assert!(wire.to_scope().is_err());
+    }
+
+    #[test]
+    fn a_control_character_in_any_text_member_is_refused_naming_the_member_not_the_value() {
+        for (member, data) in [
+            (
+                "name",
+                json!({"name": "Mario\r\nBcc: intruso@evil.example"}),
+            ),
+            ("institution", json!({"institution": "Comune\u{0}"})),
+            ("referent_id", json!({"referent_id": "r\u{85}1"})),
+            ("scope/ambito", json!({"scope": {"ambito": "Rho\u{1b}[2J"}})),
+            ("scope/zona", json!({"scope": {"zona": "Nord\tOvest"}})),
+        ] {
+            let mut event = json!({
+                "referent_id": "r1", "action": "upsert", "institution": "Comune",
+                "role": "comune", "email": "a@b.example", "name": "Ufficio", "scope": {}
+            });
+            for (k, v) in data.as_object().expect("object") {
+                event[k] = v.clone();
+            }
+            // As the worker decodes it, the schema aside: the code refuses it on its own.
+            let envelope = Envelope {
+                id: "e1".into(),
+                source: "urn:test".into(),
+                event_type: EventType::RegistryReferent,
+                data: event.clone(),
+                publisher: ANONYMOUS.into(),
+            };
+            let text = envelope
+                .refuse_control_characters()
+                .expect_err(member)
+                .to_string();
+            assert!(text.contains(&format!("at /{member}:")), "{text}");
+            assert!(text.contains(crate::domain::CONTROL_CHARACTER), "{text}");
+            assert!(!text.contains("evil") && !text.contains("Bcc"), "{text}");
+            // The wire types refuse it too, should a path skip both checks.
+            let text = envelope
+                .data_as::<ReferentEvent>()
+                .expect_err(member)
+                .to_string();
+            assert!(text.contains(crate::domain::CONTROL_CHARACTER), "{text}");
+            // And the schema refuses it first, in the same words.
+            let text = crate::envelope::validate_data(EventType::RegistryReferent, &event)
+                .expect_err(member);
+            assert!(text.contains(&format!("/{member}")), "{text}");
+            assert!(text.contains(crate::domain::CONTROL_CHARACTER), "{text}");
+        }
+        let remove = json!({"referent_id": "r\u{7}", "action": "remove"});
+        assert!(serde_json::from_value::<ReferentEvent>(remove).is_err());
     }
 }

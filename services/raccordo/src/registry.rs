@@ -1,0 +1,132 @@
+//! `raccordo registry history REFERENT`: every change of one referent — who (the validated
+//! publisher, `import:<file>`, `cli`, `db:<user>`), when, before and after (CONTRACT §4).
+
+use time::format_description::well_known::Rfc3339;
+
+use raccordo_core::registry::{ReferentChange, referent_history};
+use raccordo_core::settings::Settings;
+use serde_json::Value;
+
+use crate::table::{Format, render, render_csv};
+
+/// The changes of `referent_id`, oldest first.
+pub(crate) async fn history(
+    settings: &Settings,
+    referent_id: &str,
+) -> anyhow::Result<Vec<ReferentChange>> {
+    let pool = crate::database::connect_db(settings).await?;
+    let mut conn = pool.acquire().await?;
+    let changes = referent_history(&mut conn, referent_id).await?;
+    drop(conn);
+    pool.close().await;
+    Ok(changes)
+}
+
+/// The history as a table (one line per change, the fields that changed), CSV, or JSON
+/// (`[{"at", "actor", "action", "before", "after"}]`, the rows whole).
+pub(crate) fn format_history(
+    referent_id: &str,
+    changes: &[ReferentChange],
+    format: Format,
+) -> anyhow::Result<String> {
+    if format == Format::Json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(changes)?));
+    }
+    let header = ["at", "actor", "action", "changes"];
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.at.format(&Rfc3339).unwrap_or_default(),
+                c.actor.clone(),
+                c.action.clone(),
+                c.differences()
+                    .iter()
+                    .map(|(field, before, after)| {
+                        format!("{field}: {} → {}", shown(before), shown(after))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]
+        })
+        .collect();
+    if format == Format::Csv {
+        return render_csv(&header, &rows);
+    }
+    if rows.is_empty() {
+        return Ok(format!(
+            "No change of referent {:?} is recorded.\n",
+            referent_id
+        ));
+    }
+    Ok(render(&header, &rows))
+}
+
+/// A value for a terminal: a string quoted with its control characters escaped (a row
+/// stored before they were refused may hold CR or LF), null as `-`.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn change(actor: &str, before: Option<Value>, after: Option<Value>) -> ReferentChange {
+        ReferentChange {
+            at: OffsetDateTime::UNIX_EPOCH,
+            actor: actor.into(),
+            action: "changed".into(),
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_who_changed_what_with_control_characters_escaped() {
+        let changes = [
+            change(
+                "import:referents.csv",
+                None,
+                Some(json!({"referent_id": "r1", "name": "Uff\r\nicio"})),
+            ),
+            change(
+                "registro_rho",
+                Some(json!({"referent_id": "r1", "name": "Uff\r\nicio"})),
+                Some(json!({"referent_id": "r1", "name": "Ufficio"})),
+            ),
+        ];
+
+        let table = format_history("r1", &changes, Format::Table).expect("table");
+
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[2].contains("import:referents.csv"), "{table}");
+        assert!(
+            lines[2].contains(r#"referent_id: - → "r1"; name: - → "Uff\r\nicio""#),
+            "{table}"
+        );
+        assert!(
+            lines[3].starts_with("1970-01-01T00:00:00Z  registro_rho ")
+                && lines[3].ends_with(r#"changed  name: "Uff\r\nicio" → "Ufficio""#),
+            "{table}"
+        );
+        let json = format_history("r1", &changes, Format::Json).expect("json");
+        let parsed: Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(parsed[1]["actor"], "registro_rho");
+        assert_eq!(parsed[1]["before"]["name"], "Uff\r\nicio");
+        assert_eq!(parsed[0]["at"], "1970-01-01T00:00:00Z");
+        assert!(
+            format_history("r9", &[], Format::Table)
+                .expect("empty")
+                .contains("No change")
+        );
+    }
+}
