@@ -734,3 +734,82 @@ async fn issue17_f6_an_oversize_message_is_held_cut_to_the_limit() {
     assert_eq!(from.as_deref(), Some(body.len().to_string().as_str()));
     app.cleanup().await;
 }
+
+/// C8 with court-keyed procedures: a revocation naming the wrong comune still revokes the
+/// court's procedure of its docket, told to that procedure's own comune only.
+#[tokio::test]
+async fn c8_a_revocation_naming_another_comune_still_revokes_the_courts_procedure() {
+    let app = spawn_app().await;
+    let docket = "RG 8004/2026";
+    let body = event(
+        "urn:tribunale:milano",
+        "s-8004",
+        "eviction.step.v1",
+        step_of(docket, RHO),
+    );
+    app.publish_raw("eviction.step.v1", &body).await;
+    app.settle().await;
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(docket, RHO, "granted", &at(-30)),
+    ))
+    .await;
+    app.wait_for_emails(2).await;
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(docket, MILANO, "revoked", &at(-1)),
+    ))
+    .await;
+    app.wait_for_emails(4).await;
+    app.settle().await;
+    let revoked = app.emails_of("eviction.consent_revoked");
+    assert_eq!(revoked.len(), 2);
+    assert!(
+        revoked
+            .iter()
+            .all(|m| m.to.iter().all(|to| to.contains("rho"))),
+        "told to Rho only"
+    );
+    assert_eq!(consent_state(&app).await, ["revoked"]);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM eviction_procedures").await,
+        1
+    );
+    app.cleanup().await;
+}
+
+/// A grant naming another comune than its procedure's never moves it there (nor makes a
+/// second procedure): dead-lettered naming the owner's comune, never the docket.
+#[tokio::test]
+async fn issue17_f5_a_grant_naming_another_comune_is_refused_naming_the_owner() {
+    let app = spawn_app().await;
+    let docket = "RG 503/2026";
+    let body = event(
+        "urn:tribunale:milano",
+        "s-503",
+        "eviction.step.v1",
+        step_of(docket, RHO),
+    );
+    app.publish_raw("eviction.step.v1", &body).await;
+    app.settle().await;
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        consent(docket, MILANO, "granted", &at(-30)),
+    ))
+    .await;
+    let dead = app.wait_for_held(Holding::Dead, 1).await;
+    assert!(
+        dead[0]
+            .error
+            .starts_with("this procedure belongs to comune 015182"),
+        "{}",
+        dead[0].error
+    );
+    app.settle().await;
+    assert!(app.emails().is_empty(), "no alert anywhere");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM eviction_procedures").await,
+        1
+    );
+    app.cleanup().await;
+}

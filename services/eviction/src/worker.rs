@@ -173,12 +173,10 @@ impl EventWorker for EvictionWorker {
         store::lock_docket(tx, &docket).await?;
         // Every procedure of the docket it may mean, each in its own comune, never the one
         // the refused event names: the notice goes only to referents told of the procedure.
-        let mut found: Vec<(ProcedureKey, ComuneIstat)> =
-            store::procedures_of_docket(tx, &docket, None)
-                .await?
-                .into_iter()
-                .filter(|(k, _)| revocation.court.is_none() || k.court == revocation.court)
-                .collect();
+        let court = revocation.court.as_deref();
+        let mut found =
+            procedures::revocation_targets(tx, &self.pseudonyms, &revocation.procedure_id, court)
+                .await?;
         if found.is_empty() {
             let Some(comune) = revocation
                 .comune_istat
@@ -189,11 +187,7 @@ impl EventWorker for EvictionWorker {
                 return Ok(None);
             };
             // Recorded, so that a grant recorded before it never gives consent (C8).
-            let key = ProcedureKey {
-                pseudonym: docket.clone(),
-                docket,
-                court: None,
-            };
+            let key = procedures::new_key(&self.pseudonyms, &revocation.procedure_id, court);
             found.push((key, comune.clone()));
         }
         let why = error.to_string();
@@ -245,10 +239,14 @@ impl EvictionWorker {
         .await
         .map_err(|e| match e {
             ResolveError::Database(e) => HandleError::from(e),
+            ResolveError::Taken(taken) => HandleError::Taken(taken),
             ambiguous => HandleError::Unprocessable(ambiguous.into()),
         })?;
-        for key in &keys {
-            self.apply_to(tx, registry, event, key, comune, publisher, unvalidated)
+        // Each procedure in its own comune: a revocation reaches only the referents who
+        // were told of the procedure it revokes.
+        for (key, own) in &keys {
+            let own = registry.require_comune(own)?;
+            self.apply_to(tx, registry, event, key, own, publisher, unvalidated)
                 .await?;
         }
         Ok(())
