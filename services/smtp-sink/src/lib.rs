@@ -42,4 +42,4 @@ mod store;
 
 pub use mail::ReceivedMail;
 pub use sink::{SmtpSink, Timeout};
-pub use store::Mode;
+pub use store::{Behaviour, Delay, Mode};
