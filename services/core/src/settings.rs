@@ -122,8 +122,13 @@ pub struct MailSettings {
     pub allow_file_transport: bool,
     /// Bound on connecting and on each send, in ms; default 10000.
     pub timeout_ms: u64,
-    /// SMTP connections kept; default 4.
+    /// SMTP connections kept open while idle; default 4.
     pub pool_size: usize,
+    /// The most SMTP connections, and so the most emails in flight (sent and not yet
+    /// recorded: what a crash may resend, CONTRACT F3); the pool grows towards it with the
+    /// backlog and stays below what the server refuses. Default 16.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Tasks of one process sending due emails, each under its own claim; default 1 (a
     /// round's emails already go at once over the SMTP pool).
     #[serde(default = "default_senders")]
@@ -132,6 +137,10 @@ pub struct MailSettings {
 
 fn default_senders() -> u16 {
     1
+}
+
+fn default_max_connections() -> usize {
+    16
 }
 
 /// The operators' HTTP endpoint.
