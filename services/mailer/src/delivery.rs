@@ -86,7 +86,7 @@ pub struct Mailer {
 /// them, unless [`Mailer::with_max_in_flight`] says otherwise (`mail.max_connections`,
 /// whose default this is): they are sent again after a restart, with the same Message-IDs
 /// (CONTRACT F3).
-pub const MAX_UNRECORDED_EMAILS: usize = 16;
+pub const MAX_UNRECORDED_EMAILS: usize = 32;
 
 /// What a sender does, one round at a time: the [`Mailer`] (a test may wrap it).
 #[async_trait]
