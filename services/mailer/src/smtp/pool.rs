@@ -344,3 +344,54 @@ async fn reap_idle(pool: Weak<Pool>) {
         pool.reap_once().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refusal_lowers_the_limit_to_the_open_connections_and_sends_raise_it_again() {
+        // Arrange: 8 permits out, 3 of them with a connection open or opening.
+        let pool = Pool::new(8, 2, Duration::from_secs(1));
+        let mut permits = Vec::new();
+        for _ in 0..8 {
+            permits.push(pool.permit().await);
+        }
+        let slots: Vec<Slot> = (0..3).map(|_| pool.opening()).collect();
+
+        // Act: the server refuses a fourth connection.
+        assert!(pool.refused(), "others are open");
+        drop(permits);
+
+        // Assert: only 3 permits come back; the 5 owed are forgotten.
+        assert_eq!(pool.connections().2, 3);
+        assert_eq!(pool.permits.available_permits(), 3);
+        assert_eq!(pool.debt.load(Ordering::Acquire), 0);
+
+        // Held for a moment, then one more per `limit` emails sent.
+        for _ in 0..3 {
+            pool.sent();
+        }
+        assert_eq!(pool.connections().2, 3, "held after the refusal");
+        tokio::time::sleep(HOLD_AFTER_REFUSAL).await;
+        for _ in 0..3 {
+            pool.sent();
+        }
+        assert_eq!(pool.connections().2, 4);
+        assert_eq!(pool.permits.available_permits(), 4);
+        drop(slots);
+        assert_eq!(pool.connections().0, 0);
+    }
+
+    #[tokio::test]
+    async fn a_421_in_a_conversation_takes_one_connection_away_but_never_the_last() {
+        let pool = Pool::new(2, 1, Duration::from_secs(1));
+
+        pool.busy();
+        pool.busy();
+
+        assert_eq!(pool.connections().2, 1);
+        assert_eq!(pool.permits.available_permits(), 1);
+        assert!(!pool.refused(), "nothing open to wait for");
+    }
+}
