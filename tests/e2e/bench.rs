@@ -31,11 +31,11 @@ async fn bench_runs_the_housing_scenario_and_every_expected_email_arrives_once()
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("| scenario | run | events | emails |"),
+        stdout.contains("| scenario | SMTP ms | run | events | emails |"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("| housing | throughput | 2000 | 4000/4000 |"),
+        stdout.contains("| housing | 0 | throughput | 2000 | 4000/4000 |"),
         "{stdout}"
     );
     let json = std::fs::read_dir(&out)

@@ -12,6 +12,7 @@ mod failures;
 mod hardening;
 mod housing;
 mod mailer;
+mod mailer_latency;
 mod operations;
 mod quota;
 mod registry_scopes;

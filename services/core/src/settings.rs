@@ -122,16 +122,26 @@ pub struct MailSettings {
     pub allow_file_transport: bool,
     /// Bound on connecting and on each send, in ms; default 10000.
     pub timeout_ms: u64,
-    /// SMTP connections kept; default 4.
+    /// SMTP connections kept open while idle; default 4.
     pub pool_size: usize,
-    /// Tasks of one process sending due emails, each under its own claim; default 1 (a
-    /// round's emails already go at once over the SMTP pool).
+    /// The most SMTP connections, and so the most emails in flight (sent and not yet
+    /// recorded: what a crash may resend, CONTRACT F3); the pool grows towards it with the
+    /// backlog and stays below what the server refuses. Default 32.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Tasks of one process sending due emails, each under its own claim and with its
+    /// share of `max_connections`; default 2 (a round's emails go at once over the SMTP
+    /// pool; a second sender sends while the first records).
     #[serde(default = "default_senders")]
     pub senders: u16,
 }
 
 fn default_senders() -> u16 {
-    1
+    2
+}
+
+fn default_max_connections() -> usize {
+    32
 }
 
 /// The operators' HTTP endpoint.

@@ -109,6 +109,7 @@ async fn raccordo(
         url: format!("smtp://127.0.0.1:{}", sink.port()),
         timeout: Duration::from_secs(10),
         pool_size: senders,
+        max_connections: senders,
         hello_name: None,
     })
     .expect("valid options");

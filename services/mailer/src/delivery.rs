@@ -2,7 +2,7 @@
 //!
 //! Its work is rows of `deliveries`, claimed straight from the database — no broker hop:
 //! woken by the NOTIFY of each committed notification, a sender locks its share of
-//! [`MAX_UNRECORDED_EMAILS`] due rows (`FOR UPDATE SKIP LOCKED`), sends them and records
+//! `mail.max_connections` due rows (`FOR UPDATE SKIP LOCKED`), sends them and records
 //! the outcome in the same transaction, so a second sender, a second replica or a restart
 //! sends nothing twice. A crash between the server's acceptance and the commit resends —
 //! with the same `Message-ID`, so mail systems can tell (CONTRACT F3). A transient failure
@@ -65,6 +65,7 @@ pub fn transport_from_settings(settings: &MailSettings) -> Result<Transport, Tra
             url: settings.smtp_url.expose_secret().to_owned(),
             timeout: settings.timeout(),
             pool_size: settings.pool_size.max(1),
+            max_connections: settings.max_connections.max(1),
             hello_name: None,
         })?),
     })
@@ -78,11 +79,14 @@ pub struct Mailer {
     message_id_domain: String,
     retry: RetrySettings,
     emails_per_commit: i64,
+    senders: u16,
 }
 
 /// The most emails a mailer process killed at any instant may have sent without recording
-/// them: they are sent again after a restart, with the same Message-IDs (CONTRACT F3).
-pub const MAX_UNRECORDED_EMAILS: usize = 16;
+/// them, unless [`Mailer::with_max_in_flight`] says otherwise (`mail.max_connections`,
+/// whose default this is): they are sent again after a restart, with the same Message-IDs
+/// (CONTRACT F3).
+pub const MAX_UNRECORDED_EMAILS: usize = 32;
 
 /// What a sender does, one round at a time: the [`Mailer`] (a test may wrap it).
 #[async_trait]
@@ -138,7 +142,23 @@ impl Mailer {
             message_id_domain: domain,
             retry: retry.clone(),
             emails_per_commit: i64::try_from(share.max(1)).unwrap_or(1),
+            senders: senders.max(1),
         }
+    }
+
+    /// Lets the senders hold `max` emails sent and not yet recorded between them (each its
+    /// share, at least one): `mail.max_connections`, so that a round can keep every SMTP
+    /// connection busy. It is also the most a crash can resend (CONTRACT F3).
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        let share = max / usize::from(self.senders);
+        self.emails_per_commit = i64::try_from(share.max(1)).unwrap_or(1);
+        self
+    }
+
+    /// The most emails this mailer's senders hold sent and not yet recorded, together.
+    pub fn max_unrecorded(&self) -> usize {
+        usize::try_from(self.emails_per_commit).unwrap_or(1) * usize::from(self.senders)
     }
 
     /// One round: claims this sender's share of due deliveries, sends them, and records

@@ -289,7 +289,8 @@ fn spawn_jobs(
             &settings.mail.from,
             &settings.retry,
             senders,
-        );
+        )
+        .with_max_in_flight(settings.mail.max_connections.max(1));
         tracker.spawn(run_mailer(
             Arc::new(mailer),
             senders,

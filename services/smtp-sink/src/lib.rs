@@ -27,9 +27,12 @@
 //!
 //! # Layout
 //! - [`sink`]: [`SmtpSink`] — the listener, its lifecycle (`start`, `stop`, `restart`), the
-//!   received mails and the fault [`Mode`].
+//!   received mails, the fault [`Mode`] and the [`Behaviour`] of a relay under load (delays,
+//!   a connection limit answered with `421`, transient refusals), with counters of open
+//!   connections and mail transactions in flight.
 //! - `session`: one SMTP conversation per accepted connection (the RFC 5321 state machine).
-//! - `store`: what the sink and its sessions share: received mails, fault mode, counters.
+//! - `store`: what the sink and its sessions share: received mails, fault mode, behaviour,
+//!   counters.
 //! - [`mail`]: [`ReceivedMail`] and its MIME helpers (unfolded headers, RFC 2047 subjects,
 //!   quoted-printable and base64 bodies).
 
@@ -42,4 +45,4 @@ mod store;
 
 pub use mail::ReceivedMail;
 pub use sink::{SmtpSink, Timeout};
-pub use store::Mode;
+pub use store::{Behaviour, Delay, Mode};

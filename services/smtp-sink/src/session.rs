@@ -4,7 +4,11 @@
 //! a pipelining client (RFC 2920) that sends `MAIL`, `RCPT` and `DATA` in one write gets the
 //! three replies in one write, and a client that waits for each reply gets it at once.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+};
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
@@ -15,7 +19,7 @@ use tokio::{
 };
 
 use crate::mail::ReceivedMail;
-use crate::store::{Mode, Store};
+use crate::store::{Mode, Refusal, Store};
 
 /// The largest message accepted, advertised with the `SIZE` extension (RFC 1870).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -25,7 +29,25 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 const MAX_LINE_BYTES: u64 = 64 * 1024;
 
 /// Serves one connection until the client quits or disconnects.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, store: Arc<Store>) {
+/// One served connection, counted in `open_connections` until dropped — also when the
+/// sink aborts the session.
+pub(crate) struct Served(pub(crate) Arc<Store>);
+
+impl Served {
+    pub(crate) fn new(store: Arc<Store>) -> Served {
+        Store::raise(&store.open_connections, &store.peak_connections);
+        Served(store)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let store = Arc::clone(&served.0);
     let (read, write) = stream.into_split();
     let mut session = Session {
         reader: BufReader::new(read),
@@ -35,9 +57,28 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, store: Arc<Store>
         from: None,
         to: Vec::new(),
     };
-    match session.run().await {
+    let ended = session.run().await;
+    drop(session);
+    drop(served);
+    match ended {
         Ok(()) => tracing::trace!(%peer, "SMTP session closed."),
         Err(error) => tracing::debug!(%peer, %error, "SMTP session ended with an error."),
+    }
+}
+
+/// Greets a connection over the limit with `421` and closes it (RFC 5321 §3.1).
+pub(crate) async fn refuse(mut stream: TcpStream) {
+    let _ = stream
+        .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+impl Drop for Session {
+    /// A transaction cut short (the client went away, the sink stopped) is no longer in
+    /// flight.
+    fn drop(&mut self) {
+        self.end_transaction();
     }
 }
 
@@ -67,6 +108,10 @@ impl Session {
             let Some(line) = self.read_line().await? else {
                 return Ok(());
             };
+            let delay = self.store.delay(false);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let next = self.command(&line).await?;
             if self.reader.buffer().is_empty() {
                 self.writer.flush().await?;
@@ -140,6 +185,25 @@ impl Session {
                 .reply("451 4.3.0 Temporary failure, try again later")
                 .await;
         }
+        match self.store.refusal() {
+            Some(Refusal::Keep451) => {
+                return self
+                    .reply("451 4.3.0 Temporary failure, try again later")
+                    .await;
+            }
+            Some(Refusal::Close421) => {
+                self.reply("421 4.3.2 Service busy, closing transmission channel")
+                    .await?;
+                self.writer.flush().await?;
+                self.writer.shutdown().await?;
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "closed with 421",
+                ));
+            }
+            None => {}
+        }
+        Store::raise(&self.store.transactions, &self.store.peak_transactions);
         self.from = Some(path);
         self.reply("250 2.1.0 Sender OK").await
     }
@@ -198,6 +262,11 @@ impl Session {
             data.extend_from_slice(b"\r\n");
         }
 
+        let delay = self.store.delay(true);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.end_transaction();
         let from = self.from.take().unwrap_or_default();
         let to = std::mem::take(&mut self.to);
         if too_big {
@@ -213,8 +282,16 @@ impl Session {
     }
 
     fn reset(&mut self) {
+        self.end_transaction();
         self.from = None;
         self.to.clear();
+    }
+
+    /// The open transaction, if any, no longer counts as in flight.
+    fn end_transaction(&mut self) {
+        if self.from.is_some() {
+            self.store.transactions.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Reads one line without its line ending (CRLF, or a bare LF from a sloppy client);

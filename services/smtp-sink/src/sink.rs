@@ -19,7 +19,7 @@ use tokio::{
 
 use crate::mail::ReceivedMail;
 use crate::session;
-pub use crate::store::Mode;
+pub use crate::store::{Behaviour, Delay, Mode};
 use crate::store::{Observer, Store};
 
 /// [`SmtpSink::wait_for`] gave up before enough mails arrived.
@@ -143,8 +143,59 @@ impl SmtpSink {
             .unwrap_or_else(PoisonError::into_inner) = mode;
     }
 
-    /// How many TCP connections the sink has accepted since it was created, to observe
-    /// connection reuse.
+    /// Sets the sink's latency, connection limit and transient refusals; open sessions
+    /// follow from their next command, the limit applies to the next connection.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self
+            .store
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = behaviour;
+    }
+
+    /// Sessions being served now.
+    pub fn open_connections(&self) -> usize {
+        self.store.open_connections.load(Ordering::Acquire)
+    }
+
+    /// The most sessions served at once since the sink was created.
+    pub fn peak_connections(&self) -> usize {
+        self.store.peak_connections.load(Ordering::Acquire)
+    }
+
+    /// Connections greeted with `421` because [`Behaviour::max_connections`] were open.
+    pub fn refused_connections(&self) -> u64 {
+        self.store.refused_connections.load(Ordering::Relaxed)
+    }
+
+    /// Mail transactions open now (`MAIL` accepted, the final reply to `DATA` not yet
+    /// sent): the emails in flight.
+    pub fn transactions_in_flight(&self) -> usize {
+        self.store.transactions.load(Ordering::Acquire)
+    }
+
+    /// The most mail transactions open at once since the sink was created.
+    pub fn peak_transactions(&self) -> usize {
+        self.store.peak_transactions.load(Ordering::Acquire)
+    }
+
+    /// `MAIL FROM` commands refused by [`Behaviour::transient_refusal_rate`].
+    pub fn transient_refusals(&self) -> u64 {
+        self.store.transient_refusals.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the peaks, so that the next run measures its own.
+    pub fn reset_peaks(&self) {
+        self.store
+            .peak_connections
+            .store(self.open_connections(), Ordering::Release);
+        self.store
+            .peak_transactions
+            .store(self.transactions_in_flight(), Ordering::Release);
+    }
+
+    /// How many TCP connections the sink has served since it was created (not counting
+    /// those refused over the limit), to observe connection reuse.
     pub fn connections_accepted(&self) -> u64 {
         self.store.accepted_connections.load(Ordering::Relaxed)
     }
@@ -225,8 +276,16 @@ async fn accept_loop(listener: TcpListener, store: Arc<Store>, mut signal: watch
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, "Failed to set TCP_NODELAY.");
                     }
+                    let limit = store.behaviour().max_connections;
+                    if limit.is_some_and(|l| store.open_connections.load(Ordering::Acquire) >= l) {
+                        store.refused_connections.fetch_add(1, Ordering::Relaxed);
+                        sessions.spawn(session::refuse(stream));
+                        continue;
+                    }
                     store.accepted_connections.fetch_add(1, Ordering::Relaxed);
-                    sessions.spawn(session::serve(stream, peer, Arc::clone(&store)));
+                    // Counted here, not in the session: the next accept must see it.
+                    let served = session::Served::new(Arc::clone(&store));
+                    sessions.spawn(session::serve(stream, peer, served));
                 }
                 Err(error) => {
                     // Accept fails for per-connection reasons (reset before accept) or for
@@ -560,6 +619,69 @@ mod tests {
         assert!(sink.mails().is_empty());
         let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
         assert_eq!(seen, vec![Some("one".to_owned()), Some("two".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_the_limit_is_greeted_with_421_and_closed() {
+        let sink = SmtpSink::start().await.expect("sink starts");
+        sink.set_behaviour(Behaviour {
+            max_connections: Some(1),
+            ..Behaviour::default()
+        });
+        let first = TcpStream::connect(sink.addr()).await.expect("connects");
+        let mut first = BufReader::new(first);
+        read_until_final(&mut first, "220").await;
+
+        let second = TcpStream::connect(sink.addr()).await.expect("connects");
+        let mut second = BufReader::new(second);
+        let refused = read_until_final(&mut second, "421").await;
+        let mut rest = String::new();
+        let closed = tokio::time::timeout(WAIT, second.read_line(&mut rest)).await;
+
+        assert!(refused[0].starts_with("421 4.7.0"), "{refused:?}");
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?} {rest:?}");
+        assert_eq!(
+            (sink.peak_connections(), sink.refused_connections()),
+            (1, 1)
+        );
+        drop(first);
+    }
+
+    #[tokio::test]
+    async fn delays_hold_the_replies_and_refusals_alternate_451_and_421() {
+        // Arrange: 60 ms before accepting each mail, every second MAIL refused.
+        let sink = SmtpSink::start().await.expect("sink starts");
+        sink.set_behaviour(Behaviour {
+            data_delay: Delay::Uniform {
+                min: Duration::from_millis(60),
+                max: Duration::from_millis(70),
+            },
+            transient_refusal_rate: 0.5,
+            ..Behaviour::default()
+        });
+        let lettre = lettre_for(&sink);
+
+        // Act
+        let mut outcomes = Vec::new();
+        for n in 0..4 {
+            let started = std::time::Instant::now();
+            let sent = lettre.send(sample(&format!("m{n}"), "t", "<p>h</p>")).await;
+            outcomes.push((sent.map_err(|e| e.status()), started.elapsed()));
+        }
+
+        // Assert: MAIL 1 and 3 refused (451, then 421), 2 and 4 accepted after the delay.
+        let codes: Vec<_> = outcomes
+            .iter()
+            .map(|(o, _)| o.as_ref().err().copied().flatten().map(|c| c.to_string()))
+            .collect();
+        assert_eq!(codes, [None, Some("451".into()), None, Some("421".into())]);
+        for (outcome, took) in &outcomes {
+            if outcome.is_ok() {
+                assert!(*took >= Duration::from_millis(60), "{took:?}");
+            }
+        }
+        assert_eq!(sink.transient_refusals(), 2);
+        assert_eq!(sink.transactions_in_flight(), 0);
     }
 
     #[tokio::test]

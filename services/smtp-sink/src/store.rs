@@ -1,9 +1,12 @@
 //! What the sink and its sessions share: the received mails, the fault [`Mode`] and the
 //! counters. Its own module so that sessions and the sink depend on it, not on each other.
 
-use std::sync::{
-    Mutex, MutexGuard, PoisonError,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use tokio::sync::watch;
@@ -20,6 +23,71 @@ pub enum Mode {
     TempFail,
     /// Answer `550 5.1.1` to every `RCPT TO`: a permanent failure the sender must not retry.
     PermFail,
+}
+
+/// How long the sink takes before a reply, as a real relay does (a content filter on
+/// `DATA`, a DNS check on `RCPT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delay {
+    /// Answer at once (the default).
+    #[default]
+    None,
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniformly between `min` and `max` (pseudo-random, seeded per sink).
+    Uniform {
+        /// Shortest delay.
+        min: Duration,
+        /// Longest delay.
+        max: Duration,
+    },
+}
+
+impl Delay {
+    /// `ms` milliseconds, or no delay for 0.
+    pub fn fixed_ms(ms: u64) -> Delay {
+        if ms == 0 {
+            Delay::None
+        } else {
+            Delay::Fixed(Duration::from_millis(ms))
+        }
+    }
+
+    /// One draw; `random` is a uniform 64-bit number.
+    fn draw(self, random: u64) -> Duration {
+        match self {
+            Delay::None => Duration::ZERO,
+            Delay::Fixed(d) => d,
+            Delay::Uniform { min, max } if max > min => {
+                let span = u64::try_from((max - min).as_micros()).unwrap_or(u64::MAX);
+                min + Duration::from_micros(random % span.saturating_add(1))
+            }
+            Delay::Uniform { min, .. } => min,
+        }
+    }
+}
+
+/// How the sink behaves as a relay under load: its latency, its connection limit and how
+/// often it refuses transiently. The default answers at once, without limit or refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Behaviour {
+    /// Before each command's reply, except the end of `DATA`.
+    pub command_delay: Delay,
+    /// Before the reply to the end of `DATA` (the message accepted or refused).
+    pub data_delay: Delay,
+    /// Connections served at once; one more is greeted with `421 4.7.0` and closed.
+    pub max_connections: Option<usize>,
+    /// Fraction (0–1) of `MAIL FROM` commands refused transiently, alternately with
+    /// `451 4.3.0` (the connection stays) and `421 4.3.2` (the server closes it). Spread
+    /// evenly: at 0.1, every tenth.
+    pub transient_refusal_rate: f64,
+}
+
+/// A transient refusal of `MAIL FROM` (see [`Behaviour::transient_refusal_rate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Keep451,
+    Close421,
 }
 
 /// Where an observed sink hands each mail (see [`SmtpSink::start_observed`]).
@@ -42,6 +110,20 @@ pub(crate) struct Store {
     pub(crate) mode: Mutex<Mode>,
     pub(crate) accepted_connections: AtomicU64,
     next_queue_id: AtomicU64,
+    pub(crate) behaviour: Mutex<Behaviour>,
+    /// Sessions being served now, and the most at once.
+    pub(crate) open_connections: AtomicUsize,
+    pub(crate) peak_connections: AtomicUsize,
+    /// Connections refused with `421` over the limit.
+    pub(crate) refused_connections: AtomicU64,
+    /// Mail transactions open now (`MAIL` accepted, final reply not yet sent), and the
+    /// most at once.
+    pub(crate) transactions: AtomicUsize,
+    pub(crate) peak_transactions: AtomicUsize,
+    /// `MAIL FROM` commands seen, and those refused by `transient_refusal_rate`.
+    mail_commands: AtomicU64,
+    pub(crate) transient_refusals: AtomicU64,
+    random: AtomicU64,
 }
 
 impl Store {
@@ -53,7 +135,73 @@ impl Store {
             mode: Mutex::new(Mode::Accept),
             accepted_connections: AtomicU64::new(0),
             next_queue_id: AtomicU64::new(1),
+            behaviour: Mutex::new(Behaviour::default()),
+            open_connections: AtomicUsize::new(0),
+            peak_connections: AtomicUsize::new(0),
+            refused_connections: AtomicU64::new(0),
+            transactions: AtomicUsize::new(0),
+            peak_transactions: AtomicUsize::new(0),
+            mail_commands: AtomicU64::new(0),
+            transient_refusals: AtomicU64::new(0),
+            random: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
         }
+    }
+
+    pub(crate) fn behaviour(&self) -> Behaviour {
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long to wait before replying to a command, or to the end of `DATA`.
+    pub(crate) fn delay(&self, data: bool) -> Duration {
+        let behaviour = self.behaviour();
+        let delay = if data {
+            behaviour.data_delay
+        } else {
+            behaviour.command_delay
+        };
+        if delay == Delay::None {
+            return Duration::ZERO;
+        }
+        delay.draw(self.next_random())
+    }
+
+    /// xorshift64: enough spread for delays, no dependency.
+    fn next_random(&self) -> u64 {
+        let mut x = self.random.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random.store(x, Ordering::Relaxed);
+        x
+    }
+
+    /// Whether this `MAIL FROM` is refused, and how.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        let rate = self.behaviour().transient_refusal_rate.clamp(0.0, 1.0);
+        let n = self.mail_commands.fetch_add(1, Ordering::Relaxed);
+        if rate <= 0.0 {
+            return None;
+        }
+        // The n-th command is refused when the running count of refusals due moves on.
+        let due = |n: u64| (n as f64 * rate).floor() as u64;
+        if due(n + 1) == due(n) {
+            return None;
+        }
+        let k = self.transient_refusals.fetch_add(1, Ordering::Relaxed);
+        Some(if k.is_multiple_of(2) {
+            Refusal::Keep451
+        } else {
+            Refusal::Close421
+        })
+    }
+
+    /// Counts one more of `now`, keeping `peak` at the most seen.
+    pub(crate) fn raise(now: &AtomicUsize, peak: &AtomicUsize) {
+        let current = now.fetch_add(1, Ordering::AcqRel) + 1;
+        peak.fetch_max(current, Ordering::AcqRel);
     }
 
     /// Locks the mail list. A panicking test thread cannot leave a `Vec` half-written, so a

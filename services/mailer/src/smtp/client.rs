@@ -8,16 +8,31 @@ use std::{fmt, sync::Arc, time::Duration};
 // `AsyncNetworkStream` is the only public way to reuse lettre's TLS setup.
 use lettre::transport::smtp::client::AsyncNetworkStream;
 use lettre::transport::smtp::{
-    authentication::Mechanism, client::AsyncSmtpConnection, response::Response,
+    authentication::Mechanism,
+    client::AsyncSmtpConnection,
+    response::{Category, Code, Detail, Response, Severity},
 };
 use tokio::net::TcpStream;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::endpoint::{Endpoint, Security, SmtpConfigError, SmtpOptions};
-use super::pool::Pool;
+use super::pool::{Pool, Pooled};
 use super::tls_bridge::TlsBridge;
 use crate::error::{Delivered, SendError, Step};
 use crate::message::OutgoingEmail;
+
+/// New connections refused in a row that one email waits out, with growing pauses of
+/// [`REFUSAL_PAUSE`], before it fails (transiently: the mailer retries it later).
+const MAX_REFUSALS_WAITED: u32 = 8;
+const REFUSAL_PAUSE: Duration = Duration::from_millis(20);
+
+/// `421`: the server is closing the channel (RFC 5321 §3.8), too busy or over its
+/// connection limit.
+const SERVICE_UNAVAILABLE: Code = Code {
+    severity: Severity::TransientNegativeCompletion,
+    category: Category::Connections,
+    detail: Detail::One,
+};
 
 /// Sends email over SMTP through a bounded pool of connections. Cheap to clone: clones
 /// share the pool.
@@ -57,12 +72,20 @@ impl SmtpTransport {
         Ok(SmtpTransport {
             endpoint: Arc::new(endpoint),
             timeout: options.timeout,
-            pool: Arc::new(Pool::new(options.pool_size, options.timeout)),
+            pool: Arc::new(Pool::new(
+                options.max_connections.max(options.pool_size),
+                options.pool_size,
+                options.timeout,
+            )),
         })
     }
 
     /// Sends one email; `Delivered::response` is the server's final reply
     /// (`250 2.0.0 Ok: queued as …`).
+    ///
+    /// A new connection the server refuses (a `421` greeting, a refused connect) while
+    /// others of the pool are open lowers the pool's limit, and the email waits for one of
+    /// those instead of failing: the server said how many it takes.
     ///
     /// # Errors
     /// See [`SendError::is_transient`] for which ones are worth retrying.
@@ -70,38 +93,77 @@ impl SmtpTransport {
         let message = email.to_message()?;
         let bytes = message.formatted();
 
-        let _permit = self.pool.permit().await;
-        match self.pool.checkout().await {
-            Some(pooled) => match self.transmit(pooled, &message, &bytes).await {
-                // A pooled connection the server closed while it sat idle fails on its
-                // first command. That says nothing about the message, so it is tried once
-                // more on a fresh connection, which makes a restarted server invisible.
-                Err(SendError::Transaction(error)) if is_broken_link(&error) => {
-                    tracing::debug!(%error, "Pooled SMTP connection failed; retrying on a new one.");
-                    let fresh = self.connect().await?;
-                    self.transmit(fresh, &message, &bytes).await
+        let mut refusals = 0;
+        loop {
+            let permit = self.pool.permit().await;
+            let result = match self.pool.checkout().await {
+                Some(pooled) => match self.transmit(pooled, &message, &bytes).await {
+                    // A pooled connection the server closed while it sat idle fails on its
+                    // first command. That says nothing about the message, so it is tried
+                    // once more on a fresh connection, which makes a restarted server
+                    // invisible.
+                    Err(SendError::Transaction(error)) if is_broken_link(&error) => {
+                        tracing::debug!(%error, "Pooled SMTP connection failed; retrying on a new one.");
+                        self.send_on_fresh(&message, &bytes).await
+                    }
+                    result => result,
+                },
+                None => self.send_on_fresh(&message, &bytes).await,
+            };
+            match result {
+                Err(error) if is_refused_connection(&error) => {
+                    let others_open = self.pool.refused();
+                    refusals += 1;
+                    if !others_open || refusals > MAX_REFUSALS_WAITED {
+                        return Err(error);
+                    }
+                    tracing::debug!(%error, "SMTP server refused a new connection; waiting for an open one.");
+                    drop(permit);
+                    tokio::time::sleep(REFUSAL_PAUSE * refusals).await;
                 }
-                result => result,
-            },
-            None => {
-                let fresh = self.connect().await?;
-                self.transmit(fresh, &message, &bytes).await
+                Err(SendError::Transaction(error)) => {
+                    if error.status() == Some(SERVICE_UNAVAILABLE) {
+                        self.pool.busy();
+                    }
+                    return Err(SendError::Transaction(error));
+                }
+                Ok(delivered) => {
+                    self.pool.sent();
+                    return Ok(delivered);
+                }
+                Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Connections now (open, the most at once, the pool's current limit).
+    pub fn connections(&self) -> (usize, usize, usize) {
+        self.pool.connections()
+    }
+
+    async fn send_on_fresh(
+        &self,
+        message: &lettre::Message,
+        bytes: &[u8],
+    ) -> Result<Delivered, SendError> {
+        let slot = self.pool.opening();
+        let fresh = self.connect().await?;
+        self.transmit(slot.fill(fresh), message, bytes).await
     }
 
     /// One MAIL/RCPT/DATA exchange, bounded by the timeout; the connection goes back to the
     /// pool only if it succeeded.
     async fn transmit(
         &self,
-        mut connection: AsyncSmtpConnection,
+        mut pooled: Pooled,
         message: &lettre::Message,
         bytes: &[u8],
     ) -> Result<Delivered, SendError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, connection.send(message.envelope(), bytes)).await {
+        let sending = pooled.connection.send(message.envelope(), bytes);
+        match tokio::time::timeout(timeout, sending).await {
             Ok(Ok(response)) => {
-                self.pool.checkin(connection);
+                self.pool.checkin(pooled);
                 Ok(Delivered {
                     response: describe(&response),
                 })
@@ -188,6 +250,16 @@ fn is_broken_link(error: &lettre::transport::smtp::Error) -> bool {
     !(error.is_transient() || error.is_permanent() || error.is_client() || error.is_timeout())
 }
 
+/// The server would not take one more connection: the TCP connect was refused, or the
+/// greeting was a `421`.
+fn is_refused_connection(error: &SendError) -> bool {
+    match error {
+        SendError::Connect(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        SendError::Session(error) => error.status() == Some(SERVICE_UNAVAILABLE),
+        _ => false,
+    }
+}
+
 /// `250 2.0.0 Ok: queued as …`
 fn describe(response: &Response) -> String {
     let mut text = response.code().to_string();
@@ -200,7 +272,7 @@ fn describe(response: &Response) -> String {
 
 #[cfg(test)]
 mod tests {
-    use raccordo_smtp_sink::{Mode, SmtpSink};
+    use raccordo_smtp_sink::{Behaviour, Delay, Mode, SmtpSink};
     use tokio::net::TcpListener;
     use uuid::Uuid;
 
@@ -214,6 +286,7 @@ mod tests {
     fn transport_for(sink: &SmtpSink, pool_size: usize) -> SmtpTransport {
         SmtpTransport::new(&SmtpOptions {
             pool_size,
+            max_connections: pool_size,
             ..options(&format!("smtp://127.0.0.1:{}", sink.port()))
         })
         .expect("valid options")
@@ -241,6 +314,7 @@ mod tests {
         assert!(matches!(
             SmtpTransport::new(&SmtpOptions {
                 pool_size: 0,
+                max_connections: 0,
                 ..options("smtp://mail.example")
             }),
             Err(SmtpConfigError::PoolSize)
@@ -311,6 +385,63 @@ mod tests {
             sink.connections_accepted()
         );
         assert!(transport.pool.idle_count() <= 2);
+    }
+
+    #[tokio::test]
+    async fn a_server_refusing_connections_over_its_limit_gets_every_email_within_it() {
+        // Arrange: a relay that takes 20 ms per email and 3 connections; a pool of 12.
+        let sink = SmtpSink::start().await.expect("sink starts");
+        sink.set_behaviour(Behaviour {
+            data_delay: Delay::Fixed(Duration::from_millis(20)),
+            max_connections: Some(3),
+            ..Behaviour::default()
+        });
+        let transport = transport_for(&sink, 12);
+
+        // Act
+        let mut senders = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            let transport = transport.clone();
+            senders.spawn(async move { transport.send(&email(n)).await });
+        }
+        while let Some(done) = senders.join_next().await {
+            done.expect("task finished").expect("sent despite the 421s");
+        }
+
+        // Assert: the 421 greetings were waited out on the connections the server took.
+        sink.wait_for(40, WAIT).await.expect("forty mails");
+        assert!(sink.refused_connections() > 0);
+        assert_eq!(sink.peak_connections(), 3);
+        let (_, peak, limit) = transport.connections();
+        assert!(peak <= 12 && limit <= 4, "peak {peak}, limit {limit}");
+    }
+
+    #[tokio::test]
+    async fn the_pool_opens_connections_as_the_backlog_needs_them() {
+        let sink = SmtpSink::start().await.expect("sink starts");
+        sink.set_behaviour(Behaviour {
+            data_delay: Delay::Fixed(Duration::from_millis(100)),
+            ..Behaviour::default()
+        });
+        let transport = transport_for(&sink, 16);
+
+        // One at a time: one connection, reused.
+        for n in 0..3 {
+            transport.send(&email(n)).await.expect("sent");
+        }
+        assert_eq!(sink.connections_accepted(), 1);
+
+        // Ten at once: ten conversations in flight.
+        let mut senders = tokio::task::JoinSet::new();
+        for n in 3..13 {
+            let transport = transport.clone();
+            senders.spawn(async move { transport.send(&email(n)).await });
+        }
+        while let Some(done) = senders.join_next().await {
+            done.expect("task finished").expect("sent");
+        }
+        assert_eq!(sink.peak_transactions(), 10);
+        assert_eq!(sink.peak_connections(), 10);
     }
 
     #[tokio::test]

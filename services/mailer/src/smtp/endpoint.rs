@@ -26,8 +26,11 @@ pub struct SmtpOptions {
     /// (MAIL, RCPT, DATA). Waiting for a free connection when all `pool_size` are busy is
     /// not counted: that is back-pressure, and each holder is itself bounded.
     pub timeout: Duration,
-    /// Most connections open at once, idle plus busy (≥ 1).
+    /// Connections kept open while idle (≥ 1).
     pub pool_size: usize,
+    /// Most connections open at once, idle plus busy (at least `pool_size`); fewer while
+    /// the server refuses more.
+    pub max_connections: usize,
     /// The EHLO name; default from the URL path, else this host's name.
     pub hello_name: Option<String>,
 }
@@ -49,6 +52,7 @@ impl fmt::Debug for SmtpOptions {
             .field("url", &url)
             .field("timeout", &self.timeout)
             .field("pool_size", &self.pool_size)
+            .field("max_connections", &self.max_connections)
             .field("hello_name", &self.hello_name)
             .finish()
     }
@@ -218,6 +222,7 @@ pub(super) mod tests {
             url: url.to_owned(),
             timeout: Duration::from_secs(5),
             pool_size: 2,
+            max_connections: 2,
             hello_name: None,
         }
     }

@@ -8,13 +8,15 @@
 //! connect the socket, set NODELAY, and hand it to lettre's public
 //! `AsyncSmtpConnection::connect_with_transport`, which still does the SMTP dialogue.
 //!
-//! The pool (`pool`) bounds connections, idle plus busy, to `pool_size`, and retires idle,
-//! stale and broken ones; a message whose pooled connection turns out dead is tried once
+//! The pool (`pool`) opens connections as sends need them, up to `max_connections` idle plus
+//! busy, below what the server refuses (a `421` greeting or a refused connect lowers its
+//! limit, and the email waits for an open connection), and retires idle, stale and broken
+//! ones down to `pool_size`; a message whose pooled connection turns out dead is tried once
 //! more on a fresh one.
 //!
 //! # Layout
 //! - `endpoint`: [`SmtpOptions`] and the URL parsed into host, port, TLS mode, credentials.
-//! - `pool`: the bounded pool of idle connections and its reaper.
+//! - `pool`: the adaptive bound on connections, the idle ones and their reaper.
 //! - `tls_bridge`: lettre's implicit-TLS stream as a tokio stream.
 //! - `client`: [`SmtpTransport`]: opens connections and sends through the pool.
 

@@ -32,7 +32,13 @@ pub(crate) struct Hub {
 impl Hub {
     /// Starts `serve all` on the benchmark's prefix, database and SMTP sink, and waits
     /// until `/readyz` answers 200.
-    pub async fn start(settings: &Settings, smtp_port: u16, log: PathBuf) -> anyhow::Result<Self> {
+    /// `extra` are further `RACCORDO__…` variables (the benchmark's overrides).
+    pub async fn start(
+        settings: &Settings,
+        smtp_port: u16,
+        log: PathBuf,
+        extra: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let http = free_port().context("Failed to find a free port for the hub's HTTP endpoint")?;
         let exe = std::env::current_exe().context("Failed to find the raccordo binary")?;
         let stderr = std::fs::File::create(&log)
@@ -41,6 +47,7 @@ impl Hub {
         command
             .args(["serve", "all"])
             .envs(environment(settings, smtp_port, http))
+            .envs(extra.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

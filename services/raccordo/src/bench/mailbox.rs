@@ -97,6 +97,11 @@ impl Mailbox {
         })
     }
 
+    /// The sink itself: its behaviour and its connection and transaction counters.
+    pub fn sink(&self) -> &SmtpSink {
+        &self.sink
+    }
+
     /// The sink's port.
     pub fn port(&self) -> u16 {
         self.sink.port()

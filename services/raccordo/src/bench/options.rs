@@ -79,6 +79,24 @@ pub struct BenchArgs {
     /// A run fails when no expected email and no event was handled for this long, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_seconds: u64,
+    /// The SMTP sink's delay before accepting each email (its reply to the end of `DATA`),
+    /// in ms, as a relay that scans content takes; comma-separated: every scenario runs at
+    /// each. Default: no delay.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "0")]
+    pub smtp_latency_ms: Vec<u64>,
+    /// The SMTP sink's delay before every other reply (EHLO, MAIL, RCPT, DATA), in ms.
+    #[arg(long, default_value_t = 0)]
+    pub smtp_command_latency_ms: u64,
+    /// Connections the SMTP sink serves at once; one more is greeted with 421 and closed.
+    #[arg(long)]
+    pub smtp_connection_limit: Option<usize>,
+    /// Fraction (0–1) of MAIL FROM the SMTP sink refuses transiently, alternately 451 and
+    /// 421 (closing the connection).
+    #[arg(long, default_value_t = 0.0)]
+    pub smtp_refusal_rate: f64,
+    /// The hub's `mail.max_connections` (its own setting when not given).
+    #[arg(long)]
+    pub mail_max_connections: Option<usize>,
     /// Where the JSON and markdown results are written.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,

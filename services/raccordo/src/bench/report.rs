@@ -40,6 +40,12 @@ pub(crate) struct HubSettings {
     pub consumers: u16,
     pub database_max_connections: u32,
     pub mail_pool_size: usize,
+    pub mail_max_connections: usize,
+    /// The SMTP sink's delay before every reply but the end of DATA, its connection limit
+    /// and its rate of transient refusals.
+    pub smtp_command_latency_ms: u64,
+    pub smtp_connection_limit: Option<usize>,
+    pub smtp_refusal_rate: f64,
     pub mail_senders: u16,
     pub relay_batch: i64,
 }
@@ -48,15 +54,67 @@ impl HubSettings {
     /// The settings in one sentence, for the markdown report.
     fn line(&self) -> String {
         format!(
-            "Hub: {} queues, prefetch {}, {} consumers per worker, {} database connections, SMTP pool {}, {} mail senders, relay batch {}.",
+            "Hub: {} queues, prefetch {}, {} consumers per worker, {} database connections, SMTP pool {} (at most {}), {} mail senders, relay batch {}. SMTP sink: {} ms per command, connection limit {}, transient refusals {:.1}%.",
             self.queue_type,
             self.prefetch,
             self.consumers,
             self.database_max_connections,
             self.mail_pool_size,
+            self.mail_max_connections,
             self.mail_senders,
-            self.relay_batch
+            self.relay_batch,
+            self.smtp_command_latency_ms,
+            self.smtp_connection_limit
+                .map_or("none".to_owned(), |l| l.to_string()),
+            self.smtp_refusal_rate * 100.0,
         )
+    }
+}
+
+/// The SMTP side of one run, seen from the sink: connections open and emails in flight
+/// (mail transactions open), sampled every 10 ms.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct SmtpLoad {
+    pub connections_peak: usize,
+    pub connections_mean: f64,
+    pub in_flight_peak: usize,
+    pub in_flight_mean: f64,
+    /// Connections refused over the sink's limit, and MAIL FROM refused transiently.
+    pub connections_refused: u64,
+    pub transient_refusals: u64,
+    /// (connections, emails in flight), each the mean over 100 ms, from the run's start.
+    pub over_time: Vec<(f64, f64)>,
+}
+
+impl SmtpLoad {
+    /// From the samples (every 10 ms) and the sink's exact peaks.
+    pub fn of(
+        samples: &[(usize, usize)],
+        sink: &raccordo_smtp_sink::SmtpSink,
+        connections_refused: u64,
+        transient_refusals: u64,
+    ) -> SmtpLoad {
+        let mean = |values: &mut dyn Iterator<Item = usize>, n: usize| {
+            values.sum::<usize>() as f64 / n.max(1) as f64
+        };
+        let over_time = samples
+            .chunks(10)
+            .map(|c| {
+                (
+                    mean(&mut c.iter().map(|s| s.0), c.len()),
+                    mean(&mut c.iter().map(|s| s.1), c.len()),
+                )
+            })
+            .collect();
+        SmtpLoad {
+            connections_peak: sink.peak_connections(),
+            connections_mean: mean(&mut samples.iter().map(|s| s.0), samples.len()),
+            in_flight_peak: sink.peak_transactions(),
+            in_flight_mean: mean(&mut samples.iter().map(|s| s.1), samples.len()),
+            connections_refused,
+            transient_refusals,
+            over_time,
+        }
     }
 }
 
@@ -105,6 +163,9 @@ pub(crate) struct RunResult {
     pub commits_per_event: Option<f64>,
     /// `VmHWM` of `serve all` over this run (a fresh process per run).
     pub peak_rss_mib: Option<f64>,
+    /// The SMTP sink's delay before accepting each email.
+    pub smtp_latency_ms: u64,
+    pub smtp: SmtpLoad,
 }
 
 /// Everything one invocation measured.
@@ -161,9 +222,11 @@ impl Report {
             );
         }
         out.push_str(
-            "| scenario | run | events | emails | events/s | emails/s | routed/s | of relay | latency p50 / p95 / p99 / max (ms) | CPU ms/event hub / RabbitMQ / PostgreSQL = total | commits/event | peak RSS MiB | missing / dup / unexpected |\n",
+            "| scenario | SMTP ms | run | events | emails | events/s | emails/s | routed/s | of relay | latency p50 / p95 / p99 / max (ms) | SMTP connections peak / mean | emails in flight peak / mean | 421 connects / refusals | CPU ms/event hub / RabbitMQ / PostgreSQL = total | commits/event | peak RSS MiB | missing / dup / unexpected |\n",
         );
-        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|\n");
+        out.push_str(
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---:|---:|---|\n",
+        );
         for r in &self.runs {
             let run = match r.offered_per_s {
                 Some(rate) => format!("{rate}/s offered"),
@@ -178,8 +241,9 @@ impl Report {
             let c = r.cpu_ms_per_event;
             let _ = writeln!(
                 out,
-                "| {} | {run} | {} | {}/{} | {:.0} | {:.0} | {} | {} | {latency} | {} / {} / {} = {} | {} | {} | {} / {} / {} |",
+                "| {} | {} | {run} | {} | {}/{} | {:.0} | {:.0} | {} | {} | {latency} | {} / {:.1} | {} / {:.1} | {} / {} | {} / {} / {} = {} | {} | {} | {} / {} / {} |",
                 r.scenario,
+                r.smtp_latency_ms,
                 r.events,
                 r.emails_received,
                 r.emails_expected,
@@ -188,6 +252,12 @@ impl Report {
                 opt(r.routed_per_s, 0),
                 r.relay_ratio
                     .map_or("–".into(), |v| format!("{:.1}%", v * 100.0)),
+                r.smtp.connections_peak,
+                r.smtp.connections_mean,
+                r.smtp.in_flight_peak,
+                r.smtp.in_flight_mean,
+                r.smtp.connections_refused,
+                r.smtp.transient_refusals,
                 opt(c.hub, 2),
                 opt(c.rabbitmq, 2),
                 opt(c.postgresql, 2),

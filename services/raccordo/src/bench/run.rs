@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use raccordo_core::amqp::{Publisher, Topology, connect};
 use raccordo_core::db;
 use raccordo_core::settings::{MailTransportKind, Settings};
+use raccordo_smtp_sink::{Behaviour, Delay};
 
 use super::hub::Hub;
 use super::load::{Scenario, Workload};
@@ -23,7 +24,7 @@ use super::mailbox::Mailbox;
 use super::options::BenchArgs;
 use super::progress::Progress;
 use super::relay::{self, RelayResult};
-use super::report::{self, CpuPerEvent, HubSettings, Machine, Report, RunResult};
+use super::report::{self, CpuPerEvent, HubSettings, Machine, Report, RunResult, SmtpLoad};
 use super::{procfs, stats};
 
 /// The benchmark's own settings: prefix `<prefix>-bench-<random>`, database
@@ -188,21 +189,28 @@ async fn measure_all(
 
     let mut runs = Vec::new();
     let mut number = 0;
-    for scenario in args.scenario.scenarios() {
-        let mut plans: Vec<(Option<u32>, u64)> = vec![(None, args.events)];
-        for &rate in &args.rates {
-            if rate > 0 {
-                plans.push((Some(rate), u64::from(rate) * args.seconds));
+    for &latency_ms in &args.smtp_latency_ms {
+        bench
+            .mailbox
+            .sink()
+            .set_behaviour(sink_behaviour(args, latency_ms));
+        for scenario in args.scenario.scenarios() {
+            let mut plans: Vec<(Option<u32>, u64)> = vec![(None, args.events)];
+            for &rate in &args.rates {
+                if rate > 0 {
+                    plans.push((Some(rate), u64::from(rate) * args.seconds));
+                }
             }
-        }
-        for (rate, events) in plans {
-            number += 1;
-            let tag = format!("B{}{number:02}", bench.random[..6].to_ascii_uppercase());
-            let workload = Workload::new(scenario, tag, OffsetDateTime::now_utc());
-            let result = bench
-                .measure(&workload, scenario, rate, events, relay.as_ref())
-                .await?;
-            runs.push(result);
+            for (rate, events) in plans {
+                number += 1;
+                let tag = format!("B{}{number:02}", bench.random[..6].to_ascii_uppercase());
+                let workload = Workload::new(scenario, tag, OffsetDateTime::now_utc());
+                let mut result = bench
+                    .measure(&workload, scenario, rate, events, relay.as_ref())
+                    .await?;
+                result.smtp_latency_ms = latency_ms;
+                runs.push(result);
+            }
         }
     }
     let _ = bench.connection.close(200, "bench done".into()).await;
@@ -213,10 +221,20 @@ async fn measure_all(
         build: report::build_profile(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine,
-        hub: hub_settings(settings),
+        hub: hub_settings(settings, args),
         relay,
         runs,
     })
+}
+
+/// How the SMTP sink answers in the runs at `latency_ms`.
+fn sink_behaviour(args: &BenchArgs, latency_ms: u64) -> Behaviour {
+    Behaviour {
+        command_delay: Delay::fixed_ms(args.smtp_command_latency_ms),
+        data_delay: Delay::fixed_ms(latency_ms),
+        max_connections: args.smtp_connection_limit,
+        transient_refusal_rate: args.smtp_refusal_rate,
+    }
 }
 
 /// The machine the benchmark ran on.
@@ -257,13 +275,19 @@ async fn measure_relay(
 }
 
 /// The hub's settings that shape its figures.
-fn hub_settings(settings: &Settings) -> HubSettings {
+fn hub_settings(settings: &Settings, args: &BenchArgs) -> HubSettings {
     HubSettings {
         queue_type: settings.amqp.queue_type.as_str().to_owned(),
         prefetch: settings.amqp.prefetch,
         consumers: settings.amqp.consumers,
         database_max_connections: settings.database.max_connections,
         mail_pool_size: settings.mail.pool_size,
+        mail_max_connections: args
+            .mail_max_connections
+            .unwrap_or(settings.mail.max_connections),
+        smtp_command_latency_ms: args.smtp_command_latency_ms,
+        smtp_connection_limit: args.smtp_connection_limit,
+        smtp_refusal_rate: args.smtp_refusal_rate,
         mail_senders: settings.mail.senders,
         relay_batch: settings.relay.batch,
     }
@@ -406,7 +430,13 @@ impl Bench<'_> {
         let log = self
             .log_dir
             .join(format!("raccordo-bench-{}-{tag}-{phase}.log", self.random));
-        Hub::start(self.settings, self.mailbox.port(), log).await
+        let extra: Vec<(String, String)> = self
+            .args
+            .mail_max_connections
+            .map(|n| ("RACCORDO__MAIL__MAX_CONNECTIONS".to_owned(), n.to_string()))
+            .into_iter()
+            .collect();
+        Hub::start(self.settings, self.mailbox.port(), log, &extra).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -425,12 +455,17 @@ impl Bench<'_> {
         let before = Servers::now();
         let commits_before = commits(self.settings, &self.database).await;
         let started = Instant::now();
+        let (watched, smtp) = sample_smtp(
+            self.mailbox.sink(),
+            self.watch(hub, workload, rate, events, label),
+        )
+        .await;
         let Watched {
             complete,
             published,
             samples,
             progress,
-        } = self.watch(hub, workload, rate, events, label).await?;
+        } = watched?;
         let hub_ticks = procfs::stat(hub.pid()).map(|s| s.own_ticks);
         let peak_rss = procfs::peak_rss(hub.pid());
         // Late doubles (a resend) would come now; they are counted, not waited for.
@@ -463,11 +498,7 @@ impl Bench<'_> {
         }
         let result = RunResult {
             scenario: scenario.as_str(),
-            mode: if rate.is_some() {
-                "latency"
-            } else {
-                "throughput"
-            },
+            mode: rate.map_or("throughput", |_| "latency"),
             offered_per_s: rate,
             events,
             emails_expected: outcome.expected,
@@ -487,6 +518,8 @@ impl Bench<'_> {
             commits: None,
             commits_per_event: None,
             peak_rss_mib: peak_rss.map(|b| b as f64 / (1024.0 * 1024.0)),
+            smtp_latency_ms: 0,
+            smtp,
         };
         Ok(Partial {
             result,
@@ -621,6 +654,39 @@ impl Bench<'_> {
         let confirmed = confirmer.await.context("The confirm task failed")?;
         outcome.and(confirmed)
     }
+}
+
+/// How often the SMTP sink's open connections and transactions are sampled.
+const SMTP_SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// Runs `watching` while sampling the sink's open connections and mail transactions (the
+/// emails in flight) every [`SMTP_SAMPLE_EVERY`].
+async fn sample_smtp<T>(
+    sink: &raccordo_smtp_sink::SmtpSink,
+    watching: impl Future<Output = T>,
+) -> (T, SmtpLoad) {
+    sink.reset_peaks();
+    let refused_before = sink.refused_connections();
+    let refusals_before = sink.transient_refusals();
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(SMTP_SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(watching);
+    let done = loop {
+        tokio::select! {
+            done = &mut watching => break done,
+            _ = tick.tick() => {
+                samples.push((sink.open_connections(), sink.transactions_in_flight()));
+            }
+        }
+    };
+    let load = SmtpLoad::of(
+        &samples,
+        sink,
+        sink.refused_connections() - refused_before,
+        sink.transient_refusals() - refusals_before,
+    );
+    (done, load)
 }
 
 /// A run's figures before the hub stopped.
