@@ -1,7 +1,7 @@
 //! `eviction.consent.v1` from bytes to the decision: decode, `data_as::<ConsentEvent>`,
 //! then rules C2 and C4 against a plausible prior state. Beyond "no panic": `recorded_at`
 //! within 1900–2200 (CONTRACT §2), no personal value in a rejection, personal data held only
-//! on a grant that is now in force, and a revocation always forgets.
+//! on a grant that is now in force, and a revocation always applies and forgets (C8).
 
 #![no_main]
 
@@ -40,16 +40,30 @@ fuzz_target!(|data: &[u8]| {
         (next.clone(), decision.clone()),
         decide(&state, input, now, &rules)
     );
-    let stale = state
-        .consent
-        .is_some_and(|c| consent.recorded_at < c.recorded_at);
-    assert_eq!(decision.consent_applied, !stale, "the later word stands");
-    match (stale, consent.decision) {
-        (true, _) => {
+    let applies = match (consent.decision, state.consent) {
+        // C8: a revocation always wins.
+        (ConsentDecision::Revoked, _) | (ConsentDecision::Granted, None) => true,
+        (ConsentDecision::Granted, Some(c)) if c.decision == ConsentDecision::Revoked => {
+            consent.recorded_at > c.recorded_at && consent.recorded_at <= now
+        }
+        (ConsentDecision::Granted, Some(c)) => consent.recorded_at >= c.recorded_at,
+    };
+    assert_eq!(decision.consent_applied, applies, "C8's order");
+    assert_eq!(decision.consent_effective_at.is_some(), applies);
+    if let (Some(at), Some(before)) = (decision.consent_effective_at, state.consent) {
+        assert!(at >= before.recorded_at, "never before the decision in force");
+    }
+    if let Some(at) = decision.consent_effective_at {
+        let bound = state.consent.map_or(now, |c| c.recorded_at.max(now));
+        assert!(at <= bound, "never after its arrival (or the decision in force)");
+    }
+    match (applies, consent.decision) {
+        (false, _) => {
             assert!(decision.notices.is_empty());
             assert_eq!(decision.personal, Personal::Drop);
+            assert_eq!(next, state, "a grant that does not apply changes nothing");
         }
-        (false, ConsentDecision::Granted) => {
+        (true, ConsentDecision::Granted) => {
             assert_eq!(decision.personal, Personal::Hold);
             assert!(next.consent_active(), "a grant in force is the next state");
             assert!(matches!(
@@ -60,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
                 }]
             ));
         }
-        (false, ConsentDecision::Revoked) => {
+        (true, ConsentDecision::Revoked) => {
             // C4: forget always; tell only referents who were told.
             assert_eq!(decision.personal, Personal::Forget);
             assert!(
