@@ -27,12 +27,10 @@ pub use outbox::{
     settled_of_kind, take_unannounced_held,
 };
 pub use outbox_reports::{NotificationLine, notification_lines};
-pub use relay::{
-    NotificationMessage, OUTBOX_CHANNEL, RelayError, flush_outbox, publish_pending, run_relay,
-};
+pub use relay::{NotificationMessage, RelayError, flush_outbox, publish_pending, run_relay};
 
 pub use server::{commit_count, server_version};
-pub use signal::{OutboxSignal, listen_outbox};
+pub use signal::{OUTBOX_CHANNEL, OutboxSignal, listen_outbox};
 
 use crate::settings::DatabaseSettings;
 

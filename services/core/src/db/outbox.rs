@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::relay::OUTBOX_CHANNEL;
+use super::signal::{HELD_PAYLOAD, OUTBOX_CHANNEL};
 use crate::domain::ComuneIstat;
 use crate::notification::NotificationKind;
 use crate::payload::Payload;
@@ -334,7 +334,7 @@ pub async fn record_failed(
     if any_held {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(OUTBOX_CHANNEL)
-            .bind(super::relay::HELD_PAYLOAD)
+            .bind(HELD_PAYLOAD)
             .execute(&mut *tx)
             .await?;
     }

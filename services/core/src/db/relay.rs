@@ -21,9 +21,6 @@ use crate::amqp::{
 use crate::settings::Settings;
 use crate::telemetry::ErrorChain;
 
-/// The PostgreSQL channel that wakes the relay.
-pub const OUTBOX_CHANNEL: &str = "raccordo_outbox";
-
 /// The body published on `{prefix}.events`: identifies the notification and says what it
 /// is about, never its content (which may be personal, and stays in the database).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,9 +118,6 @@ pub async fn flush_outbox(
     tx.commit().await?;
     Ok(rows.len())
 }
-
-/// The NOTIFY payload that says a delivery was held: the relay announces it.
-pub const HELD_PAYLOAD: &str = "held";
 
 /// Announces deliveries the mailer gave up on in `{prefix}.dead` or `{prefix}.parked`, one
 /// message per notification, so that `raccordo dlq` lists and replays them; returns how

@@ -9,7 +9,11 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::relay::{HELD_PAYLOAD, OUTBOX_CHANNEL};
+/// The PostgreSQL channel that wakes the relay and the mailer.
+pub const OUTBOX_CHANNEL: &str = "raccordo_outbox";
+
+/// The NOTIFY payload that says a delivery was held: the relay announces it.
+pub const HELD_PAYLOAD: &str = "held";
 
 /// What the outbox listener has seen: counters that move at each NOTIFY, so a receiver
 /// waiting on `changed()` wakes once for any number of commits since it last looked.
