@@ -42,6 +42,8 @@ mod limits;
 mod pages;
 mod render;
 pub mod server;
+mod sessions;
+mod state;
 pub mod users;
 
 pub use auth::{Access, HashError, hash_password};

@@ -25,25 +25,7 @@ use crate::hashing::Hashing;
 use crate::limits::LoginLimits;
 use crate::pages;
 use crate::render::Templates;
-
-/// What every handler reads.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) settings: Arc<Settings>,
-    pub(crate) pool: PgPool,
-    /// The consumers of this process, when the console runs inside `raccordo serve`.
-    pub(crate) health: Option<Health>,
-    pub(crate) sessions: Sessions,
-    pub(crate) templates: Arc<Templates>,
-    /// The one broker connection of the console.
-    pub(crate) broker: Arc<Broker>,
-    pub(crate) limits: Arc<LoginLimits>,
-    /// Password verifications, a bounded number at once.
-    pub(crate) hashing: Arc<Hashing>,
-    pub(crate) trusted_proxies: Arc<Vec<ipnet::IpNet>>,
-    /// Whether cookies are marked `Secure`.
-    pub(crate) secure_cookie: bool,
-}
+pub(crate) use crate::state::AppState;
 
 /// Why the console did not start.
 #[derive(Debug, thiserror::Error)]
