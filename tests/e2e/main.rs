@@ -3,6 +3,7 @@
 
 mod batching;
 mod bench;
+mod binary_mode;
 mod broker_restart;
 mod console;
 mod console_roles;

@@ -135,6 +135,11 @@ impl Envelope {
             // serde_json's message names a position, never the content.
             Rejection::NotJson(e.to_string())
         })?;
+        Self::decode_value(value)
+    }
+
+    /// Validates a whole event already parsed: envelope, known type, data schema.
+    pub fn decode_value(value: Value) -> Result<Self, Rejection> {
         let validators = validators();
         if let Some(detail) = first_error(&validators.envelope, &value) {
             return Err(Rejection::Envelope(detail));

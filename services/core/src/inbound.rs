@@ -11,6 +11,7 @@ use sqlx::{Acquire, PgConnection, PgPool};
 use tracing::Instrument;
 
 use crate::amqp::{Disposition, HandleError, Handler, HoldingPolicy, Message, Outcome};
+use crate::binding;
 use crate::db::{Ingest, record_event, record_events};
 use crate::envelope::{Envelope, EventType};
 use crate::origin::Publishers;
@@ -113,7 +114,8 @@ impl<W: EventWorker> Inbound<W> {
     /// Decodes the event and checks it may be handled here and by its publisher: nothing
     /// of this needs the database.
     fn admit(&self, message: &Message) -> Result<Envelope, HandleError> {
-        let event = Envelope::decode(&message.body)?.published_by(message.publisher.as_deref());
+        let event = binding::decode(&message.body, &message.properties)?
+            .published_by(message.publisher.as_deref());
         message.span.record("type", event.event_type.as_str());
         message.span.record("source", event.source.as_str());
         if !self.worker.accepts().contains(&event.event_type) {
@@ -388,7 +390,7 @@ pub struct Unrouted;
 #[async_trait]
 impl Handler for Unrouted {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandleError> {
-        let event = Envelope::decode(&message.body)?;
+        let event = binding::decode(&message.body, &message.properties)?;
         Err(HandleError::Unrouted {
             routing_key: message.routing_key.clone(),
             event_type: event.event_type,

@@ -25,6 +25,7 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod amqp;
+pub mod binding;
 pub mod clock;
 pub mod db;
 pub mod domain;

@@ -7,6 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use raccordo_core::amqp::Message;
+use raccordo_core::binding;
 use raccordo_core::domain::{ComuneIstat, parse_datetime};
 use raccordo_core::envelope::EventType;
 
@@ -31,14 +32,17 @@ const COURT_MAX: usize = 200;
 /// The revocation in `message`, if it is one whose docket number can be read.
 pub(crate) fn revocation_in(message: &Message) -> Option<Revocation> {
     let value: Value = serde_json::from_slice(&message.body).ok()?;
-    let event_type = value
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or(&message.routing_key);
+    // In binary mode the body is `data` alone, and the type is the routing key's.
+    let binary = binding::is_binary(&message.properties);
+    let event_type = match binary {
+        true => None,
+        false => value.get("type").and_then(Value::as_str),
+    }
+    .unwrap_or(&message.routing_key);
     if event_type != EventType::EvictionConsent.as_str() {
         return None;
     }
-    let data = value.get("data")?;
+    let data = if binary { &value } else { value.get("data")? };
     if data.get("decision").and_then(Value::as_str) != Some(ConsentDecision::Revoked.as_str()) {
         return None;
     }
@@ -105,6 +109,25 @@ mod tests {
         assert_eq!(r.procedure_id.canonical(), "RG1/2026");
         assert_eq!(r.comune_istat.as_ref().map(AsRef::as_ref), Some("015182"));
         assert!(r.recorded_at.is_some());
+    }
+
+    #[test]
+    fn c8_a_binary_mode_revocation_is_read_from_its_body_alone() {
+        use lapin::types::{AMQPValue, FieldTable, LongString};
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "cloudEvents_specversion".into(),
+            AMQPValue::LongString(LongString::from("1.0")),
+        );
+        let m = Message {
+            properties: lapin::BasicProperties::default().with_headers(headers),
+            ..message(
+                json!({"procedure_id": "RG 3/2026", "comune_istat": "015182",
+                             "decision": "revoked", "contact": {"notes": "x".repeat(5000)}}),
+            )
+        };
+        let r = revocation_in(&m).expect("a revocation in binary mode");
+        assert_eq!(r.procedure_id.canonical(), "RG3/2026");
     }
 
     #[test]

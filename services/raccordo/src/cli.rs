@@ -81,6 +81,10 @@ pub enum Command {
         /// publishers.allow_anonymous is false (RabbitMQ checks it is the connection's own).
         #[arg(long)]
         as_publisher: bool,
+        /// CloudEvents binary mode: each event's attributes as `cloudEvents_*` application
+        /// properties, its `data` alone as the body (`application/json`).
+        #[arg(long)]
+        binary: bool,
     },
     /// Dead and parked messages, with their reasons.
     Dlq {

@@ -164,16 +164,26 @@ async fn publish_sample_events(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     step(out, "Comuni and the Prefettura publish housing units")?;
-    let report =
-        crate::publish::run(settings, HOUSING_EVENTS.as_bytes(), false, false, |_| {}).await?;
+    let report = crate::publish::run(
+        settings,
+        HOUSING_EVENTS.as_bytes(),
+        crate::publish::How::RAW,
+        |_| {},
+    )
+    .await?;
     writeln!(out, "  {} events published with confirms", report.published)?;
 
     step(
         out,
         "The Prefettura and facility managers publish occupancy reports (Nord Milano fills its quota)",
     )?;
-    let report =
-        crate::publish::run(settings, OCCUPANCY_EVENTS.as_bytes(), false, false, |_| {}).await?;
+    let report = crate::publish::run(
+        settings,
+        OCCUPANCY_EVENTS.as_bytes(),
+        crate::publish::How::RAW,
+        |_| {},
+    )
+    .await?;
     writeln!(out, "  {} events published with confirms", report.published)?;
 
     step(

@@ -314,7 +314,13 @@ pub(crate) async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::
     let events = demo_events(today)?;
     let mut published = 0;
     for line in events.lines() {
-        let report = crate::publish::run(settings, line.as_bytes(), true, false, |_| {}).await?;
+        let report = crate::publish::run(
+            settings,
+            line.as_bytes(),
+            crate::publish::How::CHECKED,
+            |_| {},
+        )
+        .await?;
         anyhow::ensure!(
             report.refused.is_empty(),
             "The demo's eviction events do not validate: {:?}",

@@ -38,7 +38,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             file,
             no_validate,
             as_publisher,
-        } => return publish(&settings, &file, no_validate, as_publisher).await,
+            binary,
+        } => {
+            let how = crate::publish::How {
+                validate: !no_validate,
+                as_publisher,
+                binary,
+            };
+            return publish(&settings, &file, how).await;
+        }
         Command::Dlq { command } => return dlq(command, &settings).await,
         Command::Eviction {
             command:
@@ -228,8 +236,7 @@ async fn import(settings: &Settings, table: Table, file: &Path) -> anyhow::Resul
 async fn publish(
     settings: &Settings,
     file: &Path,
-    no_validate: bool,
-    as_publisher: bool,
+    how: crate::publish::How,
 ) -> anyhow::Result<ExitCode> {
     let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
@@ -240,7 +247,7 @@ async fn publish(
         ))
     };
     let tty = std::io::stderr().is_terminal();
-    let report = crate::publish::run(settings, input, !no_validate, as_publisher, |n| {
+    let report = crate::publish::run(settings, input, how, |n| {
         if tty {
             eprint!("\rpublished {n}");
         }
