@@ -423,6 +423,18 @@ fn step_of(procedure: &str, comune: &str) -> Value {
     data
 }
 
+/// A step of the Tribunale di Milano's system for `docket` in Rho, handled before returning.
+async fn milano_court_step(app: &TestApp, docket: &str, id: &str) {
+    let body = event(
+        "urn:tribunale:milano",
+        id,
+        "eviction.step.v1",
+        step_of(docket, RHO),
+    );
+    app.publish_raw("eviction.step.v1", &body).await;
+    app.settle().await;
+}
+
 async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(&app.pool)
@@ -741,14 +753,7 @@ async fn issue17_f6_an_oversize_message_is_held_cut_to_the_limit() {
 async fn c8_a_revocation_naming_another_comune_still_revokes_the_courts_procedure() {
     let app = spawn_app().await;
     let docket = "RG 8004/2026";
-    let body = event(
-        "urn:tribunale:milano",
-        "s-8004",
-        "eviction.step.v1",
-        step_of(docket, RHO),
-    );
-    app.publish_raw("eviction.step.v1", &body).await;
-    app.settle().await;
+    milano_court_step(&app, docket, "s-8004").await;
     app.publish(&app.event(
         "eviction.consent.v1",
         consent(docket, RHO, "granted", &at(-30)),
@@ -784,14 +789,7 @@ async fn c8_a_revocation_naming_another_comune_still_revokes_the_courts_procedur
 async fn issue17_f5_a_grant_naming_another_comune_is_refused_naming_the_owner() {
     let app = spawn_app().await;
     let docket = "RG 503/2026";
-    let body = event(
-        "urn:tribunale:milano",
-        "s-503",
-        "eviction.step.v1",
-        step_of(docket, RHO),
-    );
-    app.publish_raw("eviction.step.v1", &body).await;
-    app.settle().await;
+    milano_court_step(&app, docket, "s-503").await;
     app.publish(&app.event(
         "eviction.consent.v1",
         consent(docket, MILANO, "granted", &at(-30)),
