@@ -1,0 +1,150 @@
+//! Delivery evidence (CONTRACT 1.2 §9): the timeline of every delivery (D1), through the real
+//! broker, database and SMTP.
+
+use std::time::{Duration, Instant};
+
+use raccordo::serve::Workers;
+use raccordo_e2e::prepare_with;
+use serde_json::{Value, json};
+
+const MILANO: &str = "015146";
+const SA: &str = "gare.accoglienza@prefettura.mi.example";
+
+fn offer(unit_id: &str) -> Value {
+    json!({
+        "unit_id": unit_id, "action": "offered", "comune_istat": MILANO,
+        "address": "Via Giambellino 58, Milano", "places": 6, "reception_kind": "CAS",
+        "building_type": "appartamento", "owner_declaration": true
+    })
+}
+
+#[tokio::test]
+async fn d1_a_timeline_records_queued_then_sent_in_order_and_publishes_delivery_events_without_addresses()
+ {
+    let app = prepare_with(|_| {}).await;
+    let tap = app.tap_events("delivery.#").await;
+    let app = app.start(Workers::All).await;
+    app.publish(&app.event("housing.unit.v1", offer("D1-1")))
+        .await;
+    app.wait_for_emails(2).await;
+    app.settle().await;
+    let (id, ..) = app.notifications("housing.offered").await[0];
+
+    // The CLI's JSON, in the form of §11.
+    let out = app
+        .command()
+        .args(["timeline", &id.to_string(), "--format", "json"])
+        .output()
+        .await
+        .expect("raccordo timeline runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let timeline: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(timeline["notification"], json!(id.to_string()));
+    assert_eq!(timeline["kind"], json!("housing.offered"));
+    let deliveries = timeline["deliveries"].as_array().expect("deliveries");
+    assert_eq!(deliveries.len(), 1, "{timeline}");
+    let delivery = &deliveries[0];
+    assert_eq!(delivery["recipient"], json!(SA));
+    assert_eq!(delivery["channel"], json!("email"));
+    assert_eq!(delivery["state"], json!("sent"));
+    assert!(
+        delivery["referent_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+    let events = delivery["events"].as_array().expect("events");
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(names, ["queued", "sent"]);
+    let at = |i: usize| {
+        time::OffsetDateTime::parse(
+            events[i]["at"].as_str().expect("at"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("RFC 3339")
+    };
+    assert!(at(0) <= at(1), "in order: {events:?}");
+    assert!(
+        events[1]["reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("250") || r.contains("OK") || !r.is_empty()),
+        "the server's reply: {events:?}"
+    );
+
+    // The same as a table, in Europe/Rome time.
+    let out = app
+        .command()
+        .args(["timeline", &id.to_string()])
+        .output()
+        .await
+        .expect("raccordo timeline runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("queued") && table.contains("sent") && table.contains(SA),
+        "{table}"
+    );
+    assert!(table.contains("Europe/Rome"), "{table}");
+
+    // Published as delivery.* on {prefix}.events, with no address in any body.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        seen.extend(app.drain_tap(&tap).await);
+        let of_this: Vec<&str> = seen
+            .iter()
+            .filter(|(_, b)| b["notification"] == json!(id.to_string()))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if of_this.contains(&"delivery.sent") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let of_this: Vec<&(String, Value)> = seen
+        .iter()
+        .filter(|(_, b)| b["notification"] == json!(id.to_string()))
+        .collect();
+    let keys: Vec<&str> = of_this.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        keys.contains(&"delivery.queued") && keys.contains(&"delivery.sent"),
+        "{keys:?}"
+    );
+    for (key, body) in &seen {
+        let text = body.to_string();
+        assert!(
+            !text.contains('@'),
+            "{key}: an address left the hub: {text}"
+        );
+        assert_eq!(
+            body["event"]
+                .as_str()
+                .map(|e| format!("delivery.{e}"))
+                .as_deref(),
+            Some(key.as_str())
+        );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn d1_an_unknown_or_malformed_notification_id_is_a_clear_error() {
+    let app = prepare_with(|_| {}).await;
+    for (id, says) in [
+        ("not-a-uuid", "is not a notification id"),
+        ("6f1c7f5e-0000-4000-8000-000000000000", "No notification"),
+    ] {
+        let out = app
+            .command()
+            .args(["timeline", id])
+            .output()
+            .await
+            .expect("raccordo timeline runs");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{id}: {err}");
+    }
+    app.cleanup().await;
+}
