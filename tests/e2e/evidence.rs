@@ -148,3 +148,156 @@ async fn d1_an_unknown_or_malformed_notification_id_is_a_clear_error() {
     }
     app.cleanup().await;
 }
+
+/// One family of Rho consents: its alert goes to the servizi sociali.
+async fn one_consented_alert(app: &raccordo_e2e::TestApp) -> uuid::Uuid {
+    let family = &raccordo_e2e::families::REVOKING;
+    let mut step = json!({"procedure_id": family.procedure, "step": "intimazione",
+        "occurred_on": raccordo_core::domain::format_date(raccordo_core::clock::rome_date(raccordo_core::clock::now())),
+        "comune_istat": "015182", "info_material_delivered": true});
+    step["household"] = family.household();
+    app.publish(&app.event("eviction.step.v1", step)).await;
+    app.settle().await;
+    let at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formattable");
+    app.publish(&app.event(
+        "eviction.consent.v1",
+        json!({"procedure_id": family.procedure, "comune_istat": "015182",
+               "decision": "granted", "recorded_by": "Sportello sociale di Rho",
+               "recorded_at": at, "contact": family.contact()}),
+    ))
+    .await;
+    app.settle().await;
+    app.notifications("eviction.alert").await[0].0
+}
+
+#[tokio::test]
+async fn d1_the_console_lists_every_delivery_with_filters_and_shows_its_timeline_to_the_roles_that_may_see_it()
+ {
+    use crate::console::{PRIVACY, VIEWER, login_as, request, spawn_console};
+    let (app, addr) = spawn_console().await;
+    app.publish(&app.event("housing.unit.v1", offer("D1-C")))
+        .await;
+    app.wait_for_emails(2).await;
+    let alert = one_consented_alert(&app).await;
+    app.settle().await;
+    let (offered, ..) = app.notifications("housing.offered").await[0];
+
+    let viewer = login_as(addr, VIEWER).await;
+    let home = request(addr, "GET", "/", Some(&viewer), None).await;
+    assert!(
+        home.body.contains("href=\"/deliveries\""),
+        "the overview links the deliveries"
+    );
+    let list = request(addr, "GET", "/deliveries", Some(&viewer), None).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(
+        list.body.contains(&format!("/deliveries/{offered}")),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains(SA));
+    // A consented alert is a row per family: not for the viewer, who is told so.
+    assert!(!list.body.contains(&alert.to_string()), "{}", list.body);
+    assert!(list.body.contains("solo il ruolo privacy"));
+    let denied = request(
+        addr,
+        "GET",
+        &format!("/deliveries/{alert}"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(denied.status, 403);
+    for s in raccordo_e2e::families::REVOKING.strings() {
+        assert!(!denied.body.contains(s) && !list.body.contains(s), "{s:?}");
+    }
+
+    // Filters narrow; a bad one is an Italian 400.
+    let sent = request(
+        addr,
+        "GET",
+        "/deliveries?stato=sent&tipo=housing.ack",
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(sent.status, 200);
+    assert!(
+        !sent.body.contains(SA) && sent.body.contains("accoglienza@comune.milano.example"),
+        "{}",
+        sent.body
+    );
+    let none = request(
+        addr,
+        "GET",
+        "/deliveries?stato=bounced",
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert!(none.body.contains("Nessuna consegna"), "{}", none.body);
+    for bad in [
+        "/deliveries?stato=lost",
+        "/deliveries?dal=31-12-2026",
+        "/deliveries?dal=99999-01-01",
+    ] {
+        let r = request(addr, "GET", bad, Some(&viewer), None).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.body.contains("non valid"), "{bad}: {}", r.body);
+    }
+
+    // The timeline, in order, in Europe/Rome time.
+    let page = request(
+        addr,
+        "GET",
+        &format!("/deliveries/{offered}"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let queued = page.body.find("<code>queued</code>").expect("queued shown");
+    let sent = page.body.find("<code>sent</code>").expect("sent shown");
+    assert!(queued < sent, "in order");
+    assert!(page.body.contains("orari di Roma"));
+    let missing = request(
+        addr,
+        "GET",
+        "/deliveries/6f1c7f5e-0000-4000-8000-000000000000",
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    // The privacy officer sees the alert's deliveries and timeline, never the family.
+    let privacy = login_as(addr, PRIVACY).await;
+    let list = request(
+        addr,
+        "GET",
+        "/deliveries?tipo=eviction.alert",
+        Some(&privacy),
+        None,
+    )
+    .await;
+    assert!(
+        list.body.contains(&format!("/deliveries/{alert}")),
+        "{}",
+        list.body
+    );
+    let page = request(
+        addr,
+        "GET",
+        &format!("/deliveries/{alert}"),
+        Some(&privacy),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    for s in raccordo_e2e::families::REVOKING.strings() {
+        assert!(!page.body.contains(s) && !list.body.contains(s), "{s:?}");
+    }
+    app.cleanup().await;
+}
