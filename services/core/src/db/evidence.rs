@@ -387,3 +387,22 @@ pub async fn list_deliveries(
     .fetch_all(conn)
     .await
 }
+
+/// How many deliveries are in each state, by channel: `(channel, state, count)`, in the
+/// order of [`DeliveryEvent::ALL`].
+pub async fn state_counts(
+    conn: &mut PgConnection,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    let mut rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state")
+            .fetch_all(conn)
+            .await?;
+    let rank = |state: &str| {
+        DeliveryEvent::ALL
+            .iter()
+            .position(|e| e.as_str() == state)
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by(|a, b| (rank(&a.1), &a.0).cmp(&(rank(&b.1), &b.0)));
+    Ok(rows)
+}
