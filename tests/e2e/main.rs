@@ -9,6 +9,7 @@ mod console;
 mod console_roles;
 mod control_characters;
 mod eviction;
+mod evidence;
 mod failures;
 mod hardening;
 mod housing;

@@ -359,6 +359,58 @@ impl TestApp {
         )
     }
 
+    /// Binds a queue of the test's own to `{prefix}.events` for `pattern` (e.g. `delivery.#`),
+    /// as any system may; returns its name, for [`TestApp::drain_tap`]. Deleted at cleanup
+    /// with the test's exchange (it is auto-delete).
+    pub async fn tap_events(&self, pattern: &str) -> String {
+        let channel = self.connection.create_channel().await.expect("a channel");
+        let name = format!(
+            "{}.tap.{}",
+            self.settings.amqp.prefix,
+            Uuid::new_v4().simple()
+        );
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("declare the tap");
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                self.topology.events_exchange().as_str().into(),
+                pattern.into(),
+                lapin::options::QueueBindOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("bind the tap");
+        name
+    }
+
+    /// Takes every message now in a tap: (routing key, JSON body).
+    pub async fn drain_tap(&self, name: &str) -> Vec<(String, Value)> {
+        let channel = self.connection.create_channel().await.expect("a channel");
+        let mut out = Vec::new();
+        while let Ok(Some(message)) = channel
+            .basic_get(
+                name.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+        {
+            let body = serde_json::from_slice(&message.delivery.data).unwrap_or(Value::Null);
+            out.push((message.delivery.routing_key.to_string(), body));
+        }
+        let _ = channel.close(200, "tap drained".into()).await;
+        out
+    }
+
     /// Messages ready in a queue (0 when it does not exist).
     pub async fn queue_depth(&self, name: &str) -> u32 {
         let Ok(channel) = self.connection.create_channel().await else {

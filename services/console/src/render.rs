@@ -30,6 +30,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/evictions.html"),
     ),
     ("emails.html", include_str!("../templates/emails.html")),
+    (
+        "deliveries.html",
+        include_str!("../templates/deliveries.html"),
+    ),
+    ("timeline.html", include_str!("../templates/timeline.html")),
     ("error.html", include_str!("../templates/error.html")),
     (
         "evictions_audit.html",

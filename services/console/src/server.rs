@@ -157,6 +157,13 @@ fn table() -> Vec<Route> {
         ),
         route(M::GET, "/evictions", Viewer, get(pages::evictions::page)),
         route(M::GET, "/emails", Viewer, get(pages::emails::page)),
+        route(M::GET, "/deliveries", Viewer, get(pages::deliveries::page)),
+        route(
+            M::GET,
+            "/deliveries/{id}",
+            Viewer,
+            get(pages::deliveries::timeline),
+        ),
         route(
             M::GET,
             "/emails/{kind}/html",

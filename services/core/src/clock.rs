@@ -73,6 +73,16 @@ pub fn rome_local(instant: OffsetDateTime) -> (String, String) {
     )
 }
 
+/// `YYYY-MM-DD HH:MM:SS` of `instant` in Europe/Rome: the one form the CLI and the console
+/// show times in.
+pub fn rome_datetime(instant: OffsetDateTime) -> String {
+    jiff::Timestamp::from_second(instant.unix_timestamp())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(rome())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// The first instant of `date` in Europe/Rome.
 pub fn rome_start_of_day(date: Date) -> OffsetDateTime {
     let civil = jiff::civil::date(

@@ -111,6 +111,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// What happened to each delivery of a notification: queued, sent, bounced, PEC
+    /// receipts, acknowledged, reminded, escalated… (CONTRACT D1), times in Europe/Rome.
+    Timeline {
+        /// The notification id (the `X-Raccordo-Notification` header of its emails).
+        id: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Queues, consumers, dead and parked counts, undeliverable notifications.
     Status {
         #[arg(long, value_enum, default_value_t)]

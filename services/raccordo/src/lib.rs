@@ -35,3 +35,4 @@ pub mod serve;
 pub mod setup;
 pub mod status;
 pub mod table;
+pub mod timeline;

@@ -68,13 +68,8 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                     .await?;
             print!("{}", crate::evictions::format_audit(&audit, format)?);
         }
-        Command::Status { format } => {
-            let status = crate::status::collect(&settings).await?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-                _ => print!("{}", crate::status::table(&status)),
-            }
-        }
+        Command::Timeline { id, format } => crate::timeline::print(&settings, &id, format).await?,
+        Command::Status { format } => status(&settings, format).await?,
         Command::Bench(args) => {
             let mut out = std::io::stdout();
             let exact = crate::bench::run(settings, args, &mut out).await?;
@@ -95,6 +90,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn status(settings: &Settings, format: Format) -> anyhow::Result<()> {
+    let status = crate::status::collect(settings).await?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        _ => print!("{}", crate::status::table(&status)),
+    }
+    Ok(())
 }
 
 async fn ids(command: IdsCommand, settings: &Settings) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 pub(crate) mod assets;
 pub(crate) mod coverage;
 pub(crate) mod dead_letters;
+pub(crate) mod deliveries;
 pub(crate) mod emails;
 pub(crate) mod evictions;
 pub(crate) mod overview;

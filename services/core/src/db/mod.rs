@@ -4,6 +4,7 @@
 //! Repository functions take `&mut PgConnection` so the caller owns the transaction.
 
 mod backlog;
+pub mod evidence;
 mod inbox;
 mod outbox;
 mod outbox_reports;
@@ -27,7 +28,10 @@ pub use outbox::{
     settled_of_kind, take_unannounced_held,
 };
 pub use outbox_reports::{NotificationLine, notification_lines};
-pub use relay::{NotificationMessage, RelayError, flush_outbox, publish_pending, run_relay};
+pub use relay::{
+    DeliveryEventMessage, NotificationMessage, RelayError, flush_evidence, flush_outbox,
+    publish_pending, run_relay,
+};
 
 pub use server::{commit_count, server_version};
 pub use signal::{OUTBOX_CHANNEL, OutboxSignal, listen_outbox};

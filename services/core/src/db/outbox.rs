@@ -101,6 +101,13 @@ pub async fn insert_notifications(
             INSERT INTO deliveries (notification_id, email, referent_id, name, institution, role)
             SELECT * FROM UNNEST($7::UUID[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[])
             ON CONFLICT (notification_id, email) DO NOTHING
+            RETURNING notification_id, email, referent_id, channel
+        ), queued AS (
+            -- The first event of every timeline (D1).
+            INSERT INTO delivery_events (notification_id, kind, recipient, referent_id, channel, event)
+            SELECT r.notification_id, k.kind, r.email, r.referent_id, r.channel, 'queued'
+            FROM recipients r
+            JOIN UNNEST($1::UUID[], $2::TEXT[]) AS k (id, kind) ON k.id = r.notification_id
         )
         SELECT pg_notify($13, '')
         "#,
@@ -237,24 +244,40 @@ pub async fn record_sent(tx: &mut PgConnection, sent: &[SentEmail]) -> Result<()
     let message_ids: Vec<&str> = sent.iter().map(|s| s.message_id.as_str()).collect();
     sqlx::query(
         r#"
-        UPDATE deliveries d
-        SET delivered_at = now(),
-            smtp_response = s.response,
-            message_id = s.message_id,
-            attempts = d.attempts + 1,
-            last_error = NULL
-        FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[])
-            AS s (notification_id, email, response, message_id)
-        WHERE d.notification_id = s.notification_id
-          AND d.email = s.email
+        WITH sent AS (
+            UPDATE deliveries d
+            SET delivered_at = now(),
+                smtp_response = s.response,
+                message_id = s.message_id,
+                attempts = d.attempts + 1,
+                last_error = NULL,
+                state = 'sent',
+                state_at = now()
+            FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[])
+                AS s (notification_id, email, response, message_id)
+            WHERE d.notification_id = s.notification_id
+              AND d.email = s.email
+            RETURNING d.notification_id, d.email, d.referent_id, d.channel, s.response
+        )
+        -- The server's reply, on the timeline (D1); published by the relay.
+        INSERT INTO delivery_events (notification_id, kind, recipient, referent_id, channel, event, details)
+        SELECT s.notification_id, n.kind, s.email, s.referent_id, s.channel, 'sent',
+               jsonb_build_object('reply', s.response)
+        FROM sent s JOIN notifications n ON n.id = s.notification_id
         "#,
     )
     .bind(&ids)
     .bind(&emails)
     .bind(&responses)
     .bind(&message_ids)
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
+    // The relay publishes the `delivery.sent` events at commit.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(OUTBOX_CHANNEL)
+        .bind(super::evidence::EVIDENCE_PAYLOAD)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -500,13 +523,22 @@ pub async fn cancel_pending(
 ) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         r#"
-        UPDATE deliveries
-        SET failed_at = now(),
-            held_in = NULL,
-            last_error = $2
-        WHERE delivered_at IS NULL
-          AND (failed_at IS NULL OR held_in IS NOT NULL)
-          AND notification_id = ANY($1)
+        WITH cancelled AS (
+            UPDATE deliveries
+            SET failed_at = now(),
+                held_in = NULL,
+                last_error = $2,
+                state = 'cancelled',
+                state_at = now()
+            WHERE delivered_at IS NULL
+              AND (failed_at IS NULL OR held_in IS NOT NULL)
+              AND notification_id = ANY($1)
+            RETURNING notification_id, email, referent_id, channel
+        )
+        INSERT INTO delivery_events (notification_id, kind, recipient, referent_id, channel, event, details)
+        SELECT c.notification_id, n.kind, c.email, c.referent_id, c.channel, 'cancelled',
+               jsonb_build_object('reason', $2::TEXT)
+        FROM cancelled c JOIN notifications n ON n.id = c.notification_id
         "#,
     )
     .bind(ids)

@@ -119,6 +119,102 @@ pub async fn flush_outbox(
     Ok(rows.len())
 }
 
+/// The body of a `delivery.<event>` message on `{prefix}.events` (CONTRACT D1): which
+/// delivery, what happened, when. Never an address, a name or a diagnostic text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryEventMessage {
+    pub notification: Uuid,
+    pub kind: String,
+    pub referent_id: String,
+    /// `email` or `pec`.
+    pub channel: String,
+    /// The D1 name; the routing key is `delivery.<event>`.
+    pub event: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// A DSN's or a refusal's status code (`5.1.1`), where the event has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+type EvidenceRow = (
+    i64,
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    OffsetDateTime,
+    Option<String>,
+);
+
+/// Publishes up to `batch` timeline events not yet published as `delivery.<event>`;
+/// returns how many. Claimed as the notifications are, so relays never publish one twice
+/// at once (a crash between publish and mark republishes: consumers key on `message_id`).
+pub async fn flush_evidence(
+    pool: &PgPool,
+    publisher: &Publisher,
+    topology: &Topology,
+    batch: i64,
+) -> Result<usize, RelayError> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<EvidenceRow> = sqlx::query_as(
+        r#"
+        SELECT id, notification_id, kind, referent_id, channel, event, at, details ->> 'status'
+        FROM delivery_events
+        WHERE published_at IS NULL
+        ORDER BY id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+        "#,
+    )
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let exchange = topology.events_exchange();
+    let mut bodies = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for (_, notification, kind, referent_id, channel, event, at, status) in &rows {
+        keys.push(format!("delivery.{event}"));
+        bodies.push(serde_json::to_vec(&DeliveryEventMessage {
+            notification: *notification,
+            kind: kind.clone(),
+            referent_id: referent_id.clone(),
+            channel: channel.clone(),
+            event: event.clone(),
+            at: *at,
+            status: status.clone(),
+        })?);
+    }
+    let messages: Vec<Outgoing<'_>> = rows
+        .iter()
+        .zip(&bodies)
+        .zip(&keys)
+        .map(|((row, body), key)| Outgoing {
+            exchange: &exchange,
+            routing_key: key,
+            body,
+            properties: BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_message_id(format!("delivery-event-{}", row.0).into())
+                .with_type(key.clone().into()),
+            mandatory: false,
+        })
+        .collect();
+    publisher.publish_all(&messages).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    sqlx::query("UPDATE delivery_events SET published_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
 /// Announces deliveries the mailer gave up on in `{prefix}.dead` or `{prefix}.parked`, one
 /// message per notification, so that `raccordo dlq` lists and replays them; returns how
 /// many messages. The body is the notification's announcement, never its content; replay
@@ -190,8 +286,9 @@ pub async fn publish_pending(pool: &PgPool, settings: &Settings) -> Result<usize
     let mut total = 0;
     loop {
         let n = flush_outbox(pool, &publisher, &topology, settings.relay.batch).await?;
+        let e = flush_evidence(pool, &publisher, &topology, settings.relay.batch).await?;
         total += n;
-        if n == 0 {
+        if n == 0 && e == 0 {
             break;
         }
     }
@@ -241,9 +338,17 @@ pub async fn run_relay(
                     continue 'connect;
                 }
             }
-            // Drain everything pending before waiting again.
+            // Drain everything pending before waiting again: notifications, then the
+            // timeline events their commits and the mailers' wrote.
             loop {
-                match flush_outbox(&pool, &publisher, &topology, settings.relay.batch).await {
+                let flushed =
+                    match flush_outbox(&pool, &publisher, &topology, settings.relay.batch).await {
+                        Ok(n) => flush_evidence(&pool, &publisher, &topology, settings.relay.batch)
+                            .await
+                            .map(|e| n.max(e)),
+                        Err(error) => Err(error),
+                    };
+                match flushed {
                     Ok(n) if n as i64 >= settings.relay.batch => continue,
                     Ok(_) => break,
                     Err(error) => {
