@@ -8,6 +8,7 @@
 //! - [`daticert`]: the certification data of a PEC receipt, parsed with quick-xml, no
 //!   entity ever expanded, sizes bounded.
 //! - [`receipt`]: a receipt email (mail-parser): its headers and its `daticert.xml`, agreeing.
+//! - [`pec`]: the PEC receipts reader, its state machine and the receipt timeout.
 //! - [`simulator`]: the PEC provider simulator: SMTP in, receipts APPENDed into IMAP.
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -15,5 +16,6 @@
 pub mod daticert;
 pub mod imap;
 pub mod lock;
+pub mod pec;
 pub mod receipt;
 pub mod simulator;
