@@ -16,6 +16,7 @@ mod housing;
 mod mailer;
 mod mailer_latency;
 mod operations;
+mod pec;
 mod quota;
 mod registry_scopes;
 mod transport_tls;

@@ -6,6 +6,7 @@
 //! that starts them: integration tests never skip.
 
 pub mod broker_users;
+pub mod pec;
 pub mod proxy;
 
 use std::path::PathBuf;

@@ -134,6 +134,38 @@ pub struct MailSettings {
     /// pool; a second sender sends while the first records).
     #[serde(default = "default_senders")]
     pub senders: u16,
+    /// The PEC provider's SMTP server, in the form of `smtp_url`; empty (the default) sends
+    /// nothing by PEC (CONTRACT D2, §11).
+    #[serde(default)]
+    pub pec_smtp_url: SecretString,
+    /// The mailbox where PEC receipts arrive: `imaps://USER:PASSWORD@HOST:993/MAILBOX`,
+    /// `imap://…?tls=required`, or plain `imap://` on loopback (CONTRACT §11). Empty: no
+    /// receipt is read.
+    #[serde(default)]
+    pub pec_imap_url: SecretString,
+    /// The kinds a referent with a `pec` receives by PEC alone; default the five of D2.
+    #[serde(default = "default_pec_kinds")]
+    pub pec_kinds: Vec<String>,
+    /// Hours (decimal) within which a PEC delivery receipt must arrive, else the delivery
+    /// failed; default 24.
+    #[serde(default = "default_pec_receipt_hours")]
+    pub pec_receipt_hours: f64,
+}
+
+fn default_pec_kinds() -> Vec<String> {
+    [
+        "eviction.alert",
+        "eviction.consent_revoked",
+        "housing.offered",
+        "quota.threshold",
+        "asylum.pronta_accoglienza",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn default_pec_receipt_hours() -> f64 {
+    24.0
 }
 
 fn default_senders() -> u16 {
@@ -545,6 +577,9 @@ impl Settings {
         if let Err(reason) = self.mail.check_smtp_url() {
             return invalid("mail.smtp_url", reason);
         }
+        if let Err((key, reason)) = self.mail.check_pec() {
+            return invalid(key, &reason);
+        }
         self.validate_console()?;
         self.validate_tls()
     }
@@ -766,6 +801,47 @@ impl MailSettings {
             return Err("credentials would be sent in clear: use smtps:// or add ?tls=required");
         }
         Ok(())
+    }
+
+    /// Checks the PEC keys: the receipt hours, the kinds.
+    fn check_pec(&self) -> Result<(), (&'static str, String)> {
+        if !self.pec_receipt_hours.is_finite() || self.pec_receipt_hours <= 0.0 {
+            return Err((
+                "mail.pec_receipt_hours",
+                "must be a positive number of hours".into(),
+            ));
+        }
+        // A kind the hub does not emit yet (asylum.*, CONTRACT D2's list) is harmless.
+        let kind_token = |k: &String| {
+            k.split_once('.').is_some_and(|(a, b)| {
+                [a, b]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+        };
+        match self.pec_kinds.iter().find(|k| !kind_token(k)) {
+            Some(kind) => Err(("mail.pec_kinds", format!("not a notification kind: {kind}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether emails go by PEC at all (`pec_smtp_url` set).
+    pub fn pec_enabled(&self) -> bool {
+        !self.pec_smtp_url.expose_secret().trim().is_empty()
+    }
+
+    /// The kinds that go by PEC in this process: `pec_kinds`, or none without a PEC server.
+    pub fn pec_channel_kinds(&self) -> Vec<String> {
+        if self.pec_enabled() {
+            self.pec_kinds.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The PEC receipt timeout (`pec_receipt_hours`).
+    pub fn pec_receipt_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.pec_receipt_hours * 3600.0).unwrap_or(Duration::MAX)
     }
 
     /// Refuses the file transport unless `mail.allow_file_transport`: what the mailer

@@ -134,6 +134,13 @@ pub fn plaintext_peers(settings: &Settings) -> Vec<PlaintextPeer> {
             remedy: "use smtps://host:465 or smtp://host:587?tls=required",
         });
     }
+    if let Some(host) = smtp_in_clear(settings.mail.pec_smtp_url.expose_secret()) {
+        peers.push(PlaintextPeer {
+            key: "mail.pec_smtp_url",
+            host,
+            remedy: "use smtps://host:465 or smtp://host:587?tls=required",
+        });
+    }
     peers
 }
 

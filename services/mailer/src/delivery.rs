@@ -71,10 +71,28 @@ pub fn transport_from_settings(settings: &MailSettings) -> Result<Transport, Tra
     })
 }
 
+/// Builds the PEC transport (`mail.pec_smtp_url`), when one is configured (CONTRACT D2).
+pub fn pec_transport_from_settings(
+    settings: &MailSettings,
+) -> Result<Option<Transport>, TransportConfigError> {
+    if !settings.pec_enabled() {
+        return Ok(None);
+    }
+    Ok(Some(Transport::Smtp(SmtpTransport::new(&SmtpOptions {
+        url: settings.pec_smtp_url.expose_secret().to_owned(),
+        timeout: settings.timeout(),
+        pool_size: settings.pool_size.max(1),
+        max_connections: settings.max_connections.max(1),
+        hello_name: None,
+    })?)))
+}
+
 /// Sends due deliveries; shared by the senders of a process.
 pub struct Mailer {
     pool: PgPool,
     transport: Transport,
+    /// The PEC provider's server, for deliveries of channel `pec`.
+    pec: Option<Transport>,
     from: String,
     message_id_domain: String,
     retry: RetrySettings,
@@ -138,6 +156,7 @@ impl Mailer {
         Self {
             pool,
             transport,
+            pec: None,
             from: from.to_owned(),
             message_id_domain: domain,
             retry: retry.clone(),
@@ -153,6 +172,13 @@ impl Mailer {
     pub fn with_max_in_flight(mut self, max: usize) -> Self {
         let share = max / usize::from(self.senders);
         self.emails_per_commit = i64::try_from(share.max(1)).unwrap_or(1);
+        self
+    }
+
+    /// Sends the deliveries of channel `pec` through `pec` (`mail.pec_smtp_url`).
+    #[must_use]
+    pub fn with_pec(mut self, pec: Option<Transport>) -> Self {
+        self.pec = pec;
         self
     }
 
@@ -473,7 +499,13 @@ impl Mailer {
             urgent: row.urgent,
         };
         let started = Instant::now();
-        let result = self.transport.send(&outgoing).await;
+        let result = match (row.channel.as_str(), &self.pec) {
+            ("pec", Some(pec)) => pec.send(&outgoing).await,
+            // A PEC delivery decided by a process configured for PEC, met by one that is
+            // not: it waits, and the operator hears of it, rather than go as plain email.
+            ("pec", None) => Err(crate::SendError::NoPecServer),
+            _ => self.transport.send(&outgoing).await,
+        };
         metrics::histogram!("raccordo_email_send_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(delivered) => {
@@ -555,6 +587,7 @@ mod tests {
             institution: "Comune".into(),
             role: "comune".into(),
             attempts: 0,
+            channel: "email".into(),
         }
     }
 

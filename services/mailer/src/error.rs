@@ -61,6 +61,9 @@ pub enum SendError {
     /// Writing the `.eml` file failed.
     #[error("failed to write the outbox file")]
     Outbox(#[source] io::Error),
+    /// A PEC delivery, and no `mail.pec_smtp_url` in this process.
+    #[error("a PEC delivery and no mail.pec_smtp_url configured in this process")]
+    NoPecServer,
 }
 
 impl SendError {
@@ -81,7 +84,8 @@ impl SendError {
             | SendError::Timeout { .. }
             | SendError::Session(_)
             | SendError::StartTlsUnavailable
-            | SendError::Outbox(_) => true,
+            | SendError::Outbox(_)
+            | SendError::NoPecServer => true,
         }
     }
 }

@@ -9,7 +9,7 @@ use raccordo_core::settings::Settings;
 
 /// Opens a pool on `database.url`, failing with what to run when it cannot.
 pub(crate) async fn connect_db(settings: &Settings) -> anyhow::Result<PgPool> {
-    db::connect(&settings.database).await.with_context(|| {
+    db::connect_hub(settings).await.with_context(|| {
         let name = settings
             .database
             .database_name()

@@ -23,7 +23,9 @@ use raccordo_core::registry::RegistryWorker;
 use raccordo_core::settings::Settings;
 use raccordo_eviction::EvictionWorker;
 use raccordo_housing::HousingWorker;
-use raccordo_mailer::delivery::{Mailer, ReplayHandler, run_mailer, transport_from_settings};
+use raccordo_mailer::delivery::{
+    Mailer, ReplayHandler, pec_transport_from_settings, run_mailer, transport_from_settings,
+};
 use raccordo_quota::{MonthlyVerification, QuotaWorker};
 
 /// How often the monthly jobs check whether last month's run is still due.
@@ -85,7 +87,7 @@ impl App {
         settings.eviction.check_key_for_real_data()?;
         warn_if_plaintext(&settings);
         let settings = Arc::new(settings);
-        let pool = db::connect(&settings.database).await.with_context(|| {
+        let pool = db::connect_hub(&settings).await.with_context(|| {
             format!(
                 "Failed to connect to the database {} (run `raccordo setup` first, and scripts/services.sh if PostgreSQL is down)",
                 settings.database.database_name().unwrap_or_default()
@@ -282,6 +284,8 @@ fn spawn_jobs(
     let queues = workers.queues();
     if queues.contains(&WorkQueue::Mailer) {
         let transport = transport_from_settings(&settings.mail).context("Invalid mail settings")?;
+        let pec =
+            pec_transport_from_settings(&settings.mail).context("Invalid mail.pec_smtp_url")?;
         let senders = settings.mail.senders.max(1);
         let mailer = Mailer::new(
             pool.clone(),
@@ -290,7 +294,18 @@ fn spawn_jobs(
             &settings.retry,
             senders,
         )
-        .with_max_in_flight(settings.mail.max_connections.max(1));
+        .with_max_in_flight(settings.mail.max_connections.max(1))
+        .with_pec(pec);
+        // The PEC receipts and their clock (D2), beside the mailer that sends by PEC; one
+        // replica at a time reads them.
+        if let Some(reader) = raccordo_evidence::pec::PecReader::from_settings(
+            pool.clone(),
+            Arc::new(settings.clone()),
+        )
+        .context("Invalid PEC settings")?
+        {
+            tracker.spawn(reader.run(token.clone()));
+        }
         tracker.spawn(run_mailer(
             Arc::new(mailer),
             senders,
@@ -356,7 +371,7 @@ async fn start_console(
 pub async fn run_console_until_stopped(mut settings: Settings) -> anyhow::Result<()> {
     settings.console.enabled = true;
     let settings = Arc::new(settings);
-    let pool = db::connect(&settings.database).await.with_context(|| {
+    let pool = db::connect_hub(&settings).await.with_context(|| {
         format!(
             "Failed to connect to the database {} (run `raccordo setup` first)",
             settings.database.database_name().unwrap_or_default()

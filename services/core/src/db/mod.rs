@@ -50,6 +50,27 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error>
         .await
 }
 
+/// The session setting that tells `insert_notifications` which kinds go by PEC (CONTRACT
+/// D2): set on every connection of a hub's pool from `mail.pec_kinds` (none without
+/// `mail.pec_smtp_url`), so the choice is made in the statement that inserts the deliveries.
+pub const PEC_KINDS_SETTING: &str = "raccordo.pec_kinds";
+
+/// Opens the pool of a process that decides notifications: [`connect`], with the kinds that
+/// go by PEC in [`PEC_KINDS_SETTING`].
+pub async fn connect_hub(settings: &crate::settings::Settings) -> Result<PgPool, sqlx::Error> {
+    let kinds = settings.mail.pec_channel_kinds().join(",");
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(settings.database.acquire_timeout())
+        .connect_with(
+            settings
+                .database
+                .connect_options()?
+                .options([(PEC_KINDS_SETTING, kinds.as_str())]),
+        )
+        .await
+}
+
 /// Creates the configured database when it does not exist yet; true if it did not.
 pub async fn create_database_if_missing(settings: &DatabaseSettings) -> Result<bool, sqlx::Error> {
     let name = settings.database_name()?;

@@ -53,6 +53,39 @@ pub async fn insert_notification(
     ids.into_iter().next().ok_or(sqlx::Error::RowNotFound)
 }
 
+/// The statement of [`insert_notifications`].
+const INSERT_NOTIFICATIONS: &str = r#"
+        WITH notification AS (
+            INSERT INTO notifications (id, kind, comune_istat, payload, urgent, undeliverable)
+            SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::JSONB[], $5::BOOL[], $6::BOOL[])
+        ), recipients AS (
+            -- A referent with a PEC address gets the kinds that go by PEC by PEC alone
+            -- (D2): the session's raccordo.pec_kinds, set by db::connect_hub.
+            INSERT INTO deliveries (notification_id, email, referent_id, name, institution, role, channel)
+            SELECT u.id, COALESCE(p.pec, u.email), u.referent_id, u.name, u.institution, u.role,
+                   CASE WHEN p.pec IS NULL THEN 'email' ELSE 'pec' END
+            FROM UNNEST($7::UUID[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[])
+                AS u (id, email, referent_id, name, institution, role)
+            JOIN UNNEST($1::UUID[], $2::TEXT[]) AS k (id, kind) ON k.id = u.id
+            LEFT JOIN LATERAL (
+                SELECT r.pec
+                FROM referents r
+                WHERE r.referent_id = u.referent_id
+                  AND NULLIF(r.pec, '') IS NOT NULL
+                  AND k.kind = ANY (string_to_array(current_setting('raccordo.pec_kinds', TRUE), ','))
+            ) p ON TRUE
+            ON CONFLICT (notification_id, email) DO NOTHING
+            RETURNING notification_id, email, referent_id, channel
+        ), queued AS (
+            -- The first event of every timeline (D1).
+            INSERT INTO delivery_events (notification_id, kind, recipient, referent_id, channel, event)
+            SELECT r.notification_id, k.kind, r.email, r.referent_id, r.channel, 'queued'
+            FROM recipients r
+            JOIN UNNEST($1::UUID[], $2::TEXT[]) AS k (id, kind) ON k.id = r.notification_id
+        )
+        SELECT pg_notify($13, '')
+        "#;
+
 /// Inserts notifications and their deliveries, and wakes the relay at commit — in one
 /// statement, one round trip to the database whatever their number and recipients'.
 /// Returns their ids, in order.
@@ -92,41 +125,22 @@ pub async fn insert_notifications(
     let roles: Vec<&str> = to.iter().map(|(_, r)| r.role.as_str()).collect();
     // The deliveries' foreign key is checked at the end of the statement, when the
     // notification rows exist. The NOTIFY is delivered only if the transaction commits.
-    sqlx::query(
-        r#"
-        WITH notification AS (
-            INSERT INTO notifications (id, kind, comune_istat, payload, urgent, undeliverable)
-            SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::JSONB[], $5::BOOL[], $6::BOOL[])
-        ), recipients AS (
-            INSERT INTO deliveries (notification_id, email, referent_id, name, institution, role)
-            SELECT * FROM UNNEST($7::UUID[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[])
-            ON CONFLICT (notification_id, email) DO NOTHING
-            RETURNING notification_id, email, referent_id, channel
-        ), queued AS (
-            -- The first event of every timeline (D1).
-            INSERT INTO delivery_events (notification_id, kind, recipient, referent_id, channel, event)
-            SELECT r.notification_id, k.kind, r.email, r.referent_id, r.channel, 'queued'
-            FROM recipients r
-            JOIN UNNEST($1::UUID[], $2::TEXT[]) AS k (id, kind) ON k.id = r.notification_id
-        )
-        SELECT pg_notify($13, '')
-        "#,
-    )
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&comuni)
-    .bind(&payloads)
-    .bind(&urgent)
-    .bind(&undeliverable)
-    .bind(&of)
-    .bind(&emails)
-    .bind(&referents)
-    .bind(&names)
-    .bind(&institutions)
-    .bind(&roles)
-    .bind(OUTBOX_CHANNEL)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(INSERT_NOTIFICATIONS)
+        .bind(&ids)
+        .bind(&kinds)
+        .bind(&comuni)
+        .bind(&payloads)
+        .bind(&urgent)
+        .bind(&undeliverable)
+        .bind(&of)
+        .bind(&emails)
+        .bind(&referents)
+        .bind(&names)
+        .bind(&institutions)
+        .bind(&roles)
+        .bind(OUTBOX_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
     Ok(ids)
 }
 
@@ -200,6 +214,8 @@ pub struct DueDelivery {
     pub role: String,
     /// Attempts already made.
     pub attempts: i32,
+    /// `email`, or `pec`: sent over `mail.pec_smtp_url` (D2).
+    pub channel: String,
 }
 
 /// Claims up to `limit` deliveries that are due, oldest first. They stay locked until
@@ -209,7 +225,7 @@ pub async fn claim_due(tx: &mut PgConnection, limit: i64) -> Result<Vec<DueDeliv
     sqlx::query_as(
         r#"
         SELECT d.notification_id, n.kind, n.payload, n.urgent,
-               d.email, d.referent_id, d.name, d.institution, d.role, d.attempts
+               d.email, d.referent_id, d.name, d.institution, d.role, d.attempts, d.channel
         FROM deliveries d
         JOIN notifications n ON n.id = d.notification_id
         WHERE d.delivered_at IS NULL
