@@ -279,6 +279,11 @@ fn spawn_jobs(
         signal.clone(),
         token.clone(),
     ));
+    // D6: deliveries by state, for /metrics.
+    tracker.spawn(raccordo_core::delivery_metrics::run_state_gauges(
+        pool.clone(),
+        token.clone(),
+    ));
     let queues = workers.queues();
     if queues.contains(&WorkQueue::Mailer) {
         let transport = transport_from_settings(&settings.mail).context("Invalid mail settings")?;
@@ -290,9 +295,18 @@ fn spawn_jobs(
             &settings.retry,
             senders,
         )
-        .with_max_in_flight(settings.mail.max_connections.max(1));
+        .with_max_in_flight(settings.mail.max_connections.max(1))
+        .with_ack_links(raccordo_core::ack::AckLinks::from_settings(settings));
+        let mailer = Arc::new(mailer);
+        // D5: reminders and escalation, once across replicas.
+        tracker.spawn(raccordo_mailer::escalation::run_escalation(
+            mailer.clone(),
+            pool.clone(),
+            settings.escalation.after(),
+            token.clone(),
+        ));
         tracker.spawn(run_mailer(
-            Arc::new(mailer),
+            mailer,
             senders,
             signal.commits.clone(),
             settings.relay.poll(),
