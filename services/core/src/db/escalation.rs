@@ -34,7 +34,7 @@ pub async fn decide_reminders(
     conn: &mut PgConnection,
     after: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    let reminded: Vec<Uuid> = sqlx::query_scalar(
         r#"
         WITH due AS (
             SELECT n.id
@@ -65,14 +65,21 @@ pub async fn decide_reminders(
             RETURNING notification_id
         )
         SELECT m.notification_id
-        FROM marked m, (SELECT pg_notify($3, '')) AS woken
+        FROM marked m
         "#,
     )
     .bind(ESCALATING_KINDS)
     .bind(after.as_secs_f64())
-    .bind(OUTBOX_CHANNEL)
-    .fetch_all(conn)
-    .await
+    .fetch_all(&mut *conn)
+    .await?;
+    if !reminded.is_empty() {
+        // Wakes the senders at commit, as a new notification does.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(reminded)
 }
 
 /// Claims up to `limit` reminders due, as deliveries to send (`attempts` are the
