@@ -162,10 +162,12 @@ pub(crate) fn step_bars(title: &str, steps: &[(&str, Option<i64>, bool)]) -> Str
     svg
 }
 
-/// A duration in seconds as a person reads it: `45 s`, `12 min`, `3,5 h`, `2 g`.
+/// A duration in seconds as a person reads it: `< 1 s`, `45 s`, `12 min`, `3,5 h`, `2 g`.
 pub(crate) fn duration_it(seconds: f64) -> String {
     let s = seconds.max(0.0);
-    if s < 90.0 {
+    if s < 1.0 {
+        "< 1 s".to_owned()
+    } else if s < 90.0 {
         format!("{s:.0} s")
     } else if s < 90.0 * 60.0 {
         format!("{:.0} min", s / 60.0)
