@@ -10,6 +10,7 @@ mod console_roles;
 mod control_characters;
 mod eviction;
 mod evidence;
+mod evidence_ack;
 mod failures;
 mod hardening;
 mod housing;

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
+    ("ack.html", include_str!("../templates/ack.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("overview.html", include_str!("../templates/overview.html")),
     (

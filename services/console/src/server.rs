@@ -121,8 +121,29 @@ fn route(
     }
 }
 
+/// The acknowledgement pages (CONTRACT D4): the link of an email, without login; the token
+/// is the credential.
+fn acknowledgement_routes() -> [Route; 2] {
+    [
+        route("GET", "/ack/{token}", Access::Public, get(pages::ack::show)),
+        route(
+            "POST",
+            "/ack/{token}",
+            Access::Public,
+            post(pages::ack::record),
+        ),
+    ]
+}
+
 /// Every route of the console.
 fn table() -> Vec<Route> {
+    let mut routes = console_routes();
+    routes.extend(acknowledgement_routes());
+    routes
+}
+
+/// The console's own pages.
+fn console_routes() -> Vec<Route> {
     use Access::{Operator, Privacy, Public, Viewer};
     struct M;
     impl M {

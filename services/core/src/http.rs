@@ -22,7 +22,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = delivery_buckets(PrometheusBuilder::new()).build_recorder();
             let handle = recorder.handle();
             // Another recorder may exist in tests that embed several apps; keep ours usable.
             let _ = metrics::set_global_recorder(recorder);
@@ -32,8 +32,36 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The delivery evidence's times are histograms with buckets (D6), so they can be summed
+/// across replicas; the other histograms stay summaries.
+fn delivery_buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
+    use crate::delivery_metrics::{BUCKETS, TIME_TO_ACKNOWLEDGEMENT, TIME_TO_DELIVERY};
+    use metrics_exporter_prometheus::Matcher;
+    let mut builder = builder;
+    for name in [TIME_TO_DELIVERY, TIME_TO_ACKNOWLEDGEMENT] {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.to_owned()), BUCKETS)
+            .expect("BUCKETS is not empty");
+    }
+    builder
+}
+
 fn describe_metrics() {
     use metrics::{describe_counter, describe_histogram};
+    describe_histogram!(
+        crate::delivery_metrics::TIME_TO_DELIVERY,
+        metrics::Unit::Seconds,
+        "From a notification's decision to its delivery (email accepted, PEC receipt), by kind and channel."
+    );
+    describe_histogram!(
+        crate::delivery_metrics::TIME_TO_ACKNOWLEDGEMENT,
+        metrics::Unit::Seconds,
+        "From a notification's decision to a recipient's acknowledgement, by kind."
+    );
+    metrics::describe_gauge!(
+        crate::delivery_metrics::DELIVERIES,
+        "Deliveries by kind and state (their latest timeline event)."
+    );
     describe_counter!(
         "raccordo_messages_consumed_total",
         "Messages handled, by worker and outcome."

@@ -21,13 +21,17 @@
 //!   days and months.
 //! - [`schedule`]: monthly jobs, once per month across replicas.
 //! - [`tls`]: the TLS rule for the broker, the database and the SMTP server.
+//! - [`ack`]: acknowledgement tokens and links (CONTRACT D4).
+//! - [`delivery_metrics`]: time to delivery and to acknowledgement, deliveries by state (D6).
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod ack;
 pub mod amqp;
 pub mod binding;
 pub mod clock;
 pub mod db;
+pub mod delivery_metrics;
 pub mod domain;
 pub mod envelope;
 pub mod health;

@@ -19,11 +19,13 @@ pub enum NotificationKind {
     QuotaMonthlyReport,
     QuotaSafeguard,
     ReceptionOverCapacity,
+    /// Nobody acknowledged an urgent alert in time (CONTRACT D5).
+    DeliveryUnacknowledged,
 }
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 12] = [
+    pub const ALL: [NotificationKind; 13] = [
         NotificationKind::EvictionAlert,
         NotificationKind::EvictionConsentRevoked,
         NotificationKind::EvictionStats,
@@ -36,7 +38,38 @@ impl NotificationKind {
         NotificationKind::QuotaMonthlyReport,
         NotificationKind::QuotaSafeguard,
         NotificationKind::ReceptionOverCapacity,
+        NotificationKind::DeliveryUnacknowledged,
     ];
+
+    /// The kinds a person must act on: their emails carry an acknowledgement link
+    /// (CONTRACT D4).
+    pub fn needs_acknowledgement(self) -> bool {
+        matches!(
+            self,
+            NotificationKind::EvictionAlert
+                | NotificationKind::HousingOffered
+                | NotificationKind::HousingConsultation
+        )
+    }
+
+    /// What the acknowledgement page calls it: the kind alone, nothing of the content.
+    pub fn label_it(self) -> &'static str {
+        match self {
+            NotificationKind::EvictionAlert => "Avviso di sfratto ai servizi sociali",
+            NotificationKind::EvictionConsentRevoked => "Revoca del consenso",
+            NotificationKind::EvictionStats => "Statistiche mensili degli sfratti",
+            NotificationKind::HousingOffered => "Nuova disponibilità di alloggio",
+            NotificationKind::HousingAck => "Conferma di ricezione di un alloggio",
+            NotificationKind::HousingRejected => "Alloggio non accolto",
+            NotificationKind::HousingConsultation => "Consultazione su un alloggio",
+            NotificationKind::HousingWithdrawn => "Alloggio ritirato",
+            NotificationKind::QuotaThreshold => "Soglia di copertura",
+            NotificationKind::QuotaMonthlyReport => "Verifica mensile",
+            NotificationKind::QuotaSafeguard => "Clausola di salvaguardia",
+            NotificationKind::ReceptionOverCapacity => "Struttura oltre la capienza",
+            NotificationKind::DeliveryUnacknowledged => "Avviso urgente senza presa visione",
+        }
+    }
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -53,6 +86,7 @@ impl NotificationKind {
             NotificationKind::QuotaMonthlyReport => "quota.monthly_report",
             NotificationKind::QuotaSafeguard => "quota.safeguard",
             NotificationKind::ReceptionOverCapacity => "reception.over_capacity",
+            NotificationKind::DeliveryUnacknowledged => "delivery.unacknowledged",
         }
     }
 
@@ -80,6 +114,9 @@ impl NotificationKind {
             }
             NotificationKind::QuotaMonthlyReport => &[Role::Prefettura, Role::Tavolo],
             NotificationKind::ReceptionOverCapacity => &[Role::Prefettura],
+            // The escalation names its recipients itself (deputies too): these are the
+            // roles it adds by scope (CONTRACT D5).
+            NotificationKind::DeliveryUnacknowledged => &[Role::ServiziSociali, Role::Prefettura],
         }
     }
 

@@ -37,6 +37,10 @@ pub struct Settings {
     pub publishers: PublishersSettings,
     pub console: ConsoleSettings,
     pub security: SecuritySettings,
+    /// Acknowledgement links (CONTRACT D4).
+    pub ack: AckSettings,
+    /// Reminders and escalation of unacknowledged notifications (CONTRACT D5).
+    pub escalation: EscalationSettings,
 }
 
 /// RabbitMQ connection and topology.
@@ -381,6 +385,48 @@ pub struct ConsoleSettings {
     pub login_lockout_minutes: u64,
     /// Password verifications run at once (argon2 takes ~19 MiB each); default 2.
     pub hashing_concurrency: usize,
+    /// The console's base URL as referents reach it (`https://raccordo.example.it`), for
+    /// the acknowledgement links of the emails (CONTRACT D4, §11); default empty: the
+    /// emails carry no link.
+    #[serde(default)]
+    pub public_url: String,
+}
+
+/// Acknowledgement links (CONTRACT D4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckSettings {
+    /// HMAC key of the tokens, at least 32 bytes (`openssl rand -hex 32`); needed once
+    /// `console.public_url` is set. Default empty.
+    pub key: SecretString,
+    /// A link is valid this many days after its email was sent; default 30.
+    pub ttl_days: u32,
+}
+
+/// The smallest acknowledgement key accepted, in bytes.
+pub const MIN_ACK_KEY_BYTES: usize = 32;
+
+impl AckSettings {
+    /// How long a link stays valid.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ttl_days).saturating_mul(86_400))
+    }
+}
+
+/// Reminders and escalation (CONTRACT D5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationSettings {
+    /// Hours, a decimal number (`0.01` is 36 s), after which an urgent alert nobody
+    /// acknowledged is sent again; after twice as long it is escalated. Default 12.
+    pub after_hours: f64,
+}
+
+impl EscalationSettings {
+    /// `after_hours` as a duration (validated finite and positive at start).
+    pub fn after(&self) -> Duration {
+        Duration::try_from_secs_f64(self.after_hours * 3600.0).unwrap_or(Duration::MAX)
+    }
 }
 
 /// What a console user may open (CONTRACT 1.2 §8).
@@ -581,6 +627,7 @@ impl Settings {
             return invalid(key, &reason);
         }
         self.validate_console()?;
+        self.validate_ack()?;
         self.validate_tls()
     }
 
@@ -668,6 +715,53 @@ impl Settings {
             if let Err(reason) = scope.to_scope() {
                 return invalid(format!("publishers.{user}.scopes[{i}] {reason}"));
             }
+        }
+        Ok(())
+    }
+
+    /// The acknowledgement links and the escalation clock (CONTRACT D4, D5).
+    fn validate_ack(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        let public_url = self.console.public_url.trim();
+        if !public_url.is_empty() {
+            match url::Url::parse(public_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => {
+                    return invalid(
+                        "console.public_url",
+                        "use the console's base URL, e.g. https://raccordo.cittametropolitana.mi.it",
+                    );
+                }
+            }
+        }
+        let key = self.ack.key.expose_secret();
+        if !key.is_empty() && key.len() < MIN_ACK_KEY_BYTES {
+            return invalid(
+                "ack.key",
+                "use at least 32 bytes, e.g. the output of `openssl rand -hex 32`",
+            );
+        }
+        if key.is_empty() && !public_url.is_empty() {
+            return invalid(
+                "ack.key",
+                "console.public_url is set, so the emails carry acknowledgement links, which \
+                 need a key of at least 32 bytes (`openssl rand -hex 32`; RACCORDO__ACK__KEY)",
+            );
+        }
+        if self.ack.ttl_days == 0 {
+            return invalid("ack.ttl_days", "must be at least 1");
+        }
+        let hours = self.escalation.after_hours;
+        if !hours.is_finite() || hours <= 0.0 || hours > 24.0 * 366.0 {
+            return invalid(
+                "escalation.after_hours",
+                "use a positive number of hours (0.01 is 36 seconds), at most a year",
+            );
         }
         Ok(())
     }

@@ -67,6 +67,7 @@ fn emails(count: usize) -> Vec<OutgoingEmail> {
                 kind: "housing.offered".into(),
                 notification_id,
                 urgent: false,
+                reminder: false,
             }
         })
         .collect()

@@ -30,18 +30,21 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use raccordo_core::ack::AckLinks;
 use raccordo_core::amqp::{HandleError, Handler, Message, Outcome};
+use raccordo_core::db::escalation;
 use raccordo_core::db::{
     self, AfterFailure, DueDelivery, FailedEmail, HeldIn, NotificationMessage, SentEmail,
 };
 use raccordo_core::domain::EmailAddress;
 use raccordo_core::health::{ConsumerState, Health};
+use raccordo_core::notification::NotificationKind;
 use raccordo_core::settings::{MailSettings, MailTransportKind, RetrySettings, SettingsError};
 
-use crate::message::{OutgoingEmail, message_id_for};
+use crate::message::{OutgoingEmail, message_id_for, reminder_message_id_for};
 use crate::outbox_file::FileOutbox;
 use crate::smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
-use crate::templates::{RecipientContext, render};
+use crate::templates::{RecipientContext, render_with_link};
 use crate::transport::Transport;
 
 /// Why the configured transport cannot be used.
@@ -98,6 +101,16 @@ pub struct Mailer {
     retry: RetrySettings,
     emails_per_commit: i64,
     senders: u16,
+    ack_links: Option<AckLinks>,
+}
+
+/// Which email of a delivery is being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// The notification.
+    First,
+    /// Its reminder (CONTRACT D5): `[PROMEMORIA]`, its own Message-ID.
+    Reminder,
 }
 
 /// The most emails a mailer process killed at any instant may have sent without recording
@@ -162,7 +175,39 @@ impl Mailer {
             retry: retry.clone(),
             emails_per_commit: i64::try_from(share.max(1)).unwrap_or(1),
             senders: senders.max(1),
+            ack_links: None,
         }
+    }
+
+    /// Puts an acknowledgement link in the emails of the kinds a person must act on
+    /// (CONTRACT D4); none without it.
+    #[must_use]
+    pub fn with_ack_links(mut self, links: Option<AckLinks>) -> Self {
+        self.ack_links = links;
+        self
+    }
+
+    /// Sends the reminders due (CONTRACT D5), one round, and records them in the claim's
+    /// transaction: `reminded` on each timeline. Returns how many were claimed.
+    pub async fn send_due_reminders(&self) -> Result<usize, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let due = escalation::claim_due_reminders(&mut tx, self.emails_per_commit).await?;
+        if due.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let outcomes = join_all(
+            due.iter()
+                .map(|row| guard_delivery(row, self.send(row, Sending::Reminder))),
+        )
+        .await;
+        let (sent, failed): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+        let sent: Vec<SentEmail> = sent.into_iter().filter_map(Result::ok).collect();
+        let failed: Vec<FailedEmail> = failed.into_iter().filter_map(Result::err).collect();
+        escalation::record_reminders_sent(&mut tx, &sent).await?;
+        escalation::record_reminders_failed(&mut tx, &failed).await?;
+        tx.commit().await?;
+        Ok(due.len())
     }
 
     /// Lets the senders hold `max` emails sent and not yet recorded between them (each its
@@ -205,7 +250,11 @@ impl Mailer {
         let mut failed = Vec::new();
         // The round's emails go at once, over as many connections as the SMTP pool holds;
         // one that panics fails alone.
-        let outcomes = join_all(due.iter().map(|row| guard_delivery(row, self.send(row)))).await;
+        let outcomes = join_all(
+            due.iter()
+                .map(|row| guard_delivery(row, self.send(row, Sending::First))),
+        )
+        .await;
         for outcome in outcomes {
             match outcome {
                 Ok(email) => sent.push(email),
@@ -460,32 +509,12 @@ impl Handler for ReplayHandler {
 
 impl Mailer {
     /// Renders and sends one recipient's email; the caller records the outcome.
-    async fn send(&self, row: &DueDelivery) -> Result<SentEmail, FailedEmail> {
+    async fn send(&self, row: &DueDelivery, sending: Sending) -> Result<SentEmail, FailedEmail> {
         let notification_id = row.notification_id;
         let kind = row.kind.as_str();
-        let recipient = RecipientContext {
-            name: row.name.clone(),
-            institution: row.institution.clone(),
-            role: row.role.clone(),
-        };
-        let rendered = render(kind, notification_id, &row.payload, &recipient).map_err(|e| {
-            // A template or payload fault is not worth a retry: held in `{prefix}.dead`.
-            metrics::counter!("raccordo_emails_failed_total", "kind" => kind.to_owned(), "cause" => "render")
-                .increment(1);
-            FailedEmail {
-                notification_id,
-                email: row.email.clone(),
-                error: format!("cannot render {kind}: {}", chain(&e)),
-                message_id: None,
-                then: AfterFailure::Hold(HeldIn::Dead),
-            }
-        })?;
-        let subject = if row.urgent && !rendered.subject.starts_with("[URGENTE]") {
-            format!("[URGENTE] {}", rendered.subject)
-        } else {
-            rendered.subject
-        };
-        let message_id = message_id_for(notification_id, &row.email, &self.message_id_domain);
+        let rendered = self.render(row)?;
+        let subject = subject_of(rendered.subject, row.urgent, sending);
+        let message_id = sending.message_id(notification_id, &row.email, &self.message_id_domain);
         let outgoing = OutgoingEmail {
             from: self.from.clone(),
             to: row.email.clone(),
@@ -497,6 +526,7 @@ impl Mailer {
             notification_id,
             message_id: message_id.clone(),
             urgent: row.urgent,
+            reminder: sending == Sending::Reminder,
         };
         let started = Instant::now();
         let result = match (row.channel.as_str(), &self.pec) {
@@ -511,6 +541,14 @@ impl Mailer {
             Ok(delivered) => {
                 metrics::counter!("raccordo_emails_sent_total", "kind" => kind.to_owned())
                     .increment(1);
+                if sending == Sending::First {
+                    raccordo_core::delivery_metrics::observe_delivered(
+                        kind,
+                        "email",
+                        row.created_at,
+                        time::OffsetDateTime::now_utc(),
+                    );
+                }
                 tracing::debug!(notification = %notification_id, referent = row.referent_id, "Email sent.");
                 Ok(SentEmail {
                     notification_id,
@@ -542,6 +580,75 @@ impl Mailer {
                 })
             }
         }
+    }
+}
+
+/// The subject as sent: `[PROMEMORIA]` for a reminder, after `[URGENTE]` for an urgent
+/// notification (CONTRACT §11).
+fn subject_of(rendered: String, urgent: bool, sending: Sending) -> String {
+    let subject = match sending {
+        Sending::First => rendered,
+        Sending::Reminder => format!("[PROMEMORIA] {rendered}"),
+    };
+    if urgent && !subject.starts_with("[URGENTE]") {
+        format!("[URGENTE] {subject}")
+    } else {
+        subject
+    }
+}
+
+impl Sending {
+    /// The `Message-ID` of this email: the delivery's, or its reminder's own.
+    fn message_id(self, notification_id: uuid::Uuid, email: &str, domain: &str) -> String {
+        match self {
+            Sending::First => message_id_for(notification_id, email, domain),
+            Sending::Reminder => reminder_message_id_for(notification_id, email, domain),
+        }
+    }
+}
+
+impl Mailer {
+    /// Renders `row`'s email, with its acknowledgement link where its kind has one. A
+    /// template or payload fault is not worth a retry: held in `{prefix}.dead`.
+    fn render(&self, row: &DueDelivery) -> Result<crate::Rendered, FailedEmail> {
+        let kind = row.kind.as_str();
+        let recipient = RecipientContext {
+            name: row.name.clone(),
+            institution: row.institution.clone(),
+            role: row.role.clone(),
+        };
+        let ack_url = self.ack_link(row);
+        render_with_link(
+            kind,
+            row.notification_id,
+            &row.payload,
+            &recipient,
+            ack_url.as_deref(),
+        )
+        .map_err(|e| {
+            metrics::counter!("raccordo_emails_failed_total", "kind" => kind.to_owned(), "cause" => "render")
+                .increment(1);
+            FailedEmail {
+                notification_id: row.notification_id,
+                email: row.email.clone(),
+                error: format!("cannot render {kind}: {}", chain(&e)),
+                message_id: None,
+                then: AfterFailure::Hold(HeldIn::Dead),
+            }
+        })
+    }
+
+    /// The acknowledgement link of `row`, for the kinds a person must act on.
+    fn ack_link(&self, row: &DueDelivery) -> Option<String> {
+        let links = self.ack_links.as_ref()?;
+        let kind = NotificationKind::parse(&row.kind)?;
+        kind.needs_acknowledgement().then(|| {
+            links.link(
+                row.notification_id,
+                &row.email,
+                time::OffsetDateTime::now_utc(),
+            )
+        })
     }
 }
 
@@ -588,6 +695,7 @@ mod tests {
             role: "comune".into(),
             attempts: 0,
             channel: "email".into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
 

@@ -19,6 +19,8 @@
 //!   their own files).
 //! - [`delivery`]: the worker: senders that claim due `deliveries` rows from the database
 //!   (no broker hop), so nothing is sent twice; the handler of replayed held deliveries.
+//! - [`escalation`]: reminders and `delivery.unacknowledged` of urgent alerts nobody
+//!   acknowledged (CONTRACT D5).
 //! - [`samples`]: a sample payload per kind, for the console's gallery.
 //! - [`outbox_file`]: [`FileOutbox`], atomic `.eml` files named by notification and recipient.
 
@@ -26,6 +28,7 @@
 
 pub mod delivery;
 pub mod error;
+pub mod escalation;
 pub mod message;
 pub mod outbox_file;
 pub mod samples;
@@ -34,8 +37,11 @@ pub mod templates;
 pub mod transport;
 
 pub use error::{Delivered, SendError, Step};
-pub use message::{BuildError, OutgoingEmail, message_id_for};
+pub use message::{BuildError, OutgoingEmail, message_id_for, reminder_message_id_for};
 pub use outbox_file::FileOutbox;
 pub use smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
-pub use templates::{KINDS, RecipientContext, RenderError, Rendered, render, render_payload};
+pub use templates::{
+    KINDS, RecipientContext, RenderError, Rendered, render, render_payload,
+    render_payload_with_link, render_with_link,
+};
 pub use transport::Transport;

@@ -43,6 +43,8 @@ pub struct OutgoingEmail {
     pub message_id: String,
     /// Marks the email as urgent for the recipient's mail client.
     pub urgent: bool,
+    /// A reminder of an unacknowledged notification (CONTRACT D5): `X-Raccordo-Reminder: 1`.
+    pub reminder: bool,
 }
 
 /// The email could not be turned into a message. Retrying cannot help.
@@ -73,9 +75,28 @@ pub enum BuildError {
 ///
 /// Stable for the pair; the address is hashed so the id does not disclose it.
 pub fn message_id_for(notification_id: Uuid, recipient_email: &str, domain: &str) -> String {
+    format!(
+        "<{notification_id}.{}@{domain}>",
+        address_hash(recipient_email)
+    )
+}
+
+/// The `Message-ID` of the reminder of one notification to one recipient (CONTRACT §11: a
+/// Message-ID of its own): `<{notification_id}.{hash}.promemoria@{domain}>`, as stable.
+pub fn reminder_message_id_for(
+    notification_id: Uuid,
+    recipient_email: &str,
+    domain: &str,
+) -> String {
+    format!(
+        "<{notification_id}.{}.promemoria@{domain}>",
+        address_hash(recipient_email)
+    )
+}
+
+fn address_hash(recipient_email: &str) -> String {
     let digest = Sha256::digest(recipient_email.to_lowercase().as_bytes());
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("<{notification_id}.{hash}@{domain}>")
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl OutgoingEmail {
@@ -118,6 +139,9 @@ impl OutgoingEmail {
                 .raw_header(header("Importance", "high".to_owned()))
                 .raw_header(header("X-Priority", "1".to_owned()))
                 .raw_header(header("Priority", "urgent".to_owned()));
+        }
+        if self.reminder {
+            builder = builder.raw_header(header("X-Raccordo-Reminder", "1".to_owned()));
         }
         builder
             .multipart(MultiPart::alternative_plain_html(
@@ -195,6 +219,7 @@ mod tests {
                 "raccordo.example",
             ),
             urgent,
+            reminder: false,
         }
     }
 
@@ -286,6 +311,31 @@ mod tests {
         assert_eq!(mail.header("Importance").as_deref(), Some("high"));
         assert_eq!(mail.header("X-Priority").as_deref(), Some("1"));
         assert_eq!(mail.header("Priority").as_deref(), Some("urgent"));
+        assert_eq!(mail.header("X-Raccordo-Reminder"), None);
+    }
+
+    #[test]
+    fn a_reminder_says_so_with_a_message_id_of_its_own() {
+        let email = sample(true);
+        let reminder = OutgoingEmail {
+            reminder: true,
+            message_id: reminder_message_id_for(
+                email.notification_id,
+                &email.to,
+                "raccordo.example",
+            ),
+            ..email.clone()
+        };
+
+        let mail = formatted(&reminder);
+
+        assert_eq!(mail.header("X-Raccordo-Reminder").as_deref(), Some("1"));
+        assert_ne!(mail.header("Message-ID"), Some(email.message_id.clone()));
+        assert_eq!(
+            mail.header("X-Raccordo-Notification"),
+            Some(email.notification_id.to_string())
+        );
+        assert!(is_message_id(&reminder.message_id));
     }
 
     #[test]

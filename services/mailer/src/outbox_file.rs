@@ -215,6 +215,7 @@ mod tests {
             notification_id,
             message_id: message_id_for(notification_id, to, "example.org"),
             urgent: false,
+            reminder: false,
         }
     }
 

@@ -9,7 +9,7 @@ use raccordo_core::payload::{
     AlertPayload, ConsentFacts, ConsentRevokedPayload, Contact, HousingPayload, MonthlyComune,
     MonthlyReportPayload, MonthlyZona, NextAccess, OverCapacityPayload, Payload, RejectReason,
     ReportScope, Rule, SafeguardPayload, StatsPayload, StatsRow, StatsStep, StepFacts,
-    ThresholdPayload, ThresholdState, Trigger,
+    ThresholdPayload, ThresholdState, Trigger, UnacknowledgedPayload, UnacknowledgedRecipient,
 };
 use serde_json::Value;
 use time::Date;
@@ -53,6 +53,27 @@ pub fn sample(kind: NotificationKind) -> Payload {
             })
         }
         NotificationKind::EvictionStats => Payload::EvictionStats(stats()),
+        NotificationKind::DeliveryUnacknowledged => {
+            Payload::DeliveryUnacknowledged(UnacknowledgedPayload {
+                notification: uuid::Uuid::from_u128(0x0193_8c2e_5d4f_7a10_8b2c_3d4e_5f60_7182),
+                kind: "eviction.alert".into(),
+                comune_istat: istat("015182"),
+                comune_nome: "Rho".into(),
+                ambito: Some("Rho".into()),
+                sent_at: "2026-03-02 09:15".into(),
+                after_hours: 12.0,
+                recipients: vec![
+                    UnacknowledgedRecipient {
+                        referent_id: "ss-rho".into(),
+                        institution: "Comune di Rho - Servizi sociali".into(),
+                    },
+                    UnacknowledgedRecipient {
+                        referent_id: "ss-ambito-rho".into(),
+                        institution: "Ambito territoriale di Rho - Ufficio di Piano".into(),
+                    },
+                ],
+            })
+        }
     }
 }
 

@@ -31,6 +31,7 @@ pub const KINDS: &[&str] = &[
     "quota.safeguard",
     "quota.monthly_report",
     "reception.over_capacity",
+    "delivery.unacknowledged",
 ];
 
 /// Every template, by the name templates use to extend or include it.
@@ -200,6 +201,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         "reception.over_capacity.html.j2",
         include_str!("../templates/reception.over_capacity.html.j2"),
     ),
+    (
+        "delivery.unacknowledged.subject.j2",
+        include_str!("../templates/delivery.unacknowledged.subject.j2"),
+    ),
+    (
+        "delivery.unacknowledged.txt.j2",
+        include_str!("../templates/delivery.unacknowledged.txt.j2"),
+    ),
+    (
+        "delivery.unacknowledged.html.j2",
+        include_str!("../templates/delivery.unacknowledged.html.j2"),
+    ),
 ];
 
 /// Who the email is addressed to, from the referent registry.
@@ -268,6 +281,7 @@ fn environment() -> Environment<'static> {
     env.add_filter("tipologia", building_type_it);
     env.add_filter("accoglienza", reception_kind_it);
     env.add_filter("percento", percent_it);
+    env.add_filter("durata", hours_it);
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .expect("embedded templates parse: `every_template_parses` checks them");
@@ -289,6 +303,21 @@ pub fn render(
     payload: &serde_json::Value,
     recipient: &RecipientContext,
 ) -> Result<Rendered, RenderError> {
+    render_with_link(kind, notification_id, payload, recipient, None)
+}
+
+/// Like [`render`], with the recipient's acknowledgement link (CONTRACT D4) and the one
+/// sentence saying what its button does, above the footer.
+///
+/// # Errors
+/// As [`render`].
+pub fn render_with_link(
+    kind: &str,
+    notification_id: Uuid,
+    payload: &serde_json::Value,
+    recipient: &RecipientContext,
+    ack_url: Option<&str>,
+) -> Result<Rendered, RenderError> {
     if !KINDS.contains(&kind) {
         return Err(RenderError::UnknownKind(kind.to_owned()));
     }
@@ -296,7 +325,7 @@ pub fn render(
         return Err(RenderError::PayloadNotObject(kind.to_owned()));
     }
     let payload = Payload::from_parts(kind, payload)?;
-    render_payload(&payload, notification_id, recipient)
+    render_payload_with_link(&payload, notification_id, recipient, ack_url)
 }
 
 /// Renders the email for one typed payload and one recipient. The templates read the
@@ -308,6 +337,19 @@ pub fn render_payload(
     payload: &Payload,
     notification_id: Uuid,
     recipient: &RecipientContext,
+) -> Result<Rendered, RenderError> {
+    render_payload_with_link(payload, notification_id, recipient, None)
+}
+
+/// Like [`render_payload`], with an acknowledgement link.
+///
+/// # Errors
+/// A template fault.
+pub fn render_payload_with_link(
+    payload: &Payload,
+    notification_id: Uuid,
+    recipient: &RecipientContext,
+    ack_url: Option<&str>,
 ) -> Result<Rendered, RenderError> {
     let kind = payload.kind().as_str();
     let recipient_value = context! {
@@ -326,6 +368,7 @@ pub fn render_payload(
         greeting => greeting,
         kind => kind,
         notification_id => notification_id.to_string(),
+        ack_url => ack_url,
     };
 
     let subject = render_one(&format!("{kind}.subject.j2"), &base)?;
@@ -398,6 +441,24 @@ fn percent_it(value: f64) -> String {
         format!("{rounded:.0}")
     } else {
         format!("{rounded:.1}").replace('.', ",")
+    }
+}
+
+/// A duration in hours, as `escalation.after_hours` gives it, in words: `12.0` → `12 ore`,
+/// `1.5` → `1,5 ore`, `0.01` → `36 secondi`.
+fn hours_it(hours: f64) -> String {
+    let seconds = (hours * 3600.0).round();
+    if hours >= 1.0 {
+        let rounded = (hours * 10.0).round() / 10.0;
+        if rounded == 1.0 {
+            "1 ora".to_owned()
+        } else {
+            format!("{} ore", percent_it(rounded))
+        }
+    } else if seconds >= 120.0 {
+        format!("{} minuti", (seconds / 60.0).round())
+    } else {
+        format!("{seconds} secondi")
     }
 }
 

@@ -281,6 +281,11 @@ fn spawn_jobs(
         signal.clone(),
         token.clone(),
     ));
+    // D6: deliveries by state, for /metrics.
+    tracker.spawn(raccordo_core::delivery_metrics::run_state_gauges(
+        pool.clone(),
+        token.clone(),
+    ));
     let queues = workers.queues();
     if queues.contains(&WorkQueue::Mailer) {
         let transport = transport_from_settings(&settings.mail).context("Invalid mail settings")?;
@@ -295,7 +300,8 @@ fn spawn_jobs(
             senders,
         )
         .with_max_in_flight(settings.mail.max_connections.max(1))
-        .with_pec(pec);
+        .with_pec(pec)
+        .with_ack_links(raccordo_core::ack::AckLinks::from_settings(settings));
         // The PEC receipts and their clock (D2), beside the mailer that sends by PEC; one
         // replica at a time reads them.
         if let Some(reader) = raccordo_evidence::pec::PecReader::from_settings(
@@ -306,8 +312,16 @@ fn spawn_jobs(
         {
             tracker.spawn(reader.run(token.clone()));
         }
+        let mailer = Arc::new(mailer);
+        // D5: reminders and escalation, once across replicas.
+        tracker.spawn(raccordo_mailer::escalation::run_escalation(
+            mailer.clone(),
+            pool.clone(),
+            settings.escalation.after(),
+            token.clone(),
+        ));
         tracker.spawn(run_mailer(
-            Arc::new(mailer),
+            mailer,
             senders,
             signal.commits.clone(),
             settings.relay.poll(),

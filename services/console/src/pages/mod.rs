@@ -1,5 +1,6 @@
 //! One module per page of the console.
 
+pub(crate) mod ack;
 pub(crate) mod assets;
 pub(crate) mod coverage;
 pub(crate) mod dead_letters;

@@ -3,7 +3,9 @@
 //!
 //! Repository functions take `&mut PgConnection` so the caller owns the transaction.
 
+mod acknowledgement;
 mod backlog;
+pub mod escalation;
 pub mod evidence;
 mod inbox;
 mod outbox;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
+pub use acknowledgement::{AckTarget, Acknowledgement, ack_target, acknowledge};
 pub use backlog::{
     Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
 };

@@ -216,6 +216,8 @@ pub struct DueDelivery {
     pub attempts: i32,
     /// `email`, or `pec`: sent over `mail.pec_smtp_url` (D2).
     pub channel: String,
+    /// When the notification was decided: the start of its time to delivery (D6).
+    pub created_at: OffsetDateTime,
 }
 
 /// Claims up to `limit` deliveries that are due, oldest first. They stay locked until
@@ -225,7 +227,8 @@ pub async fn claim_due(tx: &mut PgConnection, limit: i64) -> Result<Vec<DueDeliv
     sqlx::query_as(
         r#"
         SELECT d.notification_id, n.kind, n.payload, n.urgent,
-               d.email, d.referent_id, d.name, d.institution, d.role, d.attempts, d.channel
+               d.email, d.referent_id, d.name, d.institution, d.role, d.attempts, d.channel,
+               n.created_at
         FROM deliveries d
         JOIN notifications n ON n.id = d.notification_id
         WHERE d.delivered_at IS NULL

@@ -9,6 +9,7 @@
 //! [`PayloadError`] names the kind and the field, never a value: eviction payloads hold
 //! personal data (CONTRACT C1).
 
+pub mod delivery;
 pub mod eviction;
 pub mod housing;
 pub mod quota;
@@ -18,6 +19,7 @@ use serde_json::Value;
 
 use crate::notification::NotificationKind;
 
+pub use delivery::{UnacknowledgedPayload, UnacknowledgedRecipient};
 pub use eviction::{
     AccessTime, AlertPayload, ConsentFacts, ConsentRevokedPayload, Contact, Household, NextAccess,
     StatsPayload, StatsRow, StatsStep, StepFacts, Trigger,
@@ -46,6 +48,7 @@ pub enum Payload {
     QuotaMonthlyReport(MonthlyReportPayload),
     QuotaSafeguard(SafeguardPayload),
     ReceptionOverCapacity(OverCapacityPayload),
+    DeliveryUnacknowledged(UnacknowledgedPayload),
 }
 
 /// A stored payload that is not the one its kind's worker writes. Names the kind and the
@@ -110,6 +113,7 @@ impl Payload {
             Payload::QuotaMonthlyReport(_) => NotificationKind::QuotaMonthlyReport,
             Payload::QuotaSafeguard(_) => NotificationKind::QuotaSafeguard,
             Payload::ReceptionOverCapacity(_) => NotificationKind::ReceptionOverCapacity,
+            Payload::DeliveryUnacknowledged(_) => NotificationKind::DeliveryUnacknowledged,
         }
     }
 
@@ -152,6 +156,9 @@ impl Payload {
             NotificationKind::ReceptionOverCapacity => {
                 Payload::ReceptionOverCapacity(decode(kind, value)?)
             }
+            NotificationKind::DeliveryUnacknowledged => {
+                Payload::DeliveryUnacknowledged(decode(kind, value)?)
+            }
         })
     }
 }
@@ -172,6 +179,7 @@ impl Serialize for Payload {
             Payload::QuotaMonthlyReport(p) => p.serialize(s),
             Payload::QuotaSafeguard(p) => p.serialize(s),
             Payload::ReceptionOverCapacity(p) => p.serialize(s),
+            Payload::DeliveryUnacknowledged(p) => p.serialize(s),
         }
     }
 }

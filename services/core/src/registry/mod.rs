@@ -26,7 +26,9 @@ pub use comuni::{
 pub use csv_rows::{CsvError, ImportError, ImportReport, RowError};
 pub use history::{Actor, ReferentChange, referent_history, set_actor};
 pub use lookup::{LookupError, find_comune_by_name, list_zone};
-pub use recipients::{Recipient, recipients_for, recipients_in_ambito, recipients_with_roles};
+pub use recipients::{
+    Recipient, escalation_recipients, recipients_for, recipients_in_ambito, recipients_with_roles,
+};
 pub use referents::{
     Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,
     list_referents, parse_referents,

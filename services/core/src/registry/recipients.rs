@@ -119,3 +119,34 @@ pub async fn recipients_with_roles(
     .await?;
     Ok(collect(rows))
 }
+
+/// Who hears that nobody acknowledged an urgent notification about `comune` (CONTRACT
+/// D5): the deputies of `referents` (its recipients: those whose `deputy_of` names one),
+/// the servizi sociali of the comune's ambito, and the Prefettura's referents covering it.
+pub async fn escalation_recipients(
+    conn: &mut PgConnection,
+    referents: &[String],
+    comune: &Comune,
+) -> Result<Vec<Recipient>, sqlx::Error> {
+    let rows: Vec<RecipientRow> = sqlx::query_as(
+        r#"
+        SELECT referent_id, email, name, institution, role
+        FROM referents
+        WHERE deputy_of = ANY($1)
+           OR (role = 'servizi_sociali' AND scope_kind = 'ambito' AND scope_value = $2)
+           OR (role = 'prefettura'
+               AND (scope_kind = 'all'
+                    OR (scope_kind = 'comune' AND scope_value = $3)
+                    OR (scope_kind = 'ambito' AND scope_value = $2)
+                    OR (scope_kind = 'zona' AND scope_value = $4)))
+        ORDER BY COALESCE(deputy_of = ANY($1), FALSE) DESC, role, referent_id
+        "#,
+    )
+    .bind(referents)
+    .bind(comune.ambito.as_deref())
+    .bind(comune.istat.as_ref())
+    .bind(&comune.zona)
+    .fetch_all(conn)
+    .await?;
+    Ok(collect(rows))
+}

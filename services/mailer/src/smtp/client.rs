@@ -306,6 +306,7 @@ mod tests {
             notification_id,
             message_id: message_id_for(notification_id, to, "raccordo.example"),
             urgent: false,
+            reminder: false,
         }
     }
 
