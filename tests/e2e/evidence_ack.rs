@@ -453,17 +453,45 @@ async fn d5_an_acknowledgement_stops_the_reminder_and_the_escalation() {
     })
     .await;
     publish_urgent_alert(&app, "RG-D5-0002/2026").await;
+    // Pressed as soon as the alert exists, whatever the mail's latency on a loaded machine:
+    // the token is the one its email carries (same key, address and notification).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (notification, recipient) = loop {
+        let row: Option<(uuid::Uuid, String)> = sqlx::query_as(
+            r#"
+            SELECT d.notification_id, d.email
+            FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+            WHERE n.urgent AND n.kind = 'eviction.alert'
+            LIMIT 1
+            "#,
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .expect("the urgent alert");
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "no urgent alert");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let key = AckKey::from_settings(&app.settings.ack).expect("the key");
+    let token = key.issue(
+        notification,
+        &recipient,
+        OffsetDateTime::now_utc() + time::Duration::days(1),
+    );
+    let path = format!("/ack/{token}");
+    assert_eq!(
+        request(addr, "POST", &path, None, Some("")).await.status,
+        200
+    );
     app.wait_for_emails(4).await;
     let urgent: Vec<ReceivedMail> = app
         .emails()
         .into_iter()
         .filter(|m| m.subject().unwrap_or_default().starts_with("[URGENTE]"))
         .collect();
-    let path = ack_path(&urgent[0]).expect("an alert carries a link");
-    assert_eq!(
-        request(addr, "POST", &path, None, Some("")).await.status,
-        200
-    );
+    assert!(ack_path(&urgent[0]).is_some(), "an alert carries a link");
     let (created, acknowledged): (OffsetDateTime, OffsetDateTime) = sqlx::query_as(
         r#"
         SELECT n.created_at, d.acknowledged_at
