@@ -325,7 +325,7 @@ impl PecReader {
                 }
                 let mut full = false;
                 if let Some(mailbox) = mailbox.as_mut() {
-                    full = self.read_round(mailbox).await? >= BATCH;
+                    full = read_round(&self.pool, mailbox).await? >= BATCH;
                 }
                 let mut conn = self.pool.begin().await?;
                 let failed = fail_overdue(&mut conn, self.timeout).await?;
@@ -356,48 +356,51 @@ impl PecReader {
         lock.release().await;
         result
     }
+}
 
-    /// Handles the unseen messages of one round; returns how many.
-    async fn read_round(
-        &self,
-        mailbox: &mut Mailbox,
-    ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-        let fetched = mailbox.unseen(BATCH, MAX_RECEIPT_BYTES).await?;
-        if fetched.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(fetched.len());
-        for message in &fetched {
-            let outcome = match &message.raw {
-                Some(raw) => apply(&mut tx, raw).await?,
-                None => Outcome::Refused(format!("larger than {MAX_RECEIPT_BYTES} bytes")),
-            };
-            outcomes.push(outcome);
-        }
-        tx.commit().await?;
-        // Marked after the commit: a crash in between reads them again, which records
-        // nothing twice.
-        let uids: Vec<u32> = fetched.iter().map(|m| m.uid).collect();
-        mailbox.mark_handled(&uids).await?;
-        for outcome in &outcomes {
-            metrics::counter!("raccordo_pec_receipts_total", "outcome" => outcome.label())
-                .increment(1);
-            match outcome {
-                Outcome::Refused(reason) => {
-                    tracing::warn!(reason = %reason, "A message in the PEC mailbox was not taken as a receipt.");
-                }
-                Outcome::Unmatched => {
-                    tracing::warn!("A PEC receipt names no PEC delivery of the hub; ignored.");
-                }
-                Outcome::Recorded(event) => {
-                    tracing::debug!(event = %event, "PEC receipt recorded.");
-                }
-                Outcome::Duplicate | Outcome::Ignored => {}
-            }
-        }
-        Ok(fetched.len())
+/// Handles the unseen messages of one round of the mailbox, in one transaction, then marks
+/// them handled; returns how many. The reader's round, and the bench's.
+///
+/// # Errors
+/// IMAP or database errors: nothing of the round is marked handled.
+pub async fn read_round(
+    pool: &PgPool,
+    mailbox: &mut Mailbox,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let fetched = mailbox.unseen(BATCH, MAX_RECEIPT_BYTES).await?;
+    if fetched.is_empty() {
+        return Ok(0);
     }
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(fetched.len());
+    for message in &fetched {
+        let outcome = match &message.raw {
+            Some(raw) => apply(&mut tx, raw).await?,
+            None => Outcome::Refused(format!("larger than {MAX_RECEIPT_BYTES} bytes")),
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+    // Marked after the commit: a crash in between reads them again, which records
+    // nothing twice.
+    let uids: Vec<u32> = fetched.iter().map(|m| m.uid).collect();
+    mailbox.mark_handled(&uids).await?;
+    for outcome in &outcomes {
+        metrics::counter!("raccordo_pec_receipts_total", "outcome" => outcome.label()).increment(1);
+        match outcome {
+            Outcome::Refused(reason) => {
+                tracing::warn!(reason = %reason, "A message in the PEC mailbox was not taken as a receipt.");
+            }
+            Outcome::Unmatched => {
+                tracing::warn!("A PEC receipt names no PEC delivery of the hub; ignored.");
+            }
+            Outcome::Recorded(event) => {
+                tracing::debug!(event = %event, "PEC receipt recorded.");
+            }
+            Outcome::Duplicate | Outcome::Ignored => {}
+        }
+    }
+    Ok(fetched.len())
 }
 
 #[cfg(test)]
