@@ -17,6 +17,7 @@ mod mailer;
 mod mailer_latency;
 mod operations;
 mod quota;
+mod registry_pec;
 mod registry_scopes;
 mod transport_tls;
 mod trust;
