@@ -4,6 +4,7 @@
 mod batching;
 mod bench;
 mod binary_mode;
+mod bounces;
 mod broker_restart;
 mod console;
 mod console_roles;
