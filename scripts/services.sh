@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes the services the hub needs available: RabbitMQ on 127.0.0.1:5672 and PostgreSQL on
-# 127.0.0.1:5432 (or the host and port of RACCORDO__AMQP__URL / RACCORDO__DATABASE__URL).
+# 127.0.0.1:5432 (or the host and port of RACCORDO__AMQP__URL / RACCORDO__DATABASE__URL), and
+# the project's own Dovecot (IMAP) on 127.0.0.1:10143 (RACCORDO_DOVECOT_PORT) for the PEC
+# receipts and bounces of the tests and the demo.
 #
 # For each one: if its port answers, nothing to do. Otherwise start the locally installed
 # server; otherwise install it with apt-get (as root or with sudo) and start it; otherwise run
@@ -186,7 +188,145 @@ ensure_postgres() {
   fi
 }
 
+# ---------------------------------------------------------------------------- Dovecot (IMAP)
+#
+# Never the system's Dovecot service: a Dovecot of the project's own, started as a normal
+# process with its own configuration, port, state and mail folder under DOVECOT_DIR (default
+# target/dovecot), and a passwd-file user `raccordo` / `raccordo` whose mailboxes the tests
+# create one per test. Plain IMAP on loopback only (CONTRACT §11 allows it there).
+
+DOVECOT_PORT=${RACCORDO_DOVECOT_PORT:-10143}
+DOVECOT_DIR=${RACCORDO_DOVECOT_DIR:-$PWD/target/dovecot}
+
+dovecot_installed() { [[ -x /usr/sbin/dovecot ]] || command -v dovecot >/dev/null; }
+dovecot_bin() { if [[ -x /usr/sbin/dovecot ]]; then echo /usr/sbin/dovecot; else command -v dovecot; fi; }
+
+# Installs dovecot-imapd without letting the package start the system's service (a
+# policy-rc.d that denies every start while apt runs, as Debian's policy-rc.d contract has it).
+dovecot_install() {
+  command -v apt-get >/dev/null && can_root || return 1
+  local policy=/usr/sbin/policy-rc.d placed=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+    placed=1
+  fi
+  local status=0
+  apt_install dovecot-imapd || status=1
+  ((placed == 0)) || as_root rm -f "$policy"
+  return "$status"
+}
+
+# The user Dovecot's mail processes run as: Dovecot refuses UID 0 for mail, so as root the
+# package's `dovecot` user; otherwise whoever runs this script.
+dovecot_mail_user() { if ((EUID == 0)); then echo dovecot; else id -un; fi; }
+
+dovecot_write_config() {
+  local mail_user internal login uid gid
+  mail_user=$(dovecot_mail_user)
+  uid=$(id -u "$mail_user")
+  gid=$(id -g "$mail_user")
+  if ((EUID == 0)); then internal=dovecot login=dovenull; else internal=$mail_user login=$mail_user; fi
+  mkdir -p "$DOVECOT_DIR/run" "$DOVECOT_DIR/state" "$DOVECOT_DIR/mail"
+  ((EUID != 0)) || chown "$uid:$gid" "$DOVECOT_DIR/mail"
+  # {PLAIN}: a test password on a loopback-only server.
+  echo 'raccordo:{PLAIN}raccordo::::::' >"$DOVECOT_DIR/users"
+  cat >"$DOVECOT_DIR/dovecot.conf" <<CONF
+# Written by scripts/services.sh: the project's own Dovecot, not the system's.
+base_dir = $DOVECOT_DIR/run
+state_dir = $DOVECOT_DIR/state
+instance_name = raccordo-dovecot
+log_path = $DOVECOT_DIR/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = $internal
+default_login_user = $login
+first_valid_uid = $uid
+last_valid_uid = $uid
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $DOVECOT_DIR/users
+}
+userdb {
+  driver = static
+  args = uid=$uid gid=$gid home=$DOVECOT_DIR/mail/%u
+}
+mail_location = maildir:~/Maildir
+# Many tests idle at once on one user.
+mail_max_userip_connections = 1000
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $DOVECOT_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  process_min_avail = 1
+}
+service imap {
+  process_limit = 1024
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service submission-login {
+  inet_listener submission {
+    port = 0
+  }
+}
+service lmtp {
+  unix_listener lmtp {
+    mode = 0600
+  }
+}
+protocol imap {
+  imap_idle_notify_interval = 2 mins
+}
+CONF
+  # Dovecot checks that its own config and base_dir are not writable by others.
+  chmod 0755 "$DOVECOT_DIR" "$DOVECOT_DIR/run"
+}
+
+ensure_dovecot() {
+  local host=127.0.0.1 bin
+  port_open "$host" "$DOVECOT_PORT" && return 0
+  if ! dovecot_installed; then
+    if ! dovecot_install; then
+      log "Dovecot (IMAP) is not installed and cannot be installed here:"
+      can_root || log "  - not root and no passwordless sudo;"
+      command -v apt-get >/dev/null || log "  - there is no apt-get to install it with;"
+      log "Install Debian's dovecot-imapd (apt-get install dovecot-imapd) and run this again."
+      return 1
+    fi
+  fi
+  bin=$(dovecot_bin)
+  dovecot_write_config
+  log "Starting the project's Dovecot on $host:$DOVECOT_PORT ($DOVECOT_DIR)."
+  if ! "$bin" -c "$DOVECOT_DIR/dovecot.conf"; then
+    log "Dovecot did not start; see $DOVECOT_DIR/dovecot.log."
+    return 1
+  fi
+  wait_port Dovecot "$host" "$DOVECOT_PORT" || { tail -n 20 "$DOVECOT_DIR/dovecot.log" >&2 || true; return 1; }
+  log "Dovecot is up on $host:$DOVECOT_PORT (user raccordo, password raccordo)."
+}
+
+# `scripts/services.sh stop-dovecot`: stops the project's Dovecot (never the system's).
+if [[ ${1:-} == stop-dovecot ]]; then
+  if [[ -f $DOVECOT_DIR/dovecot.conf ]]; then "$(dovecot_bin)" -c "$DOVECOT_DIR/dovecot.conf" stop; fi
+  exit 0
+fi
+
 status=0
 ensure_rabbitmq || status=1
 ensure_postgres || status=1
+ensure_dovecot || status=1
 exit "$status"

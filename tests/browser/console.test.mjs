@@ -379,6 +379,27 @@ test("the email gallery shows every kind, text and HTML side by side", async () 
   await shot("emails");
 });
 
+test("the deliveries page filters and opens a notification's timeline", async () => {
+  await page.goto(BASE + "/");
+  await page.getByRole("link", { name: "Consegne" }).click();
+  await page.getByRole("heading", { name: "Consegne", level: 1 }).waitFor();
+  await page.fill("input[name=tipo]", "quota.threshold");
+  await page.selectOption("select[name=stato]", "sent");
+  await page.click("form.filters button[type=submit]");
+  await page.waitForURL(/stato=sent/);
+  const rows = page.locator("#deliveries tbody tr");
+  assert.ok((await rows.locator("a").count()) > 0, "the threshold announcements were sent");
+  for (const kind of await page.locator("#deliveries tbody td:nth-child(2)").allTextContents()) {
+    assert.equal(kind, "quota.threshold");
+  }
+  await shot("deliveries");
+  await rows.first().locator("a").click();
+  await page.getByRole("heading", { name: "Cronologia della notifica" }).waitFor();
+  const events = await page.locator("ol.timeline li code").allTextContents();
+  assert.deepEqual(events.slice(0, 2), ["queued", "sent"]);
+  await shot("timeline");
+});
+
 test("the overview is readable on a phone", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(BASE + "/");

@@ -301,3 +301,40 @@ async fn d1_the_console_lists_every_delivery_with_filters_and_shows_its_timeline
     }
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn d6_the_console_charts_time_to_delivery_per_kind_without_singling_out_a_family() {
+    use crate::console::{PRIVACY, VIEWER, login_as, request, spawn_console};
+    let (app, addr) = spawn_console().await;
+    app.publish(&app.event("housing.unit.v1", offer("D6-C")))
+        .await;
+    app.wait_for_emails(2).await;
+    one_consented_alert(&app).await;
+    app.settle().await;
+    let chart_of = |body: &str| -> String {
+        let start = body
+            .find("Tempo dalla decisione alla consegna")
+            .expect("the delivery chart");
+        let end = body[start..]
+            .find("</svg>")
+            .map_or(body.len(), |e| start + e);
+        body[start..end].to_owned()
+    };
+    let viewer = login_as(addr, VIEWER).await;
+    let page = request(addr, "GET", "/deliveries", Some(&viewer), None).await;
+    let chart = chart_of(&page.body);
+    assert!(
+        chart.contains("housing.offered") && chart.contains("housing.ack"),
+        "{chart}"
+    );
+    assert!(
+        chart.contains("mediana"),
+        "described for screen readers: {chart}"
+    );
+    // Two deliveries of one family's alert: a timing that would single it out.
+    assert!(!chart.contains("eviction.alert"), "{chart}");
+    let privacy = login_as(addr, PRIVACY).await;
+    let page = request(addr, "GET", "/deliveries", Some(&privacy), None).await;
+    assert!(chart_of(&page.body).contains("eviction.alert"));
+    app.cleanup().await;
+}

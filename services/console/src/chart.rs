@@ -162,6 +162,69 @@ pub(crate) fn step_bars(title: &str, steps: &[(&str, Option<i64>, bool)]) -> Str
     svg
 }
 
+/// A duration in seconds as a person reads it: `< 1 s`, `45 s`, `12 min`, `3,5 h`, `2 g`.
+pub(crate) fn duration_it(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 1.0 {
+        "< 1 s".to_owned()
+    } else if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 90.0 * 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 48.0 * 3600.0 {
+        format!("{:.1} h", s / 3600.0).replace('.', ",")
+    } else {
+        format!("{:.0} g", s / 86_400.0)
+    }
+}
+
+/// One row per kind: the median as a bar and the 90th percentile as a tick on the same
+/// scale (a square root, so seconds and days both show), with both in words.
+pub(crate) fn latency_bars(id: &str, title: &str, rows: &[(String, f64, f64)]) -> String {
+    let (w, row_h, label_w) = (600.0_f64, 22.0_f64, 190.0_f64);
+    let h = row_h * rows.len().max(1) as f64 + 8.0;
+    let max = rows
+        .iter()
+        .map(|r| r.2.max(r.1))
+        .fold(1.0_f64, f64::max)
+        .sqrt();
+    let scale = |v: f64| (v.max(0.0).sqrt() / max) * (w - label_w - 120.0);
+    let mut svg = format!(
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="t-{id} d-{id}"><title id="t-{id}">{t}</title><desc id="d-{id}">{d}</desc>"#,
+        id = escape(id),
+        t = escape(title),
+        d = escape(
+            &rows
+                .iter()
+                .map(|(k, p50, p90)| format!(
+                    "{k}: mediana {}, 90% entro {}",
+                    duration_it(*p50),
+                    duration_it(*p90)
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    );
+    for (i, (kind, p50, p90)) in rows.iter().enumerate() {
+        let y = 4.0 + i as f64 * row_h;
+        let _ = write!(
+            svg,
+            r#"<text class="label" x="0" y="{ty:.1}">{k}</text><rect class="bar" x="{label_w}" y="{y:.1}" width="{bw:.1}" height="{bh:.1}"/><line class="mark" x1="{mx:.1}" y1="{y:.1}" x2="{mx:.1}" y2="{y2:.1}"/><text class="label" x="{tx:.1}" y="{ty:.1}">{a} · 90% {b}</text>"#,
+            ty = y + 13.0,
+            k = escape(kind),
+            bw = scale(*p50).max(1.0),
+            bh = row_h - 8.0,
+            mx = label_w + scale(*p90),
+            y2 = y + row_h - 8.0,
+            tx = label_w + scale(p50.max(*p90)) + 6.0,
+            a = duration_it(*p50),
+            b = duration_it(*p90),
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +235,23 @@ mod tests {
         assert!(!svg.contains("<b>") && svg.contains("&lt;b&gt;"));
         let svg = step_bars("a<b", &[("x<y", Some(3), false), ("z", None, true)]);
         assert!(!svg.contains("x<y") && svg.contains("&lt;3"));
+    }
+
+    #[test]
+    fn latency_bars_draw_a_bar_and_a_tick_per_kind_with_escaped_labels() {
+        let svg = latency_bars(
+            "lat",
+            "tempi",
+            &[
+                ("a<b".into(), 30.0, 120.0),
+                ("housing.offered".into(), 7200.0, 90_000.0),
+            ],
+        );
+        assert_eq!(svg.matches("class=\"bar\"").count(), 2);
+        assert_eq!(svg.matches("class=\"mark\"").count(), 2);
+        assert!(!svg.contains("a<b") && svg.contains("a&lt;b"));
+        assert!(svg.contains("30 s") && svg.contains("2 min") && svg.contains("2,0 h"));
+        assert!(svg.contains("25,0 h"));
     }
 
     #[test]

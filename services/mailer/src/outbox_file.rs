@@ -51,7 +51,8 @@ impl FileOutbox {
             .join(format!("{notification_id}-{}.eml", sanitise(recipient)))
     }
 
-    /// Writes the email; `Delivered::response` is the file's absolute path.
+    /// Writes the email; `Delivered::response` says it went to a file, not to a mail server,
+    /// and names the file's absolute path.
     ///
     /// # Errors
     /// [`SendError::Build`] for an email that cannot be built, [`SendError::Outbox`] when
@@ -83,7 +84,10 @@ impl FileOutbox {
         // Absolute, so the record names the file whatever the reader's working folder.
         let recorded = std::path::absolute(&path).unwrap_or(path);
         Ok(Delivered {
-            response: recorded.display().to_string(),
+            response: format!(
+                "written to {} (file transport: no mail server involved)",
+                recorded.display()
+            ),
         })
     }
 
@@ -235,7 +239,13 @@ mod tests {
 
         let files = eml_files(outbox.dir());
         assert_eq!(files.len(), 1);
-        assert_eq!(delivered.response, files[0].display().to_string());
+        assert_eq!(
+            delivered.response,
+            format!(
+                "written to {} (file transport: no mail server involved)",
+                files[0].display()
+            )
+        );
         assert_eq!(
             files[0].file_name().and_then(|n| n.to_str()),
             Some("00000000-0000-0000-0000-000000000007-mario.rossi_acc@comune.example.eml")

@@ -222,6 +222,38 @@ async fn write_summary(
             m.error
         )?;
     }
+    write_evidence(pool, out).await
+}
+
+/// Proof of delivery (CONTRACT §9): the deliveries by state and channel, and the timeline of
+/// the urgent eviction alert, as `raccordo timeline` prints it.
+async fn write_evidence(pool: &sqlx::PgPool, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    let counts = raccordo_core::db::evidence::state_counts(&mut conn).await?;
+    let line = counts
+        .iter()
+        .map(|(channel, state, n)| format!("{n} {state} ({channel})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    writeln!(out, "\nProof of delivery: {line}")?;
+    let urgent: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM notifications WHERE kind = 'eviction.alert' AND urgent ORDER BY created_at LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = urgent
+        && let Some(timeline) = raccordo_core::db::evidence::timeline(&mut conn, id).await?
+    {
+        writeln!(
+            out,
+            "Timeline of the urgent eviction alert (raccordo timeline {id}):"
+        )?;
+        write!(
+            out,
+            "{}",
+            crate::timeline::format(&timeline, crate::table::Format::Table)?
+        )?;
+    }
     Ok(())
 }
 

@@ -57,7 +57,7 @@ impl SmtpSink {
     /// # Errors
     /// Binding or listening on the socket failed.
     pub async fn start() -> io::Result<SmtpSink> {
-        Self::start_with(None).await
+        Self::start_with(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None).await
     }
 
     /// Like [`SmtpSink::start`], but every accepted mail is handed to `observer` at the moment
@@ -72,11 +72,27 @@ impl SmtpSink {
     pub async fn start_observed(
         observer: impl Fn(ReceivedMail) + Send + Sync + 'static,
     ) -> io::Result<SmtpSink> {
-        Self::start_with(Some(Observer(Box::new(observer)))).await
+        Self::start_with(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            Some(Observer(Box::new(observer))),
+        )
+        .await
     }
 
-    async fn start_with(observer: Option<Observer>) -> io::Result<SmtpSink> {
-        let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    /// Like [`SmtpSink::start_observed`], on `addr`: for a server that others are configured
+    /// to reach on a fixed port (`raccordo pec-sim`).
+    ///
+    /// # Errors
+    /// Binding or listening on the socket failed.
+    pub async fn start_observed_on(
+        addr: SocketAddr,
+        observer: impl Fn(ReceivedMail) + Send + Sync + 'static,
+    ) -> io::Result<SmtpSink> {
+        Self::start_with(addr, Some(Observer(Box::new(observer)))).await
+    }
+
+    async fn start_with(addr: SocketAddr, observer: Option<Observer>) -> io::Result<SmtpSink> {
+        let listener = bind(addr)?;
         let addr = listener.local_addr()?;
         let store = Arc::new(Store::new(observer));
         let running = spawn(listener, Arc::clone(&store));

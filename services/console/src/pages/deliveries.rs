@@ -19,6 +19,7 @@ use raccordo_core::domain::parse_date;
 use raccordo_core::settings::ConsoleRole;
 
 use crate::auth::{Operator, page_context};
+use crate::chart;
 use crate::render::ConsoleError;
 use crate::server::AppState;
 
@@ -180,6 +181,7 @@ pub(crate) async fn page(
         .iter()
         .map(|e| context! { value => e.as_str(), label => e.label_it() })
         .collect();
+    let charts = latency_charts(&state, operator.role).await?;
     let qs = query_string(&q);
     let ctx = context! {
         rows => shown,
@@ -192,9 +194,48 @@ pub(crate) async fn page(
         next => more.then(|| format!("/deliveries?{qs}{}da={}", if qs.is_empty() { "" } else { "&" }, offset + PAGE_SIZE)),
         previous => (offset > 0).then(|| format!("/deliveries?{qs}{}da={}", if qs.is_empty() { "" } else { "&" }, (offset - PAGE_SIZE).max(0))),
         hidden => (operator.role != ConsoleRole::Privacy).then_some(PER_FAMILY_KINDS),
+        charts => charts,
         ..page_context(&operator, "deliveries")
     };
     state.templates.page("deliveries.html", ctx)
+}
+
+/// The period of the charts.
+const CHART_DAYS: i64 = 30;
+
+/// Time to delivery and to acknowledgement per kind over the last [`CHART_DAYS`] (D6). A
+/// per-family kind with fewer than 3 deliveries is left out for the roles that may not see
+/// its deliveries one by one.
+async fn latency_charts(
+    state: &AppState,
+    role: ConsoleRole,
+) -> Result<minijinja::Value, ConsoleError> {
+    let since = raccordo_core::clock::now() - time::Duration::days(CHART_DAYS);
+    let mut conn = state.pool.acquire().await?;
+    let rows = evidence::latency_by_kind(&mut conn, since).await?;
+    drop(conn);
+    let visible = |kind: &str, n: i64| {
+        role == ConsoleRole::Privacy || !PER_FAMILY_KINDS.contains(&kind) || n >= 3
+    };
+    let delivery: Vec<(String, f64, f64)> = rows
+        .iter()
+        .filter(|r| visible(&r.kind, r.delivered))
+        .filter_map(|r| Some((r.kind.clone(), r.delivery_p50_s?, r.delivery_p90_s?)))
+        .collect();
+    let ack: Vec<(String, f64, f64)> = rows
+        .iter()
+        .filter(|r| visible(&r.kind, r.acknowledged))
+        .filter_map(|r| Some((r.kind.clone(), r.ack_p50_s?, r.ack_p90_s?)))
+        .collect();
+    let chart = |id: &str, title: &str, rows: &[(String, f64, f64)]| {
+        (!rows.is_empty())
+            .then(|| minijinja::Value::from_safe_string(chart::latency_bars(id, title, rows)))
+    };
+    Ok(context! {
+        days => CHART_DAYS,
+        delivery => chart("to-delivery", "Tempo dalla decisione alla consegna, per tipo", &delivery),
+        ack => chart("to-ack", "Tempo dalla decisione alla presa visione, per tipo", &ack),
+    })
 }
 
 pub(crate) async fn timeline(

@@ -387,3 +387,80 @@ pub async fn list_deliveries(
     .fetch_all(conn)
     .await
 }
+
+/// How many deliveries are in each state, by channel: `(channel, state, count)`, in the
+/// order of [`DeliveryEvent::ALL`].
+pub async fn state_counts(
+    conn: &mut PgConnection,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    let mut rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state")
+            .fetch_all(conn)
+            .await?;
+    let rank = |state: &str| {
+        DeliveryEvent::ALL
+            .iter()
+            .position(|e| e.as_str() == state)
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by(|a, b| (rank(&a.1), &a.0).cmp(&(rank(&b.1), &b.0)));
+    Ok(rows)
+}
+
+/// Times from `queued` to delivery (`sent` by email, `pec_delivered` by PEC) and to the
+/// first acknowledgement, per kind, over the deliveries queued since `since` (CONTRACT D6).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KindLatency {
+    pub kind: String,
+    /// Deliveries queued in the period.
+    pub queued: i64,
+    pub delivered: i64,
+    pub delivery_p50_s: Option<f64>,
+    pub delivery_p90_s: Option<f64>,
+    pub acknowledged: i64,
+    pub ack_p50_s: Option<f64>,
+    pub ack_p90_s: Option<f64>,
+}
+
+/// [`KindLatency`] of every kind with deliveries queued since `since`, by kind.
+pub async fn latency_by_kind(
+    conn: &mut PgConnection,
+    since: OffsetDateTime,
+) -> Result<Vec<KindLatency>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        WITH per_delivery AS (
+            SELECT kind, notification_id, recipient,
+                   min(at) FILTER (WHERE event = 'queued') AS queued,
+                   min(at) FILTER (WHERE (channel = 'email' AND event = 'sent')
+                                      OR (channel = 'pec' AND event = 'pec_delivered')) AS delivered,
+                   min(at) FILTER (WHERE event = 'acknowledged') AS acknowledged
+            FROM delivery_events
+            WHERE notification_id IN (
+                SELECT notification_id FROM delivery_events WHERE event = 'queued' AND at >= $1
+            )
+            GROUP BY kind, notification_id, recipient
+        ), spans AS (
+            SELECT kind, queued,
+                   extract(epoch FROM delivered - queued)::FLOAT8 AS to_delivery,
+                   extract(epoch FROM acknowledged - queued)::FLOAT8 AS to_ack
+            FROM per_delivery
+            WHERE queued IS NOT NULL
+        )
+        SELECT kind,
+               count(*) AS queued,
+               count(to_delivery) AS delivered,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY to_delivery) AS delivery_p50_s,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY to_delivery) AS delivery_p90_s,
+               count(to_ack) AS acknowledged,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY to_ack) AS ack_p50_s,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY to_ack) AS ack_p90_s
+        FROM spans
+        GROUP BY kind
+        ORDER BY kind
+        "#,
+    )
+    .bind(since)
+    .fetch_all(conn)
+    .await
+}
