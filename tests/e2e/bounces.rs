@@ -1,14 +1,15 @@
-//! Bounces and their fallback (contract 1.2 §9 D3), through the real broker, database and
-//! SMTP server: a report returned by the mail server, or a permanent refusal at send time,
-//! records `bounced` and sends the notification to the referent's PEC, then to its deputy;
-//! a forged or stray report changes nothing. And the registry's `pec` and `deputy_of`
-//! (§4, §11).
+//! Bounces and their fallback (contract 1.2 §9 D3), through the real broker, database, SMTP
+//! server and IMAP server (the project's Dovecot, scripts/services.sh): a report returned by
+//! the mail server into the bounce mailbox, or a permanent refusal at send time, records
+//! `bounced` and sends the notification to the referent's PEC, then to its deputy; a forged
+//! or stray report changes nothing.
 
 use std::time::{Duration, Instant};
 
 use raccordo_core::fallback::FallbackPolicy;
 use raccordo_core::registry::{Actor, import_referents};
 use raccordo_e2e::{TestApp, prepare_with, spawn_app};
+use raccordo_evidence::imap::{Appender, ImapUrl, Mailbox};
 use raccordo_smtp_sink::Rejection;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -41,15 +42,36 @@ async fn import(app: &TestApp, csv: &str) {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
-/// Hands every report the SMTP sink returns to the hub's bounce handling.
-fn forward_reports(app: &TestApp) -> tokio::task::JoinHandle<()> {
+const IMAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bounce mailbox of this test's own in the project's Dovecot (created empty), and its
+/// URL as `mail.bounce_imap_url`.
+async fn bounce_mailbox() -> (ImapUrl, String) {
+    let base = std::env::var("RACCORDO_TEST_IMAP_URL")
+        .unwrap_or_else(|_| "imap://raccordo:raccordo@127.0.0.1:10143/INBOX".into());
+    let parsed = ImapUrl::parse(&base).expect("RACCORDO_TEST_IMAP_URL parses");
+    let mut inbox = Mailbox::open(&parsed, IMAP_TIMEOUT)
+        .await
+        .expect("Dovecot answers: start it with scripts/services.sh");
+    let name = format!("bounces-{}", Uuid::new_v4().simple());
+    inbox.create_if_missing(&name).await.expect("a mailbox");
+    inbox.close().await;
+    let mut url = url::Url::parse(&base).expect("a URL");
+    url.set_path(&format!("/{name}"));
+    (parsed.with_mailbox(&name), url.to_string())
+}
+
+/// APPENDs every report the SMTP sink returns into the bounce mailbox, as a mail server
+/// delivers it to the envelope sender.
+fn forward_reports(app: &TestApp, mailbox: ImapUrl) -> tokio::task::JoinHandle<()> {
     let mut reports = app.smtp.dsn_reports();
-    let pool = app.pool.clone();
     tokio::spawn(async move {
+        let mut appender = Appender::new(mailbox, IMAP_TIMEOUT);
         while let Some(report) = reports.recv().await {
-            raccordo_bounces::handle_report(&pool, &FallbackPolicy::default(), &report)
+            appender
+                .append(&report)
                 .await
-                .expect("the report is recorded");
+                .expect("the report is appended");
         }
     })
 }
@@ -109,12 +131,14 @@ async fn wait_for_email_to(app: &TestApp, kind: &str, recipient: &str) {
 
 #[tokio::test]
 async fn d3_a_bounce_falls_back_to_the_referents_pec_and_a_refused_pec_to_its_deputy() {
-    let app = prepare_with(|_| {}).await;
+    let (mailbox, url) = bounce_mailbox().await;
+    let app = prepare_with(|s| s.mail.bounce_imap_url = Some(url.into())).await;
     import(&app, WITH_PEC_AND_DEPUTY).await;
-    // The email comes back as a report; the PEC address is refused at RCPT.
+    // The email comes back as a report into the bounce mailbox; the PEC address is refused
+    // at RCPT.
     app.smtp.reject(SA, Some(Rejection::Dsn));
     app.smtp.reject(SA_PEC, Some(Rejection::AtRcpt));
-    let forwarding = forward_reports(&app);
+    let forwarding = forward_reports(&app, mailbox);
     let app = app.start(raccordo::serve::Workers::All).await;
 
     app.publish(&app.event("housing.unit.v1", offer("MI-B1")))

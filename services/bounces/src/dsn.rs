@@ -524,7 +524,10 @@ mod tests {
                             *b = (next() & 0xff) as u8;
                         }
                     }
-                    2 => input.insert(at.min(input.len()), b"\r\n:;<>@\x00\xff"[(next() % 10) as usize]),
+                    2 => input.insert(
+                        at.min(input.len()),
+                        b"\r\n:;<>@\x00\xff"[(next() % 9) as usize],
+                    ),
                     _ => {
                         let from = (next() as usize) % seed.len();
                         let to = (from + (next() as usize) % 200).min(seed.len());
@@ -536,7 +539,10 @@ mod tests {
             if let Ok(report) = parse(&input) {
                 for r in &report.recipients {
                     let d = r.diagnostic.as_deref().unwrap_or_default();
-                    assert!(!d.contains('@') && !d.chars().any(char::is_control), "{d:?}");
+                    assert!(
+                        !d.contains('@') && !d.chars().any(char::is_control),
+                        "{d:?}"
+                    );
                     assert_eq!(r.final_recipient.matches('@').count(), 1);
                 }
             }

@@ -6,8 +6,11 @@
 //! - [`dsn`]: the parser of a report, on `mail-parser`; bounded, never panics (fuzzed:
 //!   `fuzz/fuzz_targets/dsn.rs`).
 //! - [`report`]: one report judged and recorded, once, in one transaction.
+//! - [`reader`]: [`reader::BounceReader`], the mailbox `mail.bounce_imap_url` read by one
+//!   replica at a time.
 
 pub mod dsn;
+pub mod reader;
 pub mod report;
 
 pub use dsn::{DsnError, Report, parse};

@@ -134,6 +134,12 @@ pub struct MailSettings {
     /// pool; a second sender sends while the first records).
     #[serde(default = "default_senders")]
     pub senders: u16,
+    /// The mailbox where delivery status notifications arrive (CONTRACT D3, §11):
+    /// `imaps://USER:PASSWORD@HOST:993/MAILBOX`, `imap://…?tls=required` (STARTTLS), or plain
+    /// `imap://…` on loopback; default none (no bounce reader). Read by `serve all` and
+    /// `serve mailer`.
+    #[serde(default)]
+    pub bounce_imap_url: Option<SecretString>,
 }
 
 fn default_senders() -> u16 {

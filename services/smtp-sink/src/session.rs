@@ -21,6 +21,9 @@ use tokio::{
 use crate::mail::ReceivedMail;
 use crate::store::{Mode, Refusal, Rejection, Store};
 
+/// How long after accepting a mail the sink returns its reports ([`Rejection::Dsn`]).
+const DSN_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// The largest message accepted, advertised with the `SIZE` extension (RFC 1870).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 
@@ -293,9 +296,20 @@ impl Session {
                 data: data.clone(),
             })
         };
-        for recipient in &returned {
-            self.store
-                .emit_dsn(crate::dsn::report(&from, recipient, &data, id).into_bytes());
+        if !returned.is_empty() {
+            // A relay returns a report from its queue, after the sender recorded the
+            // acceptance: a moment later, never within the SMTP transaction.
+            let reports: Vec<Vec<u8>> = returned
+                .iter()
+                .map(|r| crate::dsn::report(&from, r, &data, id).into_bytes())
+                .collect();
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(DSN_DELAY).await;
+                for report in reports {
+                    store.emit_dsn(report);
+                }
+            });
         }
         self.reply(&format!("250 2.0.0 Ok: queued as {id:08X}"))
             .await
