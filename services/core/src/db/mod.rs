@@ -4,6 +4,7 @@
 //! Repository functions take `&mut PgConnection` so the caller owns the transaction.
 
 mod backlog;
+mod bounces;
 pub mod evidence;
 mod inbox;
 mod outbox;
@@ -20,6 +21,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 pub use backlog::{
     Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
 };
+pub use bounces::{BouncedDelivery, Bounces, bounces};
 pub use inbox::{Ingest, count_processed, record_event, record_events};
 pub use outbox::{
     AfterFailure, DueDelivery, FailedEmail, HeldIn, HeldNotification, NewNotification,
