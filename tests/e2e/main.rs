@@ -4,6 +4,7 @@
 mod batching;
 mod bench;
 mod binary_mode;
+mod bounces;
 mod broker_restart;
 mod console;
 mod console_roles;
@@ -19,6 +20,7 @@ mod mailer_latency;
 mod operations;
 mod pec;
 mod quota;
+mod registry_pec;
 mod registry_scopes;
 mod transport_tls;
 mod trust;

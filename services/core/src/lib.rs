@@ -14,6 +14,7 @@
 //! - [`inbound`]: the shared path of every inbound event.
 //! - [`origin`]: who published an event, and whether it may say it.
 //! - [`registry`]: comuni, referents, recipients.
+//! - [`fallback`]: who stands in for a delivery that cannot arrive (D3).
 //! - [`notification`]: notification kinds and their audiences; `notify_comune` writes one.
 //! - [`payload`]: each kind's data, typed: what workers write and the mailer renders.
 //! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
@@ -34,6 +35,7 @@ pub mod db;
 pub mod delivery_metrics;
 pub mod domain;
 pub mod envelope;
+pub mod fallback;
 pub mod health;
 pub mod http;
 pub mod inbound;

@@ -154,6 +154,12 @@ pub struct MailSettings {
     /// failed; default 24.
     #[serde(default = "default_pec_receipt_hours")]
     pub pec_receipt_hours: f64,
+    /// The mailbox where delivery status notifications arrive (CONTRACT D3, §11):
+    /// `imaps://USER:PASSWORD@HOST:993/MAILBOX`, `imap://…?tls=required` (STARTTLS), or plain
+    /// `imap://…` on loopback; default none (no bounce reader). Read by `serve all` and
+    /// `serve mailer`.
+    #[serde(default)]
+    pub bounce_imap_url: Option<SecretString>,
 }
 
 fn default_pec_kinds() -> Vec<String> {

@@ -37,6 +37,7 @@ use raccordo_core::db::{
     self, AfterFailure, DueDelivery, FailedEmail, HeldIn, NotificationMessage, SentEmail,
 };
 use raccordo_core::domain::EmailAddress;
+use raccordo_core::fallback::{Bounce, FallbackPolicy, record_bounce};
 use raccordo_core::health::{ConsumerState, Health};
 use raccordo_core::notification::NotificationKind;
 use raccordo_core::settings::{MailSettings, MailTransportKind, RetrySettings, SettingsError};
@@ -102,6 +103,7 @@ pub struct Mailer {
     emails_per_commit: i64,
     senders: u16,
     ack_links: Option<AckLinks>,
+    fallback: FallbackPolicy,
 }
 
 /// Which email of a delivery is being sent.
@@ -176,6 +178,7 @@ impl Mailer {
             emails_per_commit: i64::try_from(share.max(1)).unwrap_or(1),
             senders: senders.max(1),
             ack_links: None,
+            fallback: FallbackPolicy::default(),
         }
     }
 
@@ -208,6 +211,14 @@ impl Mailer {
         escalation::record_reminders_failed(&mut tx, &failed).await?;
         tx.commit().await?;
         Ok(due.len())
+    }
+
+    /// Lets a permanent refusal follow `policy`'s fallback (CONTRACT D3): without it, the
+    /// stand-ins get no PEC.
+    #[must_use]
+    pub fn with_fallback(mut self, policy: FallbackPolicy) -> Self {
+        self.fallback = policy;
+        self
     }
 
     /// Lets the senders hold `max` emails sent and not yet recorded between them (each its
@@ -269,6 +280,18 @@ impl Mailer {
         round.sent = sent.len();
         db::record_sent(&mut tx, &sent).await?;
         db::record_failed(&mut tx, &failed).await?;
+        // A permanent refusal is a bounce (CONTRACT D3): recorded, and its fallback
+        // follows, in the round's transaction.
+        for (failure, bounce) in failed.iter().filter_map(|f| refusal(f).map(|b| (f, b))) {
+            record_bounce(
+                &mut tx,
+                &self.fallback,
+                failure.notification_id,
+                &failure.email,
+                &bounce,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(round)
     }
@@ -652,6 +675,37 @@ impl Mailer {
     }
 }
 
+/// The bounce of a delivery the server refused for good. Only a refusal carries the
+/// Message-ID it was sent with and is held dead: a render fault or a panic has none.
+fn refusal(failure: &FailedEmail) -> Option<Bounce> {
+    if failure.message_id.is_none() || failure.then != AfterFailure::Hold(HeldIn::Dead) {
+        return None;
+    }
+    Some(Bounce {
+        status: refusal_status(&failure.error),
+        diagnostic: Some(failure.error.chars().take(300).collect()),
+        source: "smtp",
+    })
+}
+
+/// The enhanced status of a refusal (`5.1.1`), else its reply code (`550`), else `5.0.0`.
+fn refusal_status(text: &str) -> String {
+    let enhanced = text.split_whitespace().find(|w| {
+        let parts: Vec<&str> = w.split('.').collect();
+        parts.len() == 3
+            && parts[0] == "5"
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if let Some(status) = enhanced {
+        return status.to_owned();
+    }
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|n| n.len() == 3 && n.starts_with('5'))
+        .map_or_else(|| "5.0.0".to_owned(), str::to_owned)
+}
+
 /// An error and its sources, for a reason an operator can act on.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -725,6 +779,37 @@ mod tests {
         assert!(!failed.error.contains('@') && !failed.error.contains("Mario"));
         let other = outcomes[1].as_ref().ok().expect("the other email goes on");
         assert_eq!(other.email, "altro@comune.example");
+    }
+
+    #[test]
+    fn a_refusal_is_a_bounce_with_its_status_and_a_render_fault_is_not() {
+        let failure = |message_id: Option<&str>, then, error: &str| FailedEmail {
+            notification_id: uuid::Uuid::from_u128(1),
+            email: "a@b.example".into(),
+            error: error.into(),
+            message_id: message_id.map(str::to_owned),
+            then,
+        };
+        let dead = AfterFailure::Hold(HeldIn::Dead);
+
+        let refused = refusal(&failure(
+            Some("<m@h>"),
+            dead,
+            "permanent error (550): 5.1.1 Mailbox unavailable",
+        ))
+        .expect("a bounce");
+        assert_eq!(refused.status, "5.1.1");
+        assert_eq!(refused.source, "smtp");
+        let bare = refusal(&failure(
+            Some("<m@h>"),
+            dead,
+            "permanent error (554): rejected",
+        ))
+        .expect("a bounce");
+        assert_eq!(bare.status, "554");
+        assert!(refusal(&failure(None, dead, "cannot render housing.offered")).is_none());
+        let parked = AfterFailure::Hold(HeldIn::Parked);
+        assert!(refusal(&failure(Some("<m@h>"), parked, "timed out")).is_none());
     }
 
     #[test]

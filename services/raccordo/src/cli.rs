@@ -53,7 +53,8 @@ pub enum Command {
     /// Import comuni or referents from a CSV file (all or nothing; importing again updates).
     Import {
         /// comuni: istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo];
-        /// referents: referent_id,institution,role,email,name,comune_istat,ambito,zona.
+        /// referents: referent_id,institution,role,email,name,comune_istat,ambito,zona
+        /// and optionally pec,deputy_of (columns found by header name, any order).
         table: Table,
         /// The CSV file, or - for standard input.
         file: PathBuf,
@@ -202,6 +203,11 @@ pub enum IdsCommand {
 /// `raccordo registry …`
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
+    /// Every referent: role, scope, email, PEC address and the referent it stands in for.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Every change of one referent: when, who (the publisher, import:FILE, cli, db:USER),
     /// what it was before and after.
     History {

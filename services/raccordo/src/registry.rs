@@ -1,13 +1,119 @@
-//! `raccordo registry history REFERENT`: every change of one referent — who (the validated
-//! publisher, `import:<file>`, `cli`, `db:<user>`), when, before and after (CONTRACT §4).
+//! `raccordo registry list`: every referent with its PEC address and the referent it stands
+//! in for (CONTRACT §4, §9 D3); `raccordo registry history REFERENT`: every change of one
+//! referent — who (the validated publisher, `import:<file>`, `cli`, `db:<user>`), when,
+//! before and after (CONTRACT §4).
 
 use time::format_description::well_known::Rfc3339;
 
-use raccordo_core::registry::{ReferentChange, referent_history};
+use raccordo_core::registry::{Referent, ReferentChange, list_referents, referent_history};
 use raccordo_core::settings::Settings;
 use serde_json::Value;
 
 use crate::table::{Format, render, render_csv};
+
+/// Every referent, by role and id.
+pub(crate) async fn list(settings: &Settings) -> anyhow::Result<Vec<Referent>> {
+    let pool = crate::database::connect_db(settings).await?;
+    let mut conn = pool.acquire().await?;
+    let referents = list_referents(&mut conn).await?;
+    drop(conn);
+    pool.close().await;
+    Ok(referents)
+}
+
+/// The referents as a table, CSV (the import's columns, so it can be imported again), or
+/// JSON (`[{"referent_id", "institution", "role", "email", "name", "scope", "pec",
+/// "deputy_of"}]`). Deputies are shown both ways: whom a referent stands in for, and who
+/// stands in for it.
+pub(crate) fn format_list(referents: &[Referent], format: Format) -> anyhow::Result<String> {
+    match format {
+        Format::Json => Ok(format!("{}\n", serde_json::to_string_pretty(referents)?)),
+        Format::Csv => referents_csv(referents),
+        Format::Table => {
+            let header = [
+                "referent",
+                "role",
+                "scope",
+                "email",
+                "pec",
+                "deputy of",
+                "deputies",
+            ];
+            let rows: Vec<Vec<String>> = referents
+                .iter()
+                .map(|r| {
+                    let deputies: Vec<&str> = referents
+                        .iter()
+                        .filter(|d| d.deputy_of.as_deref() == Some(r.referent_id.as_str()))
+                        .map(|d| d.referent_id.as_str())
+                        .collect();
+                    vec![
+                        r.referent_id.clone(),
+                        r.role.as_str().to_owned(),
+                        r.scope.to_string(),
+                        r.email.as_ref().to_owned(),
+                        r.pec.as_ref().map_or("-".into(), |p| p.as_ref().to_owned()),
+                        r.deputy_of.clone().unwrap_or_else(|| "-".into()),
+                        if deputies.is_empty() {
+                            "-".into()
+                        } else {
+                            deputies.join(", ")
+                        },
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                return Ok("No referent: raccordo import referents FILE adds them.\n".into());
+            }
+            Ok(render(&header, &rows))
+        }
+    }
+}
+
+/// The referents in the import's columns, so the output imports again.
+fn referents_csv(referents: &[Referent]) -> anyhow::Result<String> {
+    let header = [
+        "referent_id",
+        "institution",
+        "role",
+        "email",
+        "name",
+        "comune_istat",
+        "ambito",
+        "zona",
+        "pec",
+        "deputy_of",
+    ];
+    let rows: Vec<Vec<String>> = referents
+        .iter()
+        .map(|r| {
+            let (kind, value) = r.scope.to_columns();
+            let scoped = |k: &str| {
+                if kind == k {
+                    value.unwrap_or_default().to_owned()
+                } else {
+                    String::new()
+                }
+            };
+            vec![
+                r.referent_id.clone(),
+                r.institution.clone(),
+                r.role.as_str().to_owned(),
+                r.email.as_ref().to_owned(),
+                r.name.clone().unwrap_or_default(),
+                scoped("comune"),
+                scoped("ambito"),
+                scoped("zona"),
+                r.pec
+                    .as_ref()
+                    .map(|p| p.as_ref().to_owned())
+                    .unwrap_or_default(),
+                r.deputy_of.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    render_csv(&header, &rows)
+}
 
 /// The changes of `referent_id`, oldest first.
 pub(crate) async fn history(

@@ -23,6 +23,12 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         Command::Setup { definitions } => setup(&settings, definitions).await?,
         Command::Import { table, file } => return import(&settings, table, &file).await,
         Command::Registry {
+            command: RegistryCommand::List { format },
+        } => {
+            let referents = crate::registry::list(&settings).await?;
+            print!("{}", crate::registry::format_list(&referents, format)?);
+        }
+        Command::Registry {
             command: RegistryCommand::History { referent, format },
         } => {
             let changes = crate::registry::history(&settings, &referent).await?;

@@ -260,6 +260,35 @@ async fn handler_for(
     })
 }
 
+/// The reader of `mail.bounce_imap_url`, when set (CONTRACT D3, §11); a plain URL to
+/// another machine is refused unless `security.allow_plaintext` (§8).
+fn bounce_reader(
+    settings: &Settings,
+    pool: &PgPool,
+) -> anyhow::Result<Option<raccordo_bounces::reader::BounceReader>> {
+    use secrecy::ExposeSecret;
+    let Some(url) = settings.mail.bounce_imap_url.as_ref() else {
+        return Ok(None);
+    };
+    let url = raccordo_evidence::imap::ImapUrl::parse(url.expose_secret())
+        .context("Invalid mail.bounce_imap_url")?;
+    if let Some(host) = url.in_clear_off_loopback()
+        && !settings.security.allow_plaintext
+    {
+        anyhow::bail!(
+            "mail.bounce_imap_url reaches {host} without TLS: use imaps:// or ?tls=required, or set security.allow_plaintext = true"
+        );
+    }
+    Ok(Some(raccordo_bounces::reader::BounceReader {
+        pool: pool.clone(),
+        database: settings.database.clone(),
+        url,
+        policy: raccordo_core::fallback::FallbackPolicy::default(),
+        timeout: settings.mail.timeout(),
+        poll: Duration::from_secs(5),
+    }))
+}
+
 /// Starts what runs beside the consumers of `workers`: the outbox listener and relay, the
 /// mailer's senders, the monthly jobs and the scrubber.
 fn spawn_jobs(
@@ -302,6 +331,9 @@ fn spawn_jobs(
         .with_max_in_flight(settings.mail.max_connections.max(1))
         .with_pec(pec)
         .with_ack_links(raccordo_core::ack::AckLinks::from_settings(settings));
+        if let Some(reader) = bounce_reader(settings, pool)? {
+            tracker.spawn(reader.run(token.clone()));
+        }
         // The PEC receipts and their clock (D2), beside the mailer that sends by PEC; one
         // replica at a time reads them.
         if let Some(reader) = raccordo_evidence::pec::PecReader::from_settings(

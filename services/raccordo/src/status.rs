@@ -47,6 +47,9 @@ pub(crate) struct Status {
     /// Revocations applied although they failed validation (C8): each was also
     /// dead-lettered with its reason, which an operator should read.
     pub unvalidated_revocations: i64,
+    /// Deliveries that bounced and who stood in for them (D3), and the bounce mailbox's
+    /// reports that matched nothing.
+    pub bounces: db::Bounces,
 }
 
 /// Reads the broker (passive declarations) and the database.
@@ -69,6 +72,7 @@ pub(crate) async fn collect(settings: &Settings) -> anyhow::Result<Status> {
     let stale = raccordo_eviction::store::stale_decisions(&mut conn).await?;
     let unvalidated_revocations =
         raccordo_eviction::store::unvalidated_revocations(&mut conn).await?;
+    let bounces = db::bounces(&mut conn, 20).await?;
     drop(conn);
     pool.close().await;
     let stale_count = |d| {
@@ -90,6 +94,7 @@ pub(crate) async fn collect(settings: &Settings) -> anyhow::Result<Status> {
         stale_revocations: stale_count(ConsentDecision::Revoked),
         stale_grants: stale_count(ConsentDecision::Granted),
         unvalidated_revocations,
+        bounces,
         undeliverable: undeliverable
             .into_iter()
             .map(|n| Undeliverable {
@@ -146,6 +151,29 @@ pub(crate) fn table(status: &Status) -> String {
             u.comune_istat.as_deref().unwrap_or("-"),
             u.created_at
         ));
+    }
+    let b = &status.bounces;
+    if b.bounced_total + b.unmatched_reports + b.malformed_reports > 0 {
+        out.push_str(&format!(
+            "bounced deliveries: {}   without anyone to stand in: {}   reports matching no delivery: {}   not reports: {}\n",
+            b.bounced_total, b.without_stand_in, b.unmatched_reports, b.malformed_reports
+        ));
+        for r in &b.recent {
+            out.push_str(&format!(
+                "  {}  {}  {} by {}  {} ({})  → {}\n",
+                r.notification_id,
+                r.kind,
+                r.referent_id,
+                r.channel,
+                r.status,
+                r.source,
+                if r.stand_ins.is_empty() {
+                    "nobody (raccordo timeline ID)".to_owned()
+                } else {
+                    r.stand_ins.join(", ")
+                }
+            ));
+        }
     }
     out
 }

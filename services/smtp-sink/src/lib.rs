@@ -33,11 +33,14 @@
 //! - `session`: one SMTP conversation per accepted connection (the RFC 5321 state machine).
 //! - `store`: what the sink and its sessions share: received mails, fault mode, behaviour,
 //!   counters.
+//! - [`dsn`]: the delivery status notification returned for an address rejected by a
+//!   report ([`Rejection::Dsn`]).
 //! - [`mail`]: [`ReceivedMail`] and its MIME helpers (unfolded headers, RFC 2047 subjects,
 //!   quoted-printable and base64 bodies).
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod dsn;
 pub mod mail;
 mod session;
 pub mod sink;
@@ -45,4 +48,4 @@ mod store;
 
 pub use mail::ReceivedMail;
 pub use sink::{SmtpSink, Timeout};
-pub use store::{Behaviour, Delay, Mode};
+pub use store::{Behaviour, Delay, Mode, Rejection};

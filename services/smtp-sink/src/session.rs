@@ -19,7 +19,10 @@ use tokio::{
 };
 
 use crate::mail::ReceivedMail;
-use crate::store::{Mode, Refusal, Store};
+use crate::store::{Mode, Refusal, Rejection, Store};
+
+/// How long after accepting a mail the sink returns its reports ([`Rejection::Dsn`]).
+const DSN_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The largest message accepted, advertised with the `SIZE` extension (RFC 1870).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -221,6 +224,13 @@ impl Session {
         if self.store.mode() == Mode::PermFail {
             return self.reply("550 5.1.1 Mailbox unavailable").await;
         }
+        if self.store.rejection(&path) == Some(Rejection::AtRcpt) {
+            return self
+                .reply(&format!(
+                    "550 5.1.1 <{path}>: Recipient address rejected: User unknown"
+                ))
+                .await;
+        }
         self.to.push(path);
         self.reply("250 2.1.5 Recipient OK").await
     }
@@ -272,11 +282,35 @@ impl Session {
         if too_big {
             return self.reply("552 5.3.4 Message too big").await;
         }
-        let id = self.store.push(ReceivedMail {
-            from,
-            to,
-            data: String::from_utf8_lossy(&data).into_owned(),
-        });
+        let data = String::from_utf8_lossy(&data).into_owned();
+        // Recipients to reject by a report: accepted now, returned afterwards.
+        let (returned, to): (Vec<String>, Vec<String>) = to
+            .into_iter()
+            .partition(|r| self.store.rejection(r) == Some(Rejection::Dsn));
+        let id = if to.is_empty() {
+            self.store.next_queue_id()
+        } else {
+            self.store.push(ReceivedMail {
+                from: from.clone(),
+                to,
+                data: data.clone(),
+            })
+        };
+        if !returned.is_empty() {
+            // A relay returns a report from its queue, after the sender recorded the
+            // acceptance: a moment later, never within the SMTP transaction.
+            let reports: Vec<Vec<u8>> = returned
+                .iter()
+                .map(|r| crate::dsn::report(&from, r, &data, id).into_bytes())
+                .collect();
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(DSN_DELAY).await;
+                for report in reports {
+                    store.emit_dsn(report);
+                }
+            });
+        }
         self.reply(&format!("250 2.0.0 Ok: queued as {id:08X}"))
             .await
     }

@@ -19,7 +19,7 @@ use tokio::{
 
 use crate::mail::ReceivedMail;
 use crate::session;
-pub use crate::store::{Behaviour, Delay, Mode};
+pub use crate::store::{Behaviour, Delay, Mode, Rejection};
 use crate::store::{Observer, Store};
 
 /// [`SmtpSink::wait_for`] gave up before enough mails arrived.
@@ -157,6 +157,20 @@ impl SmtpSink {
             .mode
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = mode;
+    }
+
+    /// Refuses `address` from now on, `how` says how (`None`: accepts it again). Open
+    /// sessions follow from their next `RCPT`.
+    pub fn reject(&self, address: &str, how: Option<Rejection>) {
+        self.store.set_rejection(address, how);
+    }
+
+    /// The delivery status notifications of addresses rejected by [`Rejection::Dsn`], from
+    /// now on, each as the bytes of a message (a former receiver gets no more).
+    pub fn dsn_reports(&self) -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
+        let (outlet, reports) = tokio::sync::mpsc::unbounded_channel();
+        self.store.set_dsn_outlet(outlet);
+        reports
     }
 
     /// Sets the sink's latency, connection limit and transient refusals; open sessions
@@ -555,6 +569,58 @@ mod tests {
         assert!(error.is_transient(), "{error:?}");
         assert_eq!(error.status().map(u16::from), Some(451));
         assert!(sink.mails().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_address_rejected_at_rcpt_gets_550_and_others_still_arrive() {
+        let sink = SmtpSink::start().await.expect("sink starts");
+        sink.reject("REFERENTE@comune.example", Some(Rejection::AtRcpt));
+
+        let error = lettre_for(&sink)
+            .send(sample("s", "t", "<p>h</p>"))
+            .await
+            .expect_err("rejected");
+        assert!(error.is_permanent(), "{error:?}");
+        assert_eq!(error.status().map(u16::from), Some(550));
+        assert!(sink.mails().is_empty());
+
+        sink.reject("referente@comune.example", None);
+        lettre_for(&sink)
+            .send(sample("s", "t", "<p>h</p>"))
+            .await
+            .expect("accepted again");
+        assert_eq!(sink.mails().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_address_rejected_by_report_is_accepted_then_returned_as_an_rfc3464_report() {
+        let sink = SmtpSink::start().await.expect("sink starts");
+        let mut reports = sink.dsn_reports();
+        sink.reject("referente@comune.example", Some(Rejection::Dsn));
+        let message = sample("s", "t", "<p>h</p>");
+
+        lettre_for(&sink).send(message).await.expect("accepted");
+
+        let report = tokio::time::timeout(WAIT, reports.recv())
+            .await
+            .expect("a report in time")
+            .expect("a report");
+        let report = String::from_utf8(report).expect("ASCII");
+        assert!(sink.mails().is_empty(), "a returned mail is not kept");
+        assert!(report.contains("To: <raccordo@example.org>"), "{report}");
+        assert!(report.contains("report-type=delivery-status"), "{report}");
+        assert!(
+            report.contains("Final-Recipient: rfc822; referente@comune.example\r\nOriginal-Recipient: rfc822;referente@comune.example\r\nAction: failed\r\nStatus: 5.1.1"),
+            "{report}"
+        );
+        // The returned headers (with the original Message-ID, which the hub matches; this
+        // sample has none), not the body.
+        let returned = report
+            .split("Content-Type: text/rfc822-headers\r\n\r\n")
+            .nth(1)
+            .expect("returned headers");
+        assert!(returned.contains("Subject: s\r\n"), "{returned}");
+        assert!(!returned.contains("<p>h</p>"), "{returned}");
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::mail::ReceivedMail;
 
@@ -23,6 +23,16 @@ pub enum Mode {
     TempFail,
     /// Answer `550 5.1.1` to every `RCPT TO`: a permanent failure the sender must not retry.
     PermFail,
+}
+
+/// How the sink refuses one address it is told to reject (see [`crate::SmtpSink::reject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Answer `550 5.1.1` to its `RCPT TO`: the sender sees a permanent refusal at once.
+    AtRcpt,
+    /// Accept it, as a relay does, then return a delivery status notification (RFC 3464)
+    /// to the envelope sender through the sink's DSN outlet: the mail is not kept.
+    Dsn,
 }
 
 /// How long the sink takes before a reply, as a real relay does (a content filter on
@@ -124,6 +134,10 @@ pub(crate) struct Store {
     mail_commands: AtomicU64,
     pub(crate) transient_refusals: AtomicU64,
     random: AtomicU64,
+    /// Addresses (lower-cased) refused, and how.
+    rejected: Mutex<Vec<(String, Rejection)>>,
+    /// Where the reports of [`Rejection::Dsn`] go, once a caller asked for them.
+    dsn_outlet: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
 }
 
 impl Store {
@@ -144,7 +158,55 @@ impl Store {
             mail_commands: AtomicU64::new(0),
             transient_refusals: AtomicU64::new(0),
             random: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            rejected: Mutex::new(Vec::new()),
+            dsn_outlet: Mutex::new(None),
         }
+    }
+
+    /// How `address` is refused, if it is.
+    pub(crate) fn rejection(&self, address: &str) -> Option<Rejection> {
+        let address = address.to_lowercase();
+        self.rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(a, _)| *a == address)
+            .map(|(_, how)| *how)
+    }
+
+    /// Refuses `address` from now on (`None`: accepts it again).
+    pub(crate) fn set_rejection(&self, address: &str, how: Option<Rejection>) {
+        let address = address.to_lowercase();
+        let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
+        rejected.retain(|(a, _)| *a != address);
+        if let Some(how) = how {
+            rejected.push((address, how));
+        }
+    }
+
+    /// Sends reports to `outlet` from now on.
+    pub(crate) fn set_dsn_outlet(&self, outlet: mpsc::UnboundedSender<Vec<u8>>) {
+        *self
+            .dsn_outlet
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(outlet);
+    }
+
+    /// Hands a report to the outlet; without one (or with its receiver gone) it is dropped,
+    /// as a relay's report to a sender nobody reads.
+    pub(crate) fn emit_dsn(&self, report: Vec<u8>) {
+        if let Some(outlet) = &*self
+            .dsn_outlet
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            let _ = outlet.send(report);
+        }
+    }
+
+    /// The next queue id.
+    pub(crate) fn next_queue_id(&self) -> u64 {
+        self.next_queue_id.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn behaviour(&self) -> Behaviour {

@@ -108,6 +108,9 @@ pub(crate) async fn list(
         None => None,
     };
     let recent = actions::recent(&state.pool, 20).await?;
+    let mut conn = state.pool.acquire().await?;
+    let bounces = raccordo_core::db::bounces(&mut conn, 20).await?;
+    drop(conn);
     let shown = window.messages.len();
     let next = (window.more && offset + shown <= MAX_OFFSET).then_some(offset + shown);
     let ctx = context! {
@@ -122,9 +125,38 @@ pub(crate) async fn list(
         cut_by_bytes => window.more && shown < PAGE_SIZE,
         actions => recent,
         esito => esito,
+        bounces => bounces_context(&bounces),
         ..page_context(&operator, "dead")
     };
     state.templates.page("dead_letters.html", ctx)
+}
+
+/// The bounced deliveries (D3) for the page: referent ids, never addresses; times in
+/// Europe/Rome.
+fn bounces_context(b: &raccordo_core::db::Bounces) -> Value {
+    let recent: Vec<Value> = b
+        .recent
+        .iter()
+        .map(|r| {
+            context! {
+                notification => r.notification_id.to_string(),
+                kind => r.kind,
+                referent => r.referent_id,
+                channel => r.channel,
+                status => r.status,
+                source => r.source,
+                at => raccordo_core::clock::rome_datetime(r.at),
+                stand_ins => r.stand_ins,
+            }
+        })
+        .collect();
+    context! {
+        total => b.bounced_total,
+        without_stand_in => b.without_stand_in,
+        unmatched => b.unmatched_reports,
+        malformed => b.malformed_reports,
+        recent => recent,
+    }
 }
 
 /// `text` cut at `max` characters; whether it was cut.

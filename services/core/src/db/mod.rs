@@ -5,6 +5,7 @@
 
 mod acknowledgement;
 mod backlog;
+mod bounces;
 pub mod escalation;
 pub mod evidence;
 mod inbox;
@@ -23,6 +24,7 @@ pub use acknowledgement::{AckTarget, Acknowledgement, ack_target, acknowledge};
 pub use backlog::{
     Backlog, NotificationSummary, Throughput, backlog, recent_notifications, throughput,
 };
+pub use bounces::{BouncedDelivery, Bounces, bounces};
 pub use inbox::{Ingest, count_processed, record_event, record_events};
 pub use outbox::{
     AfterFailure, DueDelivery, FailedEmail, HeldIn, HeldNotification, NewNotification,

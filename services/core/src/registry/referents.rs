@@ -27,6 +27,12 @@ pub struct Referent {
     pub email: EmailAddress,
     pub name: Option<String>,
     pub scope: Scope,
+    /// Its PEC address (CONTRACT D2): the kinds of `mail.pec_kinds` go there alone, and
+    /// `email` is the fallback (D3).
+    pub pec: Option<EmailAddress>,
+    /// The referent this one stands in for (D3, D5): told when that one cannot be reached
+    /// or does not acknowledge.
+    pub deputy_of: Option<String>,
 }
 
 /// The `data` of `registry.referent.v1`. Its text holds no control character: a name or
@@ -44,6 +50,12 @@ pub enum ReferentEvent {
         #[serde(default)]
         name: Option<PlainText>,
         scope: ScopeWire,
+        /// Its PEC address (added in 1.2).
+        #[serde(default)]
+        pec: Option<EmailAddress>,
+        /// The referent it stands in for (added in 1.2): one the registry knows.
+        #[serde(default)]
+        deputy_of: Option<PlainText>,
     },
     /// Removes a referent (unknown ids are not an error).
     Remove { referent_id: PlainText },
@@ -121,8 +133,9 @@ async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Err
     let (kind, value) = r.scope.to_columns();
     sqlx::query_scalar(
         r#"
-        INSERT INTO referents (referent_id, institution, role, email, name, scope_kind, scope_value)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO referents
+            (referent_id, institution, role, email, name, scope_kind, scope_value, pec, deputy_of)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         ON CONFLICT (referent_id) DO UPDATE
         SET institution = EXCLUDED.institution,
             role = EXCLUDED.role,
@@ -130,6 +143,8 @@ async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Err
             name = EXCLUDED.name,
             scope_kind = EXCLUDED.scope_kind,
             scope_value = EXCLUDED.scope_value,
+            pec = EXCLUDED.pec,
+            deputy_of = EXCLUDED.deputy_of,
             updated_at = now()
         RETURNING (xmax = 0)
         "#,
@@ -141,8 +156,32 @@ async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Err
     .bind(&r.name)
     .bind(kind)
     .bind(value)
+    .bind(r.pec.as_ref().map(AsRef::as_ref))
+    .bind(&r.deputy_of)
     .fetch_one(conn)
     .await
+}
+
+/// Why a referent's `deputy_of` cannot be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum DeputyError {
+    /// A referent standing in for itself would be told of its own silence.
+    #[error("deputy_of names the referent itself")]
+    Itself,
+    /// It names no referent of the registry (nor of the file being imported).
+    #[error("deputy_of {0:?} names no referent of the registry")]
+    Unknown(String),
+}
+
+/// The ids among `ids` that the registry holds.
+async fn known_referents(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT referent_id FROM referents WHERE referent_id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
 }
 
 /// The scope of a stored referent, locked until the transaction ends; None: no such
@@ -270,6 +309,8 @@ pub async fn apply_referent_event(
             email,
             name,
             scope,
+            pec,
+            deputy_of,
         } => {
             let scope = scope
                 .to_scope()
@@ -279,6 +320,19 @@ pub async fn apply_referent_event(
                     ScopeError::Unknown(scope).into(),
                 ));
             }
+            let deputy_of = deputy_of
+                .map(|d| d.as_ref().trim().to_owned())
+                .filter(|d| !d.is_empty());
+            if let Some(of) = &deputy_of {
+                if of == referent_id.as_ref() {
+                    return Err(HandleError::Unprocessable(DeputyError::Itself.into()));
+                }
+                if known_referents(conn, &[of.as_str()]).await?.is_empty() {
+                    return Err(HandleError::Unprocessable(
+                        DeputyError::Unknown(of.clone()).into(),
+                    ));
+                }
+            }
             let referent = Referent {
                 referent_id: referent_id.into_inner(),
                 institution: institution.into_inner(),
@@ -286,6 +340,8 @@ pub async fn apply_referent_event(
                 email,
                 name: name.map(PlainText::into_inner),
                 scope,
+                pec,
+                deputy_of,
             };
             upsert(conn, &referent).await?;
         }
@@ -360,6 +416,14 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
     }
     .to_scope()
     .map_err(|e| e.to_string())?;
+    let pec = opt("pec")
+        .map(EmailAddress::parse)
+        .transpose()
+        .map_err(|e| format!("pec: {}", e.0))?;
+    let deputy_of = opt("deputy_of").map(str::to_owned);
+    if deputy_of.as_deref() == Some(referent_id) {
+        return Err(DeputyError::Itself.to_string());
+    }
     Ok(Referent {
         referent_id: referent_id.to_owned(),
         institution: institution.to_owned(),
@@ -367,10 +431,12 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
         email,
         name,
         scope,
+        pec,
+        deputy_of,
     })
 }
 
-/// The columns of a referents CSV (CONTRACT §8).
+/// The columns of a referents CSV (CONTRACT §8), found by their header names.
 const REFERENT_COLUMNS: [&str; 8] = [
     "referent_id",
     "institution",
@@ -382,15 +448,19 @@ const REFERENT_COLUMNS: [&str; 8] = [
     "zona",
 ];
 
-/// Parses a referents CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`)
-/// without touching the database: the rows with their line numbers, and every bad line
-/// (the imports, and the console's preview of an import). Whether each scope names
-/// something the registry knows is checked by the import.
+/// The optional columns of a referents CSV (CONTRACT §11, added in 1.2).
+const REFERENT_OPTIONAL_COLUMNS: [&str; 2] = ["pec", "deputy_of"];
+
+/// Parses a referents CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`
+/// and optionally `pec`, `deputy_of`, in any order) without touching the database: the rows
+/// with their line numbers, and every bad line (the imports, and the console's preview of
+/// an import). Whether each scope names something the registry knows, and each
+/// `deputy_of` a referent, is checked by the import.
 pub fn parse_referents(input: impl Read) -> Result<Parsed<Referent>, CsvError> {
     read_rows(
         input,
         &REFERENT_COLUMNS,
-        &[],
+        &REFERENT_OPTIONAL_COLUMNS,
         parse_referent,
         |r: &Referent| format!("referent_id {}", r.referent_id),
     )
@@ -411,11 +481,27 @@ pub async fn import_referents(
     };
     let mut tx = pool.begin().await?;
     set_actor(&mut tx, actor).await?;
+    // A deputy may name a referent of the registry or one further on in the same file
+    // (two offices may stand in for each other).
+    let named: Vec<&str> = rows
+        .iter()
+        .filter_map(|(_, r)| r.deputy_of.as_deref())
+        .collect();
+    let known = known_referents(&mut tx, &named).await?;
     for (line, r) in &rows {
         if !scope_is_known(&mut tx, &r.scope).await? {
             report.errors.push(RowError {
                 line: *line,
                 reason: ScopeError::Unknown(r.scope.clone()).to_string(),
+            });
+        }
+        if let Some(of) = &r.deputy_of
+            && !known.contains(of)
+            && !rows.iter().any(|(_, other)| &other.referent_id == of)
+        {
+            report.errors.push(RowError {
+                line: *line,
+                reason: DeputyError::Unknown(of.clone()).to_string(),
             });
         }
     }
@@ -442,13 +528,16 @@ type ReferentRow = (
     Option<String>,
     String,
     Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 /// Every referent, by role and id.
 pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sqlx::Error> {
     let rows: Vec<ReferentRow> = sqlx::query_as(
         r#"
-            SELECT referent_id, institution, role, email, name, scope_kind, scope_value
+            SELECT referent_id, institution, role, email, name, scope_kind, scope_value, pec,
+                   deputy_of
             FROM referents
             ORDER BY role, referent_id
             "#,
@@ -457,30 +546,35 @@ pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sq
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, inst, role, email, name, kind, value)| {
-            let (Ok(role), Ok(email), Ok(scope)) = (
-                Role::parse(&role),
-                EmailAddress::parse(&email),
-                Scope::from_columns(&kind, value.as_deref()),
-            ) else {
-                // Written by hand or by an older version: counted and logged, never silent.
-                metrics::counter!("raccordo_rows_skipped_total", "table" => "referents")
-                    .increment(1);
-                tracing::warn!(
-                    table = "referents",
-                    "A referents row that does not parse was skipped."
-                );
-                return None;
-            };
-            Some(Referent {
-                referent_id: id,
-                institution: inst,
-                role,
-                email,
-                name,
-                scope,
-            })
-        })
+        .filter_map(
+            |(id, inst, role, email, name, kind, value, pec, deputy_of)| {
+                let (Ok(role), Ok(email), Ok(scope), Ok(pec)) = (
+                    Role::parse(&role),
+                    EmailAddress::parse(&email),
+                    Scope::from_columns(&kind, value.as_deref()),
+                    pec.as_deref().map(EmailAddress::parse).transpose(),
+                ) else {
+                    // Written by hand or by an older version: counted and logged, never silent.
+                    metrics::counter!("raccordo_rows_skipped_total", "table" => "referents")
+                        .increment(1);
+                    tracing::warn!(
+                        table = "referents",
+                        "A referents row that does not parse was skipped."
+                    );
+                    return None;
+                };
+                Some(Referent {
+                    referent_id: id,
+                    institution: inst,
+                    role,
+                    email,
+                    name,
+                    scope,
+                    pec,
+                    deputy_of,
+                })
+            },
+        )
         .collect())
 }
 

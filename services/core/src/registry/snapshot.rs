@@ -58,6 +58,20 @@ impl Snapshot {
         self.comuni.get(istat.as_ref())
     }
 
+    /// One referent.
+    pub fn referent(&self, referent_id: &str) -> Option<&Referent> {
+        self.referents.iter().find(|r| r.referent_id == referent_id)
+    }
+
+    /// The referents that stand in for `referent_id` (their `deputy_of` names it), by role
+    /// and id.
+    pub fn deputies_of(&self, referent_id: &str) -> Vec<&Referent> {
+        self.referents
+            .iter()
+            .filter(|r| r.deputy_of.as_deref() == Some(referent_id))
+            .collect()
+    }
+
     /// The comuni of one zona, or all, by zona then ISTAT code (the quota worker's lock
     /// order).
     pub fn comuni_by_istat(&self, zona: Option<&str>) -> Vec<Comune> {
