@@ -370,8 +370,8 @@ test("the evictions page shows masked statistics, the privacy officer the aggreg
 
 test("the email gallery shows every kind, text and HTML side by side", async () => {
   await page.goto(BASE + "/emails");
-  assert.equal(await page.locator("section.email").count(), 12);
-  assert.equal(await page.locator("iframe.mailhtml").count(), 12);
+  assert.equal(await page.locator("section.email").count(), 13);
+  assert.equal(await page.locator("iframe.mailhtml").count(), 13);
   // quota.threshold: the frames load lazily, once scrolled into view.
   await page.locator("section.email").nth(8).evaluate((el) => el.scrollIntoView({ block: "start" }));
   const frame = page.frameLocator('iframe[src="/emails/quota.threshold/html"]');

@@ -93,7 +93,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut handled = 0;
     let mut rounds = 0;
     while handled < 2 * n {
-        let round = read_round(&pool, &mut reader).await?;
+        let round = read_round(
+            &pool,
+            &raccordo_core::fallback::FallbackPolicy::default(),
+            &mut reader,
+        )
+        .await?;
         if round == 0 {
             break;
         }

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use raccordo_core::db::evidence::{DeliveryEvent, Evidence, record};
+use raccordo_core::fallback::{FallbackPolicy, fall_back};
 use raccordo_core::settings::Settings;
 
 use crate::daticert::ReceiptType;
@@ -96,12 +97,33 @@ fn receipt_details(receipt: &Receipt) -> Value {
     })
 }
 
+/// Whether a receipt about a recipient (delivery, its errors, a virus) names the delivery's
+/// address; the provider's own receipts (acceptance) name none.
+fn about_the_delivery(receipt: &Receipt, address: &str) -> bool {
+    let about_recipient = !matches!(
+        receipt.kind,
+        ReceiptType::Accettazione | ReceiptType::NonAccettazione | ReceiptType::PresaInCarico
+    );
+    !about_recipient
+        || receipt
+            .cert
+            .consegna
+            .as_deref()
+            .into_iter()
+            .chain(receipt.cert.destinatari.iter().map(String::as_str))
+            .any(|a| a.trim().eq_ignore_ascii_case(address))
+}
+
 /// Applies one raw message: reads it as a receipt and records what it proves, in `conn`'s
 /// transaction (the caller commits, then marks the message handled).
 ///
 /// # Errors
 /// Database errors only; everything wrong with the message is an [`Outcome`].
-pub async fn apply(conn: &mut PgConnection, raw: &[u8]) -> Result<Outcome, sqlx::Error> {
+pub async fn apply(
+    conn: &mut PgConnection,
+    policy: &FallbackPolicy,
+    raw: &[u8],
+) -> Result<Outcome, sqlx::Error> {
     let receipt = match receipt::read(raw) {
         Ok(receipt) => receipt,
         Err(error) => return Ok(Outcome::Refused(error.to_string())),
@@ -121,23 +143,10 @@ pub async fn apply(conn: &mut PgConnection, raw: &[u8]) -> Result<Outcome, sqlx:
     let Some((notification_id, address)) = delivery else {
         return Ok(Outcome::Unmatched);
     };
-    let about_recipient = !matches!(
-        receipt.kind,
-        ReceiptType::Accettazione | ReceiptType::NonAccettazione | ReceiptType::PresaInCarico
-    );
-    if about_recipient {
-        let named = receipt
-            .cert
-            .consegna
-            .as_deref()
-            .into_iter()
-            .chain(receipt.cert.destinatari.iter().map(String::as_str))
-            .any(|a| a.trim().eq_ignore_ascii_case(&address));
-        if !named {
-            return Ok(Outcome::Refused(
-                "the receipt is about another recipient than the delivery's".into(),
-            ));
-        }
+    if !about_the_delivery(&receipt, &address) {
+        return Ok(Outcome::Refused(
+            "the receipt is about another recipient than the delivery's".into(),
+        ));
     }
     let event = match receipt.kind {
         ReceiptType::PresaInCarico => return Ok(Outcome::Ignored),
@@ -179,6 +188,10 @@ pub async fn apply(conn: &mut PgConnection, raw: &[u8]) -> Result<Outcome, sqlx:
         details: receipt_details(&receipt),
     };
     record(conn, std::slice::from_ref(&evidence)).await?;
+    if event == DeliveryEvent::PecNotDelivered {
+        // D3: the referent's email, then for act-on kinds its deputies, in this transaction.
+        fall_back(conn, policy, evidence.notification_id, &evidence.recipient).await?;
+    }
     Ok(Outcome::Recorded(event))
 }
 
@@ -187,7 +200,11 @@ pub async fn apply(conn: &mut PgConnection, raw: &[u8]) -> Result<Outcome, sqlx:
 ///
 /// # Errors
 /// Database errors.
-pub async fn fail_overdue(conn: &mut PgConnection, timeout: Duration) -> Result<u64, sqlx::Error> {
+pub async fn fail_overdue(
+    conn: &mut PgConnection,
+    policy: &FallbackPolicy,
+    timeout: Duration,
+) -> Result<u64, sqlx::Error> {
     let overdue: Vec<(Uuid, String)> = sqlx::query_as(
         r#"
         SELECT d.notification_id, d.email
@@ -223,7 +240,11 @@ pub async fn fail_overdue(conn: &mut PgConnection, timeout: Duration) -> Result<
                 .with("receipt_hours", hours)
         })
         .collect();
-    record(conn, &evidence).await
+    let recorded = record(conn, &evidence).await?;
+    for failed in &evidence {
+        fall_back(conn, policy, failed.notification_id, &failed.recipient).await?;
+    }
+    Ok(recorded)
 }
 
 /// The reader's set-up, from the settings.
@@ -248,6 +269,13 @@ pub enum PecConfigError {
 }
 
 impl PecReader {
+    /// What a PEC failure falls back to (D3): the stand-ins get PEC for the PEC kinds.
+    fn policy(&self) -> FallbackPolicy {
+        FallbackPolicy {
+            pec_kinds: self.settings.mail.pec_channel_kinds(),
+        }
+    }
+
     /// The reader for `settings`; `None` when PEC is off (no `mail.pec_smtp_url`).
     ///
     /// # Errors
@@ -325,10 +353,10 @@ impl PecReader {
                 }
                 let mut full = false;
                 if let Some(mailbox) = mailbox.as_mut() {
-                    full = read_round(&self.pool, mailbox).await? >= BATCH;
+                    full = read_round(&self.pool, &self.policy(), mailbox).await? >= BATCH;
                 }
                 let mut conn = self.pool.begin().await?;
-                let failed = fail_overdue(&mut conn, self.timeout).await?;
+                let failed = fail_overdue(&mut conn, &self.policy(), self.timeout).await?;
                 conn.commit().await?;
                 if failed > 0 {
                     metrics::counter!("raccordo_pec_timeouts_total").increment(failed);
@@ -365,6 +393,7 @@ impl PecReader {
 /// IMAP or database errors: nothing of the round is marked handled.
 pub async fn read_round(
     pool: &PgPool,
+    policy: &FallbackPolicy,
     mailbox: &mut Mailbox,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let fetched = mailbox.unseen(BATCH, MAX_RECEIPT_BYTES).await?;
@@ -375,7 +404,7 @@ pub async fn read_round(
     let mut outcomes = Vec::with_capacity(fetched.len());
     for message in &fetched {
         let outcome = match &message.raw {
-            Some(raw) => apply(&mut tx, raw).await?,
+            Some(raw) => apply(&mut tx, policy, raw).await?,
             None => Outcome::Refused(format!("larger than {MAX_RECEIPT_BYTES} bytes")),
         };
         outcomes.push(outcome);

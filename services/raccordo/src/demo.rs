@@ -13,11 +13,19 @@ use raccordo_core::db;
 use raccordo_core::registry::{Actor, import_comuni, import_referents};
 use raccordo_core::settings::{MailTransportKind, Settings};
 
+use raccordo_evidence::imap::ImapUrl;
+use raccordo_evidence::simulator::{Answer, PecSimulator, SimulatorOptions};
+
 use crate::database::connect_db;
 use crate::serve::{App, Workers};
 
 const COMUNI: &str = include_str!("../../../data/comuni_mi.csv");
 const REFERENTS: &str = include_str!("../../../data/referents_sample.csv");
+/// Two referents with a PEC address: the Prefettura's contracting office and Rho's servizi
+/// sociali, whose provider (the simulator) refuses the PEC, so the email stands in (D3).
+const REFERENTS_PEC: &str = include_str!("../../../data/demo/referents_pec.csv");
+/// The PEC address the demo's simulated provider refuses.
+const REFUSED_PEC: &str = "servizisociali.rho@pec.comune.rho.example";
 const HOUSING_EVENTS: &str = include_str!("../../../data/demo/housing.ndjson");
 const OCCUPANCY_EVENTS: &str = include_str!("../../../data/demo/occupancy.ndjson");
 
@@ -53,7 +61,7 @@ pub async fn run(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (settings, password) = with_console(demo_settings(settings)?)?;
+    let (mut settings, password) = with_console(demo_settings(settings)?)?;
     let database = settings.database.database_name()?;
     writeln!(out, "Raccordo demo — Città Metropolitana di Milano")?;
     writeln!(
@@ -73,6 +81,12 @@ pub async fn run(
     let pool = connect_db(&settings).await?;
     let (comuni, referents) = import_sample_registry(&pool).await?;
     writeln!(out, "  {comuni} comuni, {referents} referents")?;
+
+    let simulator = with_pec(&mut settings, out).await?;
+    let pec_count = import_demo_pec(&pool).await?;
+    if simulator.is_some() {
+        writeln!(out, "  {pec_count} referents receive their kinds by PEC")?;
+    }
 
     step(out, "Starting every worker")?;
     let app = App::start(settings.clone(), Workers::All).await?;
@@ -95,6 +109,7 @@ pub async fn run(
         "Waiting for the hub to process them and send the emails",
     )?;
     wait_until_quiet(&settings, &pool, out).await?;
+    evidence_steps(&settings, &pool, simulator.as_ref(), app.console_addr, out).await?;
     write_summary(&settings, &pool, out).await?;
     writeln!(
         out,
@@ -112,6 +127,9 @@ pub async fn run(
         crate::serve::wait_for_signal(app.token()).await;
     }
     let stopped = app.shutdown(Duration::from_secs(9)).await;
+    if let Some(simulator) = simulator {
+        simulator.stop().await;
+    }
     anyhow::ensure!(stopped, "The workers did not stop within 9 s");
     pool.close().await;
     Ok(())
@@ -122,10 +140,20 @@ pub async fn run(
 fn with_console(mut settings: Settings) -> anyhow::Result<(Settings, String)> {
     let password = format!("{:016x}", rand::random::<u64>());
     settings.console.enabled = true;
-    // Another demo (or console) may hold the usual port: then any free one, printed later.
+    // Another demo (or console) may hold the usual port: then a free one, known now, since
+    // the acknowledgement links of the emails name it.
     if std::net::TcpListener::bind(&settings.console.addr).is_err() {
-        settings.console.addr = "127.0.0.1:0".into();
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        settings.console.addr = free.to_string();
     }
+    // The links referents press (D4), with a key of this run only.
+    settings.console.public_url = format!("http://{}", settings.console.addr);
+    settings.ack.key = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    )
+    .into();
     settings
         .console
         .operators
@@ -135,6 +163,186 @@ fn with_console(mut settings: Settings) -> anyhow::Result<(Settings, String)> {
             role: Some(raccordo_core::settings::ConsoleRole::Operator),
         });
     Ok((settings, password))
+}
+
+/// Proof of delivery in the demo: waits for the PEC receipts, then presses one
+/// acknowledgement link as a social worker would.
+async fn evidence_steps(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    simulator: Option<&PecSimulator>,
+    console: Option<std::net::SocketAddr>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    if let Some(simulator) = simulator {
+        step(out, "Waiting for the PEC provider's receipts")?;
+        let receipts = simulator
+            .wait_for_receipts(pec_receipts_expected(pool).await?, Duration::from_secs(30))
+            .await;
+        writeln!(out, "  {receipts} receipts in the PEC mailbox")?;
+        wait_until_quiet(settings, pool, out).await?;
+        wait_for_receipts_read(pool).await?;
+    }
+    if let Some(console) = console {
+        step(
+            out,
+            "A social worker of the ambito of Rho presses the link in the urgent alert",
+        )?;
+        match acknowledge_urgent_alert(settings, pool, console).await? {
+            Some(status) => writeln!(
+                out,
+                "  the console answered {status}; recorded as acknowledged"
+            )?,
+            None => writeln!(
+                out,
+                "  no acknowledgement link in the alert (console.public_url unset)"
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// The demo's PEC provider (CONTRACT D2): the project's simulator, its receipts written into
+/// a mailbox of this run on the project's Dovecot (`scripts/services.sh` starts it). Without
+/// Dovecot the demo says so and goes on without PEC.
+async fn with_pec(
+    settings: &mut Settings,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Option<PecSimulator>> {
+    let port: u16 = std::env::var("RACCORDO_DOVECOT_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(10143);
+    if tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        writeln!(
+            out,
+            "  PEC off: no IMAP server on 127.0.0.1:{port} (scripts/services.sh starts the project's Dovecot)"
+        )?;
+        return Ok(None);
+    }
+    let mailbox = format!("demo-pec-{}", raccordo_core::clock::now().unix_timestamp());
+    let url = format!("imap://raccordo:raccordo@127.0.0.1:{port}/{mailbox}");
+    let imap = ImapUrl::parse(&url).context("the demo's IMAP URL")?;
+    let simulator = PecSimulator::start(SimulatorOptions::new(imap))
+        .await
+        .context("Failed to start the PEC provider simulator")?;
+    simulator.answer(REFUSED_PEC, Answer::Refuse);
+    settings.mail.pec_smtp_url = format!("smtp://{}", simulator.addr()).into();
+    settings.mail.pec_imap_url = url.into();
+    writeln!(
+        out,
+        "  PEC: simulated provider on {}, receipts into IMAP mailbox {mailbox} on 127.0.0.1:{port}",
+        simulator.addr()
+    )?;
+    Ok(Some(simulator))
+}
+
+/// Gives two referents their PEC address, as a registry import does.
+async fn import_demo_pec(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
+    let report = import_referents(
+        pool,
+        REFERENTS_PEC.as_bytes(),
+        &Actor::import("data/demo/referents_pec.csv"),
+    )
+    .await?;
+    anyhow::ensure!(
+        report.errors.is_empty(),
+        "data/demo/referents_pec.csv: {:?}",
+        report.errors
+    );
+    Ok(report.updated + report.inserted)
+}
+
+/// The receipts the PEC deliveries sent should bring: an acceptance each, and a delivery
+/// receipt for those the provider accepts.
+async fn pec_receipts_expected(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
+    let (sent, refused): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE email <> $1), count(*) FILTER (WHERE email = $1) \
+         FROM deliveries WHERE channel = 'pec' AND delivered_at IS NOT NULL",
+    )
+    .bind(REFUSED_PEC)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(sent * 2 + refused).unwrap_or(0))
+}
+
+/// Waits (bounded) until no PEC delivery waits for its receipts.
+async fn wait_for_receipts_read(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE channel = 'pec' AND state IN ('queued', 'sent', 'pec_accepted')",
+        )
+        .fetch_one(pool)
+        .await?;
+        if waiting == 0 || Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Presses the acknowledgement button of the urgent eviction alert's email to the ambito of
+/// Rho, as its social worker would: the link from the `.eml` file, a `POST` to the console.
+/// Returns the console's HTTP status, or `None` when the email carries no link.
+async fn acknowledge_urgent_alert(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    console: std::net::SocketAddr,
+) -> anyhow::Result<Option<u16>> {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT n.id FROM notifications n JOIN deliveries d ON d.notification_id = n.id \
+         WHERE n.kind = 'eviction.alert' AND n.urgent AND d.referent_id = 'ss-ambito-rho' \
+         ORDER BY n.created_at LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(id) = id else { return Ok(None) };
+    let file = settings
+        .mail
+        .outbox_dir
+        .join(format!("{id}-ufficiodipiano@ambito.rho.example.eml"));
+    let Ok(raw) = std::fs::read(&file) else {
+        return Ok(None);
+    };
+    // The text part as a mail client shows it (quoted-printable decoded).
+    let Some(email) = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+    else {
+        return Ok(None);
+    };
+    let Some(start) = email.find("/ack/") else {
+        return Ok(None);
+    };
+    let token: String = email[start + 5..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+        .collect();
+    let status = post(console, &format!("/ack/{token}")).await?;
+    Ok(Some(status))
+}
+
+/// A `POST` without a body over HTTP/1.1; the status code.
+async fn post(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .context("the console did not answer the acknowledgement")??;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("the console's answer is not HTTP")
 }
 
 /// Drops the demo's database, empties its queues and its outbox folder, and sets it up again.

@@ -283,7 +283,9 @@ fn bounce_reader(
         pool: pool.clone(),
         database: settings.database.clone(),
         url,
-        policy: raccordo_core::fallback::FallbackPolicy::default(),
+        policy: raccordo_core::fallback::FallbackPolicy {
+            pec_kinds: settings.mail.pec_channel_kinds(),
+        },
         timeout: settings.mail.timeout(),
         poll: Duration::from_secs(5),
     }))
@@ -291,6 +293,46 @@ fn bounce_reader(
 
 /// Starts what runs beside the consumers of `workers`: the outbox listener and relay, the
 /// mailer's senders, the monthly jobs and the scrubber.
+/// The mailer of this process: email and PEC transports, acknowledgement links (D4) and the
+/// fallback of refusals (D3).
+fn mailer_of(settings: &Settings, pool: &PgPool, senders: u16) -> anyhow::Result<Mailer> {
+    let transport = transport_from_settings(&settings.mail).context("Invalid mail settings")?;
+    let pec = pec_transport_from_settings(&settings.mail).context("Invalid mail.pec_smtp_url")?;
+    Ok(Mailer::new(
+        pool.clone(),
+        transport,
+        &settings.mail.from,
+        &settings.retry,
+        senders,
+    )
+    .with_max_in_flight(settings.mail.max_connections.max(1))
+    .with_pec(pec)
+    .with_ack_links(raccordo_core::ack::AckLinks::from_settings(settings))
+    .with_fallback(raccordo_core::fallback::FallbackPolicy {
+        pec_kinds: settings.mail.pec_channel_kinds(),
+    }))
+}
+
+/// The readers of delivery evidence beside the mailer, each one replica at a time: bounces
+/// (D3) and PEC receipts with their clock (D2).
+fn spawn_evidence_readers(
+    settings: &Settings,
+    pool: &PgPool,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    if let Some(reader) = bounce_reader(settings, pool)? {
+        tracker.spawn(reader.run(token.clone()));
+    }
+    if let Some(reader) =
+        raccordo_evidence::pec::PecReader::from_settings(pool.clone(), Arc::new(settings.clone()))
+            .context("Invalid PEC settings")?
+    {
+        tracker.spawn(reader.run(token.clone()));
+    }
+    Ok(())
+}
+
 fn spawn_jobs(
     workers: Workers,
     settings: &Settings,
@@ -317,34 +359,9 @@ fn spawn_jobs(
     ));
     let queues = workers.queues();
     if queues.contains(&WorkQueue::Mailer) {
-        let transport = transport_from_settings(&settings.mail).context("Invalid mail settings")?;
-        let pec =
-            pec_transport_from_settings(&settings.mail).context("Invalid mail.pec_smtp_url")?;
         let senders = settings.mail.senders.max(1);
-        let mailer = Mailer::new(
-            pool.clone(),
-            transport,
-            &settings.mail.from,
-            &settings.retry,
-            senders,
-        )
-        .with_max_in_flight(settings.mail.max_connections.max(1))
-        .with_pec(pec)
-        .with_ack_links(raccordo_core::ack::AckLinks::from_settings(settings));
-        if let Some(reader) = bounce_reader(settings, pool)? {
-            tracker.spawn(reader.run(token.clone()));
-        }
-        // The PEC receipts and their clock (D2), beside the mailer that sends by PEC; one
-        // replica at a time reads them.
-        if let Some(reader) = raccordo_evidence::pec::PecReader::from_settings(
-            pool.clone(),
-            Arc::new(settings.clone()),
-        )
-        .context("Invalid PEC settings")?
-        {
-            tracker.spawn(reader.run(token.clone()));
-        }
-        let mailer = Arc::new(mailer);
+        let mailer = Arc::new(mailer_of(settings, pool, senders)?);
+        spawn_evidence_readers(settings, pool, token, tracker)?;
         // D5: reminders and escalation, once across replicas.
         tracker.spawn(raccordo_mailer::escalation::run_escalation(
             mailer.clone(),
