@@ -189,10 +189,13 @@ async fn evidence_steps(
             "A social worker of the ambito of Rho presses the link in the urgent alert",
         )?;
         match acknowledge_urgent_alert(settings, pool, console).await? {
-            Some(status) => writeln!(
+            Some(200) => writeln!(
                 out,
-                "  the console answered {status}; recorded as acknowledged"
+                "  the console answered 200: acknowledged, on the alert's timeline"
             )?,
+            Some(status) => {
+                anyhow::bail!("The console refused the demo's acknowledgement with {status}")
+            }
             None => writeln!(
                 out,
                 "  no acknowledgement link in the alert (console.public_url unset)"
