@@ -132,7 +132,14 @@ async fn wait_for_email_to(app: &TestApp, kind: &str, recipient: &str) {
 #[tokio::test]
 async fn d3_a_bounce_falls_back_to_the_referents_pec_and_a_refused_pec_to_its_deputy() {
     let (mailbox, url) = bounce_mailbox().await;
-    let app = prepare_with(|s| s.mail.bounce_imap_url = Some(url.into())).await;
+    // PEC goes through the same SMTP server (the sink), for the eviction kinds alone: the
+    // offer goes by email first, and its PEC is the other channel.
+    let app = prepare_with(|s| {
+        s.mail.bounce_imap_url = Some(url.into());
+        s.mail.pec_smtp_url = s.mail.smtp_url.clone();
+        s.mail.pec_kinds = vec!["eviction.alert".into()];
+    })
+    .await;
     import(&app, WITH_PEC_AND_DEPUTY).await;
     // The email comes back as a report into the bounce mailbox; the PEC address is refused
     // at RCPT.

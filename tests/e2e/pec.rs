@@ -83,8 +83,23 @@ async fn d2_a_pec_not_accepted_is_not_delivered() {
     let events = app
         .wait_for_event(id, PEC_ADDRESS, "pec_not_delivered", WAIT)
         .await;
-    assert_eq!(names(&events), ["queued", "sent", "pec_not_delivered"]);
+    // Recorded with its fallback, in one transaction (D3): the referent's email stands in.
+    assert_eq!(
+        names(&events),
+        ["queued", "sent", "pec_not_delivered", "fallback"]
+    );
     assert_eq!(events[2]["receipt"]["type"], "non-accettazione");
+    assert_eq!(events[3]["channel"], "email");
+    let mails = app.wait_for_emails(2).await;
+    assert!(
+        mails.iter().any(
+            |m| m.header("X-Raccordo-Kind").as_deref() == Some("housing.offered")
+                && m.to
+                    .iter()
+                    .any(|t| t == "gare.accoglienza@prefettura.mi.example")
+        ),
+        "the offer reached the referent's email"
+    );
     app.cleanup().await;
 }
 
@@ -107,13 +122,16 @@ async fn d2_a_pec_accepted_and_never_delivered_fails_when_the_receipt_hours_pass
         .await;
     assert_eq!(
         names(&events),
-        ["queued", "sent", "pec_accepted", "pec_not_delivered"]
+        [
+            "queued",
+            "sent",
+            "pec_accepted",
+            "pec_not_delivered",
+            "fallback"
+        ]
     );
     assert_eq!(events[3]["reason"], "timeout");
-    assert_eq!(
-        app.timeline(id).await["deliveries"][0]["state"],
-        "pec_not_delivered"
-    );
+    assert_eq!(app.timeline(id).await["deliveries"][0]["state"], "fallback");
     app.cleanup().await;
 }
 
@@ -128,7 +146,13 @@ async fn d2_a_virus_alert_makes_the_pec_not_delivered() {
         .await;
     assert_eq!(
         names(&events),
-        ["queued", "sent", "pec_accepted", "pec_not_delivered"]
+        [
+            "queued",
+            "sent",
+            "pec_accepted",
+            "pec_not_delivered",
+            "fallback"
+        ]
     );
     assert_eq!(events[3]["receipt"]["type"], "rilevazione-virus");
     assert_eq!(events[3]["receipt"]["errore"], "virus");

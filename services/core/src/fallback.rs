@@ -40,9 +40,20 @@ pub const ACT_ON_KINDS: [&str; 4] = [
 #[derive(Debug, Clone, Default)]
 pub struct FallbackPolicy {
     pub pec_kinds: Vec<String>,
+    /// Whether the hub can send by PEC at all (`mail.pec_smtp_url`): without it, a
+    /// referent's PEC is no other channel to fall back to.
+    pub pec_enabled: bool,
 }
 
 impl FallbackPolicy {
+    /// The policy of `mail`: its PEC kinds, when PEC is on.
+    pub fn from_mail(mail: &crate::settings::MailSettings) -> Self {
+        Self {
+            pec_kinds: mail.pec_channel_kinds(),
+            pec_enabled: mail.pec_enabled(),
+        }
+    }
+
     /// The channel and address by which `referent` receives `kind`.
     fn address_for<'r>(&self, kind: &str, referent: &'r Referent) -> (Channel, &'r EmailAddress) {
         match &referent.pec {
@@ -262,7 +273,11 @@ fn choose<'r>(
     // 1. The referent's other channel.
     if let Some(r) = failed_referent {
         let other = match failed.channel {
-            Channel::Email => r.pec.as_ref().map(|pec| (Channel::Pec, pec)),
+            Channel::Email => r
+                .pec
+                .as_ref()
+                .filter(|_| policy.pec_enabled)
+                .map(|pec| (Channel::Pec, pec)),
             Channel::Pec => Some((Channel::Email, &r.email)),
         };
         if let Some((c, address)) = other

@@ -271,9 +271,7 @@ pub enum PecConfigError {
 impl PecReader {
     /// What a PEC failure falls back to (D3): the stand-ins get PEC for the PEC kinds.
     fn policy(&self) -> FallbackPolicy {
-        FallbackPolicy {
-            pec_kinds: self.settings.mail.pec_channel_kinds(),
-        }
+        FallbackPolicy::from_mail(&self.settings.mail)
     }
 
     /// The reader for `settings`; `None` when PEC is off (no `mail.pec_smtp_url`).

@@ -283,9 +283,7 @@ fn bounce_reader(
         pool: pool.clone(),
         database: settings.database.clone(),
         url,
-        policy: raccordo_core::fallback::FallbackPolicy {
-            pec_kinds: settings.mail.pec_channel_kinds(),
-        },
+        policy: raccordo_core::fallback::FallbackPolicy::from_mail(&settings.mail),
         timeout: settings.mail.timeout(),
         poll: Duration::from_secs(5),
     }))
@@ -308,9 +306,9 @@ fn mailer_of(settings: &Settings, pool: &PgPool, senders: u16) -> anyhow::Result
     .with_max_in_flight(settings.mail.max_connections.max(1))
     .with_pec(pec)
     .with_ack_links(raccordo_core::ack::AckLinks::from_settings(settings))
-    .with_fallback(raccordo_core::fallback::FallbackPolicy {
-        pec_kinds: settings.mail.pec_channel_kinds(),
-    }))
+    .with_fallback(raccordo_core::fallback::FallbackPolicy::from_mail(
+        &settings.mail,
+    )))
 }
 
 /// The readers of delivery evidence beside the mailer, each one replica at a time: bounces
