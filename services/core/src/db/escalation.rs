@@ -92,7 +92,7 @@ pub async fn claim_due_reminders(
     sqlx::query_as(
         r#"
         SELECT d.notification_id, n.kind, n.payload, n.urgent,
-               d.email, d.referent_id, d.name, d.institution, d.role, r.attempts,
+               d.email, d.referent_id, d.name, d.institution, d.role, r.attempts, d.channel,
                n.created_at
         FROM reminders r
         JOIN deliveries d ON d.notification_id = r.notification_id AND d.email = r.email
