@@ -188,6 +188,21 @@ pub async fn apply(
         details: receipt_details(&receipt),
     };
     record(conn, std::slice::from_ref(&evidence)).await?;
+    if event == DeliveryEvent::PecDelivered {
+        let decided: Option<(String, time::OffsetDateTime)> =
+            sqlx::query_as("SELECT kind, created_at FROM notifications WHERE id = $1")
+                .bind(evidence.notification_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some((kind, created_at)) = decided {
+            raccordo_core::delivery_metrics::observe_delivered(
+                &kind,
+                "pec",
+                created_at,
+                time::OffsetDateTime::now_utc(),
+            );
+        }
+    }
     if event == DeliveryEvent::PecNotDelivered {
         // D3: the referent's email, then for act-on kinds its deputies, in this transaction.
         fall_back(conn, policy, evidence.notification_id, &evidence.recipient).await?;

@@ -564,7 +564,8 @@ impl Mailer {
             Ok(delivered) => {
                 metrics::counter!("raccordo_emails_sent_total", "kind" => kind.to_owned())
                     .increment(1);
-                if sending == Sending::First {
+                // A PEC is delivered by its receipt, observed by the receipts' reader.
+                if sending == Sending::First && row.channel == "email" {
                     raccordo_core::delivery_metrics::observe_delivered(
                         kind,
                         "email",
