@@ -114,6 +114,24 @@ fn about_the_delivery(receipt: &Receipt, address: &str) -> bool {
             .any(|a| a.trim().eq_ignore_ascii_case(address))
 }
 
+/// Time to delivery by PEC (D6): from the decision to the delivery receipt.
+async fn observe_delivered(conn: &mut PgConnection, notification: Uuid) -> Result<(), sqlx::Error> {
+    let decided: Option<(String, time::OffsetDateTime)> =
+        sqlx::query_as("SELECT kind, created_at FROM notifications WHERE id = $1")
+            .bind(notification)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some((kind, created_at)) = decided {
+        raccordo_core::delivery_metrics::observe_delivered(
+            &kind,
+            "pec",
+            created_at,
+            time::OffsetDateTime::now_utc(),
+        );
+    }
+    Ok(())
+}
+
 /// Applies one raw message: reads it as a receipt and records what it proves, in `conn`'s
 /// transaction (the caller commits, then marks the message handled).
 ///
@@ -189,19 +207,7 @@ pub async fn apply(
     };
     record(conn, std::slice::from_ref(&evidence)).await?;
     if event == DeliveryEvent::PecDelivered {
-        let decided: Option<(String, time::OffsetDateTime)> =
-            sqlx::query_as("SELECT kind, created_at FROM notifications WHERE id = $1")
-                .bind(evidence.notification_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if let Some((kind, created_at)) = decided {
-            raccordo_core::delivery_metrics::observe_delivered(
-                &kind,
-                "pec",
-                created_at,
-                time::OffsetDateTime::now_utc(),
-            );
-        }
+        observe_delivered(conn, evidence.notification_id).await?;
     }
     if event == DeliveryEvent::PecNotDelivered {
         // D3: the referent's email, then for act-on kinds its deputies, in this transaction.

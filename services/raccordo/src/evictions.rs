@@ -189,6 +189,7 @@ pub(crate) fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<Stri
     }
     let header = [
         "created_at",
+        "notification",
         "kind",
         "comune",
         "recipient",
@@ -203,6 +204,7 @@ pub(crate) fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<Stri
         .map(|e| {
             vec![
                 e.created_at.clone(),
+                e.notification_id.to_string(),
                 format!("{}{}", e.kind, if e.urgent { " [URGENTE]" } else { "" }),
                 e.comune_istat.clone().unwrap_or_default(),
                 e.recipient.clone().unwrap_or_else(|| "-".into()),
@@ -229,6 +231,7 @@ pub(crate) fn format_audit(audit: &Audit, format: Format) -> anyhow::Result<Stri
         "No notification matches.\n".to_owned()
     } else {
         render(&header, &rows)
+            + "(raccordo timeline NOTIFICATION: what happened to each delivery, receipts and acknowledgements)\n"
     };
     if let Some(consents) = &audit.consents
         && format == Format::Table
