@@ -196,7 +196,16 @@ ensure_postgres() {
 # create one per test. Plain IMAP on loopback only (CONTRACT §11 allows it there).
 
 DOVECOT_PORT=${RACCORDO_DOVECOT_PORT:-10143}
-DOVECOT_DIR=${RACCORDO_DOVECOT_DIR:-$PWD/target/dovecot}
+# As root, Dovecot's own user (`dovecot`) reads the users file and the maildirs: a checkout under
+# a private directory (mktemp -d makes it 0700) would lock it out, so root's Dovecot lives under
+# /var/tmp, one directory per checkout.
+if [[ -n ${RACCORDO_DOVECOT_DIR:-} ]]; then
+  DOVECOT_DIR=$RACCORDO_DOVECOT_DIR
+elif ((EUID == 0)); then
+  DOVECOT_DIR=/var/tmp/raccordo-dovecot-$(printf '%s' "$PWD" | cksum | cut -d' ' -f1)
+else
+  DOVECOT_DIR=$PWD/target/dovecot
+fi
 
 dovecot_installed() { [[ -x /usr/sbin/dovecot ]] || command -v dovecot >/dev/null; }
 dovecot_bin() { if [[ -x /usr/sbin/dovecot ]]; then echo /usr/sbin/dovecot; else command -v dovecot; fi; }
