@@ -320,7 +320,8 @@ ensure_dovecot() {
   bin=$(dovecot_bin)
   dovecot_write_config
   log "Starting the project's Dovecot on $host:$DOVECOT_PORT ($DOVECOT_DIR)."
-  if ! "$bin" -c "$DOVECOT_DIR/dovecot.conf"; then
+  # Its own log; the daemon must not hold this script's output open.
+  if ! "$bin" -c "$DOVECOT_DIR/dovecot.conf" </dev/null >>"$DOVECOT_DIR/dovecot.out" 2>&1; then
     log "Dovecot did not start; see $DOVECOT_DIR/dovecot.log."
     return 1
   fi
