@@ -7,6 +7,9 @@
 //! - [`desk`]: a desk is a `sportello_asilo` referent of the registry.
 //! - [`pronta`]: vulnerability reports and interventions (A1, A2).
 //! - [`domicile`]: domicile requests and the rotation (A3).
+//! - [`rotation`]: A3's decision core, the smooth weighted round robin (pure).
+//! - [`rotation_store`]: the rotation's tables: credits, pauses, the lock, the periods.
+//! - [`domicile_report`]: a year's domiciles per comune against its fair share.
 //! - [`placement`]: the SPRAR waiting list (A4, A5).
 //! - [`worker`]: the `EventWorker` that dispatches to them, in the inbound transaction.
 
@@ -14,9 +17,12 @@
 
 pub mod desk;
 pub mod domicile;
+pub mod domicile_report;
 pub mod event;
 pub mod placement;
 pub mod pronta;
+pub mod rotation;
+pub mod rotation_store;
 pub mod worker;
 
 pub use worker::AsylumWorker;
