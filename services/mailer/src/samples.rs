@@ -369,6 +369,7 @@ pub fn sample_recipient(kind: &str) -> RecipientContext {
         Some("housing") if kind != "housing.offered" && kind != "housing.withdrawn" => {
             ("Comune di Sesto San Giovanni", "comune")
         }
+        _ if kind == "asylum.domicile_assigned" => ("Comune di Sesto San Giovanni", "comune"),
         _ => ("Prefettura di Milano", "prefettura"),
     };
     RecipientContext {
@@ -402,6 +403,40 @@ mod tests {
                 Payload::from_parts(kind, &value),
                 Ok(sample(kind)),
                 "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn a3_the_domicile_email_tells_the_comune_and_the_desk_what_to_do() {
+        let kind = "asylum.domicile_assigned";
+        let payload = sample_payload(kind).expect("a sample");
+        for (role, expected) in [
+            ("comune", "Registri il domicilio"),
+            (
+                "sportello_asilo",
+                "Comunichi al Comune di Sesto San Giovanni",
+            ),
+        ] {
+            let recipient = RecipientContext {
+                role: role.into(),
+                ..sample_recipient(kind)
+            };
+            let rendered = render(kind, Uuid::nil(), &payload, &recipient).expect("renders");
+            assert!(
+                rendered.text.contains(expected),
+                "{role}: {}",
+                rendered.text
+            );
+            assert!(rendered.html.contains(expected), "{role}");
+            assert!(
+                rendered.text.contains("3 marzo 2026 alle 10:00"),
+                "{}",
+                rendered.text
+            );
+            assert_eq!(
+                rendered.subject,
+                "Domicilio assegnato a rotazione — Comune di Sesto San Giovanni (richiesta DOM-2026-0007)"
             );
         }
     }

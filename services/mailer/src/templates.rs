@@ -32,6 +32,7 @@ pub const KINDS: &[&str] = &[
     "quota.monthly_report",
     "reception.over_capacity",
     "delivery.unacknowledged",
+    "asylum.domicile_assigned",
 ];
 
 /// Every template, by the name templates use to extend or include it.
@@ -212,6 +213,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "delivery.unacknowledged.html.j2",
         include_str!("../templates/delivery.unacknowledged.html.j2"),
+    ),
+    (
+        "asylum.domicile_assigned.subject.j2",
+        include_str!("../templates/asylum.domicile_assigned.subject.j2"),
+    ),
+    (
+        "asylum.domicile_assigned.txt.j2",
+        include_str!("../templates/asylum.domicile_assigned.txt.j2"),
+    ),
+    (
+        "asylum.domicile_assigned.html.j2",
+        include_str!("../templates/asylum.domicile_assigned.html.j2"),
     ),
 ];
 

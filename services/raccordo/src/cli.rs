@@ -45,6 +45,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         definitions: Option<PathBuf>,
     },
+    /// The asylum desks' protocols: the rotation of domiciles among the comuni (A3).
+    Asylum {
+        #[command(subcommand)]
+        command: AsylumCommand,
+    },
     /// Eviction procedures: the pseudonym key.
     Eviction {
         #[command(subcommand)]
@@ -146,6 +151,39 @@ pub enum Command {
         /// Stop after the summary instead of keeping the console up.
         #[arg(long)]
         exit: bool,
+    },
+}
+
+/// `raccordo asylum …`
+#[derive(Debug, Subcommand)]
+pub enum AsylumCommand {
+    /// The rotation of domiciles among the comuni marked domicilio (A3).
+    Rotation {
+        #[command(subcommand)]
+        command: RotationCommand,
+    },
+}
+
+/// `raccordo asylum rotation …`
+#[derive(Debug, Subcommand)]
+pub enum RotationCommand {
+    /// Take a comune out of the rotation up to and including a day (its credit waits for it).
+    Pause {
+        /// The comune's ISTAT code (it must be marked domicilio).
+        istat: String,
+        /// The last day of the pause, YYYY-MM-DD (Europe/Rome).
+        #[arg(long, value_parser = crate::domiciles::parse_day)]
+        until: time::Date,
+    },
+    /// Put a paused comune back in the rotation now.
+    Resume {
+        /// The comune's ISTAT code.
+        istat: String,
+    },
+    /// The comuni of the rotation: population, share, credit, domiciles, pauses, who is next.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 
@@ -274,6 +312,14 @@ pub enum ReportCommand {
         /// Also send `eviction.stats` to each ambito's servizi sociali and the prefettura.
         #[arg(long)]
         send: bool,
+    },
+    /// Domiciles assigned per comune in a year against its fair share by population (A3).
+    Domiciles {
+        /// The year, YYYY (assignments count in the year of their time, Europe/Rome).
+        #[arg(long, value_parser = crate::domiciles::parse_year)]
+        year: i32,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
     /// Coverage, quota and state per comune and zona (Q2–Q4, salvaguardia, Q7 flags).
     Coverage {

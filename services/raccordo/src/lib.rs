@@ -9,6 +9,7 @@
 //! - [`database`]: the commands' one database pool, and publishing what `--send` wrote.
 //! - [`keys`]: rotation of the pseudonym key.
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
+//! - [`domiciles`]: the domicile rotation (pause, resume, list) and its yearly report (A3).
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
 //! - [`demo`]: the whole flow on the sample data.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod database;
 pub mod demo;
 pub mod dlq;
+pub mod domiciles;
 pub mod evictions;
 pub mod ids;
 pub mod import;

@@ -10,8 +10,8 @@ use raccordo_core::amqp::dead_letter::printable;
 use raccordo_core::settings::Settings;
 
 use crate::cli::{
-    Command, ConsoleCommand, ConsoleUserCommand, DlqCommand, EvictionCommand, IdsCommand,
-    RegistryCommand, ReportCommand,
+    AsylumCommand, Command, ConsoleCommand, ConsoleUserCommand, DlqCommand, EvictionCommand,
+    IdsCommand, RegistryCommand, ReportCommand, RotationCommand,
 };
 use crate::import::Table;
 use crate::table::Format;
@@ -62,6 +62,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                     force,
                 },
         } => rekey(&settings, &new_key_file, &write_key_file, force).await?,
+        Command::Asylum {
+            command: AsylumCommand::Rotation { command },
+        } => rotation(command, &settings).await?,
         Command::Report { command } => return report(command, &settings).await,
         Command::Audit {
             kind,
@@ -96,6 +99,26 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `raccordo asylum rotation …`
+async fn rotation(command: RotationCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        RotationCommand::Pause { istat, until } => {
+            print!(
+                "{}",
+                crate::domiciles::pause(settings, &istat, Some(until)).await?
+            );
+        }
+        RotationCommand::Resume { istat } => {
+            print!("{}", crate::domiciles::pause(settings, &istat, None).await?);
+        }
+        RotationCommand::List { format } => {
+            let entries = crate::domiciles::list(settings).await?;
+            print!("{}", crate::domiciles::format_list(&entries, format)?);
+        }
+    }
+    Ok(())
 }
 
 async fn status(settings: &Settings, format: Format) -> anyhow::Result<()> {
@@ -327,6 +350,10 @@ async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<E
                 let (sent, published) = crate::evictions::send(settings, month).await?;
                 eprint!("{}", crate::evictions::describe_sent(sent, &published));
             }
+        }
+        ReportCommand::Domiciles { year, format } => {
+            let lines = crate::domiciles::report(settings, year).await?;
+            print!("{}", crate::domiciles::format_report(year, &lines, format)?);
         }
         ReportCommand::Coverage { zona, format, send } => {
             let report = crate::report_coverage::coverage(settings, zona.as_deref()).await?;
