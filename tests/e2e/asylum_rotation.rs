@@ -16,7 +16,6 @@ const SESTO: &str = "015209"; // the most populous of the three
 const DESK: &str = "sportello-prova";
 const DESK_EMAIL: &str = "sportello.prova@asilo.example";
 const COMUNE_SESTO: &str = "accoglienza@comune.sestosg.example";
-const COMUNE_RHO: &str = "accoglienza@comune.rho.example";
 
 /// Adds the desk and marks `comuni` as adhering to the rotation (as `raccordo import comuni`
 /// with `domicilio=si` would).

@@ -62,9 +62,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                     force,
                 },
         } => rekey(&settings, &new_key_file, &write_key_file, force).await?,
-        Command::Asylum {
-            command: AsylumCommand::Rotation { command },
-        } => rotation(command, &settings).await?,
+        Command::Asylum { command } => asylum(command, &settings).await?,
         Command::Report { command } => return report(command, &settings).await,
         Command::Audit {
             kind,
@@ -102,7 +100,8 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
 }
 
 /// `raccordo asylum rotation …`
-async fn rotation(command: RotationCommand, settings: &Settings) -> anyhow::Result<()> {
+async fn asylum(command: AsylumCommand, settings: &Settings) -> anyhow::Result<()> {
+    let AsylumCommand::Rotation { command } = command;
     match command {
         RotationCommand::Pause { istat, until } => {
             print!(
