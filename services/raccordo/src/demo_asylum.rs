@@ -146,6 +146,10 @@ mod tests {
             raccordo_core::envelope::Envelope::decode(line.as_bytes())
                 .unwrap_or_else(|e| panic!("{line}: {e}"));
         }
-        assert!(events[0].contains("2026-12-07T08:30:00+01:00"), "{}", events[0]);
+        assert!(
+            events[0].contains("2026-12-07T08:30:00+01:00"),
+            "{}",
+            events[0]
+        );
     }
 }
