@@ -54,7 +54,8 @@ async fn import_asylum_referents(app: &TestApp) {
 }
 
 /// Facilities around Rho, as occupancy reports left them: the expected five, nearest first,
-/// are RHO-CAS, PERO-SPRAR, ARESE-CAS, LEG-SPRAR, MI-CAS-1.
+/// are RHO-CAS (the comune), PERO-SPRAR, ARESE-CAS (the ambito), BOLLATE-SPRAR (the zona),
+/// MI-CAS-1 (elsewhere, with more free places than Legnano).
 async fn insert_facilities(app: &TestApp) {
     for (id, comune, kind, capacity, presences, active) in [
         ("RHO-FULL", RHO, "CAS", 10, 10, true),
@@ -62,7 +63,8 @@ async fn insert_facilities(app: &TestApp) {
         ("RHO-SPRAR-OFF", RHO, "SPRAR", 10, 0, false),
         ("PERO-SPRAR", "015170", "SPRAR", 6, 3, true),
         ("ARESE-CAS", "015009", "CAS", 5, 4, true),
-        ("LEG-SPRAR", "015118", "SPRAR", 20, 10, true),
+        ("BOLLATE-SPRAR", "015027", "SPRAR", 20, 10, true),
+        ("LEG-SPRAR", "015118", "SPRAR", 20, 12, true),
         ("MI-CAS-1", "015146", "CAS", 100, 50, true),
         ("MI-CAS-2", "015146", "CAS", 30, 29, true),
     ] {
@@ -205,17 +207,26 @@ async fn a1_a_report_reaches_the_comune_and_ambito_social_services_and_the_desk_
     .expect("the listed facilities");
     assert_eq!(
         listed,
-        ["RHO-CAS", "PERO-SPRAR", "ARESE-CAS", "LEG-SPRAR", "MI-CAS-1"]
+        [
+            "RHO-CAS",
+            "PERO-SPRAR",
+            "ARESE-CAS",
+            "BOLLATE-SPRAR",
+            "MI-CAS-1"
+        ]
     );
     for m in &mails {
         let body = m.text_body().unwrap_or_default();
         let at = |id: &str| body.find(id).unwrap_or_else(|| panic!("{id} in {body}"));
-        assert!(at("RHO-CAS") < at("PERO-SPRAR") && at("LEG-SPRAR") < at("MI-CAS-1"));
-        for absent in ["RHO-FULL", "RHO-SPRAR-OFF", "MI-CAS-2"] {
+        assert!(at("RHO-CAS") < at("PERO-SPRAR") && at("BOLLATE-SPRAR") < at("MI-CAS-1"));
+        for absent in ["RHO-FULL", "RHO-SPRAR-OFF", "MI-CAS-2", "LEG-SPRAR"] {
             assert!(!body.contains(absent), "{absent} listed");
         }
         let subject = m.subject().unwrap_or_default();
-        assert!(subject.starts_with("[URGENTE] Pronta accoglienza a Rho"), "{subject}");
+        assert!(
+            subject.starts_with("[URGENTE] Pronta accoglienza a Rho"),
+            "{subject}"
+        );
         for word in ["tratta", "salute", "Wombatina", "SP-RHO", "Xandriana"] {
             assert!(!subject.contains(word), "{word} in the subject {subject:?}");
         }
@@ -245,10 +256,19 @@ async fn a1_without_consent_the_person_reaches_nobody_and_is_not_stored() {
     app.wait_for_emails(3).await;
     app.settle().await;
     let mails = app.emails_of("asylum.pronta_accoglienza");
-    assert_eq!(recipients(&mails), set(&[SS_RHO, SS_AMBITO_RHO, DESK_EMAIL]));
+    assert_eq!(
+        recipients(&mails),
+        set(&[SS_RHO, SS_AMBITO_RHO, DESK_EMAIL])
+    );
     for m in &mails {
         let all = text(m);
-        for s in ["Wombatina", "Xandriana", "5550199", "zorbl", "SP-RHO-2026-0043"] {
+        for s in [
+            "Wombatina",
+            "Xandriana",
+            "5550199",
+            "zorbl",
+            "SP-RHO-2026-0043",
+        ] {
             assert!(!all.contains(s), "{s} reached {:?}", m.to);
         }
     }
@@ -287,7 +307,11 @@ async fn a2_no_intervention_in_time_sends_one_overdue_notice_across_two_replicas
     app.wait_for_emails(3).await;
     app.settle().await;
     let due = due_at(&app, "SP-RHO-2026-0044").await;
-    assert_eq!(due, reported + time::Duration::hours(12), "12 hours from the report");
+    assert_eq!(
+        due,
+        reported + time::Duration::hours(12),
+        "12 hours from the report"
+    );
     let settings = app.settings.asylum.clone();
 
     // A second before the deadline: nothing.
@@ -312,7 +336,10 @@ async fn a2_no_intervention_in_time_sends_one_overdue_notice_across_two_replicas
     assert_eq!(again, Pass::default());
     app.wait_for_emails(7).await;
     app.settle().await;
-    assert_eq!(app.notifications("asylum.intervention_overdue").await.len(), 1);
+    assert_eq!(
+        app.notifications("asylum.intervention_overdue").await.len(),
+        1
+    );
     let overdue = app.emails_of("asylum.intervention_overdue");
     assert_eq!(
         recipients(&overdue),
@@ -321,26 +348,57 @@ async fn a2_no_intervention_in_time_sends_one_overdue_notice_across_two_replicas
     );
     for m in &overdue {
         let all = text(m);
-        for s in ["Wombatina", "5550199", "zorbl", "SP-RHO-2026-0044", "tratta"] {
+        for s in [
+            "Wombatina",
+            "5550199",
+            "zorbl",
+            "SP-RHO-2026-0044",
+            "tratta",
+        ] {
             assert!(!all.contains(s), "{s} in the overdue notice to {:?}", m.to);
         }
         assert!(all.contains("12 ore"), "{all}");
     }
-    assert!(recipients(&overdue).is_disjoint(&set(&[TAVOLO_ZONA, SS_UNSCOPED, SS_ZONA, DESK_EMAIL])));
+    assert!(recipients(&overdue).is_disjoint(&set(&[
+        TAVOLO_ZONA,
+        SS_UNSCOPED,
+        SS_ZONA,
+        DESK_EMAIL
+    ])));
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a2_a_presa_in_carico_or_primo_intervento_in_time_stops_the_clock_and_a_late_one_does_not()
- {
+{
     let app = asylum_app(|_| {}).await;
     let reported = now() - time::Duration::minutes(5);
     // In time, after the report; in time, published before the report; only late.
     let cases = [
-        ("SP-RHO-A2-TAKEN", "presa_in_carico", time::Duration::hours(1), false),
-        ("SP-RHO-A2-FIRST", "primo_intervento", time::Duration::hours(11), true),
-        ("SP-RHO-A2-LATE", "primo_intervento", time::Duration::hours(13), false),
-        ("SP-RHO-A2-CLOSED", "chiuso", time::Duration::hours(1), false),
+        (
+            "SP-RHO-A2-TAKEN",
+            "presa_in_carico",
+            time::Duration::hours(1),
+            false,
+        ),
+        (
+            "SP-RHO-A2-FIRST",
+            "primo_intervento",
+            time::Duration::hours(11),
+            true,
+        ),
+        (
+            "SP-RHO-A2-LATE",
+            "primo_intervento",
+            time::Duration::hours(13),
+            false,
+        ),
+        (
+            "SP-RHO-A2-CLOSED",
+            "chiuso",
+            time::Duration::hours(1),
+            false,
+        ),
     ];
     for (case, action, after, before_report) in cases {
         let reported_event = app.event("asylum.vulnerability.v1", report(case, false, reported));
@@ -367,7 +425,10 @@ async fn a2_a_presa_in_carico_or_primo_intervento_in_time_stops_the_clock_and_a_
     )
     .await
     .expect("a pass");
-    assert_eq!(pass.overdue, 2, "the late intervention and the closed case: {pass:?}");
+    assert_eq!(
+        pass.overdue, 2,
+        "the late intervention and the closed case: {pass:?}"
+    );
     let overdue: Vec<String> = sqlx::query_scalar(
         "SELECT case_key FROM asylum_cases WHERE overdue_at IS NOT NULL ORDER BY case_key",
     )
@@ -379,7 +440,11 @@ async fn a2_a_presa_in_carico_or_primo_intervento_in_time_stops_the_clock_and_a_
     expected.sort();
     assert_eq!(overdue, expected);
     assert_eq!(
-        count(&app, "SELECT count(*) FROM asylum_cases WHERE clock_stopped_at IS NOT NULL").await,
+        count(
+            &app,
+            "SELECT count(*) FROM asylum_cases WHERE clock_stopped_at IS NOT NULL"
+        )
+        .await,
         2
     );
     app.cleanup().await;
@@ -422,10 +487,20 @@ async fn a2_an_acknowledgement_in_time_stops_the_clock() {
     assert_eq!(response.status, 200, "{}", response.body);
 
     let due = due_at(&app, "SP-RHO-ACK-1").await;
-    let pass = run_pass(&app.pool, &app.settings.asylum, due + time::Duration::seconds(1))
-        .await
-        .expect("a pass");
-    assert_eq!(pass, Pass { overdue: 1, stopped: 1 });
+    let pass = run_pass(
+        &app.pool,
+        &app.settings.asylum,
+        due + time::Duration::seconds(1),
+    )
+    .await
+    .expect("a pass");
+    assert_eq!(
+        pass,
+        Pass {
+            overdue: 1,
+            stopped: 1
+        }
+    );
     let stopped: Vec<String> =
         sqlx::query_scalar("SELECT case_key FROM asylum_cases WHERE clock_stopped_at IS NOT NULL")
             .fetch_all(&app.pool)
@@ -433,7 +508,10 @@ async fn a2_an_acknowledgement_in_time_stops_the_clock() {
             .expect("stopped clocks");
     assert_eq!(
         stopped,
-        [raccordo_core::pseudonym::case_pseudonym(&app.settings.eviction, "SP-RHO-ACK-1")]
+        [raccordo_core::pseudonym::case_pseudonym(
+            &app.settings.eviction,
+            "SP-RHO-ACK-1"
+        )]
     );
     app.cleanup().await;
 }
@@ -449,7 +527,10 @@ async fn a2_the_hubs_own_clock_sends_the_overdue_notice_once_with_decimal_hours(
     .await;
     app.wait_for_emails(7).await;
     app.settle().await;
-    assert_eq!(app.notifications("asylum.intervention_overdue").await.len(), 1);
+    assert_eq!(
+        app.notifications("asylum.intervention_overdue").await.len(),
+        1
+    );
     assert_eq!(app.emails_of("asylum.intervention_overdue").len(), 4);
     app.cleanup().await;
 }
@@ -508,6 +589,7 @@ async fn leak_test_a_persons_data_is_nowhere_but_the_consented_social_services_e
         .command()
         .args(["serve", "all"])
         .env("RUST_LOG", "debug")
+        .env("RACCORDO__ASYLUM__FIRST_INTERVENTION_HOURS", "0.001")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).expect("log file"))
         .kill_on_drop(true)
@@ -551,17 +633,37 @@ async fn leak_test_a_persons_data_is_nowhere_but_the_consented_social_services_e
         .output()
         .await
         .expect("pg_dump runs");
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
 
     // The scan covers something real.
-    assert!(logs.contains("Pronta accoglienza requested."), "debug lines captured");
+    assert!(
+        logs.contains("Pronta accoglienza requested."),
+        "debug lines captured"
+    );
     assert!(dump.contains("COPY public.asylum_cases"));
-    assert_eq!(app.notifications("asylum.intervention_overdue").await.len(), 2);
+    assert_eq!(
+        app.notifications("asylum.intervention_overdue").await.len(),
+        2
+    );
 
-    let case_numbers = ["SP-LEAK-CONSENT-77", "SP-LEAK-REFUSED-78", "LEAK-CONSENT", "LEAK-REFUSED"];
+    let case_numbers = [
+        "SP-LEAK-CONSENT-77",
+        "SP-LEAK-REFUSED-78",
+        "LEAK-CONSENT",
+        "LEAK-REFUSED",
+    ];
     let refused = ["Wombatina Noleak", "Nota riservata Nozorbl"];
-    let consented = ["Wombatina Sileak", "Nota riservata Sizorbl", "5550199", "Xandriana"];
+    let consented = [
+        "Wombatina Sileak",
+        "Nota riservata Sizorbl",
+        "5550199",
+        "Xandriana",
+    ];
     let everything: Vec<&str> = case_numbers
         .iter()
         .chain(&refused)
@@ -576,7 +678,10 @@ async fn leak_test_a_persons_data_is_nowhere_but_the_consented_social_services_e
     // the refused one's nor a clear case number.
     assert_absent("the database dump", &dump, &case_numbers);
     assert_absent("the database dump", &dump, &refused);
-    assert!(dump.contains("Wombatina Sileak"), "the consented person is kept");
+    assert!(
+        dump.contains("Wombatina Sileak"),
+        "the consented person is kept"
+    );
     for m in app.emails() {
         let all = text(&m);
         assert_absent("a subject", &m.subject().unwrap_or_default(), &everything);

@@ -957,3 +957,71 @@ mod quota_tests {
         assert!(r.text.contains("art. 2, comma 8"));
     }
 }
+
+#[cfg(test)]
+mod pronta_tests {
+    use raccordo_core::notification::NotificationKind;
+    use raccordo_core::payload::{Payload, Person};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::samples::sample;
+
+    fn recipient(role: &str) -> RecipientContext {
+        RecipientContext {
+            name: None,
+            institution: "Ufficio".into(),
+            role: role.into(),
+        }
+    }
+
+    fn with_person(person: Option<Person>) -> Payload {
+        match sample(NotificationKind::AsylumProntaAccoglienza) {
+            Payload::AsylumProntaAccoglienza(mut p) => {
+                p.person = person;
+                Payload::AsylumProntaAccoglienza(p)
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn the_desk_reads_the_notice_without_the_person_and_the_social_services_with_it() {
+        let payload = with_person(Some(Person {
+            name: Some("Nome Soltanto".into()),
+            ..Person::default()
+        }));
+        let social =
+            render_payload(&payload, Uuid::nil(), &recipient("servizi_sociali")).expect("renders");
+        let desk =
+            render_payload(&payload, Uuid::nil(), &recipient("sportello_asilo")).expect("renders");
+        assert!(social.text.contains("Nome Soltanto") && social.html.contains("Nome Soltanto"));
+        assert!(!desk.text.contains("Nome Soltanto") && !desk.html.contains("Nome Soltanto"));
+        assert!(desk.text.contains("solo ai servizi sociali"));
+        for rendered in [&social, &desk] {
+            assert!(!rendered.subject.contains("Nome"), "{}", rendered.subject);
+            assert!(!rendered.subject.contains("salute"), "{}", rendered.subject);
+        }
+    }
+
+    #[test]
+    fn without_consent_the_social_services_are_told_to_ask_the_desk() {
+        let rendered = render_payload(
+            &with_person(None),
+            Uuid::nil(),
+            &recipient("servizi_sociali"),
+        )
+        .expect("renders");
+        assert!(
+            rendered.text.contains("non ha acconsentito"),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("problemi di salute"));
+        assert!(
+            rendered.subject.contains("2 marzo 2026 alle 21:15"),
+            "{}",
+            rendered.subject
+        );
+    }
+}

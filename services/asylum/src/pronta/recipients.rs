@@ -56,12 +56,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_overdue_notice_reaches_the_prefettura_the_provincial_tavolo_and_local_social_services()
-    {
+    fn the_overdue_notice_reaches_the_prefettura_the_provincial_tavolo_and_local_social_services() {
         let rho = Scope::Comune(ComuneIstat::parse("015182").expect("valid"));
         assert!(receives_overdue(Role::Prefettura, &Scope::All));
         assert!(receives_overdue(Role::Tavolo, &Scope::All));
-        assert!(!receives_overdue(Role::Tavolo, &Scope::Zona("Nord Ovest".into())));
+        assert!(!receives_overdue(
+            Role::Tavolo,
+            &Scope::Zona("Nord Ovest".into())
+        ));
         assert!(receives_overdue(Role::ServiziSociali, &rho));
         assert!(receives_overdue(
             Role::ServiziSociali,
