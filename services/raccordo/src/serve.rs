@@ -406,6 +406,15 @@ fn spawn_jobs(
             token.clone(),
         ));
     }
+    if queues.contains(&WorkQueue::Asylum) {
+        // A2: the first-intervention clocks, every replica checking, one notice per case.
+        tracker.spawn(raccordo_asylum::pronta::overdue::run_clock(
+            pool.clone(),
+            settings.asylum.clone(),
+            Arc::new(raccordo_core::clock::SystemClock),
+            token.clone(),
+        ));
+    }
     if queues.contains(&WorkQueue::Quota) {
         // The monthly verification (Q7): every replica checks, one runs it per month.
         tracker.spawn(raccordo_core::schedule::run_monthly(
