@@ -32,6 +32,8 @@ pub const KINDS: &[&str] = &[
     "quota.monthly_report",
     "reception.over_capacity",
     "delivery.unacknowledged",
+    "asylum.weekly_priorities",
+    "asylum.place_available",
 ];
 
 /// Every template, by the name templates use to extend or include it.
@@ -212,6 +214,30 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "delivery.unacknowledged.html.j2",
         include_str!("../templates/delivery.unacknowledged.html.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.subject.j2",
+        include_str!("../templates/asylum.weekly_priorities.subject.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.txt.j2",
+        include_str!("../templates/asylum.weekly_priorities.txt.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.html.j2",
+        include_str!("../templates/asylum.weekly_priorities.html.j2"),
+    ),
+    (
+        "asylum.place_available.subject.j2",
+        include_str!("../templates/asylum.place_available.subject.j2"),
+    ),
+    (
+        "asylum.place_available.txt.j2",
+        include_str!("../templates/asylum.place_available.txt.j2"),
+    ),
+    (
+        "asylum.place_available.html.j2",
+        include_str!("../templates/asylum.place_available.html.j2"),
     ),
 ];
 
