@@ -150,6 +150,10 @@ fn addressees(app: &TestApp, kind: &str) -> Vec<String> {
         .emails_of(kind)
         .iter()
         .filter_map(|m| m.header("To"))
+        .map(|to| match (to.find('<'), to.rfind('>')) {
+            (Some(start), Some(end)) if start < end => to[start + 1..end].to_owned(),
+            _ => to,
+        })
         .collect();
     to.sort();
     to
