@@ -201,7 +201,7 @@ fn warn_if_plaintext(settings: &Settings) {
     if !settings.security.allow_plaintext {
         return;
     }
-    let peers = raccordo_core::tls::plaintext_peers(settings);
+    let peers = settings.plaintext_peers();
     let named: Vec<String> = peers
         .iter()
         .map(|p| format!("{} ({})", p.key, p.host))
