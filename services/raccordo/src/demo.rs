@@ -414,6 +414,17 @@ async fn publish_sample_events(
     )?;
     let published = crate::demo_asylum::publish(settings, pool).await?;
     writeln!(out, "  {published} events published with confirms")?;
+
+    step(
+        out,
+        "The Tavolo sends this week's SPRAR priority list now (raccordo report priorities --send; by itself every Monday at 08:00)",
+    )?;
+    let (sent, _) = crate::report_priorities::send(settings).await?;
+    writeln!(
+        out,
+        "  {} cases waiting, sent to {} recipients (the sportelli and the Tavolo provinciale asilo)",
+        sent.waiting, sent.recipients
+    )?;
     Ok(())
 }
 
