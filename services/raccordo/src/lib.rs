@@ -13,6 +13,7 @@
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
 //! - [`demo`]: the whole flow on the sample data.
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
+//! - [`tavolo`]: the Tavolo asilo's records and annual report (A6).
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
 
@@ -35,4 +36,5 @@ pub mod serve;
 pub mod setup;
 pub mod status;
 pub mod table;
+pub mod tavolo;
 pub mod timeline;
