@@ -170,16 +170,19 @@ pub enum Role {
     Comune,
     ServiziSociali,
     Tavolo,
+    /// A provincial asylum desk (CONTRACT 1.2 §1).
+    SportelloAsilo,
 }
 
 impl Role {
     /// Every role, in the contract's order.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::StazioneAppaltante,
         Role::Prefettura,
         Role::Comune,
         Role::ServiziSociali,
         Role::Tavolo,
+        Role::SportelloAsilo,
     ];
 
     /// The wire and database name.
@@ -190,6 +193,7 @@ impl Role {
             Role::Comune => "comune",
             Role::ServiziSociali => "servizi_sociali",
             Role::Tavolo => "tavolo",
+            Role::SportelloAsilo => "sportello_asilo",
         }
     }
 
@@ -200,7 +204,7 @@ impl Role {
             .find(|r| r.as_str() == s.trim())
             .ok_or_else(|| {
                 ParseError(format!(
-                    "role {s:?} is not one of stazione_appaltante, prefettura, comune, servizi_sociali, tavolo"
+                    "role {s:?} is not one of stazione_appaltante, prefettura, comune, servizi_sociali, tavolo, sportello_asilo"
                 ))
             })
     }

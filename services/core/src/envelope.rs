@@ -17,16 +17,24 @@ pub enum EventType {
     HousingUnit,
     ReceptionOccupancy,
     RegistryReferent,
+    AsylumVulnerability,
+    AsylumIntervention,
+    AsylumDomicile,
+    AsylumPlacement,
 }
 
 impl EventType {
     /// Every type the contract defines.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 9] = [
         EventType::EvictionStep,
         EventType::EvictionConsent,
         EventType::HousingUnit,
         EventType::ReceptionOccupancy,
         EventType::RegistryReferent,
+        EventType::AsylumVulnerability,
+        EventType::AsylumIntervention,
+        EventType::AsylumDomicile,
+        EventType::AsylumPlacement,
     ];
 
     /// The CloudEvents `type` and routing key.
@@ -37,6 +45,10 @@ impl EventType {
             EventType::HousingUnit => "housing.unit.v1",
             EventType::ReceptionOccupancy => "reception.occupancy.v1",
             EventType::RegistryReferent => "registry.referent.v1",
+            EventType::AsylumVulnerability => "asylum.vulnerability.v1",
+            EventType::AsylumIntervention => "asylum.intervention.v1",
+            EventType::AsylumDomicile => "asylum.domicile.v1",
+            EventType::AsylumPlacement => "asylum.placement.v1",
         }
     }
 
@@ -59,12 +71,29 @@ impl EventType {
             EventType::RegistryReferent => {
                 include_str!("../../../schemas/registry.referent.v1.json")
             }
+            EventType::AsylumVulnerability => {
+                include_str!("../../../schemas/asylum.vulnerability.v1.json")
+            }
+            EventType::AsylumIntervention => {
+                include_str!("../../../schemas/asylum.intervention.v1.json")
+            }
+            EventType::AsylumDomicile => include_str!("../../../schemas/asylum.domicile.v1.json"),
+            EventType::AsylumPlacement => include_str!("../../../schemas/asylum.placement.v1.json"),
         }
     }
 
-    /// Whether events of this type may carry personal data of a family.
+    /// Whether events of this type may carry personal data of a family or an asylum seeker
+    /// (a case number is one too).
     pub fn may_carry_personal_data(self) -> bool {
-        matches!(self, EventType::EvictionStep | EventType::EvictionConsent)
+        matches!(
+            self,
+            EventType::EvictionStep
+                | EventType::EvictionConsent
+                | EventType::AsylumVulnerability
+                | EventType::AsylumIntervention
+                | EventType::AsylumDomicile
+                | EventType::AsylumPlacement
+        )
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`fallback`]: who stands in for a delivery that cannot arrive (D3).
 //! - [`notification`]: notification kinds and their audiences; `notify_comune` writes one.
 //! - [`payload`]: each kind's data, typed: what workers write and the mailer renders.
+//! - [`pseudonym`]: keyed pseudonyms of asylum case numbers, with their own purpose key.
 //! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
 //! - [`clock`]: the `Clock` workers are given, the current time at the edges; Europe/Rome
 //!   days and months.
@@ -43,6 +44,7 @@ pub mod notification;
 pub mod origin;
 pub mod ownership;
 pub mod payload;
+pub mod pseudonym;
 pub mod registry;
 pub mod schedule;
 pub mod settings;

@@ -21,11 +21,21 @@ pub enum NotificationKind {
     ReceptionOverCapacity,
     /// Nobody acknowledged an urgent alert in time (CONTRACT D5).
     DeliveryUnacknowledged,
+    /// A desk asks for immediate reception of a vulnerable person (CONTRACT A1).
+    AsylumProntaAccoglienza,
+    /// No first intervention within `asylum.first_intervention_hours` (A2).
+    AsylumInterventionOverdue,
+    /// The rotation assigned a domicile (A3).
+    AsylumDomicileAssigned,
+    /// The Monday list of waiting cases and free SPRAR places (A4).
+    AsylumWeeklyPriorities,
+    /// A SPRAR facility freed places while cases wait (A5).
+    AsylumPlaceAvailable,
 }
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 13] = [
+    pub const ALL: [NotificationKind; 18] = [
         NotificationKind::EvictionAlert,
         NotificationKind::EvictionConsentRevoked,
         NotificationKind::EvictionStats,
@@ -39,6 +49,11 @@ impl NotificationKind {
         NotificationKind::QuotaSafeguard,
         NotificationKind::ReceptionOverCapacity,
         NotificationKind::DeliveryUnacknowledged,
+        NotificationKind::AsylumProntaAccoglienza,
+        NotificationKind::AsylumInterventionOverdue,
+        NotificationKind::AsylumDomicileAssigned,
+        NotificationKind::AsylumWeeklyPriorities,
+        NotificationKind::AsylumPlaceAvailable,
     ];
 
     /// The kinds a person must act on: their emails carry an acknowledgement link
@@ -68,6 +83,11 @@ impl NotificationKind {
             NotificationKind::QuotaSafeguard => "Clausola di salvaguardia",
             NotificationKind::ReceptionOverCapacity => "Struttura oltre la capienza",
             NotificationKind::DeliveryUnacknowledged => "Avviso urgente senza presa visione",
+            NotificationKind::AsylumProntaAccoglienza => "Richiesta di pronta accoglienza",
+            NotificationKind::AsylumInterventionOverdue => "Primo intervento non registrato",
+            NotificationKind::AsylumDomicileAssigned => "Domicilio assegnato",
+            NotificationKind::AsylumWeeklyPriorities => "Lista settimanale delle priorità",
+            NotificationKind::AsylumPlaceAvailable => "Posti SPRAR disponibili",
         }
     }
 
@@ -87,6 +107,11 @@ impl NotificationKind {
             NotificationKind::QuotaSafeguard => "quota.safeguard",
             NotificationKind::ReceptionOverCapacity => "reception.over_capacity",
             NotificationKind::DeliveryUnacknowledged => "delivery.unacknowledged",
+            NotificationKind::AsylumProntaAccoglienza => "asylum.pronta_accoglienza",
+            NotificationKind::AsylumInterventionOverdue => "asylum.intervention_overdue",
+            NotificationKind::AsylumDomicileAssigned => "asylum.domicile_assigned",
+            NotificationKind::AsylumWeeklyPriorities => "asylum.weekly_priorities",
+            NotificationKind::AsylumPlaceAvailable => "asylum.place_available",
         }
     }
 
@@ -117,16 +142,25 @@ impl NotificationKind {
             // The escalation names its recipients itself (deputies too): these are the
             // roles it adds by scope (CONTRACT D5).
             NotificationKind::DeliveryUnacknowledged => &[Role::ServiziSociali, Role::Prefettura],
+            // The asylum workers add the desk itself by its referent id (CONTRACT A1–A5).
+            NotificationKind::AsylumProntaAccoglienza => &[Role::ServiziSociali],
+            NotificationKind::AsylumInterventionOverdue => {
+                &[Role::Prefettura, Role::Tavolo, Role::ServiziSociali]
+            }
+            NotificationKind::AsylumDomicileAssigned => &[Role::Comune],
+            NotificationKind::AsylumWeeklyPriorities | NotificationKind::AsylumPlaceAvailable => {
+                &[Role::SportelloAsilo]
+            }
         }
     }
 
     /// How far a referent's scope may reach for this kind.
     pub fn reach(self) -> Reach {
         match self {
-            // Personal data: minimisation (CONTRACT §1).
-            NotificationKind::EvictionAlert | NotificationKind::EvictionConsentRevoked => {
-                Reach::ComuneOrAmbito
-            }
+            // Personal data: minimisation (CONTRACT §1, A1).
+            NotificationKind::EvictionAlert
+            | NotificationKind::EvictionConsentRevoked
+            | NotificationKind::AsylumProntaAccoglienza => Reach::ComuneOrAmbito,
             _ => Reach::Covering,
         }
     }

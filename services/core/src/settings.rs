@@ -41,6 +41,8 @@ pub struct Settings {
     pub ack: AckSettings,
     /// Reminders and escalation of unacknowledged notifications (CONTRACT D5).
     pub escalation: EscalationSettings,
+    /// The Tavolo provinciale asilo's desks (CONTRACT 1.2 §4 "Asylum").
+    pub asylum: AsylumSettings,
 }
 
 /// RabbitMQ connection and topology.
@@ -435,6 +437,22 @@ impl EscalationSettings {
     }
 }
 
+/// The asylum desks' clocks (CONTRACT A2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsylumSettings {
+    /// Hours, a decimal number, within which a pronta accoglienza needs its first
+    /// intervention (A2). Default 12.
+    pub first_intervention_hours: f64,
+}
+
+impl AsylumSettings {
+    /// `first_intervention_hours` as a duration (validated finite and positive at start).
+    pub fn first_intervention(&self) -> Duration {
+        Duration::try_from_secs_f64(self.first_intervention_hours * 3600.0).unwrap_or(Duration::MAX)
+    }
+}
+
 /// What a console user may open (CONTRACT 1.2 §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -766,6 +784,13 @@ impl Settings {
         if !hours.is_finite() || hours <= 0.0 || hours > 24.0 * 366.0 {
             return invalid(
                 "escalation.after_hours",
+                "use a positive number of hours (0.01 is 36 seconds), at most a year",
+            );
+        }
+        let hours = self.asylum.first_intervention_hours;
+        if !hours.is_finite() || hours <= 0.0 || hours > 24.0 * 366.0 {
+            return invalid(
+                "asylum.first_intervention_hours",
                 "use a positive number of hours (0.01 is 36 seconds), at most a year",
             );
         }

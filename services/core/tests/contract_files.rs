@@ -176,10 +176,11 @@ fn compose_runs_the_broker_the_database_a_mail_sink_and_every_worker() {
     let services = compose["services"].as_object().expect("services");
     for name in [
         "rabbitmq", "postgres", "mailpit", "setup", "housing", "quota", "eviction", "mailer",
+        "asylum",
     ] {
         assert!(services.contains_key(name), "service {name} missing");
     }
-    for worker in ["housing", "quota", "eviction", "mailer"] {
+    for worker in ["housing", "quota", "eviction", "mailer", "asylum"] {
         let command = services[worker]["command"].to_string();
         assert!(
             command.contains("serve") && command.contains(worker),

@@ -11,14 +11,18 @@ pub fn holding_policy(settings: &EvictionSettings) -> HoldingPolicy {
     HoldingPolicy::expire_personal(settings.dead_letter_ttl(), may_hold_personal_data)
 }
 
-/// Whether a message might carry personal data of a family: an eviction routing key or
-/// type, or a `household`/`contact` member anywhere. Errs on the side of expiring.
+/// Whether a message might carry personal data of a family or an asylum seeker: an
+/// eviction or asylum routing key or type, or a `household`/`contact`/`person` member
+/// anywhere. Errs on the side of expiring.
 pub fn may_hold_personal_data(routing_key: &str, body: &[u8]) -> bool {
     let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
     routing_key.starts_with("eviction")
+        || routing_key.starts_with("asylum")
         || contains(b"eviction.")
+        || contains(b"asylum.")
         || contains(b"\"household\"")
         || contains(b"\"contact\"")
+        || contains(b"\"person\"")
 }
 
 /// Pins what C7 relies on.
@@ -53,6 +57,18 @@ mod tests {
             json!({"data": {"contact": {"name": "Zorro"}}})
         ));
         assert!(personal("x", json!({"data": {"household": {}}})));
+    }
+
+    #[test]
+    fn c7_an_unprocessable_asylum_event_or_a_person_is_marked_to_expire() {
+        assert!(personal(
+            "asylum.vulnerability.v1",
+            json!({"type": "asylum.vulnerability.v1", "data": {"case_id": "x"}}),
+        ));
+        assert!(personal(
+            "x",
+            json!({"data": {"person": {"name": "Zorro"}}})
+        ));
     }
 
     #[test]

@@ -696,6 +696,7 @@ mod tests {
             ambito: Some("Rho".into()),
             quota: None,
             protocollo: true,
+            domicilio: false,
         }
     }
 

@@ -134,6 +134,7 @@ mod tests {
             ambito: None,
             quota: None,
             protocollo: true,
+            domicilio: false,
         }
     }
 

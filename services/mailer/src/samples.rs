@@ -11,6 +11,8 @@ use raccordo_core::payload::{
     ReportScope, Rule, SafeguardPayload, StatsPayload, StatsRow, StatsStep, StepFacts,
     ThresholdPayload, ThresholdState, Trigger, UnacknowledgedPayload, UnacknowledgedRecipient,
 };
+
+mod asylum;
 use serde_json::Value;
 use time::Date;
 use time::macros::date;
@@ -73,6 +75,21 @@ pub fn sample(kind: NotificationKind) -> Payload {
                     },
                 ],
             })
+        }
+        NotificationKind::AsylumProntaAccoglienza => {
+            Payload::AsylumProntaAccoglienza(Box::new(asylum::pronta_accoglienza()))
+        }
+        NotificationKind::AsylumInterventionOverdue => {
+            Payload::AsylumInterventionOverdue(asylum::intervention_overdue())
+        }
+        NotificationKind::AsylumDomicileAssigned => {
+            Payload::AsylumDomicileAssigned(asylum::domicile_assigned())
+        }
+        NotificationKind::AsylumWeeklyPriorities => {
+            Payload::AsylumWeeklyPriorities(asylum::weekly_priorities())
+        }
+        NotificationKind::AsylumPlaceAvailable => {
+            Payload::AsylumPlaceAvailable(asylum::place_available())
         }
     }
 }

@@ -403,6 +403,7 @@ fn role_label(role: &str) -> String {
         "comune" => "referente del Comune",
         "servizi_sociali" => "servizi sociali",
         "tavolo" => "Tavolo di coordinamento della zona omogenea",
+        "sportello_asilo" => "sportello provinciale asilo",
         other => other,
     }
     .to_owned()

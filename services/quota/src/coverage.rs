@@ -333,6 +333,7 @@ mod tests {
             ambito: None,
             quota,
             protocollo: true,
+            domicilio: false,
         }
     }
 

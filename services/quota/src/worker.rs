@@ -327,6 +327,7 @@ mod tests {
             ambito: None,
             quota: Some(47),
             protocollo: true,
+            domicilio: false,
         }
     }
 

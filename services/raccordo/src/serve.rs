@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use raccordo_asylum::AsylumWorker;
 use raccordo_core::amqp::{
     ConsumerContext, Handler, Topology, WithPolicy, WorkQueue, run_consumer,
 };
@@ -44,6 +45,8 @@ pub enum Workers {
     Quota,
     /// Emails.
     Mailer,
+    /// The Tavolo provinciale asilo's desks (A1–A6).
+    Asylum,
 }
 
 impl Workers {
@@ -55,11 +58,13 @@ impl Workers {
                 WorkQueue::Housing,
                 WorkQueue::Quota,
                 WorkQueue::Mailer,
+                WorkQueue::Asylum,
             ]),
             Workers::Eviction => queues.push(WorkQueue::Eviction),
             Workers::Housing => queues.push(WorkQueue::Housing),
             Workers::Quota => queues.push(WorkQueue::Quota),
             Workers::Mailer => queues.push(WorkQueue::Mailer),
+            Workers::Asylum => queues.push(WorkQueue::Asylum),
         }
         queues
     }
@@ -256,6 +261,14 @@ async fn handler_for(
             ))
         }
         WorkQueue::Unrouted => Arc::new(WithPolicy::new(Unrouted, c7)),
+        WorkQueue::Asylum => Arc::new(WithPolicy::new(
+            Inbound::new(
+                pool.clone(),
+                publishers.clone(),
+                AsylumWorker::new(&settings.eviction, &settings.asylum),
+            ),
+            c7,
+        )),
         WorkQueue::Mailer => Arc::new(ReplayHandler::new(pool.clone())),
     })
 }

@@ -74,6 +74,7 @@ fn role_label(role: Role) -> &'static str {
         Role::Comune => "comune",
         Role::ServiziSociali => "servizi sociali",
         Role::Tavolo => "tavolo di coordinamento",
+        Role::SportelloAsilo => "sportello asilo",
     }
 }
 

@@ -36,17 +36,20 @@ pub enum WorkQueue {
     Mailer,
     /// Inbound events no worker is bound to (via the alternate exchange).
     Unrouted,
+    /// The Tavolo provinciale asilo's desks (`asylum.*.v1`).
+    Asylum,
 }
 
 impl WorkQueue {
     /// Every work queue the hub declares.
-    pub const ALL: [WorkQueue; 6] = [
+    pub const ALL: [WorkQueue; 7] = [
         WorkQueue::Eviction,
         WorkQueue::Housing,
         WorkQueue::Registry,
         WorkQueue::Quota,
         WorkQueue::Mailer,
         WorkQueue::Unrouted,
+        WorkQueue::Asylum,
     ];
 
     /// The short name: queue suffix, metric label, log field.
@@ -58,6 +61,7 @@ impl WorkQueue {
             WorkQueue::Quota => "quota",
             WorkQueue::Mailer => "mailer",
             WorkQueue::Unrouted => "unrouted",
+            WorkQueue::Asylum => "asylum",
         }
     }
 
@@ -68,6 +72,12 @@ impl WorkQueue {
             WorkQueue::Housing => &["housing.unit.v1"],
             WorkQueue::Registry => &["registry.referent.v1"],
             WorkQueue::Quota => &["reception.occupancy.v1"],
+            WorkQueue::Asylum => &[
+                "asylum.vulnerability.v1",
+                "asylum.intervention.v1",
+                "asylum.domicile.v1",
+                "asylum.placement.v1",
+            ],
             WorkQueue::Mailer | WorkQueue::Unrouted => &[],
         }
     }
@@ -330,8 +340,9 @@ impl Topology {
             args.insert("x-delivery-limit".into(), AMQPValue::LongInt(50));
         }
         args.insert("x-dead-letter-exchange".into(), text(""));
-        // Eviction events may hold personal data: parked apart, where they expire (C7).
-        let parked = if q == WorkQueue::Eviction {
+        // Eviction and asylum events may hold personal data: parked apart, where they
+        // expire (C7).
+        let parked = if matches!(q, WorkQueue::Eviction | WorkQueue::Asylum) {
             self.parked_personal_queue()
         } else {
             self.parked_queue()

@@ -9,6 +9,7 @@
 //! [`PayloadError`] names the kind and the field, never a value: eviction payloads hold
 //! personal data (CONTRACT C1).
 
+pub mod asylum;
 pub mod delivery;
 pub mod eviction;
 pub mod housing;
@@ -19,6 +20,10 @@ use serde_json::Value;
 
 use crate::notification::NotificationKind;
 
+pub use asylum::{
+    ComunePlaces, DomicileAssignedPayload, FreeFacility, InterventionOverduePayload, Person,
+    PlaceAvailablePayload, ProntaAccoglienzaPayload, WaitingCase, WeeklyPrioritiesPayload,
+};
 pub use delivery::{UnacknowledgedPayload, UnacknowledgedRecipient};
 pub use eviction::{
     AccessTime, AlertPayload, ConsentFacts, ConsentRevokedPayload, Contact, Household, NextAccess,
@@ -49,6 +54,12 @@ pub enum Payload {
     QuotaSafeguard(SafeguardPayload),
     ReceptionOverCapacity(OverCapacityPayload),
     DeliveryUnacknowledged(UnacknowledgedPayload),
+    /// Boxed: it may carry a person.
+    AsylumProntaAccoglienza(Box<ProntaAccoglienzaPayload>),
+    AsylumInterventionOverdue(InterventionOverduePayload),
+    AsylumDomicileAssigned(DomicileAssignedPayload),
+    AsylumWeeklyPriorities(WeeklyPrioritiesPayload),
+    AsylumPlaceAvailable(PlaceAvailablePayload),
 }
 
 /// A stored payload that is not the one its kind's worker writes. Names the kind and the
@@ -114,6 +125,11 @@ impl Payload {
             Payload::QuotaSafeguard(_) => NotificationKind::QuotaSafeguard,
             Payload::ReceptionOverCapacity(_) => NotificationKind::ReceptionOverCapacity,
             Payload::DeliveryUnacknowledged(_) => NotificationKind::DeliveryUnacknowledged,
+            Payload::AsylumProntaAccoglienza(_) => NotificationKind::AsylumProntaAccoglienza,
+            Payload::AsylumInterventionOverdue(_) => NotificationKind::AsylumInterventionOverdue,
+            Payload::AsylumDomicileAssigned(_) => NotificationKind::AsylumDomicileAssigned,
+            Payload::AsylumWeeklyPriorities(_) => NotificationKind::AsylumWeeklyPriorities,
+            Payload::AsylumPlaceAvailable(_) => NotificationKind::AsylumPlaceAvailable,
         }
     }
 
@@ -159,6 +175,21 @@ impl Payload {
             NotificationKind::DeliveryUnacknowledged => {
                 Payload::DeliveryUnacknowledged(decode(kind, value)?)
             }
+            NotificationKind::AsylumProntaAccoglienza => {
+                Payload::AsylumProntaAccoglienza(decode(kind, value)?)
+            }
+            NotificationKind::AsylumInterventionOverdue => {
+                Payload::AsylumInterventionOverdue(decode(kind, value)?)
+            }
+            NotificationKind::AsylumDomicileAssigned => {
+                Payload::AsylumDomicileAssigned(decode(kind, value)?)
+            }
+            NotificationKind::AsylumWeeklyPriorities => {
+                Payload::AsylumWeeklyPriorities(decode(kind, value)?)
+            }
+            NotificationKind::AsylumPlaceAvailable => {
+                Payload::AsylumPlaceAvailable(decode(kind, value)?)
+            }
         })
     }
 }
@@ -180,6 +211,11 @@ impl Serialize for Payload {
             Payload::QuotaSafeguard(p) => p.serialize(s),
             Payload::ReceptionOverCapacity(p) => p.serialize(s),
             Payload::DeliveryUnacknowledged(p) => p.serialize(s),
+            Payload::AsylumProntaAccoglienza(p) => p.serialize(s),
+            Payload::AsylumInterventionOverdue(p) => p.serialize(s),
+            Payload::AsylumDomicileAssigned(p) => p.serialize(s),
+            Payload::AsylumWeeklyPriorities(p) => p.serialize(s),
+            Payload::AsylumPlaceAvailable(p) => p.serialize(s),
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Comune {
     pub quota: Option<i32>,
     /// Signed the reception protocol.
     pub protocollo: bool,
+    /// Takes part in the rotation of domiciles for asylum seekers (CONTRACT A3).
+    pub domicilio: bool,
 }
 
 type ComuneRow = (
@@ -30,6 +32,7 @@ type ComuneRow = (
     String,
     Option<String>,
     Option<i32>,
+    bool,
     bool,
 );
 
@@ -52,6 +55,7 @@ fn from_row(row: ComuneRow) -> Option<Comune> {
         ambito: row.4,
         quota: row.5,
         protocollo: row.6,
+        domicilio: row.7,
     })
 }
 
@@ -62,7 +66,7 @@ pub async fn load_comune(
 ) -> Result<Option<Comune>, sqlx::Error> {
     let row: Option<ComuneRow> = sqlx::query_as(
         r#"
-        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo, domicilio
         FROM comuni
         WHERE istat = $1
         "#,
@@ -90,7 +94,7 @@ pub async fn list_comuni_by_istat(
 ) -> Result<Vec<Comune>, sqlx::Error> {
     let rows: Vec<ComuneRow> = sqlx::query_as(
         r#"
-        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo, domicilio
         FROM comuni
         WHERE $1::TEXT IS NULL OR zona = $1
         ORDER BY zona, istat
@@ -106,7 +110,7 @@ pub async fn list_comuni_by_istat(
 pub async fn list_comuni(conn: &mut PgConnection) -> Result<Vec<Comune>, sqlx::Error> {
     let rows: Vec<ComuneRow> = sqlx::query_as(
         r#"
-        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo
+        SELECT istat, nome, popolazione, zona, ambito, quota, protocollo, domicilio
         FROM comuni
         ORDER BY zona, nome
         "#,
@@ -149,6 +153,11 @@ fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, St
         "no" | "false" => false,
         _ => return Err("protocollo must be si, no, true, false or empty".into()),
     };
+    let domicilio = match cols.get(record, "domicilio").to_lowercase().as_str() {
+        "si" | "sì" | "true" => true,
+        "" | "no" | "false" => false,
+        _ => return Err("domicilio must be si, no, true, false or empty".into()),
+    };
     Ok(Comune {
         istat,
         nome: nome.to_owned(),
@@ -157,23 +166,24 @@ fn parse_comune(cols: &Columns, record: &csv::StringRecord) -> Result<Comune, St
         ambito,
         quota,
         protocollo,
+        domicilio,
     })
 }
 
-/// Parses a comuni CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`)
+/// Parses a comuni CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo][,domicilio]`)
 /// without touching the database: the rows with their line numbers, and every bad line.
 /// `Err` when the file cannot be read at all (no header, missing or unknown columns).
 pub fn parse_comuni(input: impl Read) -> Result<Parsed<Comune>, CsvError> {
     read_rows(
         input,
         &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
-        &["quota", "protocollo"],
+        &["quota", "protocollo", "domicilio"],
         parse_comune,
         |c: &Comune| format!("istat {}", c.istat),
     )
 }
 
-/// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo]`).
+/// Imports comuni from CSV (`istat,nome,popolazione,zona_omogenea,ambito[,quota][,protocollo][,domicilio]`).
 /// All or nothing: every bad line is reported and, if there is any, nothing changes.
 pub async fn import_comuni(pool: &PgPool, input: impl Read) -> Result<ImportReport, ImportError> {
     let (rows, errors) = parse_comuni(input)?;
@@ -188,8 +198,8 @@ pub async fn import_comuni(pool: &PgPool, input: impl Read) -> Result<ImportRepo
     for (_, c) in &rows {
         let inserted: bool = sqlx::query_scalar(
             r#"
-            INSERT INTO comuni (istat, nome, popolazione, zona, ambito, quota, protocollo)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            INSERT INTO comuni (istat, nome, popolazione, zona, ambito, quota, protocollo, domicilio)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             ON CONFLICT (istat) DO UPDATE
             SET nome = EXCLUDED.nome,
                 popolazione = EXCLUDED.popolazione,
@@ -197,6 +207,7 @@ pub async fn import_comuni(pool: &PgPool, input: impl Read) -> Result<ImportRepo
                 ambito = EXCLUDED.ambito,
                 quota = EXCLUDED.quota,
                 protocollo = EXCLUDED.protocollo,
+                domicilio = EXCLUDED.domicilio,
                 updated_at = now()
             RETURNING (xmax = 0)
             "#,
@@ -208,6 +219,7 @@ pub async fn import_comuni(pool: &PgPool, input: impl Read) -> Result<ImportRepo
         .bind(&c.ambito)
         .bind(c.quota)
         .bind(c.protocollo)
+        .bind(c.domicilio)
         .fetch_one(&mut *tx)
         .await?;
         if inserted {
@@ -230,7 +242,7 @@ mod tests {
         let cols = Columns::new(
             &headers,
             &["istat", "nome", "popolazione", "zona_omogenea", "ambito"],
-            &["quota", "protocollo"],
+            &["quota", "protocollo", "domicilio"],
         )
         .expect("columns");
         reader
@@ -256,6 +268,16 @@ mod tests {
         );
         assert!(!rows[0].as_ref().expect("valid").protocollo);
         assert!(rows[1].is_err());
+    }
+
+    #[test]
+    fn domicilio_defaults_to_no_and_takes_si() {
+        let rows = parse(
+            "istat,nome,popolazione,zona_omogenea,ambito,domicilio\n015002,A,1,Z,,si\n015003,B,1,Z,,\n015004,C,1,Z,,forse\n",
+        );
+        assert!(rows[0].as_ref().expect("valid").domicilio);
+        assert!(!rows[1].as_ref().expect("valid").domicilio);
+        assert!(rows[2].as_ref().expect_err("bad").contains("domicilio"));
     }
 
     #[test]

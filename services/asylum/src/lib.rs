@@ -1,0 +1,22 @@
+//! The asylum worker: the Tavolo provinciale asilo and its sportelli (CONTRACT 1.2 §4
+//! "Asylum", rules A1–A6, seed 001).
+//!
+//! # Layout
+//! - [`event`]: the wire forms of the four `asylum.*.v1` types; the case number only as
+//!   [`event::CaseId`], whose `Debug` prints nothing.
+//! - [`desk`]: a desk is a `sportello_asilo` referent of the registry.
+//! - [`pronta`]: vulnerability reports and interventions (A1, A2).
+//! - [`domicile`]: domicile requests and the rotation (A3).
+//! - [`placement`]: the SPRAR waiting list (A4, A5).
+//! - [`worker`]: the `EventWorker` that dispatches to them, in the inbound transaction.
+
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
+pub mod desk;
+pub mod domicile;
+pub mod event;
+pub mod placement;
+pub mod pronta;
+pub mod worker;
+
+pub use worker::AsylumWorker;

@@ -1,0 +1,151 @@
+//! `asylum.*` (CONTRACT 1.2 §4 "Asylum", A1–A5): the Tavolo provinciale asilo's desks.
+//!
+//! A person is named only by `case`, the keyed pseudonym of the desk's case number. The
+//! one exception is [`Person`] in `asylum.pronta_accoglienza`, present only when the person
+//! consented and only in the notification to the social services of the comune and its
+//! ambito (A1). Times are RFC 3339, as the events gave them; dates `YYYY-MM-DD`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::ComuneIstat;
+
+/// PERSONAL DATA of an asylum seeker, as the desk sent it (`person` of
+/// `asylum.vulnerability.v1`). `Debug` prints nothing of it (CONTRACT C1).
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Person {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_year: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nationality: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl fmt::Debug for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Person(redacted)")
+    }
+}
+
+/// A reception facility with free places, as the latest `reception.occupancy.v1` said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreeFacility {
+    pub facility_id: String,
+    pub comune_istat: ComuneIstat,
+    pub comune_nome: String,
+    /// `CAS` or `SPRAR`.
+    pub reception_kind: String,
+    /// Capacity − presences, > 0.
+    pub free_places: i32,
+    /// How near it is to the person: `comune`, `ambito`, `zona` or `altro` (A1's order).
+    pub proximity: String,
+}
+
+/// `asylum.pronta_accoglienza` (A1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProntaAccoglienzaPayload {
+    /// The case's pseudonym.
+    pub case: String,
+    /// The desk's referent id, and its institution.
+    pub desk: String,
+    pub desk_name: String,
+    pub comune_istat: ComuneIstat,
+    pub comune_nome: String,
+    pub ambito: Option<String>,
+    pub zona: String,
+    pub categories: Vec<String>,
+    pub reported_at: String,
+    /// When the first intervention is due (A2).
+    pub due_at: String,
+    /// At most five, nearest first.
+    pub facilities: Vec<FreeFacility>,
+    /// Only with consent, only to the social services (A1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+}
+
+/// `asylum.intervention_overdue` (A2): never personal data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterventionOverduePayload {
+    pub case: String,
+    pub desk: String,
+    pub desk_name: String,
+    pub comune_istat: ComuneIstat,
+    pub comune_nome: String,
+    pub ambito: Option<String>,
+    pub reported_at: String,
+    pub due_at: String,
+    /// `asylum.first_intervention_hours`, as configured.
+    pub hours: f64,
+    /// The `asylum.pronta_accoglienza` nobody answered.
+    pub notification: Option<Uuid>,
+}
+
+/// `asylum.domicile_assigned` (A3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomicileAssignedPayload {
+    pub request_id: String,
+    pub case: String,
+    pub desk: String,
+    pub desk_name: String,
+    pub comune_istat: ComuneIstat,
+    pub comune_nome: String,
+    pub people: i32,
+    pub requested_at: String,
+    pub assigned_at: String,
+}
+
+/// A case on the SPRAR waiting list (A4, A5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingCase {
+    pub case: String,
+    /// `alta`, `media` or `ordinaria`.
+    pub priority: String,
+    pub categories: Vec<String>,
+    /// On the list since (`YYYY-MM-DD`).
+    pub since: String,
+    pub weeks_waiting: i64,
+    #[serde(default)]
+    pub desk: Option<String>,
+}
+
+/// Free SPRAR places in one comune (A4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComunePlaces {
+    pub comune_istat: ComuneIstat,
+    pub comune_nome: String,
+    pub free_places: i64,
+}
+
+/// `asylum.weekly_priorities` (A4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeeklyPrioritiesPayload {
+    /// The ISO week, `2026-W10`.
+    pub week: String,
+    /// The Monday of the list (`YYYY-MM-DD`).
+    pub monday: String,
+    /// By priority, then waiting time.
+    pub cases: Vec<WaitingCase>,
+    pub places: Vec<ComunePlaces>,
+}
+
+/// `asylum.place_available` (A5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceAvailablePayload {
+    pub facility_id: String,
+    pub comune_istat: ComuneIstat,
+    pub comune_nome: String,
+    pub free_places: i64,
+    pub previous_free_places: i64,
+    /// The first three cases of the list.
+    pub first_waiting: Vec<WaitingCase>,
+}
