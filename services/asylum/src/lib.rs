@@ -8,6 +8,7 @@
 //! - [`pronta`]: vulnerability reports and interventions (A1, A2).
 //! - [`domicile`]: domicile requests and the rotation (A3).
 //! - [`placement`]: the SPRAR waiting list (A4, A5).
+//! - [`tavolo`]: the Tavolo's records and its annual relazione-report (A6).
 //! - [`worker`]: the `EventWorker` that dispatches to them, in the inbound transaction.
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -17,6 +18,7 @@ pub mod domicile;
 pub mod event;
 pub mod placement;
 pub mod pronta;
+pub mod tavolo;
 pub mod worker;
 
 pub use worker::AsylumWorker;

@@ -197,7 +197,9 @@ async fn meeting(conn: &mut PgConnection, command: MeetingCommand) -> anyhow::Re
             let id = records::add_meeting(conn, &m)
                 .await
                 .context("Failed to record the meeting")?;
-            Ok(format!("Meeting {id} recorded ({date}, {present}/{invited} present).\n"))
+            Ok(format!(
+                "Meeting {id} recorded ({date}, {present}/{invited} present).\n"
+            ))
         }
         MeetingCommand::List(args) => {
             let list = records::meetings(conn, args.year).await?;
@@ -262,12 +264,8 @@ async fn objective(conn: &mut PgConnection, command: ObjectiveCommand) -> anyhow
             target,
             description,
         } => {
-            let o = NewObjective::parse(
-                year,
-                indicator.as_deref(),
-                target.as_deref(),
-                &description,
-            )?;
+            let o =
+                NewObjective::parse(year, indicator.as_deref(), target.as_deref(), &description)?;
             let id = records::add_objective(conn, &o)
                 .await
                 .context("Failed to record the objective")?;
@@ -282,7 +280,9 @@ async fn objective(conn: &mut PgConnection, command: ObjectiveCommand) -> anyhow
                         o.id.to_string(),
                         o.year.to_string(),
                         o.indicator.clone().unwrap_or_else(|| "-".into()),
-                        o.target.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                        o.target
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         o.description.clone(),
                     ]
                 })

@@ -137,7 +137,11 @@ mod tests {
 
     #[test]
     fn a_few_is_drawn_without_its_number() {
-        let svg = count_bars("m", "Mesi", &[("gen".into(), Cell::Few), ("feb".into(), Cell::Value(7.0))]);
+        let svg = count_bars(
+            "m",
+            "Mesi",
+            &[("gen".into(), Cell::Few), ("feb".into(), Cell::Value(7.0))],
+        );
         assert!(svg.contains("bar few"));
         assert!(svg.contains("&lt;3"));
         assert!(svg.contains(">7<"));

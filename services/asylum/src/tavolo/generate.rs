@@ -139,19 +139,23 @@ pub fn generate(
         if rng.chance(20) {
             let requested_at = reported_at + Duration::seconds(rng.below(5 * 86_400) as i64);
             let people = 1 + rng.below(5) as i32;
-            case.domicile = Some(if rng.chance(2) {
-                (people, requested_at, None, None)
-            } else {
-                let assigned = rotation.next();
-                (
-                    people,
-                    requested_at,
-                    assigned,
-                    Some(requested_at + Duration::seconds(1 + rng.below(60) as i64)),
-                )
-            });
+            let assigned_at = (!rng.chance(2))
+                .then(|| requested_at + Duration::seconds(1 + rng.below(60) as i64));
+            case.domicile = Some((people, requested_at, None, assigned_at));
         }
         out.push(case);
+    }
+    // The rotation assigns in the order the requests arrive.
+    let mut requests: Vec<(OffsetDateTime, usize)> = out
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.domicile.and_then(|d| d.3).map(|at| (at, i)))
+        .collect();
+    requests.sort();
+    for (_, i) in requests {
+        if let Some(d) = out[i].domicile.as_mut() {
+            d.2 = rotation.next();
+        }
     }
     Some(GenYear {
         year,
@@ -175,7 +179,10 @@ fn categories(rng: &mut Rng) -> Vec<&'static str> {
 
 /// 85% get a first intervention after 0–30 hours; some are closed later; the rest only
 /// closed, or nothing.
-fn interventions(rng: &mut Rng, reported_at: OffsetDateTime) -> Vec<(&'static str, OffsetDateTime)> {
+fn interventions(
+    rng: &mut Rng,
+    reported_at: OffsetDateTime,
+) -> Vec<(&'static str, OffsetDateTime)> {
     let mut out = Vec::new();
     let mut at = reported_at;
     if rng.chance(85) {
@@ -303,12 +310,8 @@ async fn insert_cases(
     year: &GenYear,
     chunk: &[GenCase],
 ) -> Result<(), sqlx::Error> {
-    let first = |c: &GenCase, action: &str| {
-        c.interventions
-            .iter()
-            .find(|i| i.0 == action)
-            .map(|i| i.1)
-    };
+    let first =
+        |c: &GenCase, action: &str| c.interventions.iter().find(|i| i.0 == action).map(|i| i.1);
     sqlx::query(
         r#"
         INSERT INTO asylum_cases (case_key, desk, comune_istat, categories, consent,
@@ -398,7 +401,6 @@ async fn insert_placements(
     let mut desks = Vec::new();
     let mut facilities: Vec<Option<String>> = Vec::new();
     let mut comuni: Vec<Option<String>> = Vec::new();
-    let mut categories = Vec::new();
     for c in chunk {
         for (status, since, comune) in &c.placements {
             keys.push(c.case_key.clone());
@@ -408,16 +410,15 @@ async fn insert_placements(
             desks.push(year.desks[c.desk].referent_id.clone());
             facilities.push(comune.map(|i| format!("SPRAR-{}", year.comuni[i].istat)));
             comuni.push(comune.map(|i| year.comuni[i].istat.clone()));
-            categories.push(c.categories.join(","));
         }
     }
     sqlx::query(
         r#"
-        INSERT INTO asylum_placement_history (case_key, status, priority, categories, since,
-                                              desk, facility_id, comune_istat, recorded_at)
-        SELECT k, s, p, string_to_array(cat, ','), d, desk, f, c, now()
+        INSERT INTO asylum_placement_history (case_key, status, priority, since, desk,
+                                              facility_id, comune_istat, recorded_at)
+        SELECT k, s, p, d, desk, f, c, now()
         FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::DATE[], $5::TEXT[], $6::TEXT[],
-                    $7::TEXT[], $8::TEXT[]) AS u (k, s, p, d, desk, f, c, cat)
+                    $7::TEXT[]) AS u (k, s, p, d, desk, f, c)
         "#,
     )
     .bind(keys)
@@ -427,7 +428,6 @@ async fn insert_placements(
     .bind(desks)
     .bind(facilities)
     .bind(comuni)
-    .bind(categories)
     .execute(conn)
     .await?;
     Ok(())
@@ -451,7 +451,11 @@ async fn insert_domiciles(
                     $6::TIMESTAMPTZ[]) AS u (k, d, p, r, c, a)
         "#,
     )
-    .bind(rows.iter().map(|(c, _)| c.case_key.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(c, _)| c.case_key.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(
         rows.iter()
             .map(|(c, _)| year.desks[c.desk].referent_id.clone())
@@ -475,15 +479,19 @@ mod tests {
     use super::*;
 
     fn comuni() -> Vec<GenComune> {
-        [("015002", 300, true), ("015001", 100, true), ("015003", 50, false)]
-            .iter()
-            .map(|(istat, pop, dom)| GenComune {
-                istat: (*istat).into(),
-                zona: "Z".into(),
-                popolazione: *pop,
-                domicilio: *dom,
-            })
-            .collect()
+        [
+            ("015002", 300, true),
+            ("015001", 100, true),
+            ("015003", 50, false),
+        ]
+        .iter()
+        .map(|(istat, pop, dom)| GenComune {
+            istat: (*istat).into(),
+            zona: "Z".into(),
+            popolazione: *pop,
+            domicilio: *dom,
+        })
+        .collect()
     }
 
     #[test]
@@ -494,7 +502,12 @@ mod tests {
         }];
         let a = generate(2025, 200, comuni(), desks.clone(), 7).expect("a year");
         let b = generate(2025, 200, comuni(), desks, 7).expect("a year");
-        let keys = |y: &GenYear| y.cases.iter().map(|c| c.case_key.clone()).collect::<Vec<_>>();
+        let keys = |y: &GenYear| {
+            y.cases
+                .iter()
+                .map(|c| c.case_key.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(keys(&a), keys(&b));
         assert_eq!(a.cases[17].reported_at, b.cases[17].reported_at);
     }

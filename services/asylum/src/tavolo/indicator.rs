@@ -298,7 +298,12 @@ mod tests {
 
     #[test]
     fn a_lone_few_hides_the_smallest_other_count_too() {
-        let mut cells = [Cell::Value(9.0), Cell::Few, Cell::Value(4.0), Cell::Value(0.0)];
+        let mut cells = [
+            Cell::Value(9.0),
+            Cell::Few,
+            Cell::Value(4.0),
+            Cell::Value(0.0),
+        ];
         assert_eq!(suppress(&mut cells), Some(2));
         assert_eq!(cells[2].display(Unit::Count), "n.d.");
         let mut two = [Cell::Few, Cell::Few, Cell::Value(4.0)];

@@ -285,10 +285,7 @@ pub async fn add_protocol(conn: &mut PgConnection, p: &NewProtocol) -> Result<i6
 }
 
 /// Records an objective; a target for an indicator already set that year replaces it.
-pub async fn add_objective(
-    conn: &mut PgConnection,
-    o: &NewObjective,
-) -> Result<i64, RecordError> {
+pub async fn add_objective(conn: &mut PgConnection, o: &NewObjective) -> Result<i64, RecordError> {
     let (indicator, target) = match o.target {
         Some((i, t)) => (Some(i.key()), Some(t)),
         None => (None, None),

@@ -482,12 +482,7 @@ pub fn domicile_rows(figures: &Figures) -> Vec<DomicileRow> {
 
 fn raw_domicile_rows(figures: &Figures) -> Vec<DomicileRow> {
     let total: i64 = figures.domiciles.iter().map(|d| d.4).sum();
-    let population: i64 = figures
-        .domiciles
-        .iter()
-        .filter(|d| d.3)
-        .map(|d| d.2)
-        .sum();
+    let population: i64 = figures.domiciles.iter().filter(|d| d.3).map(|d| d.2).sum();
     figures
         .domiciles
         .iter()
@@ -617,8 +612,7 @@ pub fn build(
                 .iter()
                 .find(|o| o.indicator.as_deref() == Some(i.key()))
                 .and_then(|o| o.target);
-            let (target, source) = match (set, i.default_target(params.first_intervention_hours))
-            {
+            let (target, source) = match (set, i.default_target(params.first_intervention_hours)) {
                 (Some(t), _) => (Some(t), Some("obiettivo")),
                 (None, Some(t)) => (Some(t), Some("predefinito")),
                 (None, None) => (None, None),
@@ -661,7 +655,8 @@ pub fn build(
         cases_by_month: months(f),
         stay_against_12_months: Cell::over(
             f.exits_with_stay,
-            f.median_stay_days.map(|d| round1((d / 365.0 - 1.0) * 100.0)),
+            f.median_stay_days
+                .map(|d| round1((d / 365.0 - 1.0) * 100.0)),
         ),
         domiciles: domicile_rows(f),
         meetings,
