@@ -157,6 +157,9 @@ pub struct BenchArgs {
     /// The generator's seed.
     #[arg(long, default_value_t = 19)]
     seed: u64,
+    /// Keep the bench's database (its name is printed) to look at it.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn parse_date(s: &str) -> Result<Date, String> {
@@ -377,7 +380,9 @@ async fn bench(settings: &Settings, args: &BenchArgs) -> anyhow::Result<()> {
         .await
         .context("Failed to create the bench's database (scripts/services.sh starts PostgreSQL)")?;
     let result = bench_in(&settings, args).await;
-    if let Err(error) = db::drop_database(&settings.database).await {
+    if args.keep {
+        eprintln!("Kept the database {}.", settings.database.database_name()?);
+    } else if let Err(error) = db::drop_database(&settings.database).await {
         eprintln!("Could not drop the bench's database: {error}");
     }
     let lines = result?;

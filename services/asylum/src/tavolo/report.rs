@@ -291,7 +291,8 @@ async fn pronta(
                count(first_at),
                count(*) FILTER (WHERE first_at <= reported_at + make_interval(secs => $3)),
                percentile_cont(0.5) WITHIN GROUP (
-                   ORDER BY EXTRACT(EPOCH FROM first_at - reported_at)::FLOAT8 / 3600.0
+                   ORDER BY (EXTRACT(EPOCH FROM first_at) - EXTRACT(EPOCH FROM reported_at))::FLOAT8
+                            / 3600.0
                ) FILTER (WHERE first_at IS NOT NULL)
         FROM c
         "#,
@@ -364,7 +365,7 @@ async fn waiting(
     .await?;
     let row: (i64, i64, Option<f64>, i64, i64) = sqlx::query_as(
         r#"
-        WITH desk_zona AS (
+        WITH desk_zona AS MATERIALIZED (
             SELECT r.referent_id,
                    CASE r.scope_kind
                        WHEN 'zona' THEN r.scope_value
@@ -374,19 +375,22 @@ async fn waiting(
                            HAVING count(DISTINCT zona) = 1)
                    END AS zona
             FROM referents r
+            WHERE r.role = 'sportello_asilo'
         ), p AS (
             SELECT DISTINCT ON (h.case_key) h.case_key, h.since, h.desk, h.comune_istat
             FROM asylum_placement_history h
             WHERE h.status = 'placed' AND h.since >= $1 AND h.since < $2
             ORDER BY h.case_key, h.since, h.id
         ), w AS (
-            SELECT p.*,
+            SELECT p.since,
                    (SELECT max(w.since) FROM asylum_placement_history w
                     WHERE w.case_key = p.case_key AND w.status = 'waiting'
                       AND w.since <= p.since) AS waiting_since,
-                   (SELECT zona FROM comuni WHERE istat = p.comune_istat) AS placed_zona,
-                   (SELECT zona FROM desk_zona d WHERE d.referent_id = p.desk) AS desk_zona
+                   c.zona AS placed_zona,
+                   d.zona AS desk_zona
             FROM p
+            LEFT JOIN comuni c ON c.istat = p.comune_istat
+            LEFT JOIN desk_zona d ON d.referent_id = p.desk
         )
         SELECT count(*),
                count(waiting_since),
