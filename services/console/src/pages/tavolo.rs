@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use raccordo_asylum::tavolo::chart;
 use raccordo_asylum::tavolo::indicator::{Cell, Unit};
-use raccordo_asylum::tavolo::{ReportParams, load_report};
+use raccordo_asylum::tavolo::{ReportParams, TavoloReport, load_report};
 use raccordo_core::clock::{now, rome_date};
 
 use crate::auth::{Operator, page_context};
@@ -70,22 +70,7 @@ pub(crate) async fn page(
         }
     })?;
     drop(conn);
-    let indicators: Vec<Value> = report
-        .indicators
-        .iter()
-        .map(|r| {
-            context! {
-                label => r.label,
-                key => r.indicator,
-                value => r.value_text(),
-                target => r.target_text(),
-                default_target => r.target_source == Some("predefinito"),
-                verdict => r.verdict.label(),
-                verdict_key => format!("{:?}", r.verdict).to_lowercase(),
-                gauge => Value::from_safe_string(chart::indicator_gauge(r)),
-            }
-        })
-        .collect();
+    let indicators = indicator_rows(&report);
     let months: Vec<(String, Cell)> = MONTHS
         .iter()
         .zip(&report.cases_by_month)
@@ -119,6 +104,35 @@ pub(crate) async fn page(
         categories_chart => Value::from_safe_string(chart::count_bars("categorie", "Pronte accoglienze per categoria", &categories)),
         domiciles_chart => Value::from_safe_string(chart::domicile_bars(&report.domiciles)),
         domiciles => domiciles,
+        records => records(&report),
+        ..page_context(&operator, "tavolo")
+    };
+    state.templates.page("tavolo.html", ctx)
+}
+
+/// Each indicator against its target, with its gauge.
+fn indicator_rows(report: &TavoloReport) -> Vec<Value> {
+    report
+        .indicators
+        .iter()
+        .map(|r| {
+            context! {
+                label => r.label,
+                key => r.indicator,
+                value => r.value_text(),
+                target => r.target_text(),
+                default_target => r.target_source == Some("predefinito"),
+                verdict => r.verdict.label(),
+                verdict_key => format!("{:?}", r.verdict).to_lowercase(),
+                gauge => Value::from_safe_string(chart::indicator_gauge(r)),
+            }
+        })
+        .collect()
+}
+
+/// The Tavolo's meetings, protocols and objectives of the year.
+fn records(report: &TavoloReport) -> Value {
+    context! {
         meetings => report.meetings.iter().map(|m| context! {
             date => m.held_on.to_string(), title => m.title, level => m.level,
             present => m.present, invited => m.invited, participants => m.participants.join(", "),
@@ -130,9 +144,7 @@ pub(crate) async fn page(
         objectives => report.objectives.iter().map(|o| context! {
             description => o.description, indicator => o.indicator,
         }).collect::<Vec<_>>(),
-        ..page_context(&operator, "tavolo")
-    };
-    state.templates.page("tavolo.html", ctx)
+    }
 }
 
 #[cfg(test)]
