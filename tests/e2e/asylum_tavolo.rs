@@ -568,13 +568,15 @@ async fn a6_cells_under_three_people_are_shown_as_fewer_than_three() {
         sqlx::query(
             r#"
             INSERT INTO asylum_cases (case_key, desk, comune_istat, categories, consent,
-                                      reported_at, received_at, publisher)
+                                      reported_at, received_at, publisher,
+                                      first_intervention_at)
             VALUES ($1, 'sportello-x', '015146', '{salute}', FALSE, $2::TIMESTAMPTZ,
-                    $2::TIMESTAMPTZ, 'test')
+                    $2::TIMESTAMPTZ, 'test', $3::TIMESTAMPTZ)
             "#,
         )
         .bind(key)
         .bind(at)
+        .bind(first)
         .execute(&app.pool)
         .await
         .expect("case");

@@ -11,7 +11,7 @@
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
-//! - [`demo`]: the whole flow on the sample data.
+//! - [`demo`]: the whole flow on the sample data (`demo_asylum`: the asylum desks' part).
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
 //! - [`tavolo`]: the Tavolo asilo's records and annual report (A6).
 //! - [`table`]: terminal tables and CSV.
@@ -23,6 +23,7 @@ pub mod bench;
 pub mod cli;
 pub mod database;
 pub mod demo;
+mod demo_asylum;
 pub mod dlq;
 pub mod evictions;
 pub mod ids;

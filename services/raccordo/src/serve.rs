@@ -201,7 +201,7 @@ fn warn_if_plaintext(settings: &Settings) {
     if !settings.security.allow_plaintext {
         return;
     }
-    let peers = raccordo_core::tls::plaintext_peers(settings);
+    let peers = settings.plaintext_peers();
     let named: Vec<String> = peers
         .iter()
         .map(|p| format!("{} ({})", p.key, p.host))
@@ -403,6 +403,15 @@ fn spawn_jobs(
             pool.clone(),
             raccordo_mailer::FileOutbox::from_settings(&settings.mail),
             settings.eviction.dead_letter_ttl(),
+            token.clone(),
+        ));
+    }
+    if queues.contains(&WorkQueue::Asylum) {
+        // A2: the first-intervention clocks, every replica checking, one notice per case.
+        tracker.spawn(raccordo_asylum::pronta::overdue::run_clock(
+            pool.clone(),
+            settings.asylum.clone(),
+            Arc::new(raccordo_core::clock::SystemClock),
             token.clone(),
         ));
     }

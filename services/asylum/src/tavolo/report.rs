@@ -266,8 +266,9 @@ pub async fn load_figures(
     Ok(f)
 }
 
-/// Pronte accoglienze: counts, categories, months and the time to the first intervention
-/// (the first `presa_in_carico` or `primo_intervento`, A2).
+/// Pronte accoglienze: counts, categories, months and the time to the first intervention:
+/// the earliest `presa_in_carico` or `primo_intervento`, as `pronta::clock` keeps them on
+/// the case (an intervention after the 12 hours counts here too, late).
 async fn pronta(
     conn: &mut PgConnection,
     (start, end): (OffsetDateTime, OffsetDateTime),
@@ -276,16 +277,10 @@ async fn pronta(
 ) -> Result<(), sqlx::Error> {
     let row: (i64, i64, i64, Option<f64>) = sqlx::query_as(
         r#"
-        WITH first AS (
-            SELECT case_key, min(at) AS at
-            FROM asylum_interventions
-            WHERE action IN ('presa_in_carico', 'primo_intervento')
-            GROUP BY case_key
-        ), c AS (
-            SELECT c.reported_at, first.at AS first_at
-            FROM asylum_cases c
-            LEFT JOIN first ON first.case_key = c.case_key
-            WHERE c.reported_at >= $1 AND c.reported_at < $2
+        WITH c AS (
+            SELECT reported_at, LEAST(first_intervention_at, taken_in_charge_at) AS first_at
+            FROM asylum_cases
+            WHERE reported_at >= $1 AND reported_at < $2
         )
         SELECT count(*),
                count(first_at),
