@@ -8,6 +8,11 @@
 //! - [`pronta`]: vulnerability reports and interventions (A1, A2).
 //! - [`domicile`]: domicile requests and the rotation (A3).
 //! - [`placement`]: the SPRAR waiting list (A4, A5).
+//! - [`waiting`]: the waiting list as stored, in the list's order (A4, A5).
+//! - [`priorities`]: the weekly priority list as a notification (A4).
+//! - [`weekly`]: its Monday 08:00 schedule, once across replicas (A4).
+//! - [`places`]: places freed in a SPRAR project while cases wait (A5), called by the
+//!   quota worker.
 //! - [`tavolo`]: the Tavolo's records and its annual relazione-report (A6).
 //! - [`worker`]: the `EventWorker` that dispatches to them, in the inbound transaction.
 
@@ -17,8 +22,12 @@ pub mod desk;
 pub mod domicile;
 pub mod event;
 pub mod placement;
+pub mod places;
+pub mod priorities;
 pub mod pronta;
 pub mod tavolo;
+pub mod waiting;
+pub mod weekly;
 pub mod worker;
 
 pub use worker::AsylumWorker;

@@ -34,6 +34,8 @@ pub const KINDS: &[&str] = &[
     "delivery.unacknowledged",
     "asylum.pronta_accoglienza",
     "asylum.intervention_overdue",
+    "asylum.weekly_priorities",
+    "asylum.place_available",
 ];
 
 /// Every template, by the name templates use to extend or include it.
@@ -246,6 +248,30 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "asylum.intervention_overdue.html.j2",
         include_str!("../templates/asylum.intervention_overdue.html.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.subject.j2",
+        include_str!("../templates/asylum.weekly_priorities.subject.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.txt.j2",
+        include_str!("../templates/asylum.weekly_priorities.txt.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.html.j2",
+        include_str!("../templates/asylum.weekly_priorities.html.j2"),
+    ),
+    (
+        "asylum.place_available.subject.j2",
+        include_str!("../templates/asylum.place_available.subject.j2"),
+    ),
+    (
+        "asylum.place_available.txt.j2",
+        include_str!("../templates/asylum.place_available.txt.j2"),
+    ),
+    (
+        "asylum.place_available.html.j2",
+        include_str!("../templates/asylum.place_available.html.j2"),
     ),
 ];
 

@@ -293,6 +293,15 @@ pub enum ReportCommand {
     },
     /// The Tavolo provinciale asilo's annual relazione-report (A6): printable HTML, CSV, JSON.
     Tavolo(crate::tavolo::ReportArgs),
+    /// The SPRAR waiting list by priority and wait, and free SPRAR places per comune (A4).
+    Priorities {
+        /// table, csv (the cases) or json (the weekly list's data).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Also send this week's list to every sportello_asilo and the unscoped tavolo.
+        #[arg(long)]
+        send: bool,
+    },
     /// Reception facilities: capacity, presences, free places, as of their newest report.
     Facilities {
         /// Only this comune: ISTAT code or exact name.

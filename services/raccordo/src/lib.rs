@@ -9,6 +9,7 @@
 //! - [`database`]: the commands' one database pool, and publishing what `--send` wrote.
 //! - [`keys`]: rotation of the pseudonym key.
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
+//! - [`report_priorities`]: the SPRAR waiting list and free places (A4), the weekly list on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
 //! - [`demo`]: the whole flow on the sample data (`demo_asylum`: the asylum desks' part).
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod publish;
 pub mod registry;
 pub mod report_coverage;
+pub mod report_priorities;
 pub mod run;
 pub mod serve;
 pub mod setup;

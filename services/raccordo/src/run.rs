@@ -345,6 +345,20 @@ async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<E
                 );
             }
         }
+        ReportCommand::Priorities { format, send } => {
+            let list = crate::report_priorities::priorities(settings).await?;
+            print!(
+                "{}",
+                crate::report_priorities::format_priorities(&list, format)?
+            );
+            if send {
+                let (sent, published) = crate::report_priorities::send(settings).await?;
+                eprint!(
+                    "{}",
+                    crate::report_priorities::describe_sent(&sent, &published)
+                );
+            }
+        }
         ReportCommand::Facilities {
             comune,
             zona,

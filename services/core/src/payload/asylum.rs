@@ -124,6 +124,12 @@ pub struct ComunePlaces {
     pub comune_istat: ComuneIstat,
     pub comune_nome: String,
     pub free_places: i64,
+    /// The comune's zona omogenea.
+    #[serde(default)]
+    pub zona: String,
+    /// Active SPRAR projects with free places in the comune.
+    #[serde(default)]
+    pub facilities: i64,
 }
 
 /// `asylum.weekly_priorities` (A4).
@@ -136,6 +142,21 @@ pub struct WeeklyPrioritiesPayload {
     /// By priority, then waiting time.
     pub cases: Vec<WaitingCase>,
     pub places: Vec<ComunePlaces>,
+    /// The day the figures were read (`YYYY-MM-DD`, Europe/Rome).
+    #[serde(default)]
+    pub generated_on: String,
+    /// Cases waiting, and of them with priority `alta`, `media`, `ordinaria`.
+    #[serde(default)]
+    pub waiting: i64,
+    #[serde(default)]
+    pub alta: i64,
+    #[serde(default)]
+    pub media: i64,
+    #[serde(default)]
+    pub ordinaria: i64,
+    /// Free places in all active SPRAR projects.
+    #[serde(default)]
+    pub free_total: i64,
 }
 
 /// `asylum.place_available` (A5).
@@ -148,6 +169,18 @@ pub struct PlaceAvailablePayload {
     pub previous_free_places: i64,
     /// The first three cases of the list.
     pub first_waiting: Vec<WaitingCase>,
+    #[serde(default)]
+    pub zona: String,
+    /// The report's figures and date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub capacity: i64,
+    #[serde(default)]
+    pub presences: i64,
+    #[serde(default)]
+    pub as_of: String,
+    /// Cases on the whole waiting list.
+    #[serde(default)]
+    pub waiting: i64,
 }
 
 impl super::Payload {
