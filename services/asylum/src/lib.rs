@@ -13,6 +13,7 @@
 //! - [`weekly`]: its Monday 08:00 schedule, once across replicas (A4).
 //! - [`places`]: places freed in a SPRAR project while cases wait (A5), called by the
 //!   quota worker.
+//! - [`tavolo`]: the Tavolo's records and its annual relazione-report (A6).
 //! - [`worker`]: the `EventWorker` that dispatches to them, in the inbound transaction.
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -24,6 +25,7 @@ pub mod placement;
 pub mod places;
 pub mod priorities;
 pub mod pronta;
+pub mod tavolo;
 pub mod waiting;
 pub mod weekly;
 pub mod worker;

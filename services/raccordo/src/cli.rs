@@ -87,6 +87,11 @@ pub enum Command {
         #[arg(long)]
         binary: bool,
     },
+    /// The Tavolo provinciale asilo's records: meetings, protocols, objectives (A6).
+    Tavolo {
+        #[command(subcommand)]
+        command: crate::tavolo::TavoloCommand,
+    },
     /// Dead and parked messages, with their reasons.
     Dlq {
         #[command(subcommand)]
@@ -286,6 +291,8 @@ pub enum ReportCommand {
         #[arg(long)]
         send: bool,
     },
+    /// The Tavolo provinciale asilo's annual relazione-report (A6): printable HTML, CSV, JSON.
+    Tavolo(crate::tavolo::ReportArgs),
     /// The SPRAR waiting list by priority and wait, and free SPRAR places per comune (A4).
     Priorities {
         /// table, csv (the cases) or json (the weekly list's data).

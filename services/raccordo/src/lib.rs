@@ -14,6 +14,7 @@
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
 //! - [`demo`]: the whole flow on the sample data (`demo_asylum`: the asylum desks' part).
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
+//! - [`tavolo`]: the Tavolo asilo's records and annual report (A6).
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
 
@@ -38,4 +39,5 @@ pub mod serve;
 pub mod setup;
 pub mod status;
 pub mod table;
+pub mod tavolo;
 pub mod timeline;

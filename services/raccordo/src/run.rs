@@ -54,6 +54,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             return publish(&settings, &file, how).await;
         }
         Command::Dlq { command } => return dlq(command, &settings).await,
+        Command::Tavolo { command } => crate::tavolo::run(command, &settings).await?,
         Command::Eviction {
             command:
                 EvictionCommand::Rekey {
@@ -313,6 +314,7 @@ async fn rekey(
 
 async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
+        ReportCommand::Tavolo(args) => crate::tavolo::print_report(settings, &args).await?,
         ReportCommand::Evictions {
             month,
             format,
