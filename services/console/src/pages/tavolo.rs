@@ -16,7 +16,7 @@ use raccordo_core::clock::{now, rome_date};
 
 use crate::auth::{Operator, page_context};
 use crate::render::ConsoleError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The first year the page shows.
 const FIRST_YEAR: i32 = 2000;
