@@ -2,6 +2,7 @@
 //! and a real SMTP server, each test in its own database and broker prefix.
 
 mod asylum_priorities;
+mod asylum_pronta;
 mod batching;
 mod bench;
 mod binary_mode;

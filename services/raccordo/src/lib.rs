@@ -12,7 +12,7 @@
 //! - [`report_priorities`]: the SPRAR waiting list and free places (A4), the weekly list on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
-//! - [`demo`]: the whole flow on the sample data.
+//! - [`demo`]: the whole flow on the sample data (`demo_asylum`: the asylum desks' part).
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
@@ -23,6 +23,7 @@ pub mod bench;
 pub mod cli;
 pub mod database;
 pub mod demo;
+mod demo_asylum;
 pub mod dlq;
 pub mod evictions;
 pub mod ids;

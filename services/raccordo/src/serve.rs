@@ -204,7 +204,7 @@ fn warn_if_plaintext(settings: &Settings) {
     if !settings.security.allow_plaintext {
         return;
     }
-    let peers = raccordo_core::tls::plaintext_peers(settings);
+    let peers = settings.plaintext_peers();
     let named: Vec<String> = peers
         .iter()
         .map(|p| format!("{} ({})", p.key, p.host))
@@ -416,6 +416,13 @@ fn spawn_jobs(
             Arc::new(raccordo_asylum::priorities::WeeklyPriorities::default()),
             Arc::new(raccordo_core::clock::SystemClock),
             WEEKLY_CHECK_EVERY,
+            token.clone(),
+        ));
+        // A2: the first-intervention clocks, every replica checking, one notice per case.
+        tracker.spawn(raccordo_asylum::pronta::overdue::run_clock(
+            pool.clone(),
+            settings.asylum.clone(),
+            Arc::new(raccordo_core::clock::SystemClock),
             token.clone(),
         ));
     }

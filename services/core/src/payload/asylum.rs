@@ -182,3 +182,79 @@ pub struct PlaceAvailablePayload {
     #[serde(default)]
     pub waiting: i64,
 }
+
+impl super::Payload {
+    /// The payload as a recipient of `role` may read it: `asylum.pronta_accoglienza`
+    /// without `person` for anyone but the social services (A1: the desk and any other
+    /// office get the same notice without it); every other kind as it is. The mailer
+    /// renders through it, so one notification serves every recipient.
+    pub fn visible_to(&self, role: &str) -> std::borrow::Cow<'_, super::Payload> {
+        use std::borrow::Cow;
+        match self {
+            super::Payload::AsylumProntaAccoglienza(p)
+                if p.person.is_some() && !shows_person_to(role) =>
+            {
+                Cow::Owned(super::Payload::AsylumProntaAccoglienza(Box::new(
+                    ProntaAccoglienzaPayload {
+                        person: None,
+                        ..(**p).clone()
+                    },
+                )))
+            }
+            _ => Cow::Borrowed(self),
+        }
+    }
+}
+
+/// Whether a recipient of `role` may read a consenting person's data (A1).
+pub fn shows_person_to(role: &str) -> bool {
+    crate::domain::Role::parse(role).is_ok_and(|r| r == crate::domain::Role::ServiziSociali)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Payload;
+
+    fn with_person() -> Payload {
+        Payload::AsylumProntaAccoglienza(Box::new(ProntaAccoglienzaPayload {
+            case: "c".into(),
+            desk: "sportello-rho".into(),
+            desk_name: "Sportello".into(),
+            comune_istat: ComuneIstat::parse("015182").expect("valid"),
+            comune_nome: "Rho".into(),
+            ambito: Some("Rho".into()),
+            zona: "Nord Ovest".into(),
+            categories: vec!["salute".into()],
+            reported_at: "2026-03-02T09:15:00+01:00".into(),
+            due_at: "2026-03-02T21:15:00+01:00".into(),
+            facilities: vec![],
+            person: Some(Person {
+                name: Some("Nome Riservato".into()),
+                ..Person::default()
+            }),
+        }))
+    }
+
+    fn person_of(p: &Payload) -> Option<&Person> {
+        match p {
+            Payload::AsylumProntaAccoglienza(p) => p.person.as_ref(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_the_social_services_read_the_person() {
+        let payload = with_person();
+        assert!(person_of(&payload.visible_to("servizi_sociali")).is_some());
+        for role in ["sportello_asilo", "prefettura", "tavolo", "comune", "", "x"] {
+            assert!(person_of(&payload.visible_to(role)).is_none(), "{role}");
+        }
+    }
+
+    #[test]
+    fn a_person_never_prints() {
+        let shown = format!("{:?}", with_person());
+        assert!(!shown.contains("Riservato"), "{shown}");
+    }
+}
