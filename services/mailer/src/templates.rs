@@ -32,8 +32,6 @@ pub const KINDS: &[&str] = &[
     "quota.monthly_report",
     "reception.over_capacity",
     "delivery.unacknowledged",
-    "asylum.weekly_priorities",
-    "asylum.place_available",
     "asylum.pronta_accoglienza",
     "asylum.intervention_overdue",
     "asylum.weekly_priorities",
@@ -218,30 +216,6 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "delivery.unacknowledged.html.j2",
         include_str!("../templates/delivery.unacknowledged.html.j2"),
-    ),
-    (
-        "asylum.weekly_priorities.subject.j2",
-        include_str!("../templates/asylum.weekly_priorities.subject.j2"),
-    ),
-    (
-        "asylum.weekly_priorities.txt.j2",
-        include_str!("../templates/asylum.weekly_priorities.txt.j2"),
-    ),
-    (
-        "asylum.weekly_priorities.html.j2",
-        include_str!("../templates/asylum.weekly_priorities.html.j2"),
-    ),
-    (
-        "asylum.place_available.subject.j2",
-        include_str!("../templates/asylum.place_available.subject.j2"),
-    ),
-    (
-        "asylum.place_available.txt.j2",
-        include_str!("../templates/asylum.place_available.txt.j2"),
-    ),
-    (
-        "asylum.place_available.html.j2",
-        include_str!("../templates/asylum.place_available.html.j2"),
     ),
     (
         "asylum_facilities.txt.j2",
