@@ -696,3 +696,95 @@ async fn leak_test_a_persons_data_is_nowhere_but_the_consented_social_services_e
     let _ = std::fs::remove_file(&log_path);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a2_d5_an_unacknowledged_pronta_accoglienza_is_reminded_then_escalated_without_the_person()
+{
+    // 0.001 hours: the reminder after 3.6 s, the escalation after 7.2 s.
+    let app = asylum_app(|s| s.escalation.after_hours = 0.001).await;
+    app.publish(&app.event(
+        "asylum.vulnerability.v1",
+        report("SP-RHO-2026-0046", true, now()),
+    ))
+    .await;
+    app.wait_for_emails(8).await;
+    app.settle().await;
+    let mails = app.emails_of("asylum.pronta_accoglienza");
+    let reminders: Vec<&ReceivedMail> = mails
+        .iter()
+        .filter(|m| m.header("X-Raccordo-Reminder").as_deref() == Some("1"))
+        .collect();
+    assert_eq!(reminders.len(), 3, "one reminder per recipient");
+    for m in &reminders {
+        let subject = m.subject().unwrap_or_default();
+        assert!(subject.starts_with("[URGENTE] [PROMEMORIA]"), "{subject}");
+        let to_desk = m.to.contains(&DESK_EMAIL.to_owned());
+        assert_eq!(text(m).contains("Wombatina Sileak"), !to_desk, "{:?}", m.to);
+    }
+    let escalated = app.emails_of("delivery.unacknowledged");
+    assert_eq!(recipients(&escalated), set(&[SS_AMBITO_RHO, PREFETTURA]));
+    for m in &escalated {
+        assert_absent(
+            "the escalation",
+            &text(m),
+            &["Wombatina", "5550199", "SP-RHO"],
+        );
+    }
+    app.cleanup().await;
+}
+
+/// Runs `raccordo <args>` for this test; what it printed, stdout and stderr.
+async fn run_cli(app: &TestApp, args: &[&str]) -> String {
+    let output = app
+        .command()
+        .args(args)
+        .output()
+        .await
+        .expect("raccordo runs");
+    assert!(
+        output.status.success(),
+        "raccordo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn leak_test_a_dead_lettered_report_names_the_unknown_desk_and_shows_nothing_of_the_person() {
+    let app = asylum_app(|_| {}).await;
+    let mut unknown_desk = report("SP-DEAD-2026-0099", true, now());
+    unknown_desk["desk"] = json!("sportello-inesistente");
+    app.publish(&app.event("asylum.vulnerability.v1", unknown_desk))
+        .await;
+    let dead = app.wait_for_dead(1).await;
+    assert!(
+        dead[0].error.contains("sportello-inesistente"),
+        "{}",
+        dead[0].error
+    );
+    let mut printed = run_cli(&app, &["dlq", "list"]).await;
+    printed.push_str(&run_cli(&app, &["dlq", "list", "--format", "json"]).await);
+    let show = run_cli(&app, &["dlq", "show", &dead[0].id]).await;
+    assert!(show.contains(&dead[0].id), "{show}");
+    printed.push_str(&show);
+    printed.push_str(&dead[0].error);
+    assert_absent(
+        "dlq list and show",
+        &printed,
+        &[
+            "SP-DEAD",
+            "DEAD-2026",
+            "Wombatina",
+            "5550199",
+            "zorbl",
+            "Xandriana",
+        ],
+    );
+    assert!(app.emails().is_empty());
+    assert_eq!(count(&app, "SELECT count(*) FROM asylum_cases").await, 0);
+    app.cleanup().await;
+}

@@ -410,19 +410,19 @@ fn spawn_jobs(
         ));
     }
     if queues.contains(&WorkQueue::Asylum) {
+        // A2: the first-intervention clocks, every replica checking, one notice per case.
+        tracker.spawn(raccordo_asylum::pronta::overdue::run_clock(
+            pool.clone(),
+            settings.asylum.clone(),
+            Arc::new(raccordo_core::clock::SystemClock),
+            token.clone(),
+        ));
         // The weekly priority list (A4): every replica checks, one sends it per Monday.
         tracker.spawn(raccordo_asylum::weekly::run_weekly(
             pool.clone(),
             Arc::new(raccordo_asylum::priorities::WeeklyPriorities::default()),
             Arc::new(raccordo_core::clock::SystemClock),
             WEEKLY_CHECK_EVERY,
-            token.clone(),
-        ));
-        // A2: the first-intervention clocks, every replica checking, one notice per case.
-        tracker.spawn(raccordo_asylum::pronta::overdue::run_clock(
-            pool.clone(),
-            settings.asylum.clone(),
-            Arc::new(raccordo_core::clock::SystemClock),
             token.clone(),
         ));
     }
