@@ -414,6 +414,11 @@ async fn publish_sample_events(
     )?;
     let published = crate::demo_asylum::publish(settings, pool).await?;
     writeln!(out, "  {published} events published with confirms")?;
+    let waiting = crate::demo_asylum::weekly_list(pool).await?;
+    writeln!(
+        out,
+        "  This week's SPRAR priority list (as on Monday at 08:00) sent: {waiting} case(s) waiting"
+    )?;
     Ok(())
 }
 

@@ -102,6 +102,22 @@ pub(crate) async fn publish(settings: &Settings, pool: &PgPool) -> anyhow::Resul
     Ok(published)
 }
 
+/// The weekly priority list (A4) of this week, as the Monday 08:00 job writes it: the
+/// demo does not wait for Monday. Returns how many cases wait.
+pub(crate) async fn weekly_list(pool: &PgPool) -> anyhow::Result<usize> {
+    let at = raccordo_core::clock::now();
+    let mut tx = pool.begin().await?;
+    let sent = raccordo_asylum::priorities::insert_weekly(
+        &mut tx,
+        raccordo_asylum::weekly::latest_slot(at),
+        raccordo_core::clock::rome_date(at),
+    )
+    .await
+    .context("Failed to write the weekly priority list")?;
+    tx.commit().await?;
+    Ok(sent.waiting)
+}
+
 /// What the demo's asylum events caused, per kind: one line each.
 pub(crate) async fn summary(pool: &PgPool) -> anyhow::Result<String> {
     let mut conn = pool.acquire().await?;
