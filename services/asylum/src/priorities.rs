@@ -1,7 +1,7 @@
 //! The weekly priority list (rule A4): the waiting cases — pseudonyms, categories,
 //! priority, weeks waiting — in the list's order, and the free places of the active SPRAR
 //! projects per comune, to every `sportello_asilo` and the unscoped `tavolo` (the Tavolo
-//! provinciale asilo). Sent by [`crate::weekly`] every Monday at 08:00 and by
+//! provinciale asilo). Sent by the weekly schedule every Monday at 08:00 and by
 //! `raccordo report priorities --send`.
 
 use std::sync::Arc;

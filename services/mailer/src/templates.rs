@@ -1051,3 +1051,73 @@ mod pronta_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod asylum_priorities_tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::samples::{sample_payload, sample_recipient};
+
+    fn rendered(kind: &str) -> Rendered {
+        let payload = sample_payload(kind).expect("a sample");
+        render(kind, Uuid::nil(), &payload, &sample_recipient(kind)).expect("renders")
+    }
+
+    #[test]
+    fn the_weekly_list_shows_cases_in_order_by_short_pseudonym_and_no_category_in_the_subject() {
+        let r = rendered("asylum.weekly_priorities");
+
+        assert_eq!(
+            r.subject,
+            "Lista settimanale delle priorità SPRAR — settimana del 2 marzo 2026: 3 casi in attesa, 5 posti liberi"
+        );
+        assert!(r.text.contains("1. Caso 5f1c0a9e3b7d — priorità alta"));
+        assert!(r.text.contains("nucleo con minori"));
+        assert!(r.text.contains(
+            "- Sesto San Giovanni (zona omogenea Nord Milano): 4 posti liberi in 2 progetti"
+        ));
+        assert!(r.text.contains("Tavolo provinciale asilo"));
+        for body in [&r.text, &r.html] {
+            assert!(
+                !body.contains("5f1c0a9e3b7d42c8"),
+                "only the short pseudonym"
+            );
+        }
+    }
+
+    #[test]
+    fn the_place_alert_names_the_project_the_places_and_the_first_cases() {
+        let r = rendered("asylum.place_available");
+
+        assert_eq!(
+            r.subject,
+            "Posti SPRAR liberi — progetto SPRAR-SSG-01, Comune di Sesto San Giovanni: 3 posti"
+        );
+        assert!(r.text.contains("indica 3 posti liberi, contro 1 della rilevazione precedente, mentre 7 casi sono in lista di attesa"));
+        assert!(r.text.contains("Posti: 25; presenze: 22"));
+        assert!(r.text.contains("3. Caso c3e7a1d5b9f2 — priorità ordinaria"));
+        assert!(r.html.contains("<strong>3 posti liberi</strong>"));
+    }
+
+    #[test]
+    fn an_empty_list_says_nothing_is_needed() {
+        let mut payload = sample_payload("asylum.weekly_priorities").expect("a sample");
+        payload["cases"] = serde_json::json!([]);
+        payload["places"] = serde_json::json!([]);
+        payload["waiting"] = serde_json::json!(0);
+        payload["free_total"] = serde_json::json!(1);
+
+        let r = render(
+            "asylum.weekly_priorities",
+            Uuid::nil(),
+            &payload,
+            &sample_recipient("asylum.weekly_priorities"),
+        )
+        .expect("renders");
+
+        assert!(r.subject.contains("0 casi in attesa, 1 posto libero"));
+        assert!(r.text.contains("Nessun caso è in attesa di inserimento."));
+        assert!(r.text.contains("Nessuna azione richiesta"));
+    }
+}
