@@ -1,7 +1,10 @@
 //! End-to-end tests: the real hub against the real RabbitMQ and PostgreSQL of this machine
 //! and a real SMTP server, each test in its own database and broker prefix.
 
+mod asylum_priorities;
+mod asylum_pronta;
 mod asylum_rotation;
+mod asylum_tavolo;
 mod batching;
 mod bench;
 mod binary_mode;

@@ -1,4 +1,10 @@
 //! The SPRAR waiting list (CONTRACT A4, A5, A6): each case's latest state, and every change.
+//!
+//! The latest state is the one with the latest `since`, as a facility's newest report
+//! stands (Q1): an update arriving late — a `waiting` sent again after the `placed` that
+//! followed it — is kept in the history but does not put the case back on the list. Of
+//! two updates with the same `since`, the later arrival stands. Redelivery and replay
+//! never reach here twice (the inbox).
 
 use sqlx::PgConnection;
 
@@ -30,7 +36,7 @@ pub async fn update(
         .comune_istat
         .as_ref()
         .map(|c| c.as_ref().to_owned());
-    sqlx::query(
+    let current = sqlx::query(
         r#"
         INSERT INTO asylum_placements (case_key, status, priority, categories, since, desk, facility_id, comune_istat)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -44,6 +50,7 @@ pub async fn update(
             facility_id = EXCLUDED.facility_id,
             comune_istat = EXCLUDED.comune_istat,
             updated_at = now()
+        WHERE asylum_placements.since <= EXCLUDED.since
         "#,
     )
     .bind(&case)
@@ -55,7 +62,15 @@ pub async fn update(
     .bind(&placement.facility_id)
     .bind(&istat)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if !current {
+        tracing::debug!(
+            status = placement.status.as_str(),
+            "Placement update older than the case's state: history only."
+        );
+    }
     sqlx::query(
         r#"
         INSERT INTO asylum_placement_history (case_key, status, priority, since, desk, facility_id, comune_istat)

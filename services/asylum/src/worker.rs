@@ -52,7 +52,7 @@ impl EventWorker for AsylumWorker {
     ) -> Result<(), HandleError> {
         match event.event_type {
             EventType::AsylumVulnerability => {
-                pronta::vulnerability(tx, registry, &self.keys, event).await
+                pronta::vulnerability(tx, registry, &self.keys, &self.settings, event).await
             }
             EventType::AsylumIntervention => pronta::intervention(tx, &self.keys, event).await,
             EventType::AsylumDomicile => domicile::request(tx, registry, &self.keys, event).await,

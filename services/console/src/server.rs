@@ -177,6 +177,7 @@ fn console_routes() -> Vec<Route> {
             post(pages::routing::preview_import),
         ),
         route(M::GET, "/evictions", Viewer, get(pages::evictions::page)),
+        route(M::GET, "/tavolo", Viewer, get(pages::tavolo::page)),
         route(M::GET, "/emails", Viewer, get(pages::emails::page)),
         route(M::GET, "/deliveries", Viewer, get(pages::deliveries::page)),
         route(

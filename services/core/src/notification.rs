@@ -64,6 +64,7 @@ impl NotificationKind {
             NotificationKind::EvictionAlert
                 | NotificationKind::HousingOffered
                 | NotificationKind::HousingConsultation
+                | NotificationKind::AsylumProntaAccoglienza
         )
     }
 

@@ -655,13 +655,57 @@ impl Settings {
         self.validate_tls()
     }
 
+    /// Every peer `settings` would reach in clear over a network. The SMTP server counts only
+    /// when emails go over SMTP (`mail.transport = "smtp"`).
+    pub fn plaintext_peers(&self) -> Vec<crate::tls::PlaintextPeer> {
+        let settings = self;
+        let mut peers = Vec::new();
+        if let Some(host) = crate::tls::amqp_in_clear(settings.amqp.url.expose_secret()) {
+            peers.push(crate::tls::PlaintextPeer {
+                key: "amqp.url",
+                host,
+                remedy: "use amqps://user:password@host:5671/vhost",
+            });
+        }
+        if let Some(host) = settings
+            .database
+            .connect_options()
+            .ok()
+            .as_ref()
+            .and_then(crate::tls::database_in_clear)
+        {
+            peers.push(crate::tls::PlaintextPeer {
+                key: "database.url",
+                host,
+                remedy: "add ?sslmode=verify-full (or require, verify-ca) to the URL",
+            });
+        }
+        if settings.mail.transport == MailTransportKind::Smtp
+            && let Some(host) = crate::tls::smtp_in_clear(settings.mail.smtp_url.expose_secret())
+        {
+            peers.push(crate::tls::PlaintextPeer {
+                key: "mail.smtp_url",
+                host,
+                remedy: "use smtps://host:465 or smtp://host:587?tls=required",
+            });
+        }
+        if let Some(host) = crate::tls::smtp_in_clear(settings.mail.pec_smtp_url.expose_secret()) {
+            peers.push(crate::tls::PlaintextPeer {
+                key: "mail.pec_smtp_url",
+                host,
+                remedy: "use smtps://host:465 or smtp://host:587?tls=required",
+            });
+        }
+        peers
+    }
+
     /// The TLS rule: no peer on another machine in clear, unless `security.allow_plaintext`.
     /// Runs on the settings alone, before any connection is attempted.
     fn validate_tls(&self) -> Result<(), SettingsError> {
         if self.security.allow_plaintext {
             return Ok(());
         }
-        match crate::tls::plaintext_peers(self).into_iter().next() {
+        match self.plaintext_peers().into_iter().next() {
             Some(peer) => Err(SettingsError::Invalid {
                 key: peer.key,
                 reason: format!("{peer}, {}", crate::tls::ALLOW_PLAINTEXT_HINT),

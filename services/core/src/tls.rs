@@ -8,10 +8,7 @@
 
 use std::net::IpAddr;
 
-use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-
-use crate::settings::{MailTransportKind, Settings};
 
 /// A peer the settings would reach in clear over a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,49 +98,6 @@ pub fn smtp_in_clear(url: &str) -> Option<String> {
     (!is_loopback_host(host)).then(|| host.to_owned())
 }
 
-/// Every peer `settings` would reach in clear over a network. The SMTP server counts only
-/// when emails go over SMTP (`mail.transport = "smtp"`).
-pub fn plaintext_peers(settings: &Settings) -> Vec<PlaintextPeer> {
-    let mut peers = Vec::new();
-    if let Some(host) = amqp_in_clear(settings.amqp.url.expose_secret()) {
-        peers.push(PlaintextPeer {
-            key: "amqp.url",
-            host,
-            remedy: "use amqps://user:password@host:5671/vhost",
-        });
-    }
-    if let Some(host) = settings
-        .database
-        .connect_options()
-        .ok()
-        .as_ref()
-        .and_then(database_in_clear)
-    {
-        peers.push(PlaintextPeer {
-            key: "database.url",
-            host,
-            remedy: "add ?sslmode=verify-full (or require, verify-ca) to the URL",
-        });
-    }
-    if settings.mail.transport == MailTransportKind::Smtp
-        && let Some(host) = smtp_in_clear(settings.mail.smtp_url.expose_secret())
-    {
-        peers.push(PlaintextPeer {
-            key: "mail.smtp_url",
-            host,
-            remedy: "use smtps://host:465 or smtp://host:587?tls=required",
-        });
-    }
-    if let Some(host) = smtp_in_clear(settings.mail.pec_smtp_url.expose_secret()) {
-        peers.push(PlaintextPeer {
-            key: "mail.pec_smtp_url",
-            host,
-            remedy: "use smtps://host:465 or smtp://host:587?tls=required",
-        });
-    }
-    peers
-}
-
 /// What `security.allow_plaintext` adds to a refusal.
 pub const ALLOW_PLAINTEXT_HINT: &str =
     "or set security.allow_plaintext = true to accept clear text on the network (not recommended)";
@@ -151,6 +105,7 @@ pub const ALLOW_PLAINTEXT_HINT: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{MailTransportKind, Settings};
 
     #[test]
     fn loopback_is_127_slash_8_ipv6_one_localhost_and_sockets() {
@@ -232,7 +187,7 @@ mod tests {
     #[test]
     fn the_defaults_reach_only_this_machine() {
         let settings = Settings::load().expect("defaults are valid");
-        assert!(plaintext_peers(&settings).is_empty());
+        assert!(settings.plaintext_peers().is_empty());
     }
 
     #[test]
@@ -240,9 +195,9 @@ mod tests {
         let mut settings = Settings::load().expect("defaults are valid");
         settings.mail.smtp_url = "smtp://mail.example:25".to_owned().into();
         settings.mail.transport = MailTransportKind::File;
-        assert!(plaintext_peers(&settings).is_empty());
+        assert!(settings.plaintext_peers().is_empty());
         settings.mail.transport = MailTransportKind::Smtp;
-        let peers = plaintext_peers(&settings);
+        let peers = settings.plaintext_peers();
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].key, "mail.smtp_url");
     }

@@ -83,8 +83,7 @@ pub struct UnitStats {
     pub comuni: Vec<ComuneCounts>,
 }
 
-/// A raw count from the database: ambito, istat, nome, step, count.
-pub(crate) type RawRow = (Option<String>, String, String, String, i64);
+pub(crate) use crate::store::RawRow;
 
 /// Groups raw counts into units, masking small ones. Pure, for tests.
 pub(crate) fn group(rows: Vec<RawRow>) -> Vec<UnitStats> {

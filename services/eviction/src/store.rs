@@ -638,6 +638,9 @@ pub async fn unvalidated_revocations(conn: &mut PgConnection) -> Result<i64, sql
         .await
 }
 
+/// A raw count from the database: ambito, istat, nome, step, count.
+pub(crate) type RawRow = (Option<String>, String, String, String, i64);
+
 /// Steps per comune and step between `from` (included) and `to` (excluded), by
 /// `occurred_on`, with the comune's ambito and name. A procedure's step on one day counts
 /// once, however often it was published.
@@ -645,7 +648,7 @@ pub(crate) async fn step_counts(
     conn: &mut PgConnection,
     from: Date,
     to: Date,
-) -> Result<Vec<crate::stats::RawRow>, sqlx::Error> {
+) -> Result<Vec<RawRow>, sqlx::Error> {
     sqlx::query_as(
         r#"
         SELECT c.ambito, c.istat, c.nome, s.step, COUNT(DISTINCT (s.pseudonym, s.occurred_on))

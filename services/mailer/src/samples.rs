@@ -366,6 +366,10 @@ fn stats() -> StatsPayload {
 pub fn sample_recipient(kind: &str) -> RecipientContext {
     let (institution, role) = match kind.split('.').next() {
         Some("eviction") => ("Comune di Rho - Servizi sociali", "servizi_sociali"),
+        // A1's notice as the social services read it, the person's data included.
+        Some("asylum") if kind == "asylum.pronta_accoglienza" => {
+            ("Comune di Rho - Servizi sociali", "servizi_sociali")
+        }
         Some("housing") if kind != "housing.offered" && kind != "housing.withdrawn" => {
             ("Comune di Sesto San Giovanni", "comune")
         }

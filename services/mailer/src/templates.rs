@@ -33,6 +33,10 @@ pub const KINDS: &[&str] = &[
     "reception.over_capacity",
     "delivery.unacknowledged",
     "asylum.domicile_assigned",
+    "asylum.pronta_accoglienza",
+    "asylum.intervention_overdue",
+    "asylum.weekly_priorities",
+    "asylum.place_available",
 ];
 
 /// Every template, by the name templates use to extend or include it.
@@ -226,6 +230,62 @@ const TEMPLATES: &[(&str, &str)] = &[
         "asylum.domicile_assigned.html.j2",
         include_str!("../templates/asylum.domicile_assigned.html.j2"),
     ),
+    (
+        "asylum_facilities.txt.j2",
+        include_str!("../templates/asylum_facilities.txt.j2"),
+    ),
+    (
+        "asylum_facilities.html.j2",
+        include_str!("../templates/asylum_facilities.html.j2"),
+    ),
+    (
+        "asylum.pronta_accoglienza.subject.j2",
+        include_str!("../templates/asylum.pronta_accoglienza.subject.j2"),
+    ),
+    (
+        "asylum.pronta_accoglienza.txt.j2",
+        include_str!("../templates/asylum.pronta_accoglienza.txt.j2"),
+    ),
+    (
+        "asylum.pronta_accoglienza.html.j2",
+        include_str!("../templates/asylum.pronta_accoglienza.html.j2"),
+    ),
+    (
+        "asylum.intervention_overdue.subject.j2",
+        include_str!("../templates/asylum.intervention_overdue.subject.j2"),
+    ),
+    (
+        "asylum.intervention_overdue.txt.j2",
+        include_str!("../templates/asylum.intervention_overdue.txt.j2"),
+    ),
+    (
+        "asylum.intervention_overdue.html.j2",
+        include_str!("../templates/asylum.intervention_overdue.html.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.subject.j2",
+        include_str!("../templates/asylum.weekly_priorities.subject.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.txt.j2",
+        include_str!("../templates/asylum.weekly_priorities.txt.j2"),
+    ),
+    (
+        "asylum.weekly_priorities.html.j2",
+        include_str!("../templates/asylum.weekly_priorities.html.j2"),
+    ),
+    (
+        "asylum.place_available.subject.j2",
+        include_str!("../templates/asylum.place_available.subject.j2"),
+    ),
+    (
+        "asylum.place_available.txt.j2",
+        include_str!("../templates/asylum.place_available.txt.j2"),
+    ),
+    (
+        "asylum.place_available.html.j2",
+        include_str!("../templates/asylum.place_available.html.j2"),
+    ),
 ];
 
 /// Who the email is addressed to, from the referent registry.
@@ -295,6 +355,9 @@ fn environment() -> Environment<'static> {
     env.add_filter("accoglienza", reception_kind_it);
     env.add_filter("percento", percent_it);
     env.add_filter("durata", hours_it);
+    env.add_filter("quando", instant_it);
+    env.add_filter("categoria", category_it);
+    env.add_filter("vicinanza", proximity_it);
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .expect("embedded templates parse: `every_template_parses` checks them");
@@ -365,6 +428,9 @@ pub fn render_payload_with_link(
     ack_url: Option<&str>,
 ) -> Result<Rendered, RenderError> {
     let kind = payload.kind().as_str();
+    // A1: the person's data only to the social services, whatever the stored payload holds.
+    let payload = payload.visible_to(&recipient.role);
+    let payload: &Payload = &payload;
     let recipient_value = context! {
         name => recipient.name,
         institution => recipient.institution,
@@ -433,6 +499,45 @@ fn date_it(value: &str) -> String {
         ),
         Err(_) => value.to_owned(),
     }
+}
+
+/// An RFC 3339 instant as `2 marzo 2026 alle 09:15`, Europe/Rome.
+fn instant_it(value: &str) -> String {
+    match time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339) {
+        Ok(at) => {
+            let (date, time) = raccordo_core::clock::rome_local(at);
+            format!("{} alle {time}", date_it(&date))
+        }
+        Err(_) => value.to_owned(),
+    }
+}
+
+/// The vulnerability categories of `asylum.vulnerability.v1` in words.
+fn category_it(value: &str) -> String {
+    match value {
+        "minore_non_accompagnato" => "minore straniero non accompagnato",
+        "nucleo_con_minori" => "nucleo familiare con minori",
+        "donna_sola" => "donna sola",
+        "rischio_tratta" => "possibile vittima di tratta",
+        "vittima_violenza" => "vittima di violenza",
+        "salute" => "problemi di salute",
+        "disabilita" => "disabilità",
+        "altro" => "altra vulnerabilità",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// How near a facility is (A1's order) in words.
+fn proximity_it(value: &str) -> String {
+    match value {
+        "comune" => "nello stesso comune",
+        "ambito" => "nello stesso ambito",
+        "zona" => "nella stessa zona omogenea",
+        "altro" => "in un'altra zona",
+        other => other,
+    }
+    .to_owned()
 }
 
 /// The `building_type` codes of `housing.unit.v1` in words.
@@ -889,5 +994,143 @@ mod quota_tests {
         assert!(r.text.contains("- Colturano: 2 su 6 (33,3%)"));
         assert!(r.text.contains("SOTTO LA SOGLIA"));
         assert!(r.text.contains("art. 2, comma 8"));
+    }
+}
+
+#[cfg(test)]
+mod pronta_tests {
+    use raccordo_core::notification::NotificationKind;
+    use raccordo_core::payload::{Payload, Person};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::samples::sample;
+
+    fn recipient(role: &str) -> RecipientContext {
+        RecipientContext {
+            name: None,
+            institution: "Ufficio".into(),
+            role: role.into(),
+        }
+    }
+
+    fn with_person(person: Option<Person>) -> Payload {
+        match sample(NotificationKind::AsylumProntaAccoglienza) {
+            Payload::AsylumProntaAccoglienza(mut p) => {
+                p.person = person;
+                Payload::AsylumProntaAccoglienza(p)
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn the_desk_reads_the_notice_without_the_person_and_the_social_services_with_it() {
+        let payload = with_person(Some(Person {
+            name: Some("Nome Soltanto".into()),
+            ..Person::default()
+        }));
+        let social =
+            render_payload(&payload, Uuid::nil(), &recipient("servizi_sociali")).expect("renders");
+        let desk =
+            render_payload(&payload, Uuid::nil(), &recipient("sportello_asilo")).expect("renders");
+        assert!(social.text.contains("Nome Soltanto") && social.html.contains("Nome Soltanto"));
+        assert!(!desk.text.contains("Nome Soltanto") && !desk.html.contains("Nome Soltanto"));
+        assert!(desk.text.contains("solo ai servizi sociali"));
+        for rendered in [&social, &desk] {
+            assert!(!rendered.subject.contains("Nome"), "{}", rendered.subject);
+            assert!(!rendered.subject.contains("salute"), "{}", rendered.subject);
+        }
+    }
+
+    #[test]
+    fn without_consent_the_social_services_are_told_to_ask_the_desk() {
+        let rendered = render_payload(
+            &with_person(None),
+            Uuid::nil(),
+            &recipient("servizi_sociali"),
+        )
+        .expect("renders");
+        assert!(
+            rendered.text.contains("non ha acconsentito"),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("problemi di salute"));
+        assert!(
+            rendered.subject.contains("2 marzo 2026 alle 21:15"),
+            "{}",
+            rendered.subject
+        );
+    }
+}
+
+#[cfg(test)]
+mod asylum_priorities_tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::samples::{sample_payload, sample_recipient};
+
+    fn rendered(kind: &str) -> Rendered {
+        let payload = sample_payload(kind).expect("a sample");
+        render(kind, Uuid::nil(), &payload, &sample_recipient(kind)).expect("renders")
+    }
+
+    #[test]
+    fn the_weekly_list_shows_cases_in_order_by_short_pseudonym_and_no_category_in_the_subject() {
+        let r = rendered("asylum.weekly_priorities");
+
+        assert_eq!(
+            r.subject,
+            "Lista settimanale delle priorità SPRAR — settimana del 2 marzo 2026: 3 casi in attesa, 5 posti liberi"
+        );
+        assert!(r.text.contains("1. Caso 5f1c0a9e3b7d — priorità alta"));
+        assert!(r.text.contains("nucleo con minori"));
+        assert!(r.text.contains(
+            "- Sesto San Giovanni (zona omogenea Nord Milano): 4 posti liberi in 2 progetti"
+        ));
+        assert!(r.text.contains("Tavolo provinciale asilo"));
+        for body in [&r.text, &r.html] {
+            assert!(
+                !body.contains("5f1c0a9e3b7d42c8"),
+                "only the short pseudonym"
+            );
+        }
+    }
+
+    #[test]
+    fn the_place_alert_names_the_project_the_places_and_the_first_cases() {
+        let r = rendered("asylum.place_available");
+
+        assert_eq!(
+            r.subject,
+            "Posti SPRAR liberi — progetto SPRAR-SSG-01, Comune di Sesto San Giovanni: 3 posti"
+        );
+        assert!(r.text.contains("indica 3 posti liberi, contro 1 della rilevazione precedente, mentre 7 casi sono in lista di attesa"));
+        assert!(r.text.contains("Posti: 25; presenze: 22"));
+        assert!(r.text.contains("3. Caso c3e7a1d5b9f2 — priorità ordinaria"));
+        assert!(r.html.contains("<strong>3 posti liberi</strong>"));
+    }
+
+    #[test]
+    fn an_empty_list_says_nothing_is_needed() {
+        let mut payload = sample_payload("asylum.weekly_priorities").expect("a sample");
+        payload["cases"] = serde_json::json!([]);
+        payload["places"] = serde_json::json!([]);
+        payload["waiting"] = serde_json::json!(0);
+        payload["free_total"] = serde_json::json!(1);
+
+        let r = render(
+            "asylum.weekly_priorities",
+            Uuid::nil(),
+            &payload,
+            &sample_recipient("asylum.weekly_priorities"),
+        )
+        .expect("renders");
+
+        assert!(r.subject.contains("0 casi in attesa, 1 posto libero"));
+        assert!(r.text.contains("Nessun caso è in attesa di inserimento."));
+        assert!(r.text.contains("Nessuna azione richiesta"));
     }
 }

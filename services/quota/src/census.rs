@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::PgConnection;
-use time::Date;
 
 use raccordo_core::domain::{ComuneIstat, format_date};
 
@@ -53,9 +52,6 @@ pub struct Census {
     pub comuni: Vec<CensusTotals>,
     pub zone: Vec<CensusTotals>,
 }
-
-/// A facility with its comune's name and zona, as [`crate::store::census_rows`] reads it.
-pub(crate) type Row = (String, String, String, String, String, i32, i32, bool, Date);
 
 /// Loads the census, optionally of one comune or one zona.
 pub async fn load_census(

@@ -191,12 +191,7 @@ pub async fn load_announcements(
         .collect())
 }
 
-/// A facility's newest report, with its date.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredFacility {
-    pub facility: Facility,
-    pub as_of: Date,
-}
+pub(crate) use crate::store::StoredFacility;
 
 /// The figures of every comune of `comuni` (which must hold whole zone), by zona.
 pub(crate) fn figures_by_zona<'a>(

@@ -11,9 +11,18 @@ use raccordo_core::domain::ComuneIstat;
 use raccordo_core::ownership::Owner;
 use raccordo_core::registry::Comune;
 
-use crate::coverage::StoredFacility;
 use crate::decide::{ComuneState, Facility, Rule, Standing};
 use crate::occupancy::{OccupancyReport, ReceptionKind};
+
+/// A facility's newest report, with its date.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredFacility {
+    pub facility: Facility,
+    pub as_of: Date,
+}
+
+/// A facility with its comune's name and zona, as [`census_rows`] reads it.
+pub(crate) type CensusRow = (String, String, String, String, String, i32, i32, bool, Date);
 
 /// An `INTEGER` column's value: a figure beyond it is refused, never clamped.
 fn column<T: TryInto<i32, Error = std::num::TryFromIntError>>(
@@ -478,7 +487,7 @@ pub(crate) async fn census_rows(
     conn: &mut PgConnection,
     comune: Option<&ComuneIstat>,
     zona: Option<&str>,
-) -> Result<Vec<crate::census::Row>, sqlx::Error> {
+) -> Result<Vec<CensusRow>, sqlx::Error> {
     sqlx::query_as(
         r#"
         SELECT f.facility_id, f.comune_istat, c.nome, c.zona, f.reception_kind, f.capacity,

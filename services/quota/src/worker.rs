@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
+use raccordo_asylum::places::{FacilityReport, Occupancy, place_available};
 use raccordo_core::amqp::HandleError;
+use raccordo_core::clock::{now, rome_date};
+use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
 use raccordo_core::notification::notify_comune;
@@ -162,7 +165,15 @@ impl QuotaWorker {
         let publisher = previous.as_ref().map_or(report.publisher.as_str(), |o| {
             o.publisher_after(&report.publisher)
         });
+        let previous_occupancy = if occupancy_of(report).free_sprar_places() > 0 {
+            raccordo_asylum::places::stored_occupancy(tx, &report.facility_id).await?
+        } else {
+            None
+        };
         store::save_facility(tx, report, publisher).await?;
+        if let Some(alert) = place_alert(tx, comune, report, previous_occupancy.as_ref()).await? {
+            insert_notification(tx, &alert).await?;
+        }
 
         // Q6: once per report that shows it.
         if over_capacity(report.capacity, report.presences) {
@@ -280,6 +291,33 @@ impl QuotaWorker {
             }),
         }
     }
+}
+
+/// What the asylum desks' rule A5 reads of a report.
+fn occupancy_of(report: &OccupancyReport) -> Occupancy {
+    Occupancy {
+        kind: report.reception_kind,
+        active: report.active,
+        capacity: i64::from(report.capacity),
+        presences: i64::from(report.presences),
+    }
+}
+
+/// A5: SPRAR places freed while asylum cases wait tell the desks, in the report's
+/// transaction (raccordo-asylum decides; the quota worker only calls it).
+async fn place_alert(
+    tx: &mut PgConnection,
+    comune: &Comune,
+    report: &OccupancyReport,
+    previous: Option<&Occupancy>,
+) -> Result<Option<NewNotification>, sqlx::Error> {
+    let facility = FacilityReport {
+        facility_id: &report.facility_id,
+        comune,
+        as_of: report.as_of,
+        occupancy: occupancy_of(report),
+    };
+    place_available(tx, &facility, previous, rome_date(now())).await
 }
 
 /// Q6: the data of a report that shows more presences than places.

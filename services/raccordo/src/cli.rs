@@ -92,6 +92,11 @@ pub enum Command {
         #[arg(long)]
         binary: bool,
     },
+    /// The Tavolo provinciale asilo's records: meetings, protocols, objectives (A6).
+    Tavolo {
+        #[command(subcommand)]
+        command: crate::tavolo::TavoloCommand,
+    },
     /// Dead and parked messages, with their reasons.
     Dlq {
         #[command(subcommand)]
@@ -329,6 +334,17 @@ pub enum ReportCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
         /// Also send the monthly verification (Q7) to the Prefettura and each Tavolo.
+        #[arg(long)]
+        send: bool,
+    },
+    /// The Tavolo provinciale asilo's annual relazione-report (A6): printable HTML, CSV, JSON.
+    Tavolo(crate::tavolo::ReportArgs),
+    /// The SPRAR waiting list by priority and wait, and free SPRAR places per comune (A4).
+    Priorities {
+        /// table, csv (the cases) or json (the weekly list's data).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Also send this week's list to every sportello_asilo and the unscoped tavolo.
         #[arg(long)]
         send: bool,
     },

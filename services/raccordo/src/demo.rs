@@ -80,7 +80,11 @@ pub async fn run(
     step(out, "Importing the registry")?;
     let pool = connect_db(&settings).await?;
     let (comuni, referents) = import_sample_registry(&pool).await?;
-    writeln!(out, "  {comuni} comuni, {referents} referents")?;
+    let desks = crate::demo_asylum::import_desks(&pool).await?;
+    writeln!(
+        out,
+        "  {comuni} comuni, {referents} referents, {desks} of the Tavolo provinciale asilo and its sportelli"
+    )?;
 
     let simulator = with_pec(&mut settings, out).await?;
     let pec_count = import_demo_pec(&pool).await?;
@@ -403,6 +407,24 @@ async fn publish_sample_events(
     )?;
     let published = crate::evictions::publish_demo(settings, pool).await?;
     writeln!(out, "  {published} events published with confirms")?;
+
+    step(
+        out,
+        "The asylum desks report two vulnerable people (one consents), ask three domiciles and update the SPRAR list; a SPRAR facility frees places",
+    )?;
+    let published = crate::demo_asylum::publish(settings, pool).await?;
+    writeln!(out, "  {published} events published with confirms")?;
+
+    step(
+        out,
+        "The Tavolo sends this week's SPRAR priority list now (raccordo report priorities --send; by itself every Monday at 08:00)",
+    )?;
+    let (sent, _) = crate::report_priorities::send(settings).await?;
+    writeln!(
+        out,
+        "  {} cases waiting, sent to {} recipients (the sportelli and the Tavolo provinciale asilo)",
+        sent.waiting, sent.recipients
+    )?;
     Ok(())
 }
 
@@ -415,11 +437,13 @@ async fn write_summary(
     let summary = summarize(pool, settings).await?;
     let quota = crate::report_coverage::announcements(pool).await?;
     let evictions = crate::evictions::demo_summary(pool, settings).await?;
+    let asylum = crate::demo_asylum::summary(pool).await?;
     let dead = crate::dlq::list(settings, crate::dlq::Which::Dead).await?;
 
     writeln!(out, "\n{summary}")?;
     writeln!(out, "{quota}")?;
     writeln!(out, "{evictions}")?;
+    writeln!(out, "{asylum}")?;
     writeln!(
         out,
         "Dead letters ({}): input that can never be processed",

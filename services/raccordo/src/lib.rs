@@ -10,10 +10,12 @@
 //! - [`keys`]: rotation of the pseudonym key.
 //! - [`report_coverage`]: coverage and facility reports, the monthly verification on demand.
 //! - [`domiciles`]: the domicile rotation (pause, resume, list) and its yearly report (A3).
+//! - [`report_priorities`]: the SPRAR waiting list and free places (A4), the weekly list on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
-//! - [`demo`]: the whole flow on the sample data.
+//! - [`demo`]: the whole flow on the sample data (`demo_asylum`: the asylum desks' part).
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
+//! - [`tavolo`]: the Tavolo asilo's records and annual report (A6).
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
 
@@ -23,6 +25,7 @@ pub mod bench;
 pub mod cli;
 pub mod database;
 pub mod demo;
+mod demo_asylum;
 pub mod dlq;
 pub mod domiciles;
 pub mod evictions;
@@ -32,9 +35,11 @@ pub mod keys;
 pub mod publish;
 pub mod registry;
 pub mod report_coverage;
+pub mod report_priorities;
 pub mod run;
 pub mod serve;
 pub mod setup;
 pub mod status;
 pub mod table;
+pub mod tavolo;
 pub mod timeline;

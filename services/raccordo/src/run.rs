@@ -54,6 +54,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             return publish(&settings, &file, how).await;
         }
         Command::Dlq { command } => return dlq(command, &settings).await,
+        Command::Tavolo { command } => crate::tavolo::run(command, &settings).await?,
         Command::Eviction {
             command:
                 EvictionCommand::Rekey {
@@ -335,6 +336,7 @@ async fn rekey(
 
 async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
+        ReportCommand::Tavolo(args) => crate::tavolo::print_report(settings, &args).await?,
         ReportCommand::Evictions {
             month,
             format,
@@ -366,6 +368,20 @@ async fn report(command: ReportCommand, settings: &Settings) -> anyhow::Result<E
                 eprint!(
                     "{}",
                     crate::report_coverage::describe_sent(&sent, &published)
+                );
+            }
+        }
+        ReportCommand::Priorities { format, send } => {
+            let list = crate::report_priorities::priorities(settings).await?;
+            print!(
+                "{}",
+                crate::report_priorities::format_priorities(&list, format)?
+            );
+            if send {
+                let (sent, published) = crate::report_priorities::send(settings).await?;
+                eprint!(
+                    "{}",
+                    crate::report_priorities::describe_sent(&sent, &published)
                 );
             }
         }

@@ -31,6 +31,9 @@ use raccordo_quota::{MonthlyVerification, QuotaWorker};
 
 /// How often the monthly jobs check whether last month's run is still due.
 const MONTHLY_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
+/// How often each replica checks whether the Monday 08:00 list (A4) is due: it goes
+/// within a minute of eight.
+const WEEKLY_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Which workers a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -201,7 +204,7 @@ fn warn_if_plaintext(settings: &Settings) {
     if !settings.security.allow_plaintext {
         return;
     }
-    let peers = raccordo_core::tls::plaintext_peers(settings);
+    let peers = settings.plaintext_peers();
     let named: Vec<String> = peers
         .iter()
         .map(|p| format!("{} ({})", p.key, p.host))
@@ -403,6 +406,23 @@ fn spawn_jobs(
             pool.clone(),
             raccordo_mailer::FileOutbox::from_settings(&settings.mail),
             settings.eviction.dead_letter_ttl(),
+            token.clone(),
+        ));
+    }
+    if queues.contains(&WorkQueue::Asylum) {
+        // A2: the first-intervention clocks, every replica checking, one notice per case.
+        tracker.spawn(raccordo_asylum::pronta::overdue::run_clock(
+            pool.clone(),
+            settings.asylum.clone(),
+            Arc::new(raccordo_core::clock::SystemClock),
+            token.clone(),
+        ));
+        // The weekly priority list (A4): every replica checks, one sends it per Monday.
+        tracker.spawn(raccordo_asylum::weekly::run_weekly(
+            pool.clone(),
+            Arc::new(raccordo_asylum::priorities::WeeklyPriorities::default()),
+            Arc::new(raccordo_core::clock::SystemClock),
+            WEEKLY_CHECK_EVERY,
             token.clone(),
         ));
     }

@@ -16,7 +16,7 @@ use raccordo_core::db::{self, AckTarget, Acknowledgement};
 use raccordo_core::notification::NotificationKind;
 
 use crate::render::{ConsoleError, local_time};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The verified delivery a token names, or `None` for any refusal.
 async fn verified(state: &AppState, token: &str) -> Result<Option<AckTarget>, ConsoleError> {

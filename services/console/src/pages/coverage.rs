@@ -20,7 +20,7 @@ use raccordo_quota::coverage::{
 use crate::auth::{Operator, page_context};
 use crate::chart;
 use crate::render::{ConsoleError, local_time};
-use crate::server::AppState;
+use crate::state::AppState;
 
 async fn report(state: &AppState) -> Result<CoverageReport, ConsoleError> {
     let mut conn = state.pool.acquire().await?;

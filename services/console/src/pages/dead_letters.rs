@@ -19,7 +19,7 @@ use raccordo_core::amqp::dead_letter::{self, HeldMessage, Holding};
 use crate::actions::{self, NewAction};
 use crate::auth::{Operator, page_context};
 use crate::render::ConsoleError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Messages per page.
 pub(crate) const PAGE_SIZE: usize = 50;

@@ -21,7 +21,7 @@ use raccordo_core::settings::ConsoleRole;
 use crate::auth::{Operator, page_context};
 use crate::chart;
 use crate::render::ConsoleError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Rows per page.
 pub(crate) const PAGE_SIZE: i64 = 100;

@@ -16,7 +16,7 @@ use raccordo_mailer::{KINDS, Rendered, render};
 use crate::auth::{Operator, page_context};
 use crate::headers::EMAIL_PREVIEW_CSP;
 use crate::render::ConsoleError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The id printed in the samples' footers.
 const SAMPLE_ID: Uuid = Uuid::nil();

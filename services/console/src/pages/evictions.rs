@@ -23,7 +23,7 @@ use raccordo_eviction::stats::{ComuneCounts, Count, month_stats};
 use crate::auth::{Operator, page_context};
 use crate::chart;
 use crate::render::ConsoleError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The month to show, `YYYY-MM`; default the current one (Europe/Rome).
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ pub(crate) mod emails;
 pub(crate) mod evictions;
 pub(crate) mod overview;
 pub(crate) mod routing;
+pub(crate) mod tavolo;
 
 use crate::render::ConsoleError;
 

@@ -14,7 +14,7 @@ use raccordo_core::db;
 use crate::auth::{Access, Operator, page_context};
 use crate::chart;
 use crate::render::{ConsoleError, local_time};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn page(
     State(state): State<AppState>,

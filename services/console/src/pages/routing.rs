@@ -24,7 +24,7 @@ use raccordo_quota::monthly::{whole_report_recipients, zona_report_recipients};
 
 use crate::auth::{Operator, page_context};
 use crate::render::ConsoleError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The chosen comune and kind.
 #[derive(Deserialize)]

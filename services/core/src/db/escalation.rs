@@ -22,9 +22,9 @@ use super::signal::OUTBOX_CHANNEL;
 use crate::domain::ComuneIstat;
 use crate::payload::{Payload, UnacknowledgedPayload, UnacknowledgedRecipient};
 
-/// The kinds that are reminded and escalated when urgent: the eviction alert of C5 (the
-/// asylum kinds of A2 will join them).
-pub const ESCALATING_KINDS: &[&str] = &["eviction.alert"];
+/// The kinds that are reminded and escalated when urgent: the eviction alert of C5 and the
+/// pronta accoglienza of A2 (always urgent).
+pub const ESCALATING_KINDS: &[&str] = &["eviction.alert", "asylum.pronta_accoglienza"];
 
 /// Decides the reminders due: urgent notifications of [`ESCALATING_KINDS`] older than
 /// `after`, not acknowledged by anyone, not scrubbed (a revoked consent stops everything),

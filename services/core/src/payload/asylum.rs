@@ -124,6 +124,12 @@ pub struct ComunePlaces {
     pub comune_istat: ComuneIstat,
     pub comune_nome: String,
     pub free_places: i64,
+    /// The comune's zona omogenea.
+    #[serde(default)]
+    pub zona: String,
+    /// Active SPRAR projects with free places in the comune.
+    #[serde(default)]
+    pub facilities: i64,
 }
 
 /// `asylum.weekly_priorities` (A4).
@@ -136,6 +142,21 @@ pub struct WeeklyPrioritiesPayload {
     /// By priority, then waiting time.
     pub cases: Vec<WaitingCase>,
     pub places: Vec<ComunePlaces>,
+    /// The day the figures were read (`YYYY-MM-DD`, Europe/Rome).
+    #[serde(default)]
+    pub generated_on: String,
+    /// Cases waiting, and of them with priority `alta`, `media`, `ordinaria`.
+    #[serde(default)]
+    pub waiting: i64,
+    #[serde(default)]
+    pub alta: i64,
+    #[serde(default)]
+    pub media: i64,
+    #[serde(default)]
+    pub ordinaria: i64,
+    /// Free places in all active SPRAR projects.
+    #[serde(default)]
+    pub free_total: i64,
 }
 
 /// `asylum.place_available` (A5).
@@ -148,4 +169,92 @@ pub struct PlaceAvailablePayload {
     pub previous_free_places: i64,
     /// The first three cases of the list.
     pub first_waiting: Vec<WaitingCase>,
+    #[serde(default)]
+    pub zona: String,
+    /// The report's figures and date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub capacity: i64,
+    #[serde(default)]
+    pub presences: i64,
+    #[serde(default)]
+    pub as_of: String,
+    /// Cases on the whole waiting list.
+    #[serde(default)]
+    pub waiting: i64,
+}
+
+impl super::Payload {
+    /// The payload as a recipient of `role` may read it: `asylum.pronta_accoglienza`
+    /// without `person` for anyone but the social services (A1: the desk and any other
+    /// office get the same notice without it); every other kind as it is. The mailer
+    /// renders through it, so one notification serves every recipient.
+    pub fn visible_to(&self, role: &str) -> std::borrow::Cow<'_, super::Payload> {
+        use std::borrow::Cow;
+        match self {
+            super::Payload::AsylumProntaAccoglienza(p)
+                if p.person.is_some() && !shows_person_to(role) =>
+            {
+                Cow::Owned(super::Payload::AsylumProntaAccoglienza(Box::new(
+                    ProntaAccoglienzaPayload {
+                        person: None,
+                        ..(**p).clone()
+                    },
+                )))
+            }
+            _ => Cow::Borrowed(self),
+        }
+    }
+}
+
+/// Whether a recipient of `role` may read a consenting person's data (A1).
+pub fn shows_person_to(role: &str) -> bool {
+    crate::domain::Role::parse(role).is_ok_and(|r| r == crate::domain::Role::ServiziSociali)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Payload;
+
+    fn with_person() -> Payload {
+        Payload::AsylumProntaAccoglienza(Box::new(ProntaAccoglienzaPayload {
+            case: "c".into(),
+            desk: "sportello-rho".into(),
+            desk_name: "Sportello".into(),
+            comune_istat: ComuneIstat::parse("015182").expect("valid"),
+            comune_nome: "Rho".into(),
+            ambito: Some("Rho".into()),
+            zona: "Nord Ovest".into(),
+            categories: vec!["salute".into()],
+            reported_at: "2026-03-02T09:15:00+01:00".into(),
+            due_at: "2026-03-02T21:15:00+01:00".into(),
+            facilities: vec![],
+            person: Some(Person {
+                name: Some("Nome Riservato".into()),
+                ..Person::default()
+            }),
+        }))
+    }
+
+    fn person_of(p: &Payload) -> Option<&Person> {
+        match p {
+            Payload::AsylumProntaAccoglienza(p) => p.person.as_ref(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_the_social_services_read_the_person() {
+        let payload = with_person();
+        assert!(person_of(&payload.visible_to("servizi_sociali")).is_some());
+        for role in ["sportello_asilo", "prefettura", "tavolo", "comune", "", "x"] {
+            assert!(person_of(&payload.visible_to(role)).is_none(), "{role}");
+        }
+    }
+
+    #[test]
+    fn a_person_never_prints() {
+        let shown = format!("{:?}", with_person());
+        assert!(!shown.contains("Riservato"), "{shown}");
+    }
 }

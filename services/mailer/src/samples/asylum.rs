@@ -121,13 +121,23 @@ pub(super) fn weekly_priorities() -> WeeklyPrioritiesPayload {
                 comune_istat: istat("015209"),
                 comune_nome: "Sesto San Giovanni".into(),
                 free_places: 4,
+                zona: "Nord Milano".into(),
+                facilities: 2,
             },
             ComunePlaces {
                 comune_istat: istat("015182"),
                 comune_nome: "Rho".into(),
                 free_places: 1,
+                zona: "Nord Ovest".into(),
+                facilities: 1,
             },
         ],
+        generated_on: "2026-03-02".into(),
+        waiting: 3,
+        alta: 1,
+        media: 1,
+        ordinaria: 1,
+        free_total: 5,
     }
 }
 
@@ -139,5 +149,10 @@ pub(super) fn place_available() -> PlaceAvailablePayload {
         free_places: 3,
         previous_free_places: 1,
         first_waiting: list(),
+        zona: "Nord Milano".into(),
+        capacity: 25,
+        presences: 22,
+        as_of: "2026-03-04".into(),
+        waiting: 7,
     }
 }

@@ -15,7 +15,9 @@ use raccordo_core::ownership::{self, IdKind, Owner};
 use raccordo_core::payload::Payload;
 use raccordo_core::registry::{Comune, Snapshot};
 
-use super::{QuotaError, QuotaWorker, over_capacity_payload};
+use raccordo_asylum::places::Occupancy;
+
+use super::{QuotaError, QuotaWorker, over_capacity_payload, place_alert};
 use crate::coverage::{StoredFacility, figures_by_zona};
 use crate::decide::{
     ComuneFigures, ComuneState, Facility, ZonaTotals, decide, over_capacity, supersedes,
@@ -78,6 +80,16 @@ fn facility_of(report: &OccupancyReport) -> Facility {
         capacity: i64::from(report.capacity),
         presences: i64::from(report.presences),
         active: counts_active(report),
+    }
+}
+
+/// A stored facility as the asylum desks' rule A5 reads it.
+fn occupancy_of_stored(f: &Facility) -> Occupancy {
+    Occupancy {
+        kind: f.kind,
+        active: f.active,
+        capacity: f.capacity,
+        presences: f.presences,
     }
 }
 
@@ -163,6 +175,10 @@ impl QuotaWorker {
             }
             if let Some(previous) = previous {
                 sums.add(&previous.facility, -1);
+            }
+            let before = previous.map(|p| occupancy_of_stored(&p.facility));
+            if let Some(alert) = place_alert(tx, comune, report, before.as_ref()).await? {
+                decided.notifications.push(alert);
             }
             let facility = facility_of(report);
             sums.add(&facility, 1);

@@ -1,0 +1,165 @@
+//! Tavolo asilo (A6): the indicators of the annual relazione-report against their targets,
+//! through the year so far (or a past year), with the report's own charts, meetings,
+//! protocols and objectives — for every role, `viewer` included. Only counts and shares,
+//! `<3` under 3 people: never a case, a pseudonym or a person.
+
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use raccordo_asylum::tavolo::chart;
+use raccordo_asylum::tavolo::indicator::{Cell, Unit};
+use raccordo_asylum::tavolo::{ReportParams, TavoloReport, load_report};
+use raccordo_core::clock::{now, rome_date};
+
+use crate::auth::{Operator, page_context};
+use crate::render::ConsoleError;
+use crate::state::AppState;
+
+/// The first year the page shows.
+const FIRST_YEAR: i32 = 2000;
+
+const MONTHS: [&str; 12] = [
+    "gen", "feb", "mar", "apr", "mag", "giu", "lug", "ago", "set", "ott", "nov", "dic",
+];
+
+/// The year to show; default the current one (Europe/Rome).
+#[derive(Deserialize)]
+pub(crate) struct YearQuery {
+    #[serde(default)]
+    year: Option<String>,
+}
+
+fn year_of(q: &YearQuery, current: i32) -> Result<i32, ConsoleError> {
+    let Some(text) = q.year.as_deref().filter(|y| !y.is_empty()) else {
+        return Ok(current);
+    };
+    text.parse::<i32>()
+        .ok()
+        .filter(|y| (FIRST_YEAR..=current).contains(y))
+        .ok_or_else(|| {
+            ConsoleError::BadRequest(format!(
+                "Anno non valido: scriverlo come AAAA, dal {FIRST_YEAR} al {current}."
+            ))
+        })
+}
+
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Query(q): Query<YearQuery>,
+) -> Result<Response, ConsoleError> {
+    let current = rome_date(now()).year();
+    let year = year_of(&q, current)?;
+    let mut conn = state.pool.acquire().await?;
+    let report = load_report(
+        &mut conn,
+        ReportParams {
+            year,
+            first_intervention_hours: state.settings.asylum.first_intervention_hours,
+            generated_at: now(),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        raccordo_asylum::tavolo::report::ReportError::Database(e) => ConsoleError::Database(e),
+        raccordo_asylum::tavolo::report::ReportError::Year(_) => {
+            ConsoleError::BadRequest("Anno non valido.".into())
+        }
+    })?;
+    drop(conn);
+    let indicators = indicator_rows(&report);
+    let months: Vec<(String, Cell)> = MONTHS
+        .iter()
+        .zip(&report.cases_by_month)
+        .map(|(m, c)| ((*m).to_owned(), *c))
+        .collect();
+    let categories: Vec<(String, Cell)> = report
+        .categories
+        .iter()
+        .map(|c| (c.category.replace('_', " "), c.cases))
+        .collect();
+    let domiciles: Vec<Value> = report
+        .domiciles
+        .iter()
+        .map(|d| {
+            context! {
+                nome => d.nome, istat => d.istat, in_rotation => d.in_rotation,
+                assigned => d.assigned.display(Unit::Count),
+                fair_share => format!("{:.1}", d.fair_share),
+                deviation => d.deviation.display(Unit::Hours),
+            }
+        })
+        .collect();
+    let ctx = context! {
+        year => year,
+        previous => (year > FIRST_YEAR).then_some(year - 1),
+        next => (year < current).then_some(year + 1),
+        to_date => year == current,
+        hours => report.first_intervention_hours,
+        indicators => indicators,
+        months_chart => Value::from_safe_string(chart::count_bars("mesi", "Pronte accoglienze per mese", &months)),
+        categories_chart => Value::from_safe_string(chart::count_bars("categorie", "Pronte accoglienze per categoria", &categories)),
+        domiciles_chart => Value::from_safe_string(chart::domicile_bars(&report.domiciles)),
+        domiciles => domiciles,
+        records => records(&report),
+        ..page_context(&operator, "tavolo")
+    };
+    state.templates.page("tavolo.html", ctx)
+}
+
+/// Each indicator against its target, with its gauge.
+fn indicator_rows(report: &TavoloReport) -> Vec<Value> {
+    report
+        .indicators
+        .iter()
+        .map(|r| {
+            context! {
+                label => r.label,
+                key => r.indicator,
+                value => r.value_text(),
+                target => r.target_text(),
+                default_target => r.target_source == Some("predefinito"),
+                verdict => r.verdict.label(),
+                verdict_key => format!("{:?}", r.verdict).to_lowercase(),
+                gauge => Value::from_safe_string(chart::indicator_gauge(r)),
+            }
+        })
+        .collect()
+}
+
+/// The Tavolo's meetings, protocols and objectives of the year.
+fn records(report: &TavoloReport) -> Value {
+    context! {
+        meetings => report.meetings.iter().map(|m| context! {
+            date => m.held_on.to_string(), title => m.title, level => m.level,
+            present => m.present, invited => m.invited, participants => m.participants.join(", "),
+        }).collect::<Vec<_>>(),
+        protocols => report.protocols.iter().map(|p| context! {
+            date => p.signed_on.to_string(), title => p.title, kind => p.kind,
+            signatories => p.signatories.join(", "),
+        }).collect::<Vec<_>>(),
+        objectives => report.objectives.iter().map(|o| context! {
+            description => o.description, indicator => o.indicator,
+        }).collect::<Vec<_>>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_year_outside_the_reports_is_refused() {
+        let q = |y: &str| YearQuery {
+            year: Some(y.into()),
+        };
+        assert_eq!(year_of(&q("2025"), 2026).ok(), Some(2025));
+        assert!(year_of(&q("2027"), 2026).is_err());
+        assert!(year_of(&q("1999"), 2026).is_err());
+        assert!(year_of(&q("x"), 2026).is_err());
+        assert_eq!(year_of(&YearQuery { year: None }, 2026).ok(), Some(2026));
+    }
+}
