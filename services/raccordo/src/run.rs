@@ -37,9 +37,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 crate::registry::format_history(&referent, &changes, format)?
             );
         }
-        Command::Serve { workers } => {
-            crate::serve::run_until_stopped(settings, workers).await?;
-        }
+        Command::Serve { workers } => crate::serve::run_until_stopped(settings, workers).await?,
         Command::Publish {
             file,
             no_validate,
