@@ -359,7 +359,10 @@ async fn a3_a_paused_comune_receives_nothing_until_resumed_and_the_report_follow
     app.publish(&send("D3")).await;
     app.wait_for_emails(6).await;
     raccordo(&app, &["asylum", "rotation", "resume", SESTO]).await;
+    // One at a time: with several consumers, two requests in flight may be decided in
+    // either order.
     app.publish(&send("D4")).await;
+    app.wait_for_emails(8).await;
     app.publish(&send("D5")).await;
     app.wait_for_emails(10).await;
     app.settle().await;
