@@ -130,6 +130,20 @@ pub(crate) async fn summary(pool: &PgPool) -> anyhow::Result<String> {
             "  {kind}: {notifications} notifications, {emails} emails\n"
         ));
     }
+    let domiciles: Vec<(String, String, i32)> = sqlx::query_as(
+        r#"
+        SELECT d.request_id, c.nome, d.people
+        FROM asylum_domiciles d JOIN comuni c ON c.istat = d.comune_istat
+        ORDER BY d.assigned_at, d.request_id
+        "#,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (request, comune, people) in domiciles {
+        out.push_str(&format!(
+            "  domicile {request} ({people} people): Comune di {comune}, next in the rotation\n"
+        ));
+    }
     Ok(out)
 }
 
