@@ -238,6 +238,7 @@ test("a viewer sees no dead-letter menu and gets the 403 page on an operator's r
   assert.doesNotMatch(menu, /Messaggi scartati/);
   assert.doesNotMatch(menu, /Registro avvisi/);
   assert.match(menu, /Copertura/);
+  assert.match(menu, /Tavolo asilo/);
   assert.equal(await viewer.locator('a[href^="/dead-letters"]').count(), 0, "no link to dead letters anywhere");
   const response = await viewer.goto(BASE + "/dead-letters");
   assert.equal(response.status(), 403);
@@ -253,6 +254,21 @@ test("a viewer sees no dead-letter menu and gets the 403 page on an operator's r
   assert.equal(refused.status(), 403);
   const audit = await viewer.goto(BASE + "/evictions/audit");
   assert.equal(audit.status(), 403);
+  await viewer.context().close();
+});
+
+test("a viewer reads the Tavolo asilo page: indicators against targets, charts drawn on the server", async () => {
+  const viewer = await sessionOf(VIEWER);
+  const response = await viewer.goto(BASE + "/tavolo");
+  assert.equal(response.status(), 200);
+  const main = await viewer.locator("main").innerText();
+  assert.match(main, /Pronte accoglienze|pronte accoglienze/);
+  assert.match(main, /obiettivo|Obiettivo|predefinito/);
+  assert.ok((await viewer.locator("main svg").count()) >= 1, "charts are inline SVG");
+  const bad = await viewer.goto(BASE + "/tavolo?year=999999");
+  assert.equal(bad.status(), 400);
+  await viewer.goto(BASE + "/tavolo");
+  await viewer.screenshot({ path: join(SHOTS, "tavolo.png"), fullPage: true });
   await viewer.context().close();
 });
 
@@ -370,8 +386,8 @@ test("the evictions page shows masked statistics, the privacy officer the aggreg
 
 test("the email gallery shows every kind, text and HTML side by side", async () => {
   await page.goto(BASE + "/emails");
-  assert.equal(await page.locator("section.email").count(), 13);
-  assert.equal(await page.locator("iframe.mailhtml").count(), 13);
+  assert.equal(await page.locator("section.email").count(), 18);
+  assert.equal(await page.locator("iframe.mailhtml").count(), 18);
   // quota.threshold: the frames load lazily, once scrolled into view.
   await page.locator("section.email").nth(8).evaluate((el) => el.scrollIntoView({ block: "start" }));
   const frame = page.frameLocator('iframe[src="/emails/quota.threshold/html"]');
