@@ -788,3 +788,89 @@ async fn leak_test_a_dead_lettered_report_names_the_unknown_desk_and_shows_nothi
     assert_eq!(count(&app, "SELECT count(*) FROM asylum_cases").await, 0);
     app.cleanup().await;
 }
+
+/// A key of this test only, strong enough for `raccordo eviction rekey`.
+const STRONG_KEY: &str = "asylum-rekey-test-key-0123456789abcdef0123456789";
+
+#[tokio::test]
+async fn a1_a_rekey_renames_every_case_so_a_later_intervention_still_finds_it() {
+    let dir = std::env::temp_dir().join(format!("raccordo-rekey-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let app = asylum_app(|s| {
+        s.eviction.allow_development_key = false;
+        s.eviction.pseudonym_key = STRONG_KEY.to_owned().into();
+    })
+    .await;
+    let case = "SP-RHO-REKEY-1";
+    app.publish(&app.event("asylum.vulnerability.v1", report(case, true, now())))
+        .await;
+    app.wait_for_emails(3).await;
+    app.settle().await;
+    let before: String = sqlx::query_scalar("SELECT case_key FROM asylum_cases")
+        .fetch_one(&app.pool)
+        .await
+        .expect("one case");
+    let mut app = app;
+    app.stop_workers().await;
+
+    let new_key = dir.join("new.key");
+    let chain = dir.join("chain.key");
+    std::fs::write(&new_key, "e".repeat(64)).expect("new key");
+    let output = app
+        .command()
+        .args(["eviction", "rekey", "--new-key-file"])
+        .arg(&new_key)
+        .arg("--write-key-file")
+        .arg(&chain)
+        .output()
+        .await
+        .expect("raccordo eviction rekey runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("and 1 asylum case(s)"), "{stdout}");
+    let after: String = sqlx::query_scalar("SELECT case_key FROM asylum_cases")
+        .fetch_one(&app.pool)
+        .await
+        .expect("one case");
+    assert_ne!(after, before, "the case's pseudonym changed");
+    // What points at the case followed it.
+    for table in ["asylum_personal", "asylum_pronta_notices"] {
+        let n: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE case_key = $1"))
+                .bind(&after)
+                .fetch_one(&app.pool)
+                .await
+                .expect("count");
+        assert_eq!(n, 1, "{table}");
+    }
+
+    // With the chain, the desk's case number leads to the renamed case.
+    app.settings.eviction.pseudonym_key = std::fs::read_to_string(&chain).expect("chain").into();
+    assert_eq!(
+        raccordo_core::pseudonym::case_pseudonym(&app.settings.eviction, case),
+        after
+    );
+    let app = app.start(raccordo::serve::Workers::All).await;
+    app.publish(&app.event(
+        "asylum.intervention.v1",
+        intervention(case, "primo_intervento", now()),
+    ))
+    .await;
+    app.settle().await;
+    let stopped: Option<OffsetDateTime> =
+        sqlx::query_scalar("SELECT clock_stopped_at FROM asylum_cases WHERE case_key = $1")
+            .bind(&after)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the case");
+    assert!(
+        stopped.is_some(),
+        "the intervention stopped the case's clock"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    app.cleanup().await;
+}

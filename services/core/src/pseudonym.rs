@@ -38,6 +38,53 @@ pub fn case_pseudonym(settings: &EvictionSettings, case_id: &str) -> String {
     out
 }
 
+/// The tables that name a case by its pseudonym; `asylum_cases` first: the tables that
+/// reference it follow by `ON UPDATE CASCADE`.
+const CASE_TABLES: [&str; 5] = [
+    "asylum_cases",
+    "asylum_interventions",
+    "asylum_domiciles",
+    "asylum_placements",
+    "asylum_placement_history",
+];
+
+/// Cases renamed per statement.
+const RENAME_BATCH: usize = 1000;
+
+/// Renames every stored case pseudonym to its hash under `new_key`, in the caller's
+/// transaction (`raccordo eviction rekey` appends that key to the chain). Returns how many
+/// cases.
+pub async fn rename_cases(
+    tx: &mut sqlx::PgConnection,
+    new_key: &SecretString,
+) -> Result<usize, sqlx::Error> {
+    let keys: Vec<String> = sqlx::query_scalar(
+        r#"
+        SELECT case_key FROM asylum_cases
+        UNION SELECT case_key FROM asylum_interventions
+        UNION SELECT case_key FROM asylum_domiciles
+        UNION SELECT case_key FROM asylum_placements
+        UNION SELECT case_key FROM asylum_placement_history
+        "#,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for batch in keys.chunks(RENAME_BATCH) {
+        let renamed: Vec<String> = batch.iter().map(|k| rehash_case(new_key, k)).collect();
+        for table in CASE_TABLES {
+            sqlx::query(&format!(
+                "UPDATE {table} t SET case_key = m.new \
+                 FROM UNNEST($1::TEXT[], $2::TEXT[]) AS m (old, new) WHERE t.case_key = m.old"
+            ))
+            .bind(batch)
+            .bind(&renamed)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(keys.len())
+}
+
 /// A case pseudonym hashed under one more key of the chain: what a rekey writes.
 pub fn rehash_case(new_key: &SecretString, pseudonym: &str) -> String {
     let key = hmac(new_key.expose_secret().as_bytes(), CASE_PURPOSE);

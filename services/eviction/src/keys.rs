@@ -56,6 +56,8 @@ pub async fn verify_key(pool: &PgPool, settings: &EvictionSettings) -> Result<()
 pub struct Rekeyed {
     /// Procedures re-pseudonymised.
     pub procedures: usize,
+    /// Asylum cases re-pseudonymised.
+    pub cases: usize,
     /// The chain to configure from now on, oldest first, one key per line.
     pub chain: SecretString,
 }
@@ -101,6 +103,8 @@ pub async fn rekey(
         done += batch.len();
         progress(done, total);
     }
+    // Asylum cases are pseudonymised under the same chain, with their own purpose key.
+    let cases = raccordo_core::pseudonym::rename_cases(&mut tx, &new_key).await?;
     store::record_key(&mut tx, &next.fingerprint(), keys.len() + 1).await?;
     tx.commit().await?;
 
@@ -111,6 +115,7 @@ pub async fn rekey(
     }
     Ok(Rekeyed {
         procedures: total,
+        cases,
         chain: SecretString::from(chain),
     })
 }

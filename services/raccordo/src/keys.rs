@@ -18,6 +18,8 @@ use raccordo_core::settings::Settings;
 pub(crate) struct RekeyReport {
     /// Procedures re-pseudonymised.
     pub procedures: usize,
+    /// Asylum cases re-pseudonymised.
+    pub cases: usize,
 }
 
 /// Rotates the key: refuses while eviction consumers are attached unless `force`.
@@ -38,7 +40,7 @@ pub(crate) async fn rekey(
         )?;
         anyhow::ensure!(
             consumers == 0,
-            "{consumers} eviction consumer(s) are attached to {}.eviction: stop the eviction workers first (or use --force)",
+            "{consumers} consumer(s) are attached to {0}.eviction or {0}.asylum: stop the eviction and asylum workers first (or use --force)",
             settings.amqp.prefix
         );
     }
@@ -57,6 +59,7 @@ pub(crate) async fn rekey(
     match result {
         Ok(rekeyed) => Ok(RekeyReport {
             procedures: rekeyed.procedures,
+            cases: rekeyed.cases,
         }),
         Err(error) => {
             // Nothing changed in the database: the new chain must not be used.
@@ -67,23 +70,28 @@ pub(crate) async fn rekey(
     }
 }
 
+/// Consumers of the eviction and asylum queues: both pseudonymise under the chain.
 async fn eviction_consumers(settings: &Settings) -> anyhow::Result<u32> {
     let connection = connect(&settings.amqp, "rekey").await?;
-    let channel = connection.create_channel().await?;
-    let queue = Topology::from_settings(settings).queue(WorkQueue::Eviction);
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let mut consumers = 0;
+    for queue in [WorkQueue::Eviction, WorkQueue::Asylum] {
+        // A failed passive declare closes its channel: one channel per queue.
+        let channel = connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                Topology::from_settings(settings).queue(queue).into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        // A queue that does not exist has no consumers.
+        consumers += declared.map(|q| q.consumer_count()).unwrap_or(0);
+    }
     let _ = connection.close(200, "rekey".into()).await;
-    // A queue that does not exist has no consumers.
-    Ok(declared.map(|q| q.consumer_count()).unwrap_or(0))
+    Ok(consumers)
 }
 
 fn write_secret_file(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -325,8 +325,9 @@ async fn rekey(
         eprintln!();
     }
     println!(
-        "Re-pseudonymised {} procedure(s). The key chain is in {}: set eviction.pseudonym_key_file to it and restart the eviction workers.",
+        "Re-pseudonymised {} procedure(s) and {} asylum case(s). The key chain is in {}: set eviction.pseudonym_key_file to it and restart the eviction and asylum workers.",
         report.procedures,
+        report.cases,
         write_key_file.display()
     );
     Ok(())

@@ -104,7 +104,9 @@ impl App {
         db::migrate(&pool)
             .await
             .context("Failed to run the database migrations")?;
-        if workers.queues().contains(&WorkQueue::Eviction) {
+        // Asylum cases are pseudonymised under the eviction key chain too.
+        let queues = workers.queues();
+        if queues.contains(&WorkQueue::Eviction) || queues.contains(&WorkQueue::Asylum) {
             raccordo_eviction::keys::verify_key(&pool, &settings.eviction).await?;
         }
         let topology = Topology::from_settings(&settings);
