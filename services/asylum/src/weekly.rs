@@ -16,7 +16,7 @@ use time::{Date, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
 use raccordo_core::clock::{Clock, rome_date, rome_start_of_day};
-use raccordo_core::schedule::RunOutcome;
+use raccordo_core::schedule::{self, RunOutcome};
 use raccordo_core::telemetry::ErrorChain;
 
 use crate::priorities::WeeklyPriorities;
@@ -55,30 +55,13 @@ pub async fn run_week(
     job: &WeeklyPriorities,
     monday: Date,
 ) -> Result<RunOutcome, sqlx::Error> {
+    let period = monday.to_string();
     let mut tx = pool.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
-        .bind(JOB)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !locked {
-        return Ok(RunOutcome::Busy);
-    }
-    let done: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1 AND period = $2)",
-    )
-    .bind(JOB)
-    .bind(monday.to_string())
-    .fetch_one(&mut *tx)
-    .await?;
-    if done {
-        return Ok(RunOutcome::AlreadyDone);
+    if let Some(skipped) = schedule::claim(&mut tx, JOB, &period).await? {
+        return Ok(skipped);
     }
     job.insert(&mut tx, monday).await?;
-    sqlx::query("INSERT INTO scheduled_runs (job, period) VALUES ($1, $2)")
-        .bind(JOB)
-        .bind(monday.to_string())
-        .execute(&mut *tx)
-        .await?;
+    schedule::record_run(&mut tx, JOB, &period).await?;
     tx.commit().await?;
     Ok(RunOutcome::Ran)
 }
@@ -86,20 +69,7 @@ pub async fn run_week(
 /// Records `monday` as the list's starting point if it never ran: a hub installed on a
 /// Wednesday sends its first list the Monday after. True if this call set it.
 pub async fn set_baseline(pool: &PgPool, monday: Date) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        r#"
-        INSERT INTO scheduled_runs (job, period)
-        SELECT $1, $2
-        WHERE NOT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1)
-        ON CONFLICT DO NOTHING
-        "#,
-    )
-    .bind(JOB)
-    .bind(monday.to_string())
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+    schedule::record_baseline(pool, JOB, &monday.to_string()).await
 }
 
 /// One check: the baseline on a first start, then the latest Monday's list if still due.

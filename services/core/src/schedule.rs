@@ -37,36 +37,73 @@ pub enum RunOutcome {
     Busy,
 }
 
+/// Takes `job`'s lock for `period` in `tx` and checks `scheduled_runs`: `None` when the
+/// caller is to run it now (then [`record_run`] in the same transaction), else why not.
+/// Any periodic job uses it: the monthly ones here, the weekly list of the asylum desks.
+pub async fn claim(
+    tx: &mut PgConnection,
+    job: &str,
+    period: &str,
+) -> Result<Option<RunOutcome>, sqlx::Error> {
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+        .bind(job)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(Some(RunOutcome::Busy));
+    }
+    let done: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1 AND period = $2)",
+    )
+    .bind(job)
+    .bind(period)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(done.then_some(RunOutcome::AlreadyDone))
+}
+
+/// Records that `job` ran for `period`, in the transaction of its work.
+pub async fn record_run(tx: &mut PgConnection, job: &str, period: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO scheduled_runs (job, period) VALUES ($1, $2)")
+        .bind(job)
+        .bind(period)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Records `period` as `job`'s starting point if it has never run: a hub installed today
+/// does not send what it did not witness. True if this call set it.
+pub async fn record_baseline(pool: &PgPool, job: &str, period: &str) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        r#"
+        INSERT INTO scheduled_runs (job, period)
+        SELECT $1, $2
+        WHERE NOT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1)
+        ON CONFLICT DO NOTHING
+        "#,
+    )
+    .bind(job)
+    .bind(period)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// Runs `job` for `month` unless it ran already; safe to call from many replicas at once.
 pub async fn run_once(
     pool: &PgPool,
     job: &dyn MonthlyJob,
     month: YearMonth,
 ) -> Result<RunOutcome, sqlx::Error> {
+    let period = month.to_string();
     let mut tx = pool.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
-        .bind(job.name())
-        .fetch_one(&mut *tx)
-        .await?;
-    if !locked {
-        return Ok(RunOutcome::Busy);
-    }
-    let done: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1 AND period = $2)",
-    )
-    .bind(job.name())
-    .bind(month.to_string())
-    .fetch_one(&mut *tx)
-    .await?;
-    if done {
-        return Ok(RunOutcome::AlreadyDone);
+    if let Some(skipped) = claim(&mut tx, job.name(), &period).await? {
+        return Ok(skipped);
     }
     job.run(&mut tx, month).await?;
-    sqlx::query("INSERT INTO scheduled_runs (job, period) VALUES ($1, $2)")
-        .bind(job.name())
-        .bind(month.to_string())
-        .execute(&mut *tx)
-        .await?;
+    record_run(&mut tx, job.name(), &period).await?;
     tx.commit().await?;
     Ok(RunOutcome::Ran)
 }
@@ -78,20 +115,7 @@ pub async fn set_baseline(
     job: &dyn MonthlyJob,
     month: YearMonth,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        r#"
-        INSERT INTO scheduled_runs (job, period)
-        SELECT $1, $2
-        WHERE NOT EXISTS (SELECT 1 FROM scheduled_runs WHERE job = $1)
-        ON CONFLICT DO NOTHING
-        "#,
-    )
-    .bind(job.name())
-    .bind(month.to_string())
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+    record_baseline(pool, job.name(), &month.to_string()).await
 }
 
 /// Checks every `every` whether the month that just ended (Europe/Rome) still needs its

@@ -6,14 +6,11 @@
 //! demo moves every time and date by the same amount so that "now" falls there: the case
 //! in Milano was reported 13 hours ago and nobody intervened, the one in Rho an hour ago.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Context;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use raccordo_core::db::count_processed;
 use raccordo_core::registry::{Actor, import_referents};
 use raccordo_core::settings::Settings;
 
@@ -74,32 +71,8 @@ pub(crate) fn events(now: OffsetDateTime) -> anyhow::Result<Vec<String>> {
 /// Publishes the sample events one at a time, each once the hub has processed the one
 /// before (the story has an order: the list before the freed places). Returns how many.
 pub(crate) async fn publish(settings: &Settings, pool: &PgPool) -> anyhow::Result<usize> {
-    let mut published = 0;
-    for line in events(raccordo_core::clock::now())? {
-        let before = count_processed(&mut *pool.acquire().await?, None).await?;
-        let report = crate::publish::run(
-            settings,
-            line.as_bytes(),
-            crate::publish::How::CHECKED,
-            |_| {},
-        )
-        .await?;
-        anyhow::ensure!(
-            report.refused.is_empty(),
-            "The demo's asylum events do not validate: {:?}",
-            report.refused
-        );
-        published += report.published;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while count_processed(&mut *pool.acquire().await?, None).await? <= before {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "The hub did not process an asylum event within 30 s; see `raccordo dlq list`"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(published)
+    let events = events(raccordo_core::clock::now())?;
+    crate::publish::one_by_one(settings, pool, events.iter().map(String::as_str), "asylum").await
 }
 
 /// What the demo's asylum events caused, per kind: one line each.

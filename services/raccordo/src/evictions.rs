@@ -8,7 +8,6 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use raccordo_core::clock::{YearMonth, rome_start_of_day};
-use raccordo_core::db::count_processed;
 use raccordo_core::domain::parse_date;
 use raccordo_core::settings::Settings;
 use raccordo_eviction::Pseudonymizer;
@@ -315,35 +314,7 @@ pub(crate) fn demo_events(today: time::Date) -> anyhow::Result<String> {
 pub(crate) async fn publish_demo(settings: &Settings, pool: &PgPool) -> anyhow::Result<usize> {
     let today = raccordo_core::clock::rome_date(raccordo_core::clock::now());
     let events = demo_events(today)?;
-    let mut published = 0;
-    for line in events.lines() {
-        let report = crate::publish::run(
-            settings,
-            line.as_bytes(),
-            crate::publish::How::CHECKED,
-            |_| {},
-        )
-        .await?;
-        anyhow::ensure!(
-            report.refused.is_empty(),
-            "The demo's eviction events do not validate: {:?}",
-            report.refused
-        );
-        published += report.published;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let done = count_processed(&mut *pool.acquire().await?, Some("eviction.")).await?;
-            if done as usize >= published {
-                break;
-            }
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "The hub did not process the eviction events within 30 s; see `raccordo status`"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
-    Ok(published)
+    crate::publish::one_by_one(settings, pool, events.lines(), "eviction").await
 }
 
 /// The demo's summary of the two families, and this month's statistics.

@@ -223,3 +223,42 @@ async fn settle(pending: &mut Vec<(usize, lapin::PublisherConfirm)>) -> anyhow::
     }
     Ok(confirmed)
 }
+
+/// Publishes the demo's events one at a time, each once the hub has processed the one
+/// before: competing consumers may take events in any order, and a demo tells a story in
+/// order. `what` names the events in errors. Returns how many were published.
+pub(crate) async fn one_by_one<'a>(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    lines: impl Iterator<Item = &'a str>,
+    what: &str,
+) -> anyhow::Result<usize> {
+    use raccordo_core::db::count_processed;
+    use std::time::{Duration, Instant};
+    let mut published = 0;
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        // Counted by its own type: events of other types still in flight do not count.
+        let event: Value = serde_json::from_str(line)?;
+        let event_type = event["type"].as_str().map(str::to_owned);
+        let processed = async |pool: &sqlx::PgPool| -> anyhow::Result<i64> {
+            Ok(count_processed(&mut *pool.acquire().await?, event_type.as_deref()).await?)
+        };
+        let before = processed(pool).await?;
+        let report = run(settings, line.as_bytes(), How::CHECKED, |_| {}).await?;
+        anyhow::ensure!(
+            report.refused.is_empty(),
+            "The demo's {what} events do not validate: {:?}",
+            report.refused
+        );
+        published += report.published;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while processed(pool).await? <= before {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "The hub did not process a {what} event within 30 s; see `raccordo status` and `raccordo dlq list`"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(published)
+}
