@@ -288,6 +288,23 @@ async fn publish_urgent_alert(app: &TestApp, procedure: &str) {
                "recorded_by": "Sportello sociale di Rho", "recorded_at": in_days(0)}),
     ))
     .await;
+    // The step after the consent is applied: with two consumers a step taken first would
+    // be counted only, and the consent's alert alone would carry the access.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut conn = app.pool.acquire().await.expect("a connection");
+        let applied = raccordo_core::db::count_processed(&mut conn, Some("eviction.consent"))
+            .await
+            .expect("the inbox");
+        if applied >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consent was not applied within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut step = json!({"procedure_id": procedure, "step": "accesso", "occurred_on": today,
         "comune_istat": RHO, "info_material_delivered": true, "next_access_at": in_days(0)});
     step["household"] = json!({"name": FAMILY[0], "address": FAMILY[1], "members": 3,
