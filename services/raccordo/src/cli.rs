@@ -138,6 +138,9 @@ pub enum Command {
     /// Measure the hub end to end on its own prefix and database: throughput, latency,
     /// CPU per event, commits per event, memory, against the broker's raw relay.
     Bench(crate::bench::BenchArgs),
+    /// Run the hub for a long time at a steady rate with faults on a schedule, on its own
+    /// prefix and database: memory, p99 and database size sampled, every email checked.
+    Soak(crate::soak::SoakArgs),
     /// The operators' web console alone (`console.*` settings); `hash-password` makes an
     /// operator's password hash.
     Console {

@@ -15,6 +15,7 @@
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
 //! - [`demo`]: the whole flow on the sample data (`demo_asylum`: the asylum desks' part).
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
+//! - [`soak`]: the hub for an hour at a steady rate with faults on a schedule.
 //! - [`tavolo`]: the Tavolo asilo's records and annual report (A6).
 //! - [`table`]: terminal tables and CSV.
 //! - [`run`]: dispatches a parsed command.
@@ -39,6 +40,7 @@ pub mod report_priorities;
 pub mod run;
 pub mod serve;
 pub mod setup;
+pub mod soak;
 pub mod status;
 pub mod table;
 pub mod tavolo;

@@ -23,7 +23,9 @@ async fn main() -> ExitCode {
     let default_filter = match cli.command {
         raccordo::cli::Command::Demo { .. } => "error,lapin=off,sqlx=off",
         // The benchmark draws its own progress on stderr.
-        raccordo::cli::Command::Bench(_) => "warn,lapin=off,sqlx=off",
+        raccordo::cli::Command::Bench(_) | raccordo::cli::Command::Soak(_) => {
+            "warn,lapin=off,sqlx=off"
+        }
         _ => raccordo_core::telemetry::DEFAULT_FILTER,
     };
     raccordo_core::telemetry::init(

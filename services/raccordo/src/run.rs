@@ -78,12 +78,11 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         Command::Status { format } => status(&settings, format).await?,
         Command::Bench(args) => {
             let mut out = std::io::stdout();
-            let exact = crate::bench::run(settings, args, &mut out).await?;
-            out.flush()?;
-            if !exact {
-                eprintln!("Some expected emails are missing or doubled (see the table).");
-                return Ok(ExitCode::FAILURE);
-            }
+            return exact_or_failure(crate::bench::run(settings, args, &mut out).await, &mut out);
+        }
+        Command::Soak(args) => {
+            let mut out = std::io::stdout();
+            return exact_or_failure(crate::soak::run(settings, args, &mut out).await, &mut out);
         }
         Command::Console { command } => {
             return console(command.unwrap_or(ConsoleCommand::Serve), settings).await;
@@ -96,6 +95,18 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exit of a measuring command (`bench`, `soak`): a failure when an expected email was
+/// missing or doubled.
+fn exact_or_failure(exact: anyhow::Result<bool>, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    out.flush()?;
+    if exact? {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("Some expected emails are missing or doubled (see the table).");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// `raccordo asylum rotation …`

@@ -53,6 +53,12 @@ pub(crate) struct Outcome {
     /// Emails received again with a Message-ID already seen (resends), plus distinct
     /// emails beyond one for an expected (event, kind, recipient).
     pub duplicates: u64,
+    /// Of `duplicates`: the same email sent again (a Message-ID seen before), which a crash
+    /// between sending and recording may cause by design.
+    pub resent: u64,
+    /// Of `duplicates`: a second, distinct email (another Message-ID) for an expected
+    /// (event, kind, recipient): the hub decided twice.
+    pub doubled: u64,
     /// Emails this run did not expect.
     pub unexpected: u64,
     /// Publish → SMTP accepted, of the first arrival of each expected email.
@@ -152,6 +158,30 @@ impl Mailbox {
         }
     }
 
+    /// Publish → SMTP accepted of the expected emails whose first arrival fell in
+    /// `[from, to)`: one window of a long run.
+    pub fn latencies_between(&self, from: Instant, to: Instant) -> Vec<Duration> {
+        let run = lock(&self.run);
+        let mut latencies = Vec::new();
+        for slot in run.slots.values() {
+            let Some(published) = slot.published_at else {
+                continue;
+            };
+            for expected in &slot.expected {
+                let first = slot
+                    .arrived
+                    .iter()
+                    .filter(|(k, r, _, _)| k == expected.kind && r == expected.recipient)
+                    .map(|(_, _, _, at)| *at)
+                    .min();
+                if let Some(at) = first.filter(|at| *at >= from && *at < to) {
+                    latencies.push(at.saturating_duration_since(published));
+                }
+            }
+        }
+        latencies
+    }
+
     /// The checks and latencies of the current run.
     pub fn outcome(&self) -> Outcome {
         outcome_of(&lock(&self.run))
@@ -163,9 +193,10 @@ fn outcome_of(run: &Run) -> Outcome {
         expected: run.expected_total,
         unexpected: run.unexpected,
         last_arrival: run.last_satisfied_at,
-        duplicates: run.message_ids.values().map(|&n| u64::from(n) - 1).sum(),
+        resent: run.message_ids.values().map(|&n| u64::from(n) - 1).sum(),
         ..Outcome::default()
     };
+    outcome.duplicates = outcome.resent;
     for slot in run.slots.values() {
         for expected in &slot.expected {
             // Distinct Message-IDs for this (event, kind, recipient), each at its first arrival.
@@ -181,6 +212,7 @@ fn outcome_of(run: &Run) -> Outcome {
                 Some(first) => {
                     outcome.received_distinct += 1;
                     // A second notification for the same event and recipient is doubled.
+                    outcome.doubled += first_by_id.len() as u64 - 1;
                     outcome.duplicates += first_by_id.len() as u64 - 1;
                     if let Some(published) = slot.published_at {
                         outcome

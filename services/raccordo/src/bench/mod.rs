@@ -21,18 +21,20 @@
 //! - `report`: the table, the JSON and markdown files.
 //! - `progress`: the progress line.
 
-mod hub;
-mod load;
-mod mailbox;
+pub(crate) mod hub;
+pub(crate) mod load;
+pub(crate) mod mailbox;
 pub mod options;
-mod procfs;
-mod progress;
+pub(crate) mod procfs;
+pub(crate) mod progress;
 mod relay;
 mod report;
 mod run;
-mod stats;
+pub(crate) mod stats;
 
 pub use hub::http_get;
 pub use load::Scenario;
 pub use options::BenchArgs;
+pub(crate) use report::build_profile;
 pub use run::run;
+pub(crate) use run::{clean_up, isolated_settings};

@@ -59,6 +59,14 @@ pub(crate) fn peak_rss(pid: u32) -> Option<u64> {
     parse_peak_rss(&text)
 }
 
+/// The resident set size of one process now (`VmRSS`), in bytes.
+pub(crate) fn rss(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(parse_kib)
+}
+
 /// Every process whose command name (`comm`, at most 15 bytes) is `comm`.
 pub(crate) fn processes_named(comm: &str) -> Vec<(u32, Stat)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

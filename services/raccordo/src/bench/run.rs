@@ -30,18 +30,26 @@ use super::{procfs, stats};
 /// The benchmark's own settings: prefix `<prefix>-bench-<random>`, database
 /// `<name>_bench_<random>`, the chosen queue type, and what a benchmark may allow itself
 /// (anonymous publishers, the development key: its data is invented).
-fn bench_settings(
+fn bench_settings(settings: Settings, args: &BenchArgs, random: &str) -> anyhow::Result<Settings> {
+    isolated_settings(settings, "bench", random, args.queue_type.into())
+}
+
+/// Settings of a measuring run of its own (`bench`, `soak`): prefix
+/// `<prefix>-<what>-<random>`, database `<name>_<what>_<random>`, SMTP, and what a run on
+/// invented data may allow itself (anonymous publishers, the development key).
+pub(crate) fn isolated_settings(
     mut settings: Settings,
-    args: &BenchArgs,
+    what: &str,
     random: &str,
+    queue_type: raccordo_core::settings::QueueType,
 ) -> anyhow::Result<Settings> {
     let name = settings.database.database_name()?;
     let mut url = url::Url::parse(settings.database.url.expose_secret())
         .context("database.url is not a URL")?;
-    url.set_path(&format!("/{name}_bench_{random}"));
+    url.set_path(&format!("/{name}_{what}_{random}"));
     settings.database.url = url.to_string().into();
-    settings.amqp.prefix = format!("{}-bench-{random}", settings.amqp.prefix);
-    settings.amqp.queue_type = args.queue_type.into();
+    settings.amqp.prefix = format!("{}-{what}-{random}", settings.amqp.prefix);
+    settings.amqp.queue_type = queue_type;
     settings.mail.transport = MailTransportKind::Smtp;
     settings.publishers.allow_anonymous = true;
     settings.eviction.allow_development_key = true;
@@ -745,7 +753,7 @@ fn crossing(samples: &[(Instant, u64)], target: u64) -> Option<Instant> {
 }
 
 /// Deletes the benchmark's queues and exchanges and drops its database; best effort.
-async fn clean_up(settings: &Settings) {
+pub(crate) async fn clean_up(settings: &Settings) {
     let topology = Topology::from_settings(settings);
     if let Ok(connection) = connect(&settings.amqp, "bench-cleanup").await {
         let mut queues = topology.all_queues();
