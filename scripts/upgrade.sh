@@ -6,10 +6,12 @@
 #       of every flow's sample events, the weekly list sent), waits until every email is sent,
 #       stops it and writes `pg_dump --format=custom` of it to FILE (default: the committed
 #       tests/fixtures/upgrade/v0.7.0.dump). Without --binary it builds the tag first.
-#   scripts/upgrade.sh check
-#       The long command: builds the previous release from its tag, makes a fresh fixture with
-#       it under target/upgrade/, and runs the upgrade tests against that fixture
-#       (RACCORDO_UPGRADE_FIXTURE); CI runs the same tests on the committed fixture.
+#   scripts/upgrade.sh check [--binary RACCORDO]
+#       The long command: builds the previous release from its tag (unless --binary), makes a
+#       fresh fixture with it under target/upgrade/, migrates that database with this release
+#       while the previous release's replica runs and checks the replica still sends, then runs
+#       the upgrade tests against the fresh fixture (RACCORDO_UPGRADE_FIXTURE); CI runs the same
+#       tests on the committed fixture.
 #
 # The previous release is built from its git tag in a worktree under target/upgrade/, sharing
 # target/ so dependencies are not compiled again (its own crates are: about 5 min on 2 cores).
@@ -24,6 +26,7 @@ work=$root/target/upgrade
 database=raccordo_upgrade_fixture
 prefix=upgrade-fixture-$$
 serve=''
+new_binary=''
 
 die() {
   echo "upgrade.sh: $*" >&2
@@ -101,6 +104,21 @@ cleanup_broker() {
   [[ -z $left ]] || echo "[upgrade] exchanges left on the broker (delete them with rabbitmqadmin if wanted): $left" >&2
 }
 
+# Expand, then contract: this release migrates the database under the previous release's
+# running replica, which must go on processing events (a new offer emailed, nothing stuck).
+old_replica_on_new_schema() {
+  local binary=$1 before after
+  echo "[upgrade] migrating with this release under the running $previous_tag replica" >&2
+  "$new_binary" setup
+  before=$(psql_fixture "SELECT count(*) FROM deliveries WHERE delivered_at IS NOT NULL")
+  printf '%s\n' '{"specversion":"1.0","id":"upgrade-check-1","source":"urn:comune:015146:protocollo","type":"housing.unit.v1","data":{"unit_id":"UPG-CHECK-1","action":"offered","comune_istat":"015146","address":"Via della Prova 1, Milano","places":3,"reception_kind":"CAS","building_type":"appartamento","owner_declaration":true}}' |
+    "$binary" publish -
+  wait_quiet
+  after=$(psql_fixture "SELECT count(*) FROM deliveries WHERE delivered_at IS NOT NULL")
+  [[ $after -gt $before ]] || die "the $previous_tag replica sent nothing on the migrated schema"
+  echo "[upgrade] the running $previous_tag replica sent $((after - before)) email(s) on the schema at migration $(psql_fixture 'SELECT max(version) FROM _sqlx_migrations')" >&2
+}
+
 make_fixture() {
   local binary=$1 out=$2 port=$((20000 + RANDOM % 20000))
   need curl curl
@@ -136,11 +154,12 @@ make_fixture() {
   done
   "$binary" report priorities --send
   wait_quiet
+  mkdir -p "$(dirname "$out")"
+  "$pg_dump" -h 127.0.0.1 -U postgres --format=custom --no-owner --no-privileges -f "$out" "$database"
+  [[ -z $new_binary ]] || old_replica_on_new_schema "$binary"
   kill -TERM "$serve"
   wait "$serve" || die "the previous release did not stop cleanly (see $work/serve-$$.log)"
   trap cleanup_broker EXIT
-  mkdir -p "$(dirname "$out")"
-  "$pg_dump" -h 127.0.0.1 -U postgres --format=custom --no-owner --no-privileges -f "$out" "$database"
   echo "[upgrade] $out: $(psql_fixture 'SELECT count(*) FROM notifications') notifications, $(psql_fixture 'SELECT count(*) FROM deliveries') deliveries, migration $(psql_fixture 'SELECT max(version) FROM _sqlx_migrations')" >&2
   psql -h 127.0.0.1 -U postgres -d postgres -Xqc "DROP DATABASE IF EXISTS $database WITH (FORCE)"
   rm -rf "$RACCORDO__MAIL__OUTBOX_DIR"
@@ -162,7 +181,10 @@ case $command in
     make_fixture "$binary" "$out"
     ;;
   check)
-    binary=$(build_previous)
+    binary=''
+    [[ ${1:-} != --binary ]] || binary=$2
+    [[ -n $binary ]] || binary=$(build_previous)
+    new_binary=$root/target/debug/raccordo
     make_fixture "$binary" "$work/$previous_tag.dump"
     RACCORDO_UPGRADE_FIXTURE=$work/$previous_tag.dump \
       cargo nextest run -p raccordo-e2e -E 'test(/upgrade_/)'

@@ -71,7 +71,11 @@ async fn backup_and_restore_lose_nothing_and_send_no_email_twice() {
     let dir_text = dir.to_string_lossy().into_owned();
     let output = run(&app, &[], &["backup", &dir_text, "--definitions"]).await;
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("[1/"), "progress shown: {}", text(&output));
+    assert!(
+        text(&output).contains("[1/"),
+        "progress shown: {}",
+        text(&output)
+    );
     let manifest = raccordo::backup::read_manifest(&dir).expect("a manifest");
     assert_eq!(manifest.release, env!("CARGO_PKG_VERSION"));
     assert_eq!(

@@ -151,7 +151,10 @@ fn upgrade_migrations_after_the_previous_release_are_expand_only() {
             problems.insert(name, found);
         }
     }
-    assert!(checked > 0, "no migration after {PREVIOUS_RELEASE} was checked");
+    assert!(
+        checked > 0,
+        "no migration after {PREVIOUS_RELEASE} was checked"
+    );
     assert!(
         problems.is_empty(),
         "migrations after {PREVIOUS_RELEASE} must keep its running replicas working \

@@ -34,8 +34,8 @@ pub async fn restore_dump(settings: &raccordo_core::settings::DatabaseSettings, 
         .await
         .expect("the server's version");
     let major = raccordo::backup::major(&version).expect("a readable version");
-    let pg_restore = raccordo::backup::pg_tool("pg_restore", major, None)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pg_restore =
+        raccordo::backup::pg_tool("pg_restore", major, None).unwrap_or_else(|e| panic!("{e:#}"));
     let output = tokio::process::Command::new(pg_restore)
         .args([
             "--no-owner",
@@ -97,11 +97,7 @@ pub async fn columns(pool: &PgPool) -> Columns {
 pub async fn facts(pool: &PgPool, columns: &Columns) -> Facts {
     let mut out = BTreeMap::new();
     for (table, cols) in columns {
-        let row = cols
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let row = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') \
              FROM (SELECT md5(ROW({row})::text) AS h FROM {}) rows",
@@ -125,7 +121,9 @@ fn quote(name: &str) -> String {
 /// A migration that contracts on purpose says so with a line `-- contract: <why>` and raises
 /// `schema_floor` so that binaries using what it removes refuse to start.
 pub fn expand_only_violations(sql: &str) -> Vec<String> {
-    let contracted = sql.lines().any(|l| l.trim_start().starts_with("-- contract:"));
+    let contracted = sql
+        .lines()
+        .any(|l| l.trim_start().starts_with("-- contract:"));
     let code: String = sql
         .lines()
         .map(|l| l.split("--").next().unwrap_or_default())

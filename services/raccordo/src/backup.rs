@@ -111,12 +111,23 @@ pub async fn backup(
     let dump_path = dir.join(DUMP);
     let mut command = tokio::process::Command::new(&pg_dump);
     command
-        .args(["--format=custom", "--no-owner", "--no-privileges", "--verbose"])
+        .args([
+            "--format=custom",
+            "--no-owner",
+            "--no-privileges",
+            "--verbose",
+        ])
         .arg(format!("--snapshot={snapshot}"))
         .arg(format!("--file={}", dump_path.display()));
-    run_with_progress(command, settings, &database, "dumping contents of table", tables.len())
-        .await
-        .context("pg_dump failed")?;
+    run_with_progress(
+        command,
+        settings,
+        &database,
+        "dumping contents of table",
+        tables.len(),
+    )
+    .await
+    .context("pg_dump failed")?;
     sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
     conn.close().await?;
     let definitions = if definitions {
@@ -395,7 +406,9 @@ async fn run_with_progress(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().context("Failed to start the PostgreSQL tool")?;
+    let mut child = command
+        .spawn()
+        .context("Failed to start the PostgreSQL tool")?;
     let stderr = child.stderr.take().context("the tool's stderr")?;
     let mut lines = BufReader::new(stderr).lines();
     let mut done = 0;
@@ -446,7 +459,9 @@ fn libpq_env(settings: &Settings, database: &str) -> anyhow::Result<Vec<(String,
 /// `/usr/lib/postgresql/<major>/bin`, then `PATH`.
 pub fn pg_tool(name: &str, major: u32, pg_bin: Option<&Path>) -> anyhow::Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = pg_bin.map(|dir| dir.join(name)).into_iter().collect();
-    candidates.push(PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/{name}")));
+    candidates.push(PathBuf::from(format!(
+        "/usr/lib/postgresql/{major}/bin/{name}"
+    )));
     candidates.push(PathBuf::from(name));
     let mut found = Vec::new();
     for candidate in candidates {
