@@ -156,11 +156,11 @@ make_fixture() {
   wait_quiet
   mkdir -p "$(dirname "$out")"
   "$pg_dump" -h 127.0.0.1 -U postgres --format=custom --no-owner --no-privileges -f "$out" "$database"
+  echo "[upgrade] $out: $(psql_fixture 'SELECT count(*) FROM notifications') notifications, $(psql_fixture 'SELECT count(*) FROM deliveries') deliveries, migration $(psql_fixture 'SELECT max(version) FROM _sqlx_migrations')" >&2
   [[ -z $new_binary ]] || old_replica_on_new_schema "$binary"
   kill -TERM "$serve"
   wait "$serve" || die "the previous release did not stop cleanly (see $work/serve-$$.log)"
   trap cleanup_broker EXIT
-  echo "[upgrade] $out: $(psql_fixture 'SELECT count(*) FROM notifications') notifications, $(psql_fixture 'SELECT count(*) FROM deliveries') deliveries, migration $(psql_fixture 'SELECT max(version) FROM _sqlx_migrations')" >&2
   psql -h 127.0.0.1 -U postgres -d postgres -Xqc "DROP DATABASE IF EXISTS $database WITH (FORCE)"
   rm -rf "$RACCORDO__MAIL__OUTBOX_DIR"
 }

@@ -21,14 +21,7 @@ use raccordo_core::ownership::IdKind;
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Setup { definitions } => setup(&settings, definitions).await?,
-        Command::Backup {
-            dir,
-            definitions,
-            pg_bin,
-        } => backup(&settings, &dir, definitions, pg_bin.as_deref()).await?,
-        Command::Restore { dir, force, pg_bin } => {
-            restore(&settings, &dir, force, pg_bin.as_deref()).await?;
-        }
+        command @ (Command::Backup(_) | Command::Restore(_)) => backups(command, &settings).await?,
         Command::Import { table, file } => return import(&settings, table, &file).await,
         Command::Registry {
             command: RegistryCommand::List { format },
@@ -106,58 +99,62 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// `raccordo backup DIR`
-async fn backup(
-    settings: &Settings,
-    dir: &Path,
-    definitions: bool,
-    pg_bin: Option<&Path>,
-) -> anyhow::Result<()> {
-    let manifest = crate::backup::backup(settings, dir, definitions, pg_bin).await?;
-    println!(
-        "Backed up {} ({} tables, {} rows, migration {}, release {}) into {}: {} bytes, key fingerprint {}.",
-        manifest.database,
-        manifest.tables.len(),
-        manifest.tables.values().sum::<i64>(),
-        manifest.migration_version,
-        manifest.release,
-        dir.display(),
-        manifest.dump.bytes,
-        crate::backup::short(&manifest.pseudonym_key_fingerprint),
-    );
+/// `raccordo backup DIR` and `raccordo restore DIR [--force]`.
+async fn backups(command: Command, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Backup(args) => {
+            let manifest = crate::backup::backup(
+                settings,
+                &args.dir,
+                args.definitions,
+                args.pg_bin.as_deref(),
+            )
+            .await?;
+            println!(
+                "Backed up {} ({} tables, {} rows, migration {}, release {}) into {}: {} bytes, key fingerprint {}.",
+                manifest.database,
+                manifest.tables.len(),
+                manifest.tables.values().sum::<i64>(),
+                manifest.migration_version,
+                manifest.release,
+                args.dir.display(),
+                manifest.dump.bytes,
+                crate::backup::short(&manifest.pseudonym_key_fingerprint),
+            );
+        }
+        Command::Restore(args) => {
+            let overwrite = if args.force {
+                crate::backup::Overwrite::Force
+            } else {
+                crate::backup::Overwrite::Refuse
+            };
+            let manifest =
+                crate::backup::restore(settings, &args.dir, overwrite, args.pg_bin.as_deref())
+                    .await?;
+            print!("{}", restored(&manifest, &args.dir));
+        }
+        _ => {}
+    }
     Ok(())
 }
 
-/// `raccordo restore DIR [--force]`
-async fn restore(
-    settings: &Settings,
-    dir: &Path,
-    force: bool,
-    pg_bin: Option<&Path>,
-) -> anyhow::Result<()> {
-    let overwrite = if force {
-        crate::backup::Overwrite::Force
-    } else {
-        crate::backup::Overwrite::Refuse
-    };
-    let manifest = crate::backup::restore(settings, dir, overwrite, pg_bin).await?;
-    println!(
-        "Restored {} tables ({} rows, every count as in the backup) made {} at migration {}.",
+/// What a restore did and what to do next.
+fn restored(manifest: &crate::backup::Manifest, dir: &Path) -> String {
+    let mut text = format!(
+        "Restored {} tables ({} rows, every count as in the backup) made {} at migration {}.\n\
+         Next: `raccordo setup` migrates it to this release and declares the broker topology; then start the hub.\n",
         manifest.tables.len(),
         manifest.tables.values().sum::<i64>(),
         manifest.created_at,
         manifest.migration_version,
     );
-    println!(
-        "Next: `raccordo setup` migrates it to this release and declares the broker topology; then start the hub."
-    );
     if let Some(definitions) = &manifest.definitions {
-        println!(
-            "Broker definitions: {} (rabbitmqctl import_definitions).",
+        text.push_str(&format!(
+            "Broker definitions: {} (rabbitmqctl import_definitions).\n",
             dir.join(definitions).display()
-        );
+        ));
     }
-    Ok(())
+    text
 }
 
 /// `raccordo asylum rotation …`
