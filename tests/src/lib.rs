@@ -8,6 +8,7 @@
 pub mod broker_users;
 pub mod pec;
 pub mod proxy;
+pub mod upgrade;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -135,6 +136,37 @@ pub async fn prepare_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     .await
     .expect("referents import");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+    attach(settings, smtp, pool).await
+}
+
+/// Prepares a hub on a database restored from `dump` (made by an earlier release): restores
+/// it, reads its columns and stored facts, then runs this release's `setup` (migrations,
+/// topology). Starts no worker.
+pub async fn prepare_from_dump(
+    dump: &std::path::Path,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, upgrade::Columns, upgrade::Facts) {
+    let smtp = SmtpSink::start().await.expect("the SMTP sink binds");
+    let mut settings = test_settings(smtp.port());
+    configure(&mut settings);
+    preflight(&settings).await;
+    raccordo_core::db::create_database_if_missing(&settings.database)
+        .await
+        .expect("the test database is created");
+    upgrade::restore_dump(&settings.database, dump).await;
+    let pool = raccordo_core::db::connect(&settings.database)
+        .await
+        .expect("the test database accepts connections");
+    let columns = upgrade::columns(&pool).await;
+    let facts = upgrade::facts(&pool, &columns).await;
+    raccordo::setup::run(&settings)
+        .await
+        .expect("setup migrates the restored database and declares the topology");
+    (attach(settings, smtp, pool).await, columns, facts)
+}
+
+/// The test's own broker connection and names, around a prepared database.
+async fn attach(settings: Settings, smtp: SmtpSink, pool: PgPool) -> TestApp {
     let topology = Topology::from_settings(&settings);
     let connection = connect(&settings.amqp, "test")
         .await

@@ -45,6 +45,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         definitions: Option<PathBuf>,
     },
+    /// Back up the hub's database (pg_dump of the server's major version) into a new folder,
+    /// with a manifest: release, migration, pseudonym key fingerprint, rows per table.
+    Backup(BackupArgs),
+    /// Restore a backup folder into the configured database (created if missing), after
+    /// checking the dump, the pseudonym key's fingerprint and the release.
+    Restore(RestoreArgs),
     /// The asylum desks' protocols: the rotation of domiciles among the comuni (A3).
     Asylum {
         #[command(subcommand)]
@@ -160,6 +166,33 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
+}
+
+/// `raccordo backup …`
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The folder to write (created; it must be new or empty).
+    pub dir: PathBuf,
+    /// Also write the RabbitMQ definitions of `[publishers]` (as `setup --definitions`).
+    #[arg(long)]
+    pub definitions: bool,
+    /// Where pg_dump of the server's major version is (default: Debian's
+    /// /usr/lib/postgresql/<major>/bin, then PATH).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+}
+
+/// `raccordo restore …`
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The folder `raccordo backup` wrote.
+    pub dir: PathBuf,
+    /// Drop and recreate the configured database when it is not empty.
+    #[arg(long)]
+    pub force: bool,
+    /// Where pg_restore of the server's major version is (default as for backup).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
 }
 
 /// `raccordo asylum …`

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`cli`]: the command line (clap).
 //! - [`serve`]: workers, relay and HTTP endpoint in one process; graceful shutdown.
+//! - [`backup`]: `raccordo backup` and `raccordo restore` (pg_dump/pg_restore with a manifest).
 //! - [`setup`], [`import`], [`publish`], [`dlq`], [`status`]: operator commands.
 //! - [`registry`]: the history of a referent's changes.
 //! - [`database`]: the commands' one database pool, and publishing what `--send` wrote.
@@ -22,6 +23,7 @@
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod database;

@@ -21,6 +21,7 @@ use raccordo_core::ownership::IdKind;
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Setup { definitions } => setup(&settings, definitions).await?,
+        command @ (Command::Backup(_) | Command::Restore(_)) => backups(command, &settings).await?,
         Command::Import { table, file } => return import(&settings, table, &file).await,
         Command::Registry {
             command: RegistryCommand::List { format },
@@ -107,6 +108,64 @@ fn exact_or_failure(exact: anyhow::Result<bool>, out: &mut impl Write) -> anyhow
         eprintln!("Some expected emails are missing or doubled (see the table).");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `raccordo backup DIR` and `raccordo restore DIR [--force]`.
+async fn backups(command: Command, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Backup(args) => {
+            let manifest = crate::backup::backup(
+                settings,
+                &args.dir,
+                args.definitions,
+                args.pg_bin.as_deref(),
+            )
+            .await?;
+            println!(
+                "Backed up {} ({} tables, {} rows, migration {}, release {}) into {}: {} bytes, key fingerprint {}.",
+                manifest.database,
+                manifest.tables.len(),
+                manifest.tables.values().sum::<i64>(),
+                manifest.migration_version,
+                manifest.release,
+                args.dir.display(),
+                manifest.dump.bytes,
+                crate::backup::short(&manifest.pseudonym_key_fingerprint),
+            );
+        }
+        Command::Restore(args) => {
+            let overwrite = if args.force {
+                crate::backup::Overwrite::Force
+            } else {
+                crate::backup::Overwrite::Refuse
+            };
+            let manifest =
+                crate::backup::restore(settings, &args.dir, overwrite, args.pg_bin.as_deref())
+                    .await?;
+            print!("{}", restored(&manifest, &args.dir));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// What a restore did and what to do next.
+fn restored(manifest: &crate::backup::Manifest, dir: &Path) -> String {
+    let mut text = format!(
+        "Restored {} tables ({} rows, every count as in the backup) made {} at migration {}.\n\
+         Next: `raccordo setup` migrates it to this release and declares the broker topology; then start the hub.\n",
+        manifest.tables.len(),
+        manifest.tables.values().sum::<i64>(),
+        manifest.created_at,
+        manifest.migration_version,
+    );
+    if let Some(definitions) = &manifest.definitions {
+        text.push_str(&format!(
+            "Broker definitions: {} (rabbitmqctl import_definitions).\n",
+            dir.join(definitions).display()
+        ));
+    }
+    text
 }
 
 /// `raccordo asylum rotation …`

@@ -12,6 +12,7 @@ mod inbox;
 mod outbox;
 mod outbox_reports;
 mod relay;
+mod schema;
 mod server;
 mod signal;
 
@@ -38,6 +39,7 @@ pub use relay::{
     publish_pending, run_relay,
 };
 
+pub use schema::{MigrationError, applied_version, latest_known, migrate};
 pub use server::{commit_count, server_version};
 pub use signal::{OUTBOX_CHANNEL, OutboxSignal, listen_outbox};
 
@@ -103,11 +105,6 @@ pub async fn drop_database(settings: &DatabaseSettings) -> Result<(), sqlx::Erro
         .await?;
     conn.close().await?;
     Ok(())
-}
-
-/// Runs pending migrations.
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
 }
 
 /// Whether a database error may pass by itself: connection loss, pool exhaustion,
