@@ -1,0 +1,159 @@
+//! Partitions (issue 20, item 6): the hub cut from its broker, then from its database, by a
+//! proxy that blackholes — sockets stay open, nothing is forwarded, no RST — for longer than
+//! every timeout (the AMQP heartbeat, `amqp.handler_timeout_ms`,
+//! `database.acquire_timeout_ms`), then healed. Events keep arriving at the broker
+//! throughout. Nothing is lost, nothing is sent twice but with the same Message-ID, and
+//! `/readyz`, polled every 100 ms, answers 503 once the fault can be known and never 200
+//! until it heals, then 200 again.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use raccordo::serve::Workers;
+use raccordo_core::settings::Settings;
+use raccordo_e2e::faults::{Readiness, assert_each_offer_emailed_once, publish_offers};
+use raccordo_e2e::prepare_with;
+use raccordo_e2e::proxy::Proxy;
+use secrecy::ExposeSecret;
+
+const OFFERS: usize = 60;
+/// Longer than every timeout below, and than the broker's twice-the-heartbeat.
+const PARTITION: Duration = Duration::from_secs(12);
+const HEARTBEAT_S: u64 = 2;
+const HANDLER_TIMEOUT_MS: u64 = 3000;
+const ACQUIRE_TIMEOUT_MS: u64 = 1000;
+/// The most emails a fault may resend (each with the Message-ID of its first send).
+const MAX_RESENDS: usize = 32;
+
+fn short_timeouts(settings: &mut Settings) {
+    settings.amqp.handler_timeout_ms = HANDLER_TIMEOUT_MS;
+    settings.database.acquire_timeout_ms = ACQUIRE_TIMEOUT_MS;
+}
+
+/// The address behind a URL's host and port.
+async fn upstream_of(url: &str, default_port: u16) -> SocketAddr {
+    let url = url::Url::parse(url).expect("a URL");
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    tokio::net::lookup_host((host.as_str(), url.port().unwrap_or(default_port)))
+        .await
+        .expect("the host resolves")
+        .next()
+        .expect("an address")
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn through(url: &str, addr: SocketAddr) -> url::Url {
+    let mut url = url::Url::parse(url).expect("a URL");
+    url.set_host(Some(&addr.ip().to_string())).expect("host");
+    url.set_port(Some(addr.port())).expect("port");
+    url
+}
+
+/// Partitions the running hub by `proxy` in the middle of a stream of offers, heals it, and
+/// checks readiness and delivery. `noticed_within`: by when after the cut `/readyz` must
+/// say 503. `reset_at_heal`: the partition outlived the server's patience, so every
+/// connection held across it is reset when it heals.
+async fn partition_mid_stream(
+    app: &raccordo_e2e::TestApp,
+    direct: Settings,
+    proxy: &Proxy,
+    tag: &str,
+    noticed_within: Duration,
+    reset_at_heal: bool,
+) {
+    let readiness = Readiness::watch(app.app.as_ref().expect("running").http_addr);
+    readiness
+        .wait_for(200, Duration::from_secs(10), "ready before the partition")
+        .await;
+    let publishing = tokio::spawn(publish_offers(
+        direct,
+        app.topology.inbound_exchange(),
+        tag.to_owned(),
+        0..OFFERS,
+        Duration::from_millis(150),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let cut_at = Instant::now();
+    proxy.blackhole();
+    let noticed = readiness
+        .wait_for(503, noticed_within, "the partition was never reported")
+        .await;
+    tokio::time::sleep_until((cut_at + PARTITION).into()).await;
+    let healed = Instant::now();
+    if reset_at_heal {
+        proxy.cut();
+    }
+    proxy.restore();
+
+    let during = readiness.between(noticed, healed);
+    assert!(
+        !during.contains(&200),
+        "/readyz said ready while the hub was cut off: {during:?}"
+    );
+    readiness
+        .wait_for(200, Duration::from_secs(40), "not ready again after the heal")
+        .await;
+    publishing.await.expect("every offer published");
+    let resends = assert_each_offer_emailed_once(app, OFFERS, Duration::from_secs(90)).await;
+    assert!(resends <= MAX_RESENDS, "{resends} resends");
+    let after = readiness
+        .wait_for(200, Duration::from_secs(10), "ready at the end")
+        .await;
+    assert!(after > healed);
+}
+
+#[tokio::test]
+async fn partition_from_the_broker_past_the_heartbeat_loses_nothing_and_readyz_tells_the_truth() {
+    let direct = Settings::load().expect("defaults");
+    let broker = upstream_of(direct.amqp.url.expose_secret(), 5672).await;
+    let proxy = Proxy::start(broker).await;
+    let prepared = prepare_with(short_timeouts).await;
+    let direct = prepared.settings.clone();
+    let app = prepared
+        .configure(|s| {
+            let mut url = through(s.amqp.url.expose_secret(), proxy.addr());
+            url.query_pairs_mut()
+                .append_pair("heartbeat", &HEARTBEAT_S.to_string());
+            s.amqp.url = url.to_string().into();
+        })
+        .start(Workers::All)
+        .await;
+    // A missed heartbeat is noticed after twice its interval; the consumers' watchdog looks
+    // every 2 s; then one poll.
+    let noticed_within = Duration::from_secs(2 * HEARTBEAT_S + 2 + 2);
+    partition_mid_stream(&app, direct, &proxy, "pb", noticed_within, false).await;
+    app.cleanup().await;
+}
+
+async fn partition_from_the_database(tag: &str, reset_at_heal: bool) {
+    let defaults = Settings::load().expect("defaults");
+    let database = upstream_of(defaults.database.url.expose_secret(), 5432).await;
+    let proxy = Proxy::start(database).await;
+    let prepared = prepare_with(short_timeouts).await;
+    let direct = prepared.settings.clone();
+    // The hub reaches its database through the proxy; the test keeps its own direct pool.
+    let app = prepared
+        .configure(|s| {
+            s.database.url = through(s.database.url.expose_secret(), proxy.addr())
+                .to_string()
+                .into();
+        })
+        .start(Workers::All)
+        .await;
+    // `/readyz` pings the database with a bound of 2 s; then one poll.
+    let noticed_within = Duration::from_secs(2 + 3);
+    partition_mid_stream(&app, direct, &proxy, tag, noticed_within, reset_at_heal).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn partition_from_the_database_past_every_timeout_loses_nothing_and_readyz_tells_the_truth()
+{
+    partition_from_the_database("pd", false).await;
+}
+
+#[tokio::test]
+async fn partition_from_the_database_reset_at_the_heal_loses_nothing_and_readyz_tells_the_truth() {
+    partition_from_the_database("pr", true).await;
+}
