@@ -92,15 +92,29 @@ async fn partition_mid_stream(
         "/readyz said ready while the hub was cut off: {during:?}"
     );
     readiness
-        .wait_for(200, Duration::from_secs(40), "not ready again after the heal")
+        .wait_for(
+            200,
+            Duration::from_secs(40),
+            "not ready again after the heal",
+        )
         .await;
     publishing.await.expect("every offer published");
+    let ready = readiness
+        .samples()
+        .into_iter()
+        .find(|(at, s)| *at > healed && *s == 200)
+        .map(|(at, _)| at)
+        .expect("ready after the heal");
     let resends = assert_each_offer_emailed_once(app, OFFERS, Duration::from_secs(90)).await;
     assert!(resends <= MAX_RESENDS, "{resends} resends");
-    let after = readiness
-        .wait_for(200, Duration::from_secs(10), "ready at the end")
-        .await;
-    assert!(after > healed);
+    // The figures of the README ("Beyond one machine"), with --nocapture.
+    println!(
+        "{tag}: 503 after {} ms, ready {} ms after the heal, {resends} resends, all {} emails in and settled {} ms after the heal",
+        (noticed - cut_at).as_millis(),
+        (ready - healed).as_millis(),
+        app.emails().len(),
+        healed.elapsed().as_millis()
+    );
 }
 
 #[tokio::test]
@@ -126,6 +140,30 @@ async fn partition_from_the_broker_past_the_heartbeat_loses_nothing_and_readyz_t
     app.cleanup().await;
 }
 
+#[tokio::test]
+async fn partition_detection_the_hub_proposes_a_10_s_heartbeat_to_the_broker() {
+    let settings = Settings::load().expect("defaults");
+    let connection = raccordo_core::amqp::connect(&settings.amqp, "heartbeat")
+        .await
+        .expect("the broker accepts the connection");
+    // RabbitMQ offers 60 s; the lower wins. At 60 s a partition went unnoticed for 2 min.
+    assert_eq!(connection.configuration().heartbeat(), 10);
+    let mut url = url::Url::parse(settings.amqp.url.expose_secret()).expect("amqp.url");
+    url.query_pairs_mut().append_pair("heartbeat", "4");
+    let mut chosen = settings.amqp.clone();
+    chosen.url = url.to_string().into();
+    let chosen = raccordo_core::amqp::connect(&chosen, "heartbeat")
+        .await
+        .expect("the broker accepts the connection");
+    assert_eq!(
+        chosen.configuration().heartbeat(),
+        4,
+        "amqp.url's choice wins"
+    );
+    let _ = connection.close(200, "done".into()).await;
+    let _ = chosen.close(200, "done".into()).await;
+}
+
 async fn partition_from_the_database(tag: &str, reset_at_heal: bool) {
     let defaults = Settings::load().expect("defaults");
     let database = upstream_of(defaults.database.url.expose_secret(), 5432).await;
@@ -148,8 +186,7 @@ async fn partition_from_the_database(tag: &str, reset_at_heal: bool) {
 }
 
 #[tokio::test]
-async fn partition_from_the_database_past_every_timeout_loses_nothing_and_readyz_tells_the_truth()
-{
+async fn partition_from_the_database_past_every_timeout_loses_nothing_and_readyz_tells_the_truth() {
     partition_from_the_database("pd", false).await;
 }
 

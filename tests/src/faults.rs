@@ -141,14 +141,21 @@ impl Drop for Readiness {
 /// Waits for every email of `offers` offers and checks that each (notification, recipient)
 /// arrived, each offer made one notification, and any resend carried the Message-ID of
 /// its first send (CONTRACT F3); the number of resends.
-pub async fn assert_each_offer_emailed_once(app: &TestApp, offers: usize, within: Duration) -> usize {
+pub async fn assert_each_offer_emailed_once(
+    app: &TestApp,
+    offers: usize,
+    within: Duration,
+) -> usize {
     let expected = EMAILS_PER_OFFER * offers;
     if let Err(got) = app.smtp.wait_for(expected, within).await {
         panic!("expected {expected} emails, got {got:?}: some work was lost");
     }
     app.settle().await;
     let mails = app.emails();
-    let ids: BTreeSet<String> = mails.iter().filter_map(|m| m.header("Message-ID")).collect();
+    let ids: BTreeSet<String> = mails
+        .iter()
+        .filter_map(|m| m.header("Message-ID"))
+        .collect();
     assert_eq!(ids.len(), expected, "every (notification, recipient) once");
     let mut per_notification: BTreeMap<String, usize> = BTreeMap::new();
     for mail in app.emails_of("housing.offered") {
@@ -156,9 +163,17 @@ pub async fn assert_each_offer_emailed_once(app: &TestApp, offers: usize, within
             *per_notification.entry(id).or_default() += 1;
         }
     }
-    assert_eq!(per_notification.len(), offers, "one housing.offered per offer");
+    assert_eq!(
+        per_notification.len(),
+        offers,
+        "one housing.offered per offer"
+    );
     let notifications = app.notifications("housing.offered").await;
-    assert_eq!(notifications.len(), offers, "one stored notification per offer");
+    assert_eq!(
+        notifications.len(),
+        offers,
+        "one stored notification per offer"
+    );
     assert!(app.dead_letters().await.is_empty(), "nothing dead-lettered");
     assert!(app.parked().await.is_empty(), "nothing parked");
     mails.len() - ids.len()

@@ -17,9 +17,7 @@ impl PgPair {
     /// Creates and starts a pair; returns once the standby streams synchronously.
     pub fn start() -> PgPair {
         let id = Uuid::new_v4().simple().to_string();
-        let dir = crate::workspace_root()
-            .join("target/pg-ha")
-            .join(&id[..12]);
+        let dir = crate::workspace_root().join("target/pg-ha").join(&id[..12]);
         let pair = PgPair {
             dir,
             ports: [free_port(), free_port()],
@@ -37,7 +35,10 @@ impl PgPair {
         let output = Command::new(crate::workspace_root().join("scripts/pg-ha.sh"))
             .arg(command)
             .env("PG_HA_DIR", &self.dir)
-            .env("PG_HA_PORTS", format!("{} {}", self.ports[0], self.ports[1]))
+            .env(
+                "PG_HA_PORTS",
+                format!("{} {}", self.ports[0], self.ports[1]),
+            )
             .output()
             .expect("scripts/pg-ha.sh runs");
         assert!(
@@ -50,11 +51,7 @@ impl PgPair {
 
     /// The address of the node that accepts writes.
     pub fn primary(&self) -> SocketAddr {
-        let port: u16 = self
-            .script("primary-port")
-            .trim()
-            .parse()
-            .expect("a port");
+        let port: u16 = self.script("primary-port").trim().parse().expect("a port");
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
@@ -65,11 +62,7 @@ impl PgPair {
 
     /// Promotes the standby; its address.
     pub fn promote(&self) -> SocketAddr {
-        let port: u16 = self
-            .script("promote")
-            .trim()
-            .parse()
-            .expect("a port");
+        let port: u16 = self.script("promote").trim().parse().expect("a port");
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 }
@@ -79,7 +72,10 @@ impl Drop for PgPair {
         let _ = Command::new(crate::workspace_root().join("scripts/pg-ha.sh"))
             .arg("destroy")
             .env("PG_HA_DIR", &self.dir)
-            .env("PG_HA_PORTS", format!("{} {}", self.ports[0], self.ports[1]))
+            .env(
+                "PG_HA_PORTS",
+                format!("{} {}", self.ports[0], self.ports[1]),
+            )
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
