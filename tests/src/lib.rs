@@ -6,7 +6,9 @@
 //! that starts them: integration tests never skip.
 
 pub mod broker_users;
+pub mod faults;
 pub mod pec;
+pub mod pg_ha;
 pub mod proxy;
 pub mod upgrade;
 
