@@ -11,7 +11,7 @@ use raccordo_core::settings::Settings;
 
 use crate::cli::{
     AsylumCommand, Command, ConsoleCommand, ConsoleUserCommand, DlqCommand, EvictionCommand,
-    IdsCommand, RegistryCommand, ReportCommand, RotationCommand,
+    IdsCommand, RegistryCommand, ReportCommand, RetentionCommand, RotationCommand,
 };
 use crate::import::Table;
 use crate::table::Format;
@@ -52,6 +52,12 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             return publish(&settings, &file, how).await;
         }
         Command::Dlq { command } => return dlq(command, &settings).await,
+        Command::Retention {
+            command: RetentionCommand::Run { dry_run, format },
+        } => {
+            let report = crate::retention::command(&settings, dry_run).await?;
+            print!("{}", crate::retention::format(&report, format)?);
+        }
         Command::Tavolo { command } => crate::tavolo::run(command, &settings).await?,
         Command::Eviction {
             command:
