@@ -26,6 +26,7 @@ mod pec;
 mod quota;
 mod registry_pec;
 mod registry_scopes;
+mod retention;
 mod transport_tls;
 mod trust;
 mod trust_v12;

@@ -282,9 +282,18 @@ const SETTLED: &str = r#"
     )
 "#;
 
+/// Kinds whose payload stays until `audit_years`: a comune's coverage history (the
+/// console's comune page, `report coverage`) is read back from them, and they hold nothing
+/// personal — counts and facilities of a comune.
+pub const PAYLOAD_KEPT: [&str; 3] = [
+    "quota.threshold",
+    "quota.safeguard",
+    "reception.over_capacity",
+];
+
 /// Settled notifications older than `notification_days`: the payload is reduced to
 /// `{"scrubbed": true}`; the kind, the comune, the recipients (deliveries) and the
-/// timeline stay.
+/// timeline stay. Not the kinds of [`PAYLOAD_KEPT`].
 pub struct NotificationPayloads {
     pub before: OffsetDateTime,
 }
@@ -297,10 +306,11 @@ impl Prune for NotificationPayloads {
 
     async fn count(&self, conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
         let sql = format!(
-            "SELECT count(*) FROM notifications n WHERE NOT (n.payload ? 'scrubbed') AND n.created_at < $1 AND {SETTLED}"
+            "SELECT count(*) FROM notifications n WHERE NOT (n.payload ? 'scrubbed') AND n.created_at < $1 AND n.kind <> ALL ($2) AND {SETTLED}"
         );
         let n: i64 = sqlx::query_scalar(&sql)
             .bind(self.before)
+            .bind(&PAYLOAD_KEPT[..])
             .fetch_one(conn)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -316,6 +326,7 @@ impl Prune for NotificationPayloads {
                 FROM notifications n
                 WHERE NOT (n.payload ? 'scrubbed')
                   AND n.created_at < $1
+                  AND n.kind <> ALL ($3)
                   AND {SETTLED}
                 ORDER BY n.created_at
                 LIMIT $2
@@ -326,6 +337,7 @@ impl Prune for NotificationPayloads {
         Ok(sqlx::query(&sql)
             .bind(self.before)
             .bind(limit)
+            .bind(&PAYLOAD_KEPT[..])
             .execute(tx)
             .await?
             .rows_affected())
