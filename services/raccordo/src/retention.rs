@@ -72,6 +72,7 @@ pub async fn run_all(
         let pruned = core_retention::run_kind(pool, prune.as_ref(), &settings.retention, mode)
             .await
             .with_context(|| format!("Failed to prune {}", prune.kind()))?;
+        tracing::info!(kind = pruned.kind, count = pruned.count, dry_run = mode == Mode::DryRun, "Retention: kind done.");
         kinds.push(pruned);
     }
     kinds.push(prune_files(pool, settings, mode).await?);
