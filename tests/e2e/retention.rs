@@ -23,9 +23,7 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 fn today() -> String {
-    raccordo_core::domain::format_date(raccordo_core::clock::rome_date(
-        raccordo_core::clock::now(),
-    ))
+    raccordo_core::domain::format_date(raccordo_core::clock::rome_date(raccordo_core::clock::now()))
 }
 
 fn consent(procedure: &str, name: &str) -> Value {
@@ -47,14 +45,19 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
         .expect("count query")
 }
 
+/// Runs statements as they are (back-dating rows: time moves in SQL, never by sleeping).
 async fn exec(app: &TestApp, sql: &str) {
-    sqlx::query(sql).execute(&app.pool).await.expect(sql);
+    sqlx::raw_sql(sql).execute(&app.pool).await.expect(sql);
 }
 
 /// `raccordo retention run [--dry-run] --format json` as operators run it: kind → count.
 async fn retention_run(app: &TestApp, dry_run: bool) -> std::collections::BTreeMap<String, u64> {
     let mut cmd = app.command();
-    cmd.args(["retention", "run", "--format", "json"]);
+    cmd.env(
+        "RACCORDO__RETENTION__BATCH_SIZE",
+        app.settings.retention.batch_size.to_string(),
+    )
+    .args(["retention", "run", "--format", "json"]);
     if dry_run {
         cmd.arg("--dry-run");
     }
@@ -83,7 +86,7 @@ async fn retention_run(app: &TestApp, dry_run: bool) -> std::collections::BTreeM
 async fn dump(app: &TestApp) -> String {
     let rows: Vec<String> = sqlx::query_scalar(
         r#"
-        SELECT string_agg(t::TEXT, E'\n') FROM (
+        SELECT COALESCE(string_agg(t::TEXT, E'\n'), '') FROM (
             SELECT to_jsonb(p) AS t FROM eviction_personal p
             UNION ALL SELECT payload FROM notifications
             UNION ALL SELECT to_jsonb(a) FROM asylum_personal a
@@ -139,7 +142,10 @@ async fn c9_an_executed_or_idle_procedure_loses_its_personal_data_and_a_live_one
 
     let dry = retention_run(&app, true).await;
     assert_eq!(dry["eviction.procedures"], 2, "{dry:?}");
-    assert_eq!(count(&app, "SELECT count(*) FROM eviction_personal").await, 3);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM eviction_personal").await,
+        3
+    );
 
     let done = retention_run(&app, false).await;
     assert_eq!(done["eviction.procedures"], 2, "{done:?}");
@@ -148,7 +154,10 @@ async fn c9_an_executed_or_idle_procedure_loses_its_personal_data_and_a_live_one
         assert!(!text.contains(gone), "{gone} is still stored");
     }
     assert!(text.contains("Vivente"), "a live procedure keeps its data");
-    assert_eq!(count(&app, "SELECT count(*) FROM eviction_personal").await, 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM eviction_personal").await,
+        1
+    );
     assert_eq!(
         count(&app, "SELECT count(*) FROM eviction_steps").await,
         steps,
@@ -207,11 +216,13 @@ async fn c9_a_closed_asylum_case_loses_its_person_from_the_case_and_its_notices(
     assert_eq!(count(&app, "SELECT count(*) FROM asylum_personal").await, 2);
     let closed = raccordo_core::pseudonym::case_pseudonym(&app.settings.eviction, "SP-C9-CLOSED");
     // Closed 91 days ago.
-    sqlx::query("UPDATE asylum_cases SET closed_at = now() - interval '91 days' WHERE case_key = $1")
-        .bind(&closed)
-        .execute(&app.pool)
-        .await
-        .expect("backdate");
+    sqlx::query(
+        "UPDATE asylum_cases SET closed_at = now() - interval '91 days' WHERE case_key = $1",
+    )
+    .bind(&closed)
+    .execute(&app.pool)
+    .await
+    .expect("backdate");
 
     let dry = retention_run(&app, true).await;
     assert_eq!(dry["asylum.cases"], 1, "{dry:?}");
@@ -220,7 +231,10 @@ async fn c9_a_closed_asylum_case_loses_its_person_from_the_case_and_its_notices(
     assert_eq!(done["asylum.cases"], 1, "{done:?}");
     let text = dump(&app).await;
     assert!(!text.contains("Persona SP-C9-CLOSED"), "{text}");
-    assert!(text.contains("Persona SP-C9-OPEN"), "an open case keeps its person");
+    assert!(
+        text.contains("Persona SP-C9-OPEN"),
+        "an open case keeps its person"
+    );
     assert_eq!(
         count(&app, "SELECT count(*) FROM asylum_cases").await,
         2,
@@ -258,16 +272,31 @@ async fn retention_dry_run_deletes_nothing_a_second_run_nothing_more_and_no_emai
     let events = count(&app, "SELECT count(*) FROM delivery_events").await;
     let deliveries = count(&app, "SELECT count(*) FROM deliveries").await;
     // 100 days old: payloads due (90), timelines and deliveries within audit_years (10).
-    exec(&app, "UPDATE notifications SET created_at = now() - interval '100 days'").await;
-    exec(&app, "UPDATE inbox SET received_at = now() - interval '401 days'").await;
+    exec(
+        &app,
+        "UPDATE notifications SET created_at = now() - interval '100 days'",
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE inbox SET received_at = now() - interval '401 days'",
+    )
+    .await;
     let notifications = count(&app, "SELECT count(*) FROM notifications").await;
     let keys = count(&app, "SELECT count(*) FROM inbox").await;
 
     let dry = retention_run(&app, true).await;
-    assert_eq!(dry["notification.payloads"], u64::try_from(notifications).expect("n"));
+    assert_eq!(
+        dry["notification.payloads"],
+        u64::try_from(notifications).expect("n")
+    );
     assert_eq!(dry["inbox.keys"], u64::try_from(keys).expect("n"));
     assert_eq!(
-        count(&app, "SELECT count(*) FROM notifications WHERE payload ? 'scrubbed'").await,
+        count(
+            &app,
+            "SELECT count(*) FROM notifications WHERE payload ? 'scrubbed'"
+        )
+        .await,
         0,
         "a dry run changes nothing"
     );
@@ -279,13 +308,22 @@ async fn retention_dry_run_deletes_nothing_a_second_run_nothing_more_and_no_emai
     assert_eq!(done["notifications"], 0);
     assert_eq!(done["delivery.events"], 0);
     assert_eq!(
-        count(&app, "SELECT count(*) FROM notifications WHERE payload = '{\"scrubbed\": true}'")
-            .await,
+        count(
+            &app,
+            "SELECT count(*) FROM notifications WHERE payload = '{\"scrubbed\": true}'"
+        )
+        .await,
         notifications
     );
     assert_eq!(count(&app, "SELECT count(*) FROM inbox").await, 0);
-    assert_eq!(count(&app, "SELECT count(*) FROM delivery_events").await, events);
-    assert_eq!(count(&app, "SELECT count(*) FROM deliveries").await, deliveries);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM delivery_events").await,
+        events
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM deliveries").await,
+        deliveries
+    );
 
     let again = retention_run(&app, false).await;
     assert!(again.values().all(|n| *n == 0), "{again:?}");
@@ -294,16 +332,35 @@ async fn retention_dry_run_deletes_nothing_a_second_run_nothing_more_and_no_emai
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(app.emails().len(), sent);
     // Eleven years on, the whole evidence goes.
-    exec(&app, "UPDATE notifications SET created_at = now() - interval '11 years'").await;
-    exec(&app, "UPDATE delivery_events SET at = now() - interval '11 years'").await;
+    exec(
+        &app,
+        "UPDATE notifications SET created_at = now() - interval '11 years'",
+    )
+    .await;
+    exec(
+        &app,
+        "UPDATE delivery_events SET at = now() - interval '11 years'",
+    )
+    .await;
     let late = retention_run(&app, false).await;
-    assert_eq!(late["notifications"], u64::try_from(notifications).expect("n"));
+    assert_eq!(
+        late["notifications"],
+        u64::try_from(notifications).expect("n")
+    );
     assert_eq!(late["delivery.events"], u64::try_from(events).expect("n"));
     assert_eq!(count(&app, "SELECT count(*) FROM deliveries").await, 0);
-    let runs = count(&app, "SELECT count(DISTINCT run_id) FROM retention_log WHERE trigger = 'command'").await;
+    let runs = count(
+        &app,
+        "SELECT count(DISTINCT run_id) FROM retention_log WHERE trigger = 'command'",
+    )
+    .await;
     assert_eq!(runs, 4, "every run is logged, dry or not");
     assert_eq!(
-        count(&app, "SELECT count(DISTINCT run_id) FROM retention_log WHERE dry_run").await,
+        count(
+            &app,
+            "SELECT count(DISTINCT run_id) FROM retention_log WHERE dry_run"
+        )
+        .await,
         1
     );
     app.cleanup().await;
@@ -331,15 +388,25 @@ async fn retention_batches_commit_one_by_one_and_skip_a_row_a_worker_holds() {
         .expect("commits");
     let started = std::time::Instant::now();
     let done = retention_run(&app, false).await;
-    assert!(started.elapsed() < Duration::from_secs(20), "no batch waited for the lock");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no batch waited for the lock"
+    );
     assert_eq!(done["inbox.keys"], 34, "{done:?}");
     let after = raccordo_core::db::commit_count(&app.settings.database, &database)
         .await
         .expect("commits");
-    assert!(after - before >= 4, "35 rows in batches of 10: four transactions at least");
+    assert!(
+        after - before >= 4,
+        "35 rows in batches of 10: four transactions at least"
+    );
     holder.rollback().await.expect("rollback");
     assert_eq!(count(&app, "SELECT count(*) FROM inbox").await, 1);
-    assert_eq!(retention_run(&app, false).await["inbox.keys"], 1, "the next run takes it");
+    assert_eq!(
+        retention_run(&app, false).await["inbox.keys"],
+        1,
+        "the next run takes it"
+    );
     app.cleanup().await;
 }
 
@@ -375,11 +442,19 @@ async fn retention_two_replicas_run_the_daily_job_once() {
     );
     assert_eq!(count(&app, "SELECT count(*) FROM inbox").await, 0);
     assert_eq!(
-        count(&app, "SELECT count(DISTINCT run_id) FROM retention_log WHERE trigger = 'daily'").await,
+        count(
+            &app,
+            "SELECT count(DISTINCT run_id) FROM retention_log WHERE trigger = 'daily'"
+        )
+        .await,
         1
     );
     assert_eq!(
-        count(&app, "SELECT count FROM retention_log WHERE kind = 'inbox.keys'").await,
+        count(
+            &app,
+            "SELECT count FROM retention_log WHERE kind = 'inbox.keys'"
+        )
+        .await,
         2500
     );
     one.close().await;
@@ -424,7 +499,11 @@ async fn retention_eml_files_go_after_eml_days_and_with_their_scrubbed_notificat
     app.settle().await;
     let files = || {
         std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .count()
+            })
             .unwrap_or(0)
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -439,12 +518,20 @@ async fn retention_eml_files_go_after_eml_days_and_with_their_scrubbed_notificat
         .env("RACCORDO__MAIL__OUTBOX_DIR", &dir)
         .args(["retention", "run", "--format", "json"]);
     let out = cmd.output().await.expect("raccordo runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(files(), written, "young files of live notifications stay");
     // One notification's payload reduced: its files go, at once.
     exec(&app, "UPDATE notifications SET created_at = now() - interval '100 days' WHERE id = (SELECT id FROM notifications ORDER BY created_at LIMIT 1)").await;
     let out = cmd.output().await.expect("raccordo runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     let eml = report["kinds"]
         .as_array()

@@ -197,7 +197,12 @@ impl ByAge {
 
     /// Bounce reports read (D3), older than `audit_years`.
     pub fn bounce_reports(before: OffsetDateTime) -> Self {
-        Self::new("audit.bounce_reports", "bounce_reports", "received_at", before)
+        Self::new(
+            "audit.bounce_reports",
+            "bounce_reports",
+            "received_at",
+            before,
+        )
     }
 
     /// The retention log, older than `audit_years`.

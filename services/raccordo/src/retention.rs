@@ -72,7 +72,12 @@ pub async fn run_all(
         let pruned = core_retention::run_kind(pool, prune.as_ref(), &settings.retention, mode)
             .await
             .with_context(|| format!("Failed to prune {}", prune.kind()))?;
-        tracing::info!(kind = pruned.kind, count = pruned.count, dry_run = mode == Mode::DryRun, "Retention: kind done.");
+        tracing::info!(
+            kind = pruned.kind,
+            count = pruned.count,
+            dry_run = mode == Mode::DryRun,
+            "Retention: kind done."
+        );
         kinds.push(pruned);
     }
     kinds.push(prune_files(pool, settings, mode).await?);
@@ -93,10 +98,17 @@ async fn prune_files(pool: &PgPool, settings: &Settings, mode: Mode) -> anyhow::
     let Some(outbox) = FileOutbox::from_settings(&settings.mail) else {
         return Ok(Pruned { kind, count: 0 });
     };
-    let failed = || format!("Failed to read the outbox folder {}", outbox.dir().display());
+    let failed = || {
+        format!(
+            "Failed to read the outbox folder {}",
+            outbox.dir().display()
+        )
+    };
     let files = outbox.files().await.with_context(failed)?;
     let age = Duration::from_secs(u64::from(settings.retention.eml_days) * 86_400);
-    let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+    let cutoff = SystemTime::now()
+        .checked_sub(age)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut ids: Vec<uuid::Uuid> = files.iter().map(|f| f.notification).collect();
     ids.sort();
     ids.dedup();
