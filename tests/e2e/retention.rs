@@ -492,6 +492,7 @@ async fn retention_eml_files_go_after_eml_days_and_with_their_scrubbed_notificat
     let outbox = dir.clone();
     let app = spawn_app_with(move |s| {
         s.mail.transport = raccordo_core::settings::MailTransportKind::File;
+        s.mail.allow_file_transport = true;
         s.mail.outbox_dir = outbox;
     })
     .await;
@@ -515,6 +516,7 @@ async fn retention_eml_files_go_after_eml_days_and_with_their_scrubbed_notificat
     assert_eq!(written, 4, "the file transport wrote two emails per offer");
     let mut cmd = app.command();
     cmd.env("RACCORDO__MAIL__TRANSPORT", "file")
+        .env("RACCORDO__MAIL__ALLOW_FILE_TRANSPORT", "true")
         .env("RACCORDO__MAIL__OUTBOX_DIR", &dir)
         .args(["retention", "run", "--format", "json"]);
     let out = cmd.output().await.expect("raccordo runs");
