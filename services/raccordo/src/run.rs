@@ -52,12 +52,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             return publish(&settings, &file, how).await;
         }
         Command::Dlq { command } => return dlq(command, &settings).await,
-        Command::Retention {
-            command: RetentionCommand::Run { dry_run, format },
-        } => {
-            let report = crate::retention::command(&settings, dry_run).await?;
-            print!("{}", crate::retention::format(&report, format)?);
-        }
+        Command::Retention { command } => retention(command, &settings).await?,
         Command::Tavolo { command } => crate::tavolo::run(command, &settings).await?,
         Command::Eviction {
             command:
@@ -102,6 +97,14 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `raccordo retention run [--dry-run]`: prunes (or counts) and prints the counts per kind.
+async fn retention(command: RetentionCommand, settings: &Settings) -> anyhow::Result<()> {
+    let RetentionCommand::Run { dry_run, format } = command;
+    let report = crate::retention::command(settings, dry_run).await?;
+    print!("{}", crate::retention::format(&report, format)?);
+    Ok(())
 }
 
 /// `raccordo asylum rotation …`
