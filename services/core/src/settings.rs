@@ -1219,6 +1219,26 @@ mod tests {
     }
 
     #[test]
+    fn retention_defaults_are_the_contract_s_and_a_zero_day_is_refused() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        let r = &settings.retention;
+        assert_eq!(
+            (r.personal_days, r.idle_days, r.notification_days),
+            (90, 365, 90)
+        );
+        assert_eq!((r.eml_days, r.inbox_days, r.audit_years), (7, 400, 10));
+        settings.retention.personal_days = 0;
+        let error = settings.validate().expect_err("zero days refused");
+        assert!(
+            error.to_string().contains("retention.personal_days"),
+            "{error}"
+        );
+        settings.retention.personal_days = 90;
+        settings.retention.batch_size = 0;
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
     fn a_console_without_users_lets_nobody_in() {
         let settings = Settings::load().expect("defaults are valid");
         assert!(!settings.console.login_configured());
