@@ -429,12 +429,13 @@ pub async fn without_payload(
 /// Core's kinds, their cutoffs computed from `now`.
 pub fn core_prunes(settings: &RetentionSettings, now: OffsetDateTime) -> Vec<Box<dyn Prune>> {
     let audit = years_before(now, settings.audit_years);
+    // What is past audit_years goes before payloads are reduced: never reduced to be deleted.
     vec![
+        Box::new(Notifications { before: audit }),
         Box::new(NotificationPayloads {
             before: days_before(now, settings.notification_days),
         }),
         Box::new(ByAge::inbox(days_before(now, settings.inbox_days))),
-        Box::new(Notifications { before: audit }),
         Box::new(ByAge::delivery_events(audit)),
         Box::new(ByAge::console_actions(audit)),
         Box::new(ByAge::bounce_reports(audit)),
