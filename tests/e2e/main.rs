@@ -29,6 +29,7 @@ mod pg_failover;
 mod quota;
 mod registry_pec;
 mod registry_scopes;
+mod retention;
 mod soak;
 mod transport_tls;
 mod trust;

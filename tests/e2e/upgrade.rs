@@ -19,6 +19,15 @@ fn clocks_far(settings: &mut raccordo_core::settings::Settings) {
     settings.escalation.after_hours = 1.0e6;
     settings.mail.pec_receipt_hours = 1.0e6;
     settings.asylum.first_intervention_hours = 1.0e6;
+    // The fixture's dates are fixed: as they age, the daily retention job must not prune
+    // what the test compares.
+    let far = 36_500;
+    settings.retention.personal_days = far;
+    settings.retention.idle_days = far;
+    settings.retention.notification_days = far;
+    settings.retention.eml_days = far;
+    settings.retention.inbox_days = far;
+    settings.retention.audit_years = 100;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

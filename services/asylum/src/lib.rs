@@ -17,6 +17,7 @@
 //! - [`places`]: places freed in a SPRAR project while cases wait (A5), called by the
 //!   quota worker.
 //! - [`tavolo`]: the Tavolo's records and its annual relazione-report (A6).
+//! - [`retention`]: C9, a case's `person` deleted once the case ended or fell idle.
 //! - [`worker`]: the `EventWorker` that dispatches to them, in the inbound transaction.
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -29,6 +30,7 @@ pub mod placement;
 pub mod places;
 pub mod priorities;
 pub mod pronta;
+pub mod retention;
 pub mod rotation;
 pub mod rotation_store;
 pub mod tavolo;

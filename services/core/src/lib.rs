@@ -22,6 +22,7 @@
 //! - [`clock`]: the `Clock` workers are given, the current time at the edges; Europe/Rome
 //!   days and months.
 //! - [`schedule`]: monthly jobs, once per month across replicas.
+//! - [`retention`]: what each of core's tables keeps, pruned in batches; the retention log.
 //! - [`tls`]: the TLS rule for the broker, the database and the SMTP server.
 //! - [`ack`]: acknowledgement tokens and links (CONTRACT D4).
 //! - [`delivery_metrics`]: time to delivery and to acknowledgement, deliveries by state (D6).
@@ -46,6 +47,7 @@ pub mod ownership;
 pub mod payload;
 pub mod pseudonym;
 pub mod registry;
+pub mod retention;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;

@@ -43,6 +43,8 @@ pub struct Settings {
     pub escalation: EscalationSettings,
     /// The Tavolo provinciale asilo's desks (CONTRACT 1.2 §4 "Asylum").
     pub asylum: AsylumSettings,
+    /// How long what the hub stores is kept (CONTRACT 1.2 §8 retention, C9).
+    pub retention: RetentionSettings,
 }
 
 /// RabbitMQ connection and topology.
@@ -453,6 +455,61 @@ impl AsylumSettings {
     }
 }
 
+/// How long what the hub stores is kept (CONTRACT 1.2 §8 retention, GDPR art. 5(1)(e)).
+/// Pruned daily by one replica, in batches of `batch_size` rows, each its own transaction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Days after a procedure's last step `esecuzione` (an asylum case's closure) after
+    /// which its personal data is deleted (C9). Default 90.
+    pub personal_days: u32,
+    /// Days without any event after which a procedure's (a case's) personal data is
+    /// deleted all the same (C9). Default 365.
+    pub idle_days: u32,
+    /// Days after which a settled notification's payload is reduced to its kind, comune,
+    /// recipients and timeline. Default 90.
+    pub notification_days: u32,
+    /// Days the file transport's `.eml` files are kept. Default 7.
+    pub eml_days: u32,
+    /// Days an inbound event's idempotency key is kept. Default 400.
+    pub inbox_days: u32,
+    /// Years the audit and the delivery evidence are kept, as legal facts. Default 10.
+    pub audit_years: u32,
+    /// Rows deleted or changed per transaction. Default 1000.
+    pub batch_size: u32,
+    /// Milliseconds between two batches, so pruning yields to the workers. Default 10.
+    pub batch_pause_ms: u64,
+}
+
+impl RetentionSettings {
+    /// `batch_pause_ms` as a duration.
+    pub fn batch_pause(&self) -> Duration {
+        Duration::from_millis(self.batch_pause_ms)
+    }
+
+    fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let days = [
+            ("retention.personal_days", self.personal_days),
+            ("retention.idle_days", self.idle_days),
+            ("retention.notification_days", self.notification_days),
+            ("retention.eml_days", self.eml_days),
+            ("retention.inbox_days", self.inbox_days),
+            ("retention.audit_years", self.audit_years),
+        ];
+        if let Some((key, _)) = days.iter().find(|(_, n)| *n == 0) {
+            return Err((key, "must be at least 1"));
+        }
+        // Days beyond this would overflow the dates they are subtracted from.
+        if let Some((key, _)) = days.iter().find(|(_, n)| *n > 36_500) {
+            return Err((key, "must be at most 36500"));
+        }
+        if !(1..=100_000).contains(&self.batch_size) {
+            return Err(("retention.batch_size", "must be between 1 and 100000"));
+        }
+        Ok(())
+    }
+}
+
 /// What a console user may open (CONTRACT 1.2 §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -649,6 +706,9 @@ impl Settings {
         }
         if let Err((key, reason)) = self.mail.check_pec() {
             return invalid(key, &reason);
+        }
+        if let Err((key, reason)) = self.retention.check() {
+            return invalid(key, reason);
         }
         self.validate_console()?;
         self.validate_ack()?;
@@ -1156,6 +1216,26 @@ mod tests {
         assert_eq!(settings.eviction.urgent_within_days, 7);
         assert!(!settings.console.enabled);
         assert_eq!(settings.console.addr, "127.0.0.1:9465");
+    }
+
+    #[test]
+    fn retention_defaults_are_the_contract_s_and_a_zero_day_is_refused() {
+        let mut settings = Settings::load().expect("defaults are valid");
+        let r = &settings.retention;
+        assert_eq!(
+            (r.personal_days, r.idle_days, r.notification_days),
+            (90, 365, 90)
+        );
+        assert_eq!((r.eml_days, r.inbox_days, r.audit_years), (7, 400, 10));
+        settings.retention.personal_days = 0;
+        let error = settings.validate().expect_err("zero days refused");
+        assert!(
+            error.to_string().contains("retention.personal_days"),
+            "{error}"
+        );
+        settings.retention.personal_days = 90;
+        settings.retention.batch_size = 0;
+        assert!(settings.validate().is_err());
     }
 
     #[test]

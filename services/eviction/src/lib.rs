@@ -16,6 +16,7 @@
 //!   and consent decisions, reading an injected clock.
 //! - [`stats`]: monthly statistics per ambito (C6), and their monthly job.
 //! - [`scrub`]: removes the docket number from delivered revocation notices.
+//! - [`retention`]: C9, the personal data of ended or idle procedures deleted as C4 does.
 //! - [`audit`]: who was told what, when, and on whose recorded consent.
 //! - [`reports`]: one procedure's counts for operators (the demo's summary).
 //! - [`keys`]: the pseudonym key checked against the database, and its rotation.
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod personal;
 mod procedures;
 pub mod reports;
+pub mod retention;
 mod salvage;
 pub mod scrub;
 pub mod stats;

@@ -350,7 +350,7 @@ pub(crate) async fn apply_personal(
             let held = hold_personal(tx, pseudonym, procedure_id, contact, household).await?;
             Ok((Some(held), 0))
         }
-        Personal::Forget => Ok((None, forget_personal(tx, pseudonym).await?)),
+        Personal::Forget => Ok((None, forget_personal(tx, pseudonym, REVOKED).await?)),
         Personal::Drop => Ok((None, 0)),
     }
 }
@@ -372,12 +372,16 @@ fn decode<E>(what: &'static str) -> impl FnOnce(E) -> sqlx::Error {
 /// What an eviction notification keeps once scrubbed (C4): nothing personal.
 const SCRUB_KEEPS: [&str; 3] = ["comune_istat", "comune_nome", "trigger"];
 
-/// CONTRACT C4: deletes the personal data held for a procedure, removes it from the
-/// payloads of the alerts already made, and cancels those not yet delivered. Returns
-/// how many deliveries were cancelled.
+/// Why an undelivered alert is cancelled on revocation (C4).
+const REVOKED: &str = "not sent: the family revoked its consent before delivery (C4)";
+
+/// CONTRACT C4 (and C9, whose deletion is C4's): deletes the personal data held for a
+/// procedure, removes it from the payloads of the alerts already made, and cancels those
+/// not yet delivered, saying `reason`. Returns how many deliveries were cancelled.
 pub(crate) async fn forget_personal(
     tx: &mut PgConnection,
     pseudonym: &Pseudonym,
+    reason: &str,
 ) -> Result<u64, sqlx::Error> {
     sqlx::query("DELETE FROM eviction_personal WHERE pseudonym = $1")
         .bind(pseudonym.as_ref())
@@ -390,12 +394,7 @@ pub(crate) async fn forget_personal(
     .fetch_all(&mut *tx)
     .await?;
     let alerts = db::of_kind(tx, &made, NotificationKind::EvictionAlert).await?;
-    let cancelled = db::cancel_pending(
-        tx,
-        &alerts,
-        "not sent: the family revoked its consent before delivery (C4)",
-    )
-    .await?;
+    let cancelled = db::cancel_pending(tx, &alerts, reason).await?;
     scrub(tx, &alerts).await?;
     Ok(cancelled)
 }

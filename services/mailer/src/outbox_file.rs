@@ -139,6 +139,65 @@ impl FileOutbox {
     }
 }
 
+/// A file of the outbox, for retention (`retention.eml_days`, C9).
+#[derive(Debug, Clone)]
+pub struct OutboxFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The notification it is an email of.
+    pub notification: Uuid,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
+}
+
+impl FileOutbox {
+    /// Every email file of the outbox (none when the folder does not exist yet).
+    ///
+    /// # Errors
+    /// When the folder exists but it or a file's metadata cannot be read.
+    pub async fn files(&self) -> io::Result<Vec<OutboxFile>> {
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut files = Vec::new();
+        while let Some(entry) = entries.next_entry().await? {
+            let Some(notification) = notification_of(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let modified = match entry.metadata().await {
+                Ok(meta) => meta.modified()?,
+                // Removed meanwhile (a revocation's scrubber): nothing to keep or delete.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            files.push(OutboxFile {
+                path: entry.path(),
+                notification,
+                modified,
+            });
+        }
+        Ok(files)
+    }
+
+    /// Deletes `files`; a file already gone is not an error. Returns how many went.
+    ///
+    /// # Errors
+    /// When a file cannot be deleted.
+    pub async fn remove_files(&self, files: &[OutboxFile]) -> io::Result<usize> {
+        let mut removed = 0;
+        for file in files {
+            match tokio::fs::remove_file(&file.path).await {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// The notification a file of the outbox belongs to: `<uuid>-<recipient>.eml`.
 fn notification_of(file_name: &str) -> Option<Uuid> {
     let stem = file_name.strip_suffix(".eml")?;

@@ -103,6 +103,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::tavolo::TavoloCommand,
     },
+    /// Retention (GDPR art. 5(1)(e)): what the hub keeps, pruned as `retention.*` says;
+    /// one replica runs it daily by itself.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Dead and parked messages, with their reasons.
     Dlq {
         #[command(subcommand)]
@@ -245,6 +251,20 @@ pub enum EvictionCommand {
         /// until restarted with the new chain).
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// `raccordo retention …`
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Delete now what is past its retention, in batches, and print the counts per kind;
+    /// the run is logged for the privacy role.
+    Run {
+        /// Delete nothing: print what would be deleted (logged as a dry run).
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 

@@ -14,6 +14,7 @@
 //! - [`report_priorities`]: the SPRAR waiting list and free places (A4), the weekly list on demand.
 //! - [`evictions`]: eviction statistics (C6) and the audit trail.
 //! - [`ids`]: an operator's audited move of an id to another comune or publisher.
+//! - [`retention`]: `retention run` and the daily job: every room's pruning, in order, logged.
 //! - [`demo`]: the whole flow on the sample data (`demo_asylum`: the asylum desks' part).
 //! - [`bench`]: the hub measured end to end (throughput, latency, CPU, commits, memory).
 //! - [`soak`]: the hub for an hour at a steady rate with faults on a schedule.
@@ -39,6 +40,7 @@ pub mod publish;
 pub mod registry;
 pub mod report_coverage;
 pub mod report_priorities;
+pub mod retention;
 pub mod run;
 pub mod serve;
 pub mod setup;

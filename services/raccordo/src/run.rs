@@ -11,7 +11,7 @@ use raccordo_core::settings::Settings;
 
 use crate::cli::{
     AsylumCommand, Command, ConsoleCommand, ConsoleUserCommand, DlqCommand, EvictionCommand,
-    IdsCommand, RegistryCommand, ReportCommand, RotationCommand,
+    IdsCommand, RegistryCommand, ReportCommand, RetentionCommand, RotationCommand,
 };
 use crate::import::Table;
 use crate::table::Format;
@@ -53,6 +53,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             return publish(&settings, &file, how).await;
         }
         Command::Dlq { command } => return dlq(command, &settings).await,
+        Command::Retention { command } => retention(command, &settings).await?,
         Command::Tavolo { command } => crate::tavolo::run(command, &settings).await?,
         Command::Eviction {
             command:
@@ -166,6 +167,14 @@ fn restored(manifest: &crate::backup::Manifest, dir: &Path) -> String {
         ));
     }
     text
+}
+
+/// `raccordo retention run [--dry-run]`: prunes (or counts) and prints the counts per kind.
+async fn retention(command: RetentionCommand, settings: &Settings) -> anyhow::Result<()> {
+    let RetentionCommand::Run { dry_run, format } = command;
+    let report = crate::retention::command(settings, dry_run).await?;
+    print!("{}", crate::retention::format(&report, format)?);
+    Ok(())
 }
 
 /// `raccordo asylum rotation …`

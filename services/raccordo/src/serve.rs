@@ -31,6 +31,8 @@ use raccordo_quota::{MonthlyVerification, QuotaWorker};
 
 /// How often the monthly jobs check whether last month's run is still due.
 const MONTHLY_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
+/// How often each replica checks whether today's retention run (Europe/Rome) is due.
+const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
 /// How often each replica checks whether the Monday 08:00 list (A4) is due: it goes
 /// within a minute of eight.
 const WEEKLY_CHECK_EVERY: Duration = Duration::from_secs(60);
@@ -366,6 +368,13 @@ fn spawn_jobs(
         Arc::new(settings.clone()),
         topology,
         signal.clone(),
+        token.clone(),
+    ));
+    // Retention (§8, C9): every replica checks, one prunes per day.
+    tracker.spawn(crate::retention::run_daily(
+        pool.clone(),
+        Arc::new(settings.clone()),
+        RETENTION_CHECK_EVERY,
         token.clone(),
     ));
     // D6: deliveries by state, for /metrics.

@@ -171,7 +171,10 @@ fn masked(n: i64) -> String {
     Count::of(n).to_string()
 }
 
-/// The eviction audit of a month, aggregated (role `privacy`).
+/// Lines of the retention log the audit page shows: the latest runs.
+const RETENTION_LINES: i64 = 200;
+
+/// The eviction audit of a month, aggregated (role `privacy`), and the retention log.
 pub(crate) async fn audit(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
@@ -183,7 +186,20 @@ pub(crate) async fn audit(
     let mut conn = state.pool.acquire().await?;
     let rows = audit_rows(&mut conn, bounds).await?;
     let consents = consent_rows(&mut conn, bounds).await?;
+    let retention = raccordo_core::retention::recent_log(&mut conn, RETENTION_LINES).await?;
     drop(conn);
+    let retention: Vec<Value> = retention
+        .iter()
+        .map(|r| {
+            context! {
+                at => raccordo_core::clock::rome_datetime(r.ran_at),
+                trigger => if r.trigger == "daily" { "giornaliera" } else { "comando" },
+                dry_run => r.dry_run,
+                kind => r.kind,
+                count => r.count,
+            }
+        })
+        .collect();
     let rows: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -219,6 +235,7 @@ pub(crate) async fn audit(
         nav => month_nav(month, current),
         rows => rows,
         consents => consents,
+        retention => retention,
         ..page_context(&operator, "audit")
     };
     state.templates.page("evictions_audit.html", ctx)
