@@ -9,6 +9,7 @@
 #   scripts/rabbit-cluster.sh kill N         # kill -9 node N (a crash); quick, idempotent
 #   scripts/rabbit-cluster.sh start-node N   # start node N again (it rejoins); idempotent
 #   scripts/rabbit-cluster.sh urls [--env]   # the AMQP URLs, one a line (--env: RACCORDO__AMQP__URLS=…)
+#   scripts/rabbit-cluster.sh ctl N ARGS...  # rabbitmqctl against node N (e.g. ctl 1 cluster_status)
 #
 # Node N is raccordo-N@localhost: AMQP on 568N, distribution on 2568N, its files under
 # target/rabbit-cluster/node-N (config, mnesia, logs, pid). The nodes and their command-line
@@ -256,8 +257,13 @@ case "${1:-}" in
   kill) cmd_kill "${2:-}" ;;
   start-node) cmd_start_node "${2:-}" ;;
   urls) cmd_urls "${2:-}" ;;
+  ctl)
+    check_index "${2:-}"
+    prepare_home
+    ctl "$2" "${@:3}"
+    ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
