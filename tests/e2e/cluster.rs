@@ -161,6 +161,15 @@ fn assert_ready_again(readiness: &ReadinessLog, fault: Instant, within: Duration
     assert_eq!(after.last().map(|(_, s)| *s), Some(200), "ready at the end");
 }
 
+/// How long `/readyz` answered anything but 200: from each such sample to the next.
+fn not_ready_for(samples: &[(Instant, u16)]) -> Duration {
+    samples
+        .windows(2)
+        .filter(|w| w[0].1 != 200)
+        .map(|w| w[1].0.duration_since(w[0].0))
+        .sum()
+}
+
 /// Statuses with run lengths, for messages: `[(200, 40), (503, 6), (200, 80)]`.
 fn statuses(samples: &[(Instant, u16)]) -> Vec<(u16, usize)> {
     let mut out: Vec<(u16, usize)> = Vec::new();
@@ -184,6 +193,8 @@ async fn cluster_losing_the_node_of_the_queue_leaders_mid_stream_loses_nothing_a
         .configure(|s| on_cluster(s, &cluster, &[1, 2, 3]))
         .start(Workers::All)
         .await;
+    // The test's own connection follows the hub to node 1.
+    app.reconnect().await;
     let housing = app.topology.queue(WorkQueue::Housing);
     let (leader, members) = cluster.quorum_queue(1, &housing).await;
     assert_eq!(members.len(), 3, "a member on each node: {members:?}");
@@ -214,8 +225,11 @@ async fn cluster_losing_the_node_of_the_queue_leaders_mid_stream_loses_nothing_a
     );
     assert_ready_again(&readiness, killed, Duration::from_secs(30));
     eprintln!(
-        "cluster: /readyz after node 3 was killed: {:?}",
-        statuses(&readiness.since(killed))
+        "cluster: node 3 killed; /readyz after: {:?}, not ready for {:?}; all emails within {:?} of the kill (publishing included); {} resends",
+        statuses(&readiness.since(killed)),
+        not_ready_for(&readiness.since(killed)),
+        killed.elapsed(),
+        app.emails().len() - OFFERS * EMAILS_PER_OFFER,
     );
     app.reconnect().await;
     app.settle().await;
@@ -273,8 +287,11 @@ async fn cluster_losing_the_node_the_hub_is_connected_to_mid_stream_loses_nothin
     );
     assert_ready_again(&readiness, killed, Duration::from_secs(30));
     eprintln!(
-        "cluster: /readyz after node 1 (the hub's) was killed: {:?}",
-        statuses(&after)
+        "cluster: node 1 (the hub's) killed; /readyz after: {:?}, not ready for {:?}; all emails within {:?} of the kill (publishing included); {} resends",
+        statuses(&after),
+        not_ready_for(&after),
+        killed.elapsed(),
+        app.emails().len() - OFFERS * EMAILS_PER_OFFER,
     );
     let ports = cluster.connection_ports(2, &prefix).await;
     assert!(
