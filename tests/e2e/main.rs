@@ -11,6 +11,7 @@ mod bench;
 mod binary_mode;
 mod bounces;
 mod broker_restart;
+mod cluster;
 mod console;
 mod console_roles;
 mod control_characters;

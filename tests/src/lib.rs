@@ -6,6 +6,7 @@
 //! that starts them: integration tests never skip.
 
 pub mod broker_users;
+pub mod cluster;
 pub mod faults;
 pub mod pec;
 pub mod pg_ha;
@@ -532,7 +533,9 @@ impl TestApp {
     /// Environment variables that point a `raccordo` child process at this test.
     pub fn env(&self) -> Vec<(String, String)> {
         let s = &self.settings;
+        let urls: Vec<&str> = s.amqp.urls.iter().map(|u| u.expose_secret()).collect();
         vec![
+            ("RACCORDO__AMQP__URLS".into(), urls.join(",")),
             (
                 "RACCORDO__AMQP__URL".into(),
                 s.amqp.url.expose_secret().to_owned(),

@@ -51,8 +51,12 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
-    /// AMQP URL; default `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    /// AMQP URL; default `amqp://guest:guest@127.0.0.1:5672/%2f`. Not used when `urls` is set.
     pub url: SecretString,
+    /// The nodes of one RabbitMQ cluster, tried in turn by every connection (the first that
+    /// answers wins); when set, it replaces `url`. Same user and vhost on each. From the
+    /// environment as one comma-separated list (`RACCORDO__AMQP__URLS`). Default empty.
+    pub urls: Vec<SecretString>,
     /// Prefix of every exchange and queue name; default `raccordo`.
     pub prefix: String,
     /// Unacknowledged deliveries per consumer; default 16.
@@ -612,6 +616,17 @@ impl ConsoleSettings {
     }
 }
 
+/// The `RACCORDO__SECTION__KEY` variables.
+fn environment() -> config::Environment {
+    config::Environment::with_prefix("RACCORDO")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        // `RACCORDO__AMQP__URLS=amqp://…@a:5672/%2f,amqp://…@b:5672/%2f`
+        .list_separator(",")
+        .with_list_parse_key("amqp.urls")
+}
+
 impl Settings {
     /// Loads defaults, the `RACCORDO_CONFIG` file and `RACCORDO__*` variables, then validates.
     pub fn load() -> Result<Self, SettingsError> {
@@ -621,12 +636,7 @@ impl Settings {
             builder = builder.add_source(config::File::with_name(&path).required(true));
         }
         let mut settings: Settings = builder
-            .add_source(
-                config::Environment::with_prefix("RACCORDO")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
+            .add_source(environment())
             .build()?
             .try_deserialize()?;
         settings.eviction.read_key_file()?;
@@ -657,8 +667,8 @@ impl Settings {
         if self.amqp.prefetch == 0 || self.amqp.consumers == 0 {
             return invalid("amqp.prefetch/amqp.consumers", "must be at least 1");
         }
-        if url::Url::parse(self.amqp.url.expose_secret()).is_err() {
-            return invalid("amqp.url", "not a URL");
+        if let Err((key, reason)) = self.amqp.check_urls() {
+            return invalid(key, reason);
         }
         if self.database.connect_options().is_err() {
             return invalid("database.url", "not a PostgreSQL URL");
@@ -720,12 +730,14 @@ impl Settings {
     pub fn plaintext_peers(&self) -> Vec<crate::tls::PlaintextPeer> {
         let settings = self;
         let mut peers = Vec::new();
-        if let Some(host) = crate::tls::amqp_in_clear(settings.amqp.url.expose_secret()) {
-            peers.push(crate::tls::PlaintextPeer {
-                key: "amqp.url",
-                host,
-                remedy: "use amqps://user:password@host:5671/vhost",
-            });
+        for url in settings.amqp.addresses() {
+            if let Some(host) = crate::tls::amqp_in_clear(url.expose_secret()) {
+                peers.push(crate::tls::PlaintextPeer {
+                    key: settings.amqp.addresses_key(),
+                    host,
+                    remedy: "use amqps://user:password@host:5671/vhost",
+                });
+            }
         }
         if let Some(host) = settings
             .database
@@ -1000,6 +1012,61 @@ impl AmqpSettings {
     /// Bound on handling one message.
     pub fn handler_timeout(&self) -> Duration {
         Duration::from_millis(self.handler_timeout_ms)
+    }
+
+    /// The broker's addresses, in the order connections try them: `urls` (blank entries
+    /// skipped) when it names any, else `url`.
+    pub fn addresses(&self) -> Vec<&SecretString> {
+        let listed: Vec<&SecretString> = self
+            .urls
+            .iter()
+            .filter(|u| !u.expose_secret().trim().is_empty())
+            .collect();
+        if listed.is_empty() {
+            vec![&self.url]
+        } else {
+            listed
+        }
+    }
+
+    /// The first address: where a command reads the user and vhost it connects as.
+    pub fn primary_url(&self) -> &SecretString {
+        self.addresses().first().copied().unwrap_or(&self.url)
+    }
+
+    /// The key the addresses come from, for messages.
+    pub fn addresses_key(&self) -> &'static str {
+        if self
+            .urls
+            .iter()
+            .any(|u| !u.expose_secret().trim().is_empty())
+        {
+            "amqp.urls"
+        } else {
+            "amqp.url"
+        }
+    }
+
+    /// Every address is an AMQP URL, and all name the same user and vhost: they are nodes of
+    /// one cluster, where users and vhosts are shared. Reasons never quote a URL (passwords).
+    fn check_urls(&self) -> Result<(), (&'static str, &'static str)> {
+        let key = self.addresses_key();
+        let mut first: Option<(String, String)> = None;
+        for url in self.addresses() {
+            let parsed: lapin::uri::AMQPUri = url
+                .expose_secret()
+                .parse()
+                .map_err(|_| (key, "not an AMQP URL"))?;
+            let identity = (parsed.authority.userinfo.username, parsed.vhost);
+            match &first {
+                None => first = Some(identity),
+                Some(seen) if *seen != identity => {
+                    return Err((key, "every node must name the same user and vhost"));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1558,6 +1625,96 @@ mod tests {
         );
         settings.security.allow_plaintext = true;
         assert!(settings.validate().is_ok());
+    }
+
+    /// The defaults with `vars` as the environment.
+    fn with_environment(vars: &[(&str, &str)]) -> Settings {
+        let vars = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(environment().source(Some(vars)))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("the settings load")
+    }
+
+    #[test]
+    fn a_comma_separated_list_of_broker_nodes_replaces_the_single_url_in_its_order() {
+        let settings = with_environment(&[(
+            "RACCORDO__AMQP__URLS",
+            "amqp://u:p@127.0.0.1:5681/%2f,amqp://u:p@127.0.0.1:5682/%2f,amqp://u:p@127.0.0.1:5683/%2f",
+        )]);
+
+        let addresses: Vec<&str> = settings
+            .amqp
+            .addresses()
+            .into_iter()
+            .map(|u| u.expose_secret())
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "amqp://u:p@127.0.0.1:5681/%2f",
+                "amqp://u:p@127.0.0.1:5682/%2f",
+                "amqp://u:p@127.0.0.1:5683/%2f"
+            ]
+        );
+        assert_eq!(
+            settings.amqp.primary_url().expose_secret(),
+            "amqp://u:p@127.0.0.1:5681/%2f"
+        );
+        assert_eq!(settings.amqp.addresses_key(), "amqp.urls");
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn without_a_list_the_single_url_is_the_only_address() {
+        let settings = with_environment(&[
+            ("RACCORDO__AMQP__URL", "amqp://u:p@127.0.0.1:5690/%2f"),
+            ("RACCORDO__AMQP__URLS", ""),
+        ]);
+
+        let addresses: Vec<&str> = settings
+            .amqp
+            .addresses()
+            .into_iter()
+            .map(|u| u.expose_secret())
+            .collect();
+        assert_eq!(addresses, ["amqp://u:p@127.0.0.1:5690/%2f"]);
+        assert_eq!(settings.amqp.addresses_key(), "amqp.url");
+    }
+
+    #[test]
+    fn broker_nodes_with_another_user_or_vhost_or_no_url_are_refused_without_quoting_them() {
+        for urls in [
+            "amqp://a:s3cret@127.0.0.1:5681/%2f,amqp://b:s3cret@127.0.0.1:5682/%2f",
+            "amqp://a:s3cret@127.0.0.1:5681/%2f,amqp://a:s3cret@127.0.0.1:5682/other",
+            "amqp://a:s3cret@127.0.0.1:5681/%2f,http://a:s3cret@[::1",
+        ] {
+            let settings = with_environment(&[("RACCORDO__AMQP__URLS", urls)]);
+
+            let text = settings.validate().expect_err(urls).to_string();
+
+            assert!(text.contains("amqp.urls"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_broker_node_in_clear_on_another_machine_is_named_by_the_list() {
+        let settings = with_environment(&[(
+            "RACCORDO__AMQP__URLS",
+            "amqps://u:p@rabbit-1.example:5671/%2f,amqp://u:p@rabbit-2.example:5672/%2f",
+        )]);
+
+        let peers = settings.plaintext_peers();
+
+        assert_eq!(peers.len(), 1, "{peers:?}");
+        assert_eq!(peers[0].key, "amqp.urls");
+        assert_eq!(peers[0].host, "rabbit-2.example");
     }
 
     #[test]

@@ -189,6 +189,100 @@ fn compose_runs_the_broker_the_database_a_mail_sink_and_every_worker() {
     }
 }
 
+#[test]
+fn compose_of_three_rabbitmq_nodes_forms_them_by_peer_discovery_and_gives_every_worker_each_node() {
+    let compose = yaml("docker/compose.cluster.yml");
+    let services = compose["services"].as_object().expect("services");
+    // A key of a service, or of what it merges (`<<: *anchor`).
+    let field = |service: &str, key: &str| -> Value {
+        let own = &services[service];
+        match &own[key] {
+            Value::Null => own["<<"][key].clone(),
+            value => value.clone(),
+        }
+    };
+    let nodes = ["rabbit-1", "rabbit-2", "rabbit-3"];
+    for name in nodes.iter().chain(&[
+        "postgres", "mailpit", "setup", "housing", "quota", "eviction", "mailer", "asylum",
+    ]) {
+        assert!(services.contains_key(*name), "service {name} missing");
+    }
+    // Each node: its hostname (the node name rabbit@rabbit-N that cluster.conf lists), the
+    // cluster's configuration, the same definitions and the shared cookie.
+    let conf = std::fs::read_to_string(root().join("docker/rabbitmq/cluster.conf"))
+        .expect("docker/rabbitmq/cluster.conf");
+    assert!(conf.contains("cluster_formation.peer_discovery_backend = classic_config"));
+    for (i, node) in nodes.iter().enumerate() {
+        assert_eq!(field(node, "hostname"), *node);
+        let line = format!(
+            "cluster_formation.classic_config.nodes.{} = rabbit@{node}",
+            i + 1
+        );
+        assert!(conf.contains(&line), "cluster.conf lacks {line}");
+        let volumes = field(node, "volumes").to_string();
+        for mount in [
+            "./rabbitmq/cluster.conf:/etc/rabbitmq/rabbitmq.conf",
+            "./rabbitmq/definitions.json:/etc/rabbitmq/definitions.json",
+        ] {
+            assert!(volumes.contains(mount), "{node} lacks {mount}");
+        }
+        assert!(
+            field(node, "secrets").to_string().contains("erlang_cookie"),
+            "{node}: cookie"
+        );
+        let entrypoint = field(node, "entrypoint").to_string();
+        assert!(entrypoint.contains(".erlang.cookie"), "{node}: cookie");
+    }
+    // Every process of the hub gets every node, in one list the settings accept.
+    let settings_of = |service: &str| -> raccordo_core::settings::AmqpSettings {
+        let urls = field(service, "environment")["RACCORDO__AMQP__URLS"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{service}: RACCORDO__AMQP__URLS"))
+            .to_owned();
+        let toml = format!(
+            "url = \"amqp://x@unused:5672/%2f\"\nurls = {:?}\nprefix = \"raccordo\"\n\
+             prefetch = 1\nconsumers = 1\nmax_message_bytes = 1\nhandler_timeout_ms = 1\n\
+             queue_type = \"quorum\"",
+            urls.split(',').collect::<Vec<_>>()
+        );
+        config::Config::builder()
+            .add_source(config::File::from_str(&toml, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .unwrap_or_else(|e| panic!("{service}: {e}"))
+    };
+    for service in ["setup", "housing", "quota", "eviction", "mailer", "asylum"] {
+        let amqp = settings_of(service);
+        let hosts: Vec<String> = amqp
+            .addresses()
+            .iter()
+            .map(|u| {
+                let uri: lapin::uri::AMQPUri = secrecy::ExposeSecret::expose_secret(*u)
+                    .parse()
+                    .expect("an AMQP URL");
+                uri.authority.host
+            })
+            .collect();
+        assert_eq!(hosts, nodes, "{service} connects to every node");
+    }
+    for worker in ["housing", "quota", "eviction", "mailer", "asylum"] {
+        let command = field(worker, "command").to_string();
+        assert!(
+            command.contains("serve") && command.contains(worker),
+            "{worker}: {command}"
+        );
+    }
+    let setup = services["setup"]["depends_on"]
+        .as_object()
+        .expect("setup waits");
+    for node in nodes {
+        assert_eq!(
+            setup[node]["condition"], "service_healthy",
+            "setup waits for {node}"
+        );
+    }
+}
+
 /// Whether a string schema bounds its length: `maxLength`, an enum or const, or a pattern
 /// whose every repetition is bounded (`{6}`, not `+` or `*`).
 fn string_is_bounded(schema: &Value) -> bool {

@@ -154,10 +154,12 @@ fn binary_mode(
     Ok((body, properties))
 }
 
-/// The user of `amqp.url`, the AMQP `user_id` a publishing system must set.
+/// The user of `amqp.url` (or of `amqp.urls`: the same on each node), the AMQP `user_id` a
+/// publishing system must set.
 fn publisher_user(settings: &Settings) -> anyhow::Result<String> {
     use secrecy::ExposeSecret;
-    let url = url::Url::parse(settings.amqp.url.expose_secret()).context("amqp.url")?;
+    let url = url::Url::parse(settings.amqp.primary_url().expose_secret())
+        .context(settings.amqp.addresses_key())?;
     let user = percent_encoding::percent_decode_str(url.username())
         .decode_utf8_lossy()
         .into_owned();

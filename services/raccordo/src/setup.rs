@@ -69,7 +69,8 @@ pub(crate) fn write_definitions(settings: &Settings, path: &std::path::Path) -> 
 /// The definitions [`write_definitions`] writes.
 pub fn publisher_definitions(settings: &Settings) -> anyhow::Result<serde_json::Value> {
     use secrecy::ExposeSecret;
-    let url = url::Url::parse(settings.amqp.url.expose_secret()).context("amqp.url")?;
+    let url = url::Url::parse(settings.amqp.primary_url().expose_secret())
+        .context(settings.amqp.addresses_key())?;
     let vhost = match url.path().trim_start_matches('/') {
         "" => "/".to_owned(),
         v => percent_decode(v),

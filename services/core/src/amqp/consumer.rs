@@ -153,7 +153,9 @@ async fn consume_on(
     // A broker that accepts the connection but never answers must not hang the start.
     let started = tokio::time::timeout(SETUP_TIMEOUT, async {
         let publisher = Publisher::open(connection).await?;
-        ctx.topology.declare(publisher.channel()).await?;
+        ctx.topology
+            .declare_for_workers(connection, publisher.channel())
+            .await?;
         let channel = connection.create_channel().await?;
         channel
             .basic_qos(ctx.settings.amqp.prefetch, BasicQosOptions::default())

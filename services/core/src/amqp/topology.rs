@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use crate::settings::{QueueType, RetrySettings, Settings};
 
@@ -218,6 +218,48 @@ impl Topology {
     /// Declares exchanges, queues and bindings. Safe to call from every process at start:
     /// RabbitMQ accepts a redeclaration with identical arguments.
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        self.declare_exchanges(channel).await?;
+        self.declare_holding(channel).await?;
+        self.declare_work(channel).await
+    }
+
+    /// [`Topology::declare`] for the workers and the relay, which must keep running while a
+    /// node of a cluster is down. The holding queues are classic (operators browse them), so
+    /// each lives on one node; while that node is down RabbitMQ refuses to redeclare it
+    /// (404, "home node … is down or inaccessible"). That one is skipped with a warning:
+    /// the work queues are quorum queues, served by the nodes left, and a message to be
+    /// held there meanwhile is not confirmed, so it stays in its work queue and comes again.
+    /// Each holding queue is declared on a channel of its own (a refusal closes it).
+    pub async fn declare_for_workers(
+        &self,
+        connection: &Connection,
+        channel: &Channel,
+    ) -> Result<(), lapin::Error> {
+        self.declare_exchanges(channel).await?;
+        self.declare_work(channel).await?;
+        for (name, ttl) in self.holding_specs() {
+            let own = connection.create_channel().await?;
+            let declared = own
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    self.holding_arguments(ttl),
+                )
+                .await;
+            match declared {
+                Ok(_) => {
+                    let _ = own.close(200, "declared".into()).await;
+                }
+                Err(error) if is_node_down(&error) => {
+                    tracing::warn!(queue = %name, error = %error, "A holding queue's node is down; working without it until it is back.");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    async fn declare_exchanges(&self, channel: &Channel) -> Result<(), lapin::Error> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
@@ -231,9 +273,11 @@ impl Topology {
                 .exchange_declare(exchange.name.into(), exchange.kind, durable, args)
                 .await?;
         }
+        Ok(())
+    }
 
-        self.declare_holding(channel).await?;
-
+    /// The work and retry queues and their bindings.
+    async fn declare_work(&self, channel: &Channel) -> Result<(), lapin::Error> {
         for q in WorkQueue::ALL {
             let name = self.queue(q);
             channel
@@ -288,14 +332,7 @@ impl Topology {
 
     /// The holding queues: classic, the personal ones with their TTL (C7).
     async fn declare_holding(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        let personal = self.personal_queues();
-        let plain = [self.dead_queue(), self.parked_queue()];
-        let ttl = Some(self.personal_ttl);
-        for (name, ttl) in plain
-            .into_iter()
-            .map(|n| (n, None))
-            .chain(personal.into_iter().map(|n| (n, ttl)))
-        {
+        for (name, ttl) in self.holding_specs() {
             channel
                 .queue_declare(
                     name.into(),
@@ -305,6 +342,18 @@ impl Topology {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Each holding queue and its message TTL: none for the plain ones, the personal TTL
+    /// for the personal ones (C7).
+    fn holding_specs(&self) -> Vec<(String, Option<Duration>)> {
+        let plain = [self.dead_queue(), self.parked_queue()];
+        let ttl = Some(self.personal_ttl);
+        plain
+            .into_iter()
+            .map(|n| (n, None))
+            .chain(self.personal_queues().into_iter().map(|n| (n, ttl)))
+            .collect()
     }
 
     /// The exchanges, in declaration order (all durable). Also what
@@ -482,6 +531,11 @@ pub fn set_header_text(headers: &mut FieldTable, key: &str, value: &str) {
 /// Sets an integer header.
 pub fn set_header_int(headers: &mut FieldTable, key: &str, value: i64) {
     headers.insert(key.into(), AMQPValue::LongLongInt(value));
+}
+
+/// RabbitMQ's answer to redeclaring a durable classic queue whose node is down: 404.
+fn is_node_down(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if e.get_id() == 404)
 }
 
 #[cfg(test)]

@@ -317,7 +317,10 @@ pub async fn run_relay(
                 continue;
             }
         };
-        if let Err(error) = topology.declare(publisher.channel()).await {
+        if let Err(error) = topology
+            .declare_for_workers(&connection, publisher.channel())
+            .await
+        {
             tracing::warn!(error = %error, "Relay could not declare the topology.");
             continue;
         }
