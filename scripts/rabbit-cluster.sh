@@ -11,7 +11,8 @@
 #   scripts/rabbit-cluster.sh urls [--env]   # the AMQP URLs, one a line (--env: RACCORDO__AMQP__URLS=…)
 #   scripts/rabbit-cluster.sh ctl N ARGS...  # rabbitmqctl against node N (e.g. ctl 1 cluster_status)
 #
-# Node N is raccordo-N@localhost: AMQP on 568N, distribution on 2568N, its files under
+# Node N is raccordo-N@localhost: AMQP on 568N, distribution on 2568N (another cluster beside
+# it: RACCORDO_RABBIT_CLUSTER_NAME, RACCORDO_RABBIT_CLUSTER_PORT_BASE, RACCORDO_RABBIT_CLUSTER_DIR), its files under
 # target/rabbit-cluster/node-N (config, mnesia, logs, pid). The nodes and their command-line
 # tools use the machine's Erlang cookie (/var/lib/rabbitmq/.erlang.cookie, copied once into
 # target/rabbit-cluster/home) and the machine's epmd; nothing else is shared.
@@ -41,9 +42,16 @@ need_rabbitmq() {
   fi
 }
 
-node_name() { echo "raccordo-$1@localhost"; }
-amqp_port() { echo $((5680 + $1)); }
-dist_port() { echo $((25680 + $1)); }
+# A second cluster (the soak's, beside the tests') takes another name and port base.
+NAME=${RACCORDO_RABBIT_CLUSTER_NAME:-raccordo}
+PORT_BASE=${RACCORDO_RABBIT_CLUSTER_PORT_BASE:-5680}
+[[ $NAME =~ ^[a-z][a-z0-9-]*$ ]] || die "RACCORDO_RABBIT_CLUSTER_NAME: lower-case letters, digits and -"
+[[ $PORT_BASE =~ ^[0-9]+$ ]] && ((PORT_BASE >= 1024 && PORT_BASE <= 40000 && PORT_BASE != 5670)) ||
+  die "RACCORDO_RABBIT_CLUSTER_PORT_BASE: a number from 1024 to 40000 (not 5670: 5672 is the machine's)"
+
+node_name() { echo "$NAME-$1@localhost"; }
+amqp_port() { echo $((PORT_BASE + $1)); }
+dist_port() { echo $((20000 + PORT_BASE + $1)); }
 node_dir() { echo "$BASE/node-$1"; }
 
 check_index() {
