@@ -465,6 +465,27 @@ async fn database_mib(pool: &sqlx::PgPool) -> Option<f64> {
     }
 }
 
+/// MiB the database grew per 1,000 events published, over each half of the load: equal
+/// halves mean no bloat, whatever the data itself adds.
+fn growth(samples: &[Sample], end: f64) -> String {
+    let per_thousand = |from: f64, to: f64| {
+        let inside: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.t >= from && s.t <= to && s.tables_mib.is_some())
+            .collect();
+        let (first, last) = (inside.first()?, inside.last()?);
+        let events = last
+            .published
+            .checked_sub(first.published)
+            .filter(|&e| e > 0)?;
+        Some((last.tables_mib? - first.tables_mib?) * 1000.0 / events as f64)
+    };
+    match (per_thousand(0.0, end / 2.0), per_thousand(end / 2.0, end)) {
+        (Some(a), Some(b)) => format!("{a:.2} / {b:.2}"),
+        _ => "-".to_owned(),
+    }
+}
+
 fn markdown(summary: &Summary, args: &SoakArgs, title: &str) -> String {
     let quarter = args.seconds as f64 / 4.0;
     let mean = |value: fn(&Sample) -> Option<f64>, from: f64, to: f64| {
@@ -484,7 +505,8 @@ fn markdown(summary: &Summary, args: &SoakArgs, title: &str) -> String {
          | latency p50 / p99 / max | {} |\n\
          | RSS of the hubs, first / last quarter (MiB) | {} / {} |\n\
          | p99 of the windows, first / last quarter (ms) | {} / {} |\n\
-         | database, first / last quarter (MiB) | {} / {} |\n",
+         | database, first / last quarter (MiB) | {} / {} |\n\
+         | database growth per 1,000 events, first / second half (MiB) | {} |\n",
         summary.events,
         summary.republished,
         summary.expected,
@@ -503,6 +525,7 @@ fn markdown(summary: &Summary, args: &SoakArgs, title: &str) -> String {
         mean(|s| s.p99_ms, end - quarter, end),
         mean(|s| s.tables_mib, 0.0, quarter),
         mean(|s| s.tables_mib, end - quarter, end),
+        growth(&summary.samples, end),
     );
     if !summary.ran.is_empty() {
         text.push_str("\n| fault at | what | outcome |\n|---|---|---|\n");

@@ -91,7 +91,7 @@ pub fn svg(samples: &[Sample], faults: &[Ran], title: &str) -> String {
         ("p99 publish → SMTP (ms)", |s| s.p99_ms),
         ("Database size (MiB)", |s| s.tables_mib),
     ];
-    let height = TOP + 3.0 * (PANEL + GAP) + 10.0;
+    let height = TOP + 3.0 * (PANEL + GAP) + 10.0 + 14.0 * faults.len() as f64;
     let t_max = samples.iter().map(|s| s.t).fold(1.0_f64, f64::max);
     let x = |t: f64| LEFT + (t / t_max) * (WIDTH - LEFT - RIGHT);
     let mut out = format!(
@@ -127,7 +127,7 @@ pub fn svg(samples: &[Sample], faults: &[Ran], title: &str) -> String {
             max,
             LEFT - 4.0,
         );
-        for fault in faults {
+        for (number, fault) in faults.iter().enumerate() {
             let fx = x(fault.at_seconds);
             let _ = writeln!(
                 out,
@@ -135,36 +135,72 @@ pub fn svg(samples: &[Sample], faults: &[Ran], title: &str) -> String {
                  stroke=\"#c00\" stroke-dasharray=\"4 3\"><title>{}</title></line>",
                 escape(&fault.label)
             );
-        }
-        let mut path = String::new();
-        for s in samples {
-            // A gap where nothing was measured (the database away): the line breaks there.
-            match value(s) {
-                Some(v) => {
-                    let verb = if path.is_empty() || path.ends_with(' ') {
-                        'M'
-                    } else {
-                        'L'
-                    };
-                    let _ = write!(path, "{verb}{:.1},{:.1}", x(s.t), y(v));
-                }
-                None => path.push(' '),
+            if i == 0 {
+                let _ = writeln!(
+                    out,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#c00\" font-size=\"9\">{}</text>",
+                    fx + 2.0,
+                    top + 10.0 + 10.0 * (number % 3) as f64,
+                    number + 1
+                );
             }
         }
-        let _ = writeln!(
-            out,
-            "<path d=\"{}\" fill=\"none\" stroke=\"#1f5fa8\" stroke-width=\"1.5\"/>",
-            path.trim()
-        );
+        out.push_str(&line(samples, *value, x, y));
     }
-    let axis_y = height - 12.0;
+    let axis_y = TOP + 3.0 * (PANEL + GAP) - 2.0;
     let _ = writeln!(
         out,
         "<text x=\"{LEFT}\" y=\"{axis_y}\">0 min</text>\
-         <text x=\"{:.1}\" y=\"{axis_y}\" text-anchor=\"end\">{:.0} min</text>\n</svg>",
+         <text x=\"{:.1}\" y=\"{axis_y}\" text-anchor=\"end\">{:.0} min</text>",
         WIDTH - RIGHT,
         t_max / 60.0
     );
+    out.push_str(&legend(faults, axis_y));
+    out.push_str("</svg>\n");
+    out
+}
+
+/// A panel's line; it breaks where nothing was measured (the database away).
+fn line(
+    samples: &[Sample],
+    value: Measure,
+    x: impl Fn(f64) -> f64,
+    y: impl Fn(f64) -> f64,
+) -> String {
+    let mut path = String::new();
+    for s in samples {
+        match value(s) {
+            Some(v) => {
+                let verb = if path.is_empty() || path.ends_with(' ') {
+                    'M'
+                } else {
+                    'L'
+                };
+                let _ = write!(path, "{verb}{:.1},{:.1}", x(s.t), y(v));
+            }
+            None => path.push(' '),
+        }
+    }
+    format!(
+        "<path d=\"{}\" fill=\"none\" stroke=\"#1f5fa8\" stroke-width=\"1.5\"/>\n",
+        path.trim()
+    )
+}
+
+/// The faults' numbers, times and commands under the panels.
+fn legend(faults: &[Ran], axis_y: f64) -> String {
+    let mut out = String::new();
+    for (number, fault) in faults.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<text x=\"{LEFT}\" y=\"{:.1}\" fill=\"#c00\">{} at {:.0} s: {}{}</text>",
+            axis_y + 14.0 * (number + 1) as f64,
+            number + 1,
+            fault.at_seconds,
+            escape(&fault.label),
+            if fault.ok { "" } else { " (FAILED)" }
+        );
+    }
     out
 }
 
