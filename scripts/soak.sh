@@ -14,7 +14,9 @@
 # Every server is the project's own, on ports of its own: the cluster (scripts/rabbit-cluster.sh,
 # nodes soak-N@localhost, AMQP 5691-5693), the PostgreSQL pair (scripts/pg-ha.sh, 5451/5452),
 # faultproxy in front of each (15691-15693 → the nodes, 15451 → the primary), control ports
-# 15991-15994. The machine's RabbitMQ and PostgreSQL are not touched. All stop at the end.
+# 15991-15994; --short adds 100 to every port and names its nodes soak-short-N, so a short run
+# and the hour can run side by side. The machine's RabbitMQ and PostgreSQL are not touched. All
+# stop at the end.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,9 +24,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=3600
 rate=100
 profile=release
+off=0
+name=soak
 while (($#)); do
   case $1 in
-  --short) seconds=180 rate=50 profile=debug ;;
+  --short) seconds=180 rate=50 profile=debug off=100 name=soak-short ;;
   --seconds) seconds=$2; shift ;;
   --rate) rate=$2; shift ;;
   --debug) profile=debug ;;
@@ -48,12 +52,17 @@ else
   bin=target/debug
 fi
 
-export RACCORDO_RABBIT_CLUSTER_DIR=$PWD/target/soak/rabbit
-export RACCORDO_RABBIT_CLUSTER_NAME=soak
-export RACCORDO_RABBIT_CLUSTER_PORT_BASE=5690
-export PG_HA_DIR=$PWD/target/soak/pg
-export PG_HA_PORTS="5451 5452"
-mkdir -p target/soak
+work=target/$name
+rabbit=$((5690 + off))  # node N on rabbit + N
+pg=$((5451 + off))      # the pair on pg, pg + 1
+proxy_port=$((15000 + off)) # proxies on proxy_port + 691..693 (nodes), + 451 (the primary)
+control_port=$((15990 + off)) # their controls on control_port + 1..4
+export RACCORDO_RABBIT_CLUSTER_DIR=$PWD/$work/rabbit
+export RACCORDO_RABBIT_CLUSTER_NAME=$name
+export RACCORDO_RABBIT_CLUSTER_PORT_BASE=$rabbit
+export PG_HA_DIR=$PWD/$work/pg
+export PG_HA_PORTS="$pg $((pg + 1))"
+mkdir -p "$work"
 
 proxies=()
 cleanup() {
@@ -63,7 +72,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "three RabbitMQ nodes (soak-1..3@localhost) and a PostgreSQL pair"
+log "three RabbitMQ nodes ($name-1..3@localhost, AMQP $((rabbit + 1))-$((rabbit + 3))) and a PostgreSQL pair ($pg, $((pg + 1)))"
 scripts/rabbit-cluster.sh wipe >/dev/null 2>&1 || true
 scripts/pg-ha.sh destroy >/dev/null 2>&1 || true
 scripts/rabbit-cluster.sh start
@@ -71,34 +80,37 @@ scripts/pg-ha.sh start
 
 proxy() { # LISTEN UPSTREAM CONTROL
   "$bin/faultproxy" --listen "127.0.0.1:$1" --upstream "127.0.0.1:$2" --control "127.0.0.1:$3" \
-    >"target/soak/faultproxy-$1.log" 2>&1 &
+    >"$work/faultproxy-$1.log" 2>&1 &
   proxies+=($!)
 }
-for n in 1 2 3; do proxy $((15690 + n)) $((5690 + n)) $((15990 + n)); done
-proxy 15451 "$(scripts/pg-ha.sh primary-port)" 15994
-for port in 15691 15692 15693 15451; do
+for n in 1 2 3; do proxy $((proxy_port + 690 + n)) $((rabbit + n)) $((control_port + n)); done
+proxy $((proxy_port + 451)) "$(scripts/pg-ha.sh primary-port)" $((control_port + 4))
+for port in $((proxy_port + 691)) $((proxy_port + 692)) $((proxy_port + 693)) $((proxy_port + 451)); do
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 done
 
 urls=""
-for n in 1 2 3; do urls+="${urls:+,}amqp://guest:guest@127.0.0.1:$((15690 + n))/%2f"; done
+for n in 1 2 3; do urls+="${urls:+,}amqp://guest:guest@127.0.0.1:$((proxy_port + 690 + n))/%2f"; done
 export RACCORDO__AMQP__URLS=$urls
-export RACCORDO__DATABASE__URL=postgres://postgres@127.0.0.1:15451/raccordo
+export RACCORDO__DATABASE__URL=postgres://postgres@127.0.0.1:$((proxy_port + 451))/raccordo
 unset RACCORDO_CONFIG
 
 # The faults, at fractions of the run (an hour: every 5 to 10 minutes).
 at() { awk -v s="$seconds" -v f="$1" 'BEGIN { printf "%d", s * f }'; }
 control() { echo "curl -fsS -X POST http://127.0.0.1:$1/$2"; }
-brokers() { echo "$(control 15991 "$1") && $(control 15992 "$1") && $(control 15993 "$1")"; }
-faults=target/soak/faults.txt
+db=$((control_port + 4))
+brokers() {
+  echo "$(control $((control_port + 1)) "$1") && $(control $((control_port + 2)) "$1") && $(control $((control_port + 3)) "$1")"
+}
+faults=$work/faults.txt
 cat >"$faults" <<EOF
 # seconds  command — written by scripts/soak.sh for a run of $seconds s
 $(at 0.08) scripts/rabbit-cluster.sh kill 2
 $(at 0.16) scripts/rabbit-cluster.sh start-node 2
 $(at 0.25) hub-kill 1
-$(at 0.33) $(control 15994 blackhole)
-$(at 0.36) $(control 15994 restore)
-$(at 0.45) scripts/pg-ha.sh kill-primary && scripts/pg-ha.sh promote && curl -fsS -X POST --data "127.0.0.1:\$(scripts/pg-ha.sh primary-port)" http://127.0.0.1:15994/retarget
+$(at 0.33) $(control $db blackhole)
+$(at 0.36) $(control $db restore)
+$(at 0.45) scripts/pg-ha.sh kill-primary && scripts/pg-ha.sh promote && curl -fsS -X POST --data "127.0.0.1:\$(scripts/pg-ha.sh primary-port)" http://127.0.0.1:$db/retarget
 $(at 0.52) scripts/pg-ha.sh rejoin
 $(at 0.60) $(brokers blackhole)
 $(at 0.63) $(brokers restore)
