@@ -6,10 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use lapin::BasicProperties;
 use serde_json::{Value, json};
 
-use raccordo_core::amqp::{Publisher, connect};
+use raccordo_e2e::faults::publish_confirmed;
 use raccordo_e2e::{http_get, spawn_app};
 
 const OFFERS: usize = 240;
@@ -43,39 +42,9 @@ fn offer(i: usize) -> Value {
 /// Publishes every offer with confirms, as a careful legacy system would: an offer whose
 /// confirm did not arrive is published again (same id: the hub's idempotency absorbs it).
 async fn publish_through_restarts(settings: raccordo_core::settings::Settings, exchange: String) {
-    let mut publisher: Option<(lapin::Connection, Publisher)> = None;
-    let deadline = Instant::now() + Duration::from_secs(150);
-    for i in 0..OFFERS {
-        let body = serde_json::to_vec(&offer(i)).expect("json");
-        loop {
-            assert!(Instant::now() < deadline, "could not publish offer {i}");
-            if publisher.is_none()
-                && let Ok(c) = connect(&settings.amqp, "test-publisher").await
-                && let Ok(p) = Publisher::open(&c).await
-            {
-                publisher = Some((c, p));
-            }
-            let Some((_, p)) = &publisher else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let sent = p
-                .publish(
-                    &exchange,
-                    "housing.unit.v1",
-                    &body,
-                    BasicProperties::default(),
-                    false,
-                )
-                .await;
-            if sent.is_ok() {
-                break;
-            }
-            publisher = None;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
+    let bodies = (0..OFFERS).map(|i| serde_json::to_vec(&offer(i)).expect("json"));
+    let gap = Duration::from_millis(40);
+    publish_confirmed(&settings, &exchange, bodies, gap, Duration::from_secs(150)).await;
 }
 
 #[tokio::test]

@@ -11,11 +11,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use lapin::BasicProperties;
 use raccordo::serve::Workers;
-use raccordo_core::amqp::{Publisher, WorkQueue, connect};
+use raccordo_core::amqp::WorkQueue;
 use raccordo_core::settings::{QueueType, Settings};
 use raccordo_e2e::cluster::{RabbitCluster, ReadinessLog};
+use raccordo_e2e::faults::publish_confirmed;
 use raccordo_e2e::{TestApp, prepare_with};
 use serde_json::{Value, json};
 
@@ -39,39 +39,9 @@ fn offer(run: &str, i: usize) -> Value {
 /// system would: an offer whose confirm did not arrive is published again (same id: the
 /// hub's idempotency absorbs it), on a new connection to whichever node answers.
 async fn publish_through_faults(settings: Settings, exchange: String, run: &'static str) {
-    let mut publisher: Option<(lapin::Connection, Publisher)> = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for i in 0..OFFERS {
-        let body = serde_json::to_vec(&offer(run, i)).expect("json");
-        loop {
-            assert!(Instant::now() < deadline, "could not publish offer {i}");
-            if publisher.is_none()
-                && let Ok(c) = connect(&settings.amqp, "test-publisher").await
-                && let Ok(p) = Publisher::open(&c).await
-            {
-                publisher = Some((c, p));
-            }
-            let Some((_, p)) = &publisher else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let sent = p
-                .publish(
-                    &exchange,
-                    "housing.unit.v1",
-                    &body,
-                    BasicProperties::default(),
-                    false,
-                )
-                .await;
-            if sent.is_ok() {
-                break;
-            }
-            publisher = None;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
+    let bodies = (0..OFFERS).map(|i| serde_json::to_vec(&offer(run, i)).expect("json"));
+    let gap = Duration::from_millis(40);
+    publish_confirmed(&settings, &exchange, bodies, gap, Duration::from_secs(120)).await;
 }
 
 /// Quorum work queues on the cluster, the stream's run name as unit ids.

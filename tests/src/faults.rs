@@ -40,10 +40,23 @@ pub async fn publish_offers(
     range: std::ops::Range<usize>,
     gap: Duration,
 ) {
+    let bodies = range.map(|i| serde_json::to_vec(&offer(&tag, i)).expect("json"));
+    publish_confirmed(&settings, &exchange, bodies, gap, Duration::from_secs(120)).await;
+}
+
+/// Publishes housing offers in order as a careful legacy system does: each until the broker
+/// confirms it, on a new connection (to whichever node answers) after a failure — an offer sent
+/// twice is absorbed by the hub's idempotency —, `gap` apart; panics past `within`.
+pub async fn publish_confirmed(
+    settings: &Settings,
+    exchange: &str,
+    bodies: impl IntoIterator<Item = Vec<u8>>,
+    gap: Duration,
+    within: Duration,
+) {
     let mut publisher: Option<(lapin::Connection, Publisher)> = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for i in range {
-        let body = serde_json::to_vec(&offer(&tag, i)).expect("json");
+    let deadline = Instant::now() + within;
+    for (i, body) in bodies.into_iter().enumerate() {
         loop {
             assert!(Instant::now() < deadline, "could not publish offer {i}");
             if publisher.is_none()
@@ -57,13 +70,14 @@ pub async fn publish_offers(
                 continue;
             };
             let properties = BasicProperties::default();
-            if p.publish(&exchange, "housing.unit.v1", &body, properties, false)
+            if p.publish(exchange, "housing.unit.v1", &body, properties, false)
                 .await
                 .is_ok()
             {
                 break;
             }
             publisher = None;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         tokio::time::sleep(gap).await;
     }
