@@ -10,9 +10,9 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use raccordo_core::amqp::HandleError;
+use raccordo_core::db::about_comune;
 use raccordo_core::db::insert_notification;
 use raccordo_core::envelope::Envelope;
-use raccordo_core::notification::about_comune;
 use raccordo_core::payload::{DomicileAssignedPayload, Payload};
 use raccordo_core::registry::{Comune, Recipient, Referent, Snapshot};
 use raccordo_core::settings::EvictionSettings;

@@ -11,11 +11,13 @@
 //! - [`amqp`]: topology, consume loop, the `Handler` workers implement and its typed
 //!   `HandleError`, publisher, dead and parked messages and each queue's holding policy.
 //! - [`db`]: pool, migrations, inbox, outbox, relay, operators' views of the outbox.
+//! - [`pg`]: which PostgreSQL faults are transient; whether the server answers.
 //! - [`inbound`]: the shared path of every inbound event.
 //! - [`origin`]: who published an event, and whether it may say it.
 //! - [`registry`]: comuni, referents, recipients.
+//! - [`registry_worker`]: the worker of `registry.referent.v1`.
 //! - [`fallback`]: who stands in for a delivery that cannot arrive (D3).
-//! - [`notification`]: notification kinds and their audiences; `notify_comune` writes one.
+//! - [`notification`]: notification kinds and their audiences.
 //! - [`payload`]: each kind's data, typed: what workers write and the mailer renders.
 //! - [`pseudonym`]: keyed pseudonyms of asylum case numbers, with their own purpose key.
 //! - [`health`], [`http`]: readiness and `/healthz`, `/readyz`, `/metrics`.
@@ -45,8 +47,10 @@ pub mod notification;
 pub mod origin;
 pub mod ownership;
 pub mod payload;
+pub mod pg;
 pub mod pseudonym;
 pub mod registry;
+pub mod registry_worker;
 pub mod retention;
 pub mod schedule;
 pub mod settings;

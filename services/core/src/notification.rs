@@ -181,33 +181,3 @@ pub enum Reach {
     /// Only referents scoped exactly to the comune or to its ambito.
     ComuneOrAmbito,
 }
-
-/// One notification about `comune`, addressed to every referent the registry names for
-/// the payload's kind (CONTRACT §1, §5): what a worker tells anyone, before it is written
-/// with [`crate::db::insert_notifications`].
-pub fn about_comune(
-    registry: &crate::registry::Snapshot,
-    comune: &crate::registry::Comune,
-    payload: crate::payload::Payload,
-    urgent: bool,
-) -> crate::db::NewNotification {
-    let recipients = registry.recipients_for(payload.kind(), comune);
-    crate::db::NewNotification {
-        comune_istat: Some(comune.istat.clone()),
-        payload,
-        urgent,
-        recipients,
-    }
-}
-
-/// Writes one notification about `comune` to the outbox ([`about_comune`]). Returns its id.
-pub async fn notify_comune(
-    conn: &mut sqlx::PgConnection,
-    registry: &crate::registry::Snapshot,
-    comune: &crate::registry::Comune,
-    payload: crate::payload::Payload,
-    urgent: bool,
-) -> Result<uuid::Uuid, sqlx::Error> {
-    let notification = about_comune(registry, comune, payload, urgent);
-    crate::db::insert_notification(conn, &notification).await
-}

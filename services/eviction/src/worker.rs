@@ -13,11 +13,11 @@ use time::OffsetDateTime;
 
 use raccordo_core::amqp::{HandleError, HoldingPolicy, Message};
 use raccordo_core::clock::{Clock, SystemClock};
+use raccordo_core::db::about_comune;
 use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::domain::ComuneIstat;
 use raccordo_core::envelope::{ANONYMOUS, Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::about_comune;
 use raccordo_core::ownership::{self, IdKind, Owner};
 use raccordo_core::payload::{
     AccessTime, AlertPayload, ConsentFacts, ConsentRevokedPayload, NextAccess, Payload, StepFacts,

@@ -5,10 +5,10 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
+use raccordo_core::db::about_comune;
 use raccordo_core::db::insert_notifications;
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::about_comune;
 use raccordo_core::ownership::{self, IdKind};
 use raccordo_core::payload::{HousingPayload, Payload};
 use raccordo_core::registry::{Comune, Snapshot};

@@ -15,10 +15,10 @@ use sqlx::PgConnection;
 use raccordo_asylum::places::{FacilityReport, Occupancy, place_available};
 use raccordo_core::amqp::HandleError;
 use raccordo_core::clock::{now, rome_date};
+use raccordo_core::db::notify_comune;
 use raccordo_core::db::{NewNotification, insert_notification};
 use raccordo_core::envelope::{Envelope, EventType};
 use raccordo_core::inbound::EventWorker;
-use raccordo_core::notification::notify_comune;
 use raccordo_core::ownership::{self, IdKind};
 use raccordo_core::payload::{
     OverCapacityPayload, Payload, SafeguardPayload, ThresholdPayload, ThresholdState,

@@ -20,7 +20,7 @@ use raccordo_core::db;
 use raccordo_core::health::Health;
 use raccordo_core::inbound::{Inbound, Unrouted};
 use raccordo_core::origin::Publishers;
-use raccordo_core::registry::RegistryWorker;
+use raccordo_core::registry_worker::RegistryWorker;
 use raccordo_core::settings::Settings;
 use raccordo_eviction::EvictionWorker;
 use raccordo_housing::HousingWorker;

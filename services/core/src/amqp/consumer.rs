@@ -293,7 +293,7 @@ async fn settle(
         if !settlements
             .iter()
             .any(|d| matches!(d, Settlement::Retry { .. }))
-            || crate::db::ping(&ctx.pool, Duration::from_secs(2)).await
+            || crate::pg::ping(&ctx.pool, Duration::from_secs(2)).await
         {
             break settlements;
         }
@@ -395,7 +395,7 @@ async fn wait_for_database(ctx: &ConsumerContext, name: &str, token: &Cancellati
             _ = token.cancelled() => return false,
             _ = tokio::time::sleep(delay) => {}
         }
-        if crate::db::ping(&ctx.pool, Duration::from_secs(2)).await {
+        if crate::pg::ping(&ctx.pool, Duration::from_secs(2)).await {
             ctx.health.set_state(name, ConsumerState::Consuming);
             tracing::info!("The database answers again: resuming.");
             return true;

@@ -127,7 +127,7 @@ impl HandleError {
     /// `is_retriable_error`): connection-level database faults, time-outs, outages.
     pub fn disposition(&self) -> Disposition {
         match self {
-            HandleError::Database(error) if crate::db::is_transient(error) => Disposition::Retry,
+            HandleError::Database(error) if crate::pg::is_transient(error) => Disposition::Retry,
             HandleError::Timeout(_) | HandleError::NoResult | HandleError::Unavailable(_) => {
                 Disposition::Retry
             }

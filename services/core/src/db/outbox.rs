@@ -33,6 +33,36 @@ impl NewNotification {
     }
 }
 
+/// One notification about `comune`, addressed to every referent the registry names for
+/// the payload's kind (CONTRACT §1, §5): what a worker tells anyone, before it is written
+/// with [`insert_notifications`].
+pub fn about_comune(
+    registry: &crate::registry::Snapshot,
+    comune: &crate::registry::Comune,
+    payload: Payload,
+    urgent: bool,
+) -> NewNotification {
+    let recipients = registry.recipients_for(payload.kind(), comune);
+    NewNotification {
+        comune_istat: Some(comune.istat.clone()),
+        payload,
+        urgent,
+        recipients,
+    }
+}
+
+/// Writes one notification about `comune` to the outbox ([`about_comune`]). Returns its id.
+pub async fn notify_comune(
+    conn: &mut sqlx::PgConnection,
+    registry: &crate::registry::Snapshot,
+    comune: &crate::registry::Comune,
+    payload: Payload,
+    urgent: bool,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    let notification = about_comune(registry, comune, payload, urgent);
+    insert_notification(conn, &notification).await
+}
+
 impl std::fmt::Debug for NewNotification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewNotification")

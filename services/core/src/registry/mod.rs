@@ -30,7 +30,7 @@ pub use recipients::{
     Recipient, escalation_recipients, recipients_for, recipients_in_ambito, recipients_with_roles,
 };
 pub use referents::{
-    Referent, ReferentEvent, RegistryWorker, apply_referent_event, import_referents,
-    list_referents, parse_referents,
+    Referent, ReferentEvent, apply_published_referent_event, apply_referent_event,
+    import_referents, list_referents, parse_referents,
 };
 pub use snapshot::{RegistryCache, Snapshot};

@@ -4,9 +4,7 @@
 //! scopes kept within them (CONTRACT §4 registry).
 
 use std::io::Read;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
@@ -14,8 +12,7 @@ use super::csv_rows::{Columns, CsvError, ImportError, ImportReport, Parsed, RowE
 use super::history::{Actor, set_actor};
 use crate::amqp::HandleError;
 use crate::domain::{ComuneIstat, EmailAddress, PlainText, Role, Scope};
-use crate::envelope::{ANONYMOUS, Envelope, EventType};
-use crate::inbound::EventWorker;
+use crate::envelope::{ANONYMOUS, Envelope};
 use crate::origin::{Publishers, Refusal};
 
 /// A referent of the registry.
@@ -349,44 +346,23 @@ pub async fn apply_referent_event(
     Ok(())
 }
 
-/// The worker of `registry.referent.v1`. Each event is decided in a transaction of its
-/// own (no batch key): the history records one author per transaction, and registry
-/// changes are rare.
-pub struct RegistryWorker {
-    publishers: Arc<Publishers>,
-}
-
-impl RegistryWorker {
-    /// A worker that holds each publisher to its `publishers.<user>.scopes`.
-    pub fn new(publishers: Arc<Publishers>) -> Self {
-        Self { publishers }
+/// A `registry.referent.v1` event as its publisher sent it: names the publisher as the
+/// author of the change, holds it to its `publishers.<user>.scopes`, and changes the
+/// registry. Each is decided in a transaction of its own: the history records one author
+/// per transaction, and registry changes are rare.
+pub async fn apply_published_referent_event(
+    tx: &mut PgConnection,
+    publishers: &Publishers,
+    event: &Envelope,
+) -> Result<(), HandleError> {
+    let publisher = (event.publisher != ANONYMOUS).then_some(event.publisher.as_str());
+    event.refuse_control_characters()?;
+    let data: ReferentEvent = event.data_as()?;
+    set_actor(tx, &Actor::publisher(publisher)).await?;
+    if let (Some(user), Some(limits)) = (publisher, publishers.registry_scopes(publisher)) {
+        check_scopes(tx, user, limits, &data).await?;
     }
-}
-
-#[async_trait]
-impl EventWorker for RegistryWorker {
-    fn accepts(&self) -> &'static [EventType] {
-        &[EventType::RegistryReferent]
-    }
-
-    /// Names the publisher as the author of the change, holds it to its scopes, and
-    /// changes the registry (so the snapshot, the registry before, is not read).
-    async fn apply(
-        &self,
-        tx: &mut PgConnection,
-        _registry: &super::Snapshot,
-        event: &Envelope,
-    ) -> Result<(), HandleError> {
-        let publisher = (event.publisher != ANONYMOUS).then_some(event.publisher.as_str());
-        event.refuse_control_characters()?;
-        let data: ReferentEvent = event.data_as()?;
-        set_actor(tx, &Actor::publisher(publisher)).await?;
-        if let (Some(user), Some(limits)) = (publisher, self.publishers.registry_scopes(publisher))
-        {
-            check_scopes(tx, user, limits, &data).await?;
-        }
-        apply_referent_event(tx, data).await
-    }
+    apply_referent_event(tx, data).await
 }
 
 fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent, String> {
@@ -581,6 +557,7 @@ pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sq
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::EventType;
     use serde_json::json;
 
     #[test]

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::PgConnection;
 
 use raccordo_core::amqp::HandleError;
+use raccordo_core::db::about_comune;
 use raccordo_core::db::{NewNotification, insert_notifications};
-use raccordo_core::notification::about_comune;
 use raccordo_core::ownership::{self, IdKind, Owner};
 use raccordo_core::payload::Payload;
 use raccordo_core::registry::{Comune, Snapshot};
