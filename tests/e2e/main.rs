@@ -28,6 +28,7 @@ mod partition;
 mod pec;
 mod pg_failover;
 mod quota;
+mod readme;
 mod registry_pec;
 mod registry_scopes;
 mod retention;

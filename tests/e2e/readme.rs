@@ -1,0 +1,137 @@
+//! The README's configuration tables against `config/default.toml` (issue 24: the operator's
+//! configuration complete in the README). No server involved.
+
+use std::collections::BTreeSet;
+
+use config::{Config, File, FileFormat, Value, ValueKind};
+
+/// Every key `config/default.toml` sets, as `section.key` (nested tables flattened).
+fn default_keys(text: &str) -> BTreeSet<String> {
+    fn walk(prefix: &str, value: &Value, keys: &mut BTreeSet<String>) {
+        match &value.kind {
+            ValueKind::Table(table) => {
+                for (name, inner) in table {
+                    let path = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(&path, inner, keys);
+                }
+            }
+            _ => {
+                keys.insert(prefix.to_owned());
+            }
+        }
+    }
+    let config = Config::builder()
+        .add_source(File::from_str(text, FileFormat::Toml))
+        .build()
+        .expect("config/default.toml parses");
+    let mut keys = BTreeSet::new();
+    let tables: std::collections::HashMap<String, Value> =
+        config.try_deserialize().expect("a table of sections");
+    for (name, value) in &tables {
+        walk(name, value, &mut keys);
+    }
+    keys
+}
+
+/// The keys `config/default.toml` names in a comment (`# key = …` or `#   key = …`) under a
+/// section: optional settings shown by example.
+fn commented_keys(text: &str) -> BTreeSet<String> {
+    let mut section = String::new();
+    let mut keys = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some(comment) = line.strip_prefix('#') {
+            let Some((name, _)) = comment.split_once('=') else {
+                continue;
+            };
+            let name = name.trim();
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                keys.insert(format!("{section}.{name}"));
+            }
+        }
+    }
+    keys
+}
+
+/// The keys in the first cell of every README table headed `| key | default |`.
+fn readme_keys(text: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if line.starts_with("| key | default |") {
+            in_table = true;
+            continue;
+        }
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        let first = line.split('|').nth(1).unwrap_or_default();
+        for quoted in first.split('`').skip(1).step_by(2) {
+            if quoted.contains('.') {
+                keys.insert(quoted.to_owned());
+            }
+        }
+    }
+    keys
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(raccordo_e2e::workspace_root().join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn readme_configuration_tables_name_every_key_of_the_default_configuration() {
+    let defaults = default_keys(&read("config/default.toml"));
+    let documented = readme_keys(&read("README.md"));
+    assert!(defaults.len() > 50, "the defaults were read: {defaults:?}");
+    let missing: Vec<&String> = defaults.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "keys of config/default.toml missing from the README's configuration tables: {missing:?}"
+    );
+}
+
+#[test]
+fn readme_configuration_tables_name_only_keys_the_hub_knows() {
+    let text = read("config/default.toml");
+    let mut known = default_keys(&text);
+    known.extend(commented_keys(&text));
+    let documented = readme_keys(&read("README.md"));
+    assert!(
+        documented.len() > 50,
+        "the tables were read: {documented:?}"
+    );
+    let unknown: Vec<&String> = documented
+        .iter()
+        // `publishers.<user>.types` is shown in default.toml as a commented `types = …`.
+        .filter(|key| !known.contains(&key.replace(".<user>", "")))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "keys in the README's configuration tables that config/default.toml neither sets nor shows: {unknown:?}"
+    );
+}
+
+#[test]
+fn readme_keys_are_found_in_every_configuration_table() {
+    let text = "| key | default | meaning |\n|---|---|---|\n| `a.b`, `a.c` | 1 | x |\n\nprose `d.e`\n\
+                | key | default | |\n|---|---|---|\n| `f.g` | `h.i` | |\n";
+    let keys: Vec<String> = readme_keys(text).into_iter().collect();
+    assert_eq!(keys, ["a.b", "a.c", "f.g"]);
+    let commented =
+        commented_keys("[mail]\n# bounce_imap_url = \"x\"\n# Prose = no\n[p]\n#   types = []\n");
+    assert_eq!(
+        commented.into_iter().collect::<Vec<_>>(),
+        ["mail.bounce_imap_url", "p.types"]
+    );
+}
