@@ -45,6 +45,74 @@ pub struct Settings {
     pub asylum: AsylumSettings,
     /// How long what the hub stores is kept (CONTRACT 1.2 §8 retention, C9).
     pub retention: RetentionSettings,
+    /// HTTP ingestion for systems that cannot speak AMQP (CONTRACT 1.2 §10).
+    pub ingest: IngestSettings,
+}
+
+/// HTTP ingestion (CONTRACT 1.2 §10, §11): off unless `addr` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Listen address (`127.0.0.1:8088`, port 0: any free port); empty: off. Default empty.
+    pub addr: String,
+    /// Events in one batch request, at most 500. Default 500.
+    pub max_batch: usize,
+    /// Bytes of one request body, enforced while reading. Default 5242880 (5 MiB).
+    pub max_body_bytes: usize,
+    /// Events per second a publisher may post when its `rate_per_s` is not set. Default 100.
+    pub rate_per_s: f64,
+    /// Days of notifications `GET /v1/stream` serves. Default 30.
+    pub stream_days: u32,
+    /// Data rows in one CSV file. Default 5000.
+    pub max_csv_rows: usize,
+}
+
+impl IngestSettings {
+    /// Whether HTTP ingestion is on.
+    pub fn enabled(&self) -> bool {
+        !self.addr.trim().is_empty()
+    }
+
+    fn check(&self, allow_plaintext: bool) -> Result<(), (&'static str, String)> {
+        if let Ok(addr) = self.addr.trim().parse::<std::net::SocketAddr>()
+            && !addr.ip().is_loopback()
+            && !allow_plaintext
+        {
+            return Err((
+                "ingest.addr",
+                "listens beyond this machine without TLS, so bearer tokens would travel in clear: listen on 127.0.0.1 behind a TLS-terminating proxy, or set security.allow_plaintext = true".to_owned(),
+            ));
+        }
+        if !(1..=500).contains(&self.max_batch) {
+            return Err(("ingest.max_batch", "must be 1 to 500".to_owned()));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err((
+                "ingest.max_body_bytes",
+                "must be 1024 to 67108864".to_owned(),
+            ));
+        }
+        if !(self.rate_per_s.is_finite() && self.rate_per_s > 0.0 && self.rate_per_s <= 1e6) {
+            return Err((
+                "ingest.rate_per_s",
+                "must be a positive number of events per second".to_owned(),
+            ));
+        }
+        if !(1..=36_500).contains(&self.stream_days) {
+            return Err(("ingest.stream_days", "must be 1 to 36500".to_owned()));
+        }
+        if !(1..=1_000_000).contains(&self.max_csv_rows) {
+            return Err(("ingest.max_csv_rows", "must be 1 to 1000000".to_owned()));
+        }
+        let addr = self.addr.trim();
+        if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err((
+                "ingest.addr",
+                "use an address and port such as 127.0.0.1:8088 (empty: off)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// RabbitMQ connection and topology.
@@ -278,7 +346,7 @@ pub struct PublishersSettings {
 }
 
 /// What one publishing system may say.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PublisherRule {
     /// Event types (routing keys) it may publish.
@@ -292,6 +360,26 @@ pub struct PublisherRule {
     /// (CONTRACT §4 registry). Empty or absent (and no `comuni`): any referent.
     #[serde(default)]
     pub scopes: Vec<ScopeSetting>,
+    /// Events per second it may post over HTTP (CONTRACT 1.2 §10); absent:
+    /// `ingest.rate_per_s`.
+    #[serde(default)]
+    pub rate_per_s: Option<f64>,
+    /// The notification kinds its tokens may read from `GET /v1/stream`: kinds such as
+    /// `housing.offered`, or `housing.*`. Empty or absent: none.
+    #[serde(default)]
+    pub stream_kinds: Vec<String>,
+}
+
+impl PublisherRule {
+    /// Whether a token of this publisher may read notifications of `kind` from the stream.
+    pub fn may_read(&self, kind: &str) -> bool {
+        self.stream_kinds
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => kind.starts_with(prefix),
+                None => pattern == kind,
+            })
+    }
 }
 
 /// One scope of `publishers.<user>.scopes`: exactly one member, as in the event's `scope`.
@@ -704,6 +792,9 @@ impl Settings {
             return invalid("eviction.pseudonym_key", "no key given");
         }
         self.validate_publishers()?;
+        if let Err((key, reason)) = self.ingest.check(self.security.allow_plaintext) {
+            return invalid(key, &reason);
+        }
         if crate::domain::EmailAddress::parse_mailbox(&self.mail.from).is_err() {
             return invalid("mail.from", "not an email address");
         }
@@ -829,6 +920,36 @@ impl Settings {
                 );
             }
             self.validate_scopes(user, rule)?;
+            if let Some(rate) = rule.rate_per_s
+                && !(rate.is_finite() && rate > 0.0 && rate <= 1e6)
+            {
+                return invalid(
+                    key,
+                    &format!("publishers.{user}.rate_per_s must be a positive number"),
+                );
+            }
+            if let Some(kind) = rule.stream_kinds.iter().find(|k| {
+                let known =
+                    |name: &str| crate::notification::NotificationKind::parse(name).is_some();
+                match k.strip_suffix('*') {
+                    Some(prefix) => {
+                        prefix.ends_with('.')
+                            && crate::notification::NotificationKind::ALL
+                                .iter()
+                                .any(|n| n.as_str().starts_with(prefix))
+                    }
+                    None => known(k),
+                }
+                .then_some(())
+                .is_none()
+            }) {
+                return invalid(
+                    key,
+                    &format!(
+                        "publishers.{user}.stream_kinds names {kind:?}, which is neither a notification kind nor a prefix such as \"housing.*\""
+                    ),
+                );
+            }
         }
         Ok(())
     }

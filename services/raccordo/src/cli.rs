@@ -159,6 +159,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ConsoleCommand>,
     },
+    /// The publishing systems of `[publishers]`: their HTTP ingestion tokens.
+    Publishers {
+        #[command(subcommand)]
+        command: PublishersCommand,
+    },
     /// Ids and their owners (contract 1.2 §3): an event never moves a unit, a facility or a
     /// procedure to another comune or publisher; an operator does, audited.
     Ids {
@@ -296,6 +301,37 @@ pub enum IdsCommand {
         /// Why (recorded).
         #[arg(long)]
         reason: String,
+    },
+}
+
+/// `raccordo publishers …`
+#[derive(Debug, Subcommand)]
+pub enum PublishersCommand {
+    /// Bearer tokens for HTTP ingestion (`ingest.addr`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `raccordo publishers token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for USER (a `[publishers.<user>]` of the configuration): only its hash is
+    /// stored; the token is printed once, alone on the last line.
+    Add {
+        /// The publisher's user name.
+        user: String,
+    },
+    /// Every token: id, publisher, when made, when revoked (never the token).
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Revoke a token by its id (from `list`); at once, on every replica.
+    Revoke {
+        /// The token's id.
+        id: i64,
     },
 }
 

@@ -11,7 +11,8 @@ use raccordo_core::settings::Settings;
 
 use crate::cli::{
     AsylumCommand, Command, ConsoleCommand, ConsoleUserCommand, DlqCommand, EvictionCommand,
-    IdsCommand, RegistryCommand, ReportCommand, RetentionCommand, RotationCommand,
+    IdsCommand, PublishersCommand, RegistryCommand, ReportCommand, RetentionCommand,
+    RotationCommand,
 };
 use crate::import::Table;
 use crate::table::Format;
@@ -23,21 +24,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         Command::Setup { definitions } => setup(&settings, definitions).await?,
         command @ (Command::Backup(_) | Command::Restore(_)) => backups(command, &settings).await?,
         Command::Import { table, file } => return import(&settings, table, &file).await,
-        Command::Registry {
-            command: RegistryCommand::List { format },
-        } => {
-            let referents = crate::registry::list(&settings).await?;
-            print!("{}", crate::registry::format_list(&referents, format)?);
-        }
-        Command::Registry {
-            command: RegistryCommand::History { referent, format },
-        } => {
-            let changes = crate::registry::history(&settings, &referent).await?;
-            print!(
-                "{}",
-                crate::registry::format_history(&referent, &changes, format)?
-            );
-        }
+        Command::Registry { command } => registry(command, &settings).await?,
         Command::Serve { workers } => crate::serve::run_until_stopped(settings, workers).await?,
         Command::Publish {
             file,
@@ -90,6 +77,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             return console(command.unwrap_or(ConsoleCommand::Serve), settings).await;
         }
         Command::Ids { command } => ids(command, &settings).await?,
+        Command::Publishers {
+            command: PublishersCommand::Token { command },
+        } => crate::publishers::token(command, &settings, &mut std::io::stdout()).await?,
         Command::Demo { exit } => {
             let mut out = std::io::stdout();
             crate::demo::run(settings, !exit, &mut out).await?;
@@ -203,6 +193,24 @@ async fn status(settings: &Settings, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
         _ => print!("{}", crate::status::table(&status)),
+    }
+    Ok(())
+}
+
+/// `raccordo registry list|history`.
+async fn registry(command: RegistryCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        RegistryCommand::List { format } => {
+            let referents = crate::registry::list(settings).await?;
+            print!("{}", crate::registry::format_list(&referents, format)?);
+        }
+        RegistryCommand::History { referent, format } => {
+            let changes = crate::registry::history(settings, &referent).await?;
+            print!(
+                "{}",
+                crate::registry::format_history(&referent, &changes, format)?
+            );
+        }
     }
     Ok(())
 }

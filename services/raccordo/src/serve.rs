@@ -52,10 +52,15 @@ pub enum Workers {
     Mailer,
     /// The Tavolo provinciale asilo's desks (A1–A6).
     Asylum,
+    /// HTTP ingestion alone, on `ingest.addr` (CONTRACT 1.2 §10): no worker.
+    Ingest,
 }
 
 impl Workers {
     fn queues(self) -> Vec<WorkQueue> {
+        if self == Workers::Ingest {
+            return Vec::new();
+        }
         let mut queues = vec![WorkQueue::Registry, WorkQueue::Unrouted];
         match self {
             Workers::All => queues.extend([
@@ -70,6 +75,7 @@ impl Workers {
             Workers::Quota => queues.push(WorkQueue::Quota),
             Workers::Mailer => queues.push(WorkQueue::Mailer),
             Workers::Asylum => queues.push(WorkQueue::Asylum),
+            Workers::Ingest => {}
         }
         queues
     }
@@ -81,6 +87,8 @@ pub struct App {
     pub http_addr: SocketAddr,
     /// Where the console answers, when `console.enabled`.
     pub console_addr: Option<SocketAddr>,
+    /// Where HTTP ingestion answers, when `ingest.addr` is set.
+    pub ingest_addr: Option<SocketAddr>,
     /// The database pool the workers use.
     pub pool: PgPool,
     /// Consumers and their state.
@@ -160,10 +168,12 @@ impl App {
         } else {
             None
         };
+        let ingest_addr = start_ingest(&settings, workers, &pool, &token, &tracker).await?;
         tracker.close();
         Ok(Self {
             http_addr,
             console_addr,
+            ingest_addr,
             pool,
             health,
             token,
@@ -449,6 +459,36 @@ fn spawn_jobs(
     Ok(())
 }
 
+/// Starts HTTP ingestion on `ingest.addr` under `tracker`, when set and the process serves
+/// it (`all`, `ingest`); returns its address.
+async fn start_ingest(
+    settings: &Arc<Settings>,
+    workers: Workers,
+    pool: &PgPool,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if !settings.ingest.enabled() {
+        if workers == Workers::Ingest {
+            anyhow::bail!(
+                "`serve ingest` needs ingest.addr (e.g. 127.0.0.1:8088, or RACCORDO__INGEST__ADDR)"
+            );
+        }
+        return Ok(None);
+    }
+    if !matches!(workers, Workers::All | Workers::Ingest) {
+        return Ok(None);
+    }
+    let (addr, ingest) =
+        raccordo_ingest::serve_ingest(settings.clone(), pool.clone(), token.clone())
+            .await
+            .with_context(|| format!("Failed to listen on ingest.addr {}", settings.ingest.addr))?;
+    tracker.spawn(async move {
+        let _ = ingest.await;
+    });
+    Ok(Some(addr))
+}
+
 /// Starts the console on `console.addr` under `tracker`; returns its address.
 async fn start_console(
     settings: &Arc<Settings>,
@@ -501,7 +541,7 @@ pub async fn run_console_until_stopped(mut settings: Settings) -> anyhow::Result
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run_until_stopped(settings: Settings, workers: Workers) -> anyhow::Result<()> {
     let app = App::start(settings, workers).await?;
-    tracing::info!(workers = ?workers, http = %app.http_addr, console = ?app.console_addr, "Raccordo is running.");
+    tracing::info!(workers = ?workers, http = %app.http_addr, console = ?app.console_addr, ingest = ?app.ingest_addr, "Raccordo is running.");
     wait_for_signal(app.token()).await;
     tracing::info!("Stopping: finishing the messages in hand.");
     if app.shutdown(Duration::from_secs(9)).await {

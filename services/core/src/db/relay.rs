@@ -110,11 +110,30 @@ pub async fn flush_outbox(
                 .increment(1);
         }
     }
+    if rows.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-    sqlx::query("UPDATE notifications SET published_at = now() WHERE id = ANY($1)")
-        .bind(&ids)
+    // Numbered for GET /v1/stream one relay at a time, until commit: a reader that sees a
+    // number sees every smaller one (CONTRACT 1.2 §10).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('raccordo.notification_stream'))")
         .execute(&mut *tx)
         .await?;
+    sqlx::query(
+        r#"
+        UPDATE notifications n
+        SET published_at = now(), stream_seq = numbered.seq
+        FROM (
+            SELECT id, nextval('notification_stream_seq') AS seq
+            FROM (SELECT id, created_at FROM notifications WHERE id = ANY($1) ORDER BY created_at, id) ordered
+        ) numbered
+        WHERE n.id = numbered.id
+        "#,
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(rows.len())
 }

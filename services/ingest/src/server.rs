@@ -1,0 +1,483 @@
+//! The HTTP door (CONTRACT 1.2 §10): `POST /v1/events`, `POST /v1/csv/{type}`,
+//! `GET /v1/stream`, on `ingest.addr`.
+//!
+//! Every request is authenticated before its body is read; the body is read up to
+//! `ingest.max_body_bytes` and no further; the events are judged as the workers would judge
+//! the same user's AMQP events (schema, types, comuni) and published only when all pass;
+//! `202` goes out only after the broker confirmed every one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use raccordo_core::amqp::Topology;
+use raccordo_core::csv_events;
+use raccordo_core::envelope::EventType;
+use raccordo_core::http_binding::{self, HttpBindingError, HttpEvent};
+use raccordo_core::origin::Publishers;
+use raccordo_core::settings::Settings;
+
+use crate::broker::{Broker, BrokerError};
+use crate::problem::{Problem, ProblemItem};
+use crate::rate::Rates;
+
+pub(crate) struct Ingest {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) pool: PgPool,
+    publishers: Publishers,
+    broker: Broker,
+    rates: Rates,
+}
+
+type Shared = Arc<Ingest>;
+
+/// Serves HTTP ingestion on `ingest.addr` until `token` is cancelled; returns the bound
+/// address and the server's task.
+pub async fn serve_ingest(
+    settings: Arc<Settings>,
+    pool: PgPool,
+    token: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let ingest = Arc::new(Ingest {
+        publishers: Publishers::from_settings(&settings.publishers),
+        broker: Broker::new(
+            settings.amqp.clone(),
+            Topology::from_settings(&settings),
+            settings.eviction.pseudonym_keys(),
+        ),
+        rates: Rates::default(),
+        pool,
+        settings: settings.clone(),
+    });
+    let app = router(ingest.clone());
+    let listener = TcpListener::bind(settings.ingest.addr.trim()).await?;
+    let local = listener.local_addr()?;
+    let handle = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(error = %error, "HTTP ingestion failed.");
+        }
+        ingest.broker.close().await;
+    });
+    tracing::info!(addr = %local, "Serving HTTP ingestion (POST /v1/events, /v1/csv, GET /v1/stream).");
+    Ok((local, handle))
+}
+
+fn router(ingest: Shared) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/csv/{event_type}", post(post_csv))
+        .route("/v1/stream", get(crate::stream::get_stream))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                r#"{"type":"urn:raccordo:problem:not-found","title":"Not found","status":404,"detail":"HTTP ingestion serves POST /v1/events, POST /v1/csv/{type} and GET /v1/stream"}"#,
+            )
+        })
+        .with_state(ingest)
+}
+
+/// The publisher of the request's bearer token, or the problem to answer.
+pub(crate) async fn authenticate(ingest: &Ingest, headers: &HeaderMap) -> Result<String, Problem> {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+    else {
+        return Err(Problem::unauthorized());
+    };
+    let user = match crate::tokens::publisher_of(&ingest.pool, token).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            metrics::counter!("raccordo_ingest_requests_total", "outcome" => "unauthorized")
+                .increment(1);
+            return Err(Problem::unauthorized());
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "Token lookup failed.");
+            return Err(Problem::database_unavailable());
+        }
+    };
+    if !ingest.settings.publishers.users.contains_key(&user) {
+        return Err(Problem::forbidden(
+            format!("publisher {user:?} is no longer configured in [publishers]"),
+            Vec::new(),
+        ));
+    }
+    Ok(user)
+}
+
+impl Ingest {
+    fn rate_of(&self, user: &str) -> f64 {
+        self.settings
+            .publishers
+            .users
+            .get(user)
+            .and_then(|rule| rule.rate_per_s)
+            .unwrap_or(self.settings.ingest.rate_per_s)
+    }
+}
+
+/// Reads the body up to `ingest.max_body_bytes`: a declared length over it is refused
+/// before reading, and a body that grows past it is dropped as soon as it does.
+async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Problem> {
+    let max = ingest.settings.ingest.max_body_bytes;
+    let too_large = || {
+        Problem::too_large(format!(
+            "the body is larger than ingest.max_body_bytes ({max} bytes)"
+        ))
+    };
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > max as u64)
+    {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            Problem::invalid_event("the request body could not be read", Vec::new())
+        })?;
+        if bytes.len() + chunk.len() > max {
+            // Dropped here: the rest is never read.
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn post_events(State(ingest): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let response = events(&ingest, &headers, body).await;
+    let outcome = match &response {
+        Ok(_) => "accepted",
+        Err(p) => problem_outcome(p),
+    };
+    metrics::counter!("raccordo_ingest_requests_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("raccordo_ingest_request_seconds").record(started.elapsed().as_secs_f64());
+    response.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn problem_outcome(problem: &Problem) -> &'static str {
+    match problem.status {
+        400 => "invalid",
+        401 => "unauthorized",
+        403 => "forbidden",
+        413 => "too_large",
+        415 => "unsupported",
+        429 => "rate_limited",
+        _ => "unavailable",
+    }
+}
+
+async fn events(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
+    let user = authenticate(ingest, headers).await?;
+    let rate = ingest.rate_of(&user);
+    if let Err(wait) = ingest.rates.has_room(&user, rate) {
+        return Err(Problem::rate_limited(&user, rate, wait));
+    }
+    let ct = content_type(headers);
+    // The media type is known before the body: refuse it without reading.
+    if !ct
+        .as_deref()
+        .map(http_binding::media_type)
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+    {
+        return Err(Problem::unsupported(
+            HttpBindingError::UnsupportedMediaType(
+                ct.as_deref()
+                    .map(http_binding::media_type)
+                    .unwrap_or_default(),
+            )
+            .to_string(),
+        ));
+    }
+    let bytes = read_body(ingest, headers, body).await?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (_, events) = http_binding::decode(
+        ct.as_deref(),
+        &header,
+        &bytes,
+        ingest.settings.ingest.max_batch,
+    )
+    .map_err(|error| match error {
+        HttpBindingError::UnsupportedMediaType(_) => Problem::unsupported(error.to_string()),
+        HttpBindingError::TooMany { .. } => Problem::too_large(error.to_string()),
+        HttpBindingError::Invalid(invalid) => Problem::invalid_event(
+            format!("{} invalid event(s): nothing was published", invalid.len()),
+            invalid
+                .into_iter()
+                .map(|i| ProblemItem {
+                    pointer: Some(i.pointer),
+                    row: None,
+                    column: None,
+                    detail: i.detail,
+                })
+                .collect(),
+        ),
+    })?;
+    publish(ingest, &user, &events, |e| ProblemItem {
+        pointer: Some(e.pointer.clone()),
+        row: None,
+        column: None,
+        detail: String::new(),
+    })
+    .await
+}
+
+/// Judges, rate-limits and publishes `events` as `user`'s; `item` places a refused event in
+/// the request.
+async fn publish(
+    ingest: &Ingest,
+    user: &str,
+    events: &[HttpEvent],
+    item: impl Fn(&HttpEvent) -> ProblemItem,
+) -> Result<Response, Problem> {
+    let refused: Vec<ProblemItem> = events
+        .iter()
+        .filter_map(|event| {
+            ingest
+                .publishers
+                .authorize(Some(user), &event.envelope)
+                .err()
+                .map(|refusal| ProblemItem {
+                    detail: refusal.to_string(),
+                    ..item(event)
+                })
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(Problem::forbidden(
+            format!(
+                "{} event(s) that publisher {user:?} may not publish: nothing was published",
+                refused.len()
+            ),
+            refused,
+        ));
+    }
+    let rate = ingest.rate_of(user);
+    if let Err(wait) = ingest.rates.take(user, rate, events.len()) {
+        return Err(Problem::rate_limited(user, rate, wait));
+    }
+    match ingest.broker.publish(user, events).await {
+        Ok(()) => {
+            metrics::counter!("raccordo_ingest_events_total", "publisher" => user.to_owned())
+                .increment(events.len() as u64);
+            let ids: Vec<&str> = events.iter().map(|e| e.envelope.id.as_str()).collect();
+            Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({ "accepted": ids.len(), "ids": ids })),
+            )
+                .into_response())
+        }
+        Err(error @ (BrokerError::Unreachable | BrokerError::NotConfirmed(_))) => {
+            tracing::warn!(publisher = user, events = events.len(), error = %error, "Events not confirmed by the broker; answered 503.");
+            Err(Problem::broker_unavailable())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CsvQuery {
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+async fn post_csv(
+    State(ingest): State<Shared>,
+    Path(event_type): Path<String>,
+    query: Result<Query<CsvQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let response = csv(&ingest, &event_type, query, &headers, body).await;
+    let outcome = match &response {
+        Ok(_) => "accepted",
+        Err(p) => problem_outcome(p),
+    };
+    metrics::counter!("raccordo_ingest_csv_requests_total", "outcome" => outcome).increment(1);
+    response.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn csv(
+    ingest: &Ingest,
+    event_type: &str,
+    query: Result<Query<CsvQuery>, axum::extract::rejection::QueryRejection>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let user = authenticate(ingest, headers).await?;
+    let Some(event_type) =
+        EventType::parse(event_type).filter(|t| csv_events::csv_types().contains(t))
+    else {
+        return Err(Problem::invalid_csv(
+            "CSV is taken for housing.unit.v1 and reception.occupancy.v1 only",
+            Vec::new(),
+        ));
+    };
+    let dry_run = match query.map(|Query(q)| q.dry_run) {
+        Ok(None) => false,
+        Ok(Some(v)) => match v.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(Problem::invalid_csv("dry_run is true or false", Vec::new()));
+            }
+        },
+        Err(_) => {
+            return Err(Problem::invalid_csv(
+                "the query string could not be read: use ?dry_run=true or nothing",
+                Vec::new(),
+            ));
+        }
+    };
+    if !ingest.publishers.may_publish_type(Some(&user), event_type) {
+        return Err(Problem::forbidden(
+            format!("publisher {user:?} may not publish {}", event_type.as_str()),
+            Vec::new(),
+        ));
+    }
+    let rate = ingest.rate_of(&user);
+    if !dry_run && let Err(wait) = ingest.rates.has_room(&user, rate) {
+        return Err(Problem::rate_limited(&user, rate, wait));
+    }
+    let ct = content_type(headers);
+    let media = ct
+        .as_deref()
+        .map(http_binding::media_type)
+        .unwrap_or_default();
+    if media != "text/csv" && media != "application/csv" {
+        return Err(Problem::unsupported(format!(
+            "unsupported content type {:?}: send text/csv",
+            media.chars().take(80).collect::<String>()
+        )));
+    }
+    let bytes = read_body(ingest, headers, body).await?;
+    let source = format!("urn:raccordo:csv:{user}");
+    let parsed = csv_events::parse_csv(
+        event_type,
+        &bytes,
+        &source,
+        ingest.settings.ingest.max_csv_rows,
+    )
+    .map_err(|e| Problem::invalid_csv(e.to_string(), Vec::new()))?;
+    let row_items: Vec<ProblemItem> = parsed
+        .errors
+        .iter()
+        .map(|e| ProblemItem {
+            pointer: None,
+            row: Some(e.row),
+            column: e.column.clone(),
+            detail: e.detail.clone(),
+        })
+        .collect();
+    let mut events = Vec::with_capacity(parsed.rows.len());
+    let mut rows_of = Vec::with_capacity(parsed.rows.len());
+    for row in &parsed.rows {
+        match http_binding::decode(
+            Some("application/cloudevents+json"),
+            &|_| None,
+            &serde_json::to_vec(&row.event).unwrap_or_default(),
+            1,
+        ) {
+            Ok((_, mut one)) => {
+                events.append(&mut one);
+                rows_of.push(row.row);
+            }
+            Err(error) => {
+                return Err(Problem::invalid_csv(
+                    format!("row {} could not be turned into an event: {error}", row.row),
+                    Vec::new(),
+                ));
+            }
+        }
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.envelope.id.as_str()).collect();
+    if dry_run {
+        let errors: Vec<serde_json::Value> = parsed
+            .errors
+            .iter()
+            .map(|e| serde_json::json!({"row": e.row, "column": e.column, "detail": e.detail}))
+            .collect();
+        return Ok((
+            StatusCode::OK,
+            axum::Json(serde_json::json!({
+                "rows": parsed.rows.len() + parsed.errors.len(),
+                "valid": parsed.rows.len(),
+                "errors": errors,
+                "ids": ids,
+            })),
+        )
+            .into_response());
+    }
+    if !row_items.is_empty() {
+        return Err(Problem::invalid_csv(
+            format!(
+                "{} of {} row(s) are invalid: nothing was published",
+                row_items.len(),
+                parsed.rows.len() + parsed.errors.len()
+            ),
+            row_items,
+        ));
+    }
+    if events.is_empty() {
+        return Err(Problem::invalid_csv(
+            "the file has no data rows",
+            Vec::new(),
+        ));
+    }
+    let row_by_pointer: std::collections::HashMap<usize, usize> = events
+        .iter()
+        .enumerate()
+        .map(|(i, _)| (i, rows_of.get(i).copied().unwrap_or_default()))
+        .collect();
+    let positions: std::collections::HashMap<&str, usize> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.envelope.id.as_str(), i))
+        .collect();
+    publish(ingest, &user, &events, |e| ProblemItem {
+        pointer: None,
+        row: positions
+            .get(e.envelope.id.as_str())
+            .and_then(|i| row_by_pointer.get(i))
+            .copied(),
+        column: None,
+        detail: String::new(),
+    })
+    .await
+}
