@@ -122,6 +122,16 @@ fn assert_problem(answer: &Answer, status: u16, slug: &str) {
     let problem = answer.json();
     assert_eq!(problem["type"], format!("urn:raccordo:problem:{slug}"));
     assert_eq!(problem["status"], status);
+    assert_documented("Problem", &problem);
+}
+
+/// `value` as `schemas/openapi.yaml` describes the component.
+fn assert_documented(component: &str, value: &Value) {
+    let errors = crate::openapi::component_errors(component, value);
+    assert!(
+        errors.is_empty(),
+        "the answer is not the documented {component}: {errors:?}\n{value}"
+    );
 }
 
 #[tokio::test]
@@ -137,6 +147,7 @@ async fn ingest_each_binding_is_routed_as_the_structured_amqp_event() {
     .await;
     assert_eq!(structured.status, 202, "{:?}", structured.json());
     assert_eq!(structured.json(), json!({"accepted": 1, "ids": ["H-1"]}));
+    assert_documented("Accepted", &structured.json());
     let binary = post(
         &app,
         &token,
@@ -537,6 +548,7 @@ async fn ingest_csv_preview_names_each_bad_row_and_nothing_is_sent_until_the_fil
     .await;
     assert_eq!(preview.status, 200, "{:?}", preview.json());
     let body = preview.json();
+    assert_documented("CsvPreview", &body);
     assert_eq!(body["rows"], 3);
     assert_eq!(body["valid"], 2);
     assert_eq!(body["errors"][0]["row"], 4, "{body}");
@@ -615,6 +627,7 @@ async fn follow(app: &TestApp, token: &str, mut after: String) -> (Vec<String>, 
             .expect("answer");
         assert_eq!(answer.status, 200, "{:?}", answer.json());
         let page = answer.json();
+        assert_documented("StreamPage", &page);
         let items = page["items"].as_array().cloned().unwrap_or_default();
         for item in &items {
             let n = &item["notification"];
@@ -795,5 +808,94 @@ async fn ingest_publishers_token_add_prints_the_token_alone_on_the_last_line() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("nessuno"));
     let _ = std::fs::remove_file(&config);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn ingest_console_upload_previews_rows_then_publishes_after_confirmation_as_an_operator() {
+    use crate::console::{VIEWER, csrf_of, form_encode, login_as, request, spawn_console_with};
+    let (app, console) = spawn_console_with(publishers).await;
+    let viewer = login_as(console, VIEWER).await;
+    let denied = request(console, "GET", "/upload", Some(&viewer), None).await;
+    assert_eq!(denied.status, 403, "only operators upload");
+    let cookie = login_as(console, crate::console::OPERATOR).await;
+    let page = request(console, "GET", "/upload", Some(&cookie), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(MILANO), "the publishers to choose from");
+    let csrf = csrf_of(&page.body);
+    let bad = format!("{CSV_GOOD}C-3;offered;015146;Via Padova 3;many;CAS;appartamento;sì\n");
+    let form = |csv: &str, step: &str| {
+        (
+            format!("/upload/{step}"),
+            form_encode(&[
+                ("csrf", &csrf),
+                ("event_type", "housing.unit.v1"),
+                ("publisher", MILANO),
+                ("csv", csv),
+            ]),
+        )
+    };
+    let (path, body) = form(&bad, "preview");
+    let preview = request(console, "POST", &path, Some(&cookie), Some(&body)).await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(preview.body.contains("2 di 3"), "{}", preview.body);
+    assert!(
+        preview
+            .body
+            .contains("<td class=\"num\">4</td><td>places</td>"),
+        "row 4, column places"
+    );
+    assert!(
+        !preview.body.contains("/upload/publish"),
+        "no publish button for a bad file"
+    );
+    // Publishing a bad file anyway is refused.
+    let (path, body) = form(&bad, "publish");
+    let refused = request(console, "POST", &path, Some(&cookie), Some(&body)).await;
+    assert_eq!(refused.status, 400);
+    app.settle().await;
+    assert!(app.emails().is_empty(), "nothing before confirmation");
+    let (path, body) = form(CSV_GOOD, "preview");
+    let preview = request(console, "POST", &path, Some(&cookie), Some(&body)).await;
+    assert!(preview.body.contains("/upload/publish"), "{}", preview.body);
+    // Without the session's CSRF token nothing happens.
+    let forged = request(
+        console,
+        "POST",
+        "/upload/publish",
+        Some(&cookie),
+        Some(&form_encode(&[
+            ("csrf", "x"),
+            ("event_type", "housing.unit.v1"),
+            ("publisher", MILANO),
+            ("csv", CSV_GOOD),
+        ])),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    let (path, body) = form(CSV_GOOD, "publish");
+    let done = request(console, "POST", &path, Some(&cookie), Some(&body)).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("2 eventi pubblicati"), "{}", done.body);
+    app.wait_for_emails(4).await;
+    app.settle().await;
+    assert_eq!(app.emails_of("housing.offered").len(), 2);
+    let keys = inbox_keys(&app).await;
+    assert!(keys.iter().all(|(p, _)| p == MILANO), "{keys:?}");
+    let recorded: (String, String, Option<String>, i32) = sqlx::query_as(
+        "SELECT operator, action, target, affected FROM console_actions WHERE action = 'csv_upload'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("the upload is recorded");
+    assert_eq!(
+        recorded,
+        (
+            crate::console::OPERATOR.to_owned(),
+            "csv_upload".to_owned(),
+            Some(MILANO.to_owned()),
+            2
+        )
+    );
     app.cleanup().await;
 }

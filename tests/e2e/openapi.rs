@@ -245,6 +245,23 @@ fn registry(doc: &Value) -> jsonschema::Registry<'static> {
         .unwrap_or_else(|e| panic!("the schemas register: {e}"))
 }
 
+/// What `component` (a schema of `#/components/schemas`) finds wrong with `value`: the live
+/// answers of the ingestion tests are checked against the document with it.
+pub(crate) fn component_errors(component: &str, value: &Value) -> Vec<String> {
+    let doc = document();
+    let registry = registry(&doc);
+    let root = json!({"$ref": format!("{BASE}#/components/schemas/{component}")});
+    let validator = jsonschema::options()
+        .offline()
+        .with_registry(&registry)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("{component} compiles: {e}"));
+    validator
+        .iter_errors(value)
+        .map(|e| format!("at {:?}: {e}", e.instance_path().to_string()))
+        .collect()
+}
+
 /// Every example of `doc` (`example`, `examples.*.value` beside a `schema`; `examples` of a
 /// Schema Object) that fails its schema, and how many examples there are.
 fn failing_examples(doc: &Value) -> (Vec<String>, usize) {

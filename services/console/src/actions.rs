@@ -67,6 +67,7 @@ pub(crate) async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<ActionRecord
         r#"
         SELECT operator, role, action, holding, target, affected, outcome, at
         FROM console_actions
+        WHERE action IN ('replay', 'purge')
         ORDER BY at DESC, id DESC
         LIMIT $1
         "#,

@@ -38,6 +38,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("timeline.html", include_str!("../templates/timeline.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("tavolo.html", include_str!("../templates/tavolo.html")),
+    ("upload.html", include_str!("../templates/upload.html")),
     (
         "evictions_audit.html",
         include_str!("../templates/evictions_audit.html"),

@@ -70,6 +70,7 @@ pub async fn serve_console(
         Topology::from_settings(&settings),
     ));
     let state = AppState {
+        door: Arc::new(raccordo_ingest::Door::new(settings.clone())),
         sessions: Sessions::new(console.session_ttl(), console.session_max()),
         limits: Arc::new(LoginLimits::new(
             console.login_failures_per_user,
@@ -216,6 +217,19 @@ fn console_routes() -> Vec<Route> {
             "/dead-letters/{id}",
             Operator,
             get(pages::dead_letters::show),
+        ),
+        route(M::GET, "/upload", Operator, get(pages::upload::page)),
+        route(
+            M::POST,
+            "/upload/preview",
+            Operator,
+            post(pages::upload::preview),
+        ),
+        route(
+            M::POST,
+            "/upload/publish",
+            Operator,
+            post(pages::upload::publish),
         ),
         route(
             M::GET,

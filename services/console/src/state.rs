@@ -24,6 +24,8 @@ pub(crate) struct AppState {
     pub(crate) templates: Arc<Templates>,
     /// The one broker connection of the console.
     pub(crate) broker: Arc<Broker>,
+    /// CSV uploads: judged and published as a configured publisher's (CONTRACT 1.2 §10).
+    pub(crate) door: Arc<raccordo_ingest::Door>,
     pub(crate) limits: Arc<LoginLimits>,
     /// Password verifications, a bounded number at once.
     pub(crate) hashing: Arc<Hashing>,

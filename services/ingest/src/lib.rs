@@ -4,10 +4,13 @@
 //! `GET /v1/stream` lets a system poll the hub's notifications with a cursor.
 
 mod broker;
+mod door;
 mod problem;
 mod rate;
 mod server;
 mod stream;
 pub mod tokens;
 
+pub use broker::BrokerError;
+pub use door::{CsvJudged, CsvRefusal, Door, RowError};
 pub use server::serve_ingest;

@@ -22,22 +22,19 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use raccordo_core::amqp::Topology;
-use raccordo_core::csv_events;
-use raccordo_core::envelope::EventType;
+use raccordo_core::csv_events::CsvFileError;
 use raccordo_core::http_binding::{self, HttpBindingError, HttpEvent};
-use raccordo_core::origin::Publishers;
 use raccordo_core::settings::Settings;
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::BrokerError;
+use crate::door::{CsvRefusal, Door};
 use crate::problem::{Problem, ProblemItem};
 use crate::rate::Rates;
 
 pub(crate) struct Ingest {
     pub(crate) settings: Arc<Settings>,
     pub(crate) pool: PgPool,
-    publishers: Publishers,
-    broker: Broker,
+    door: Door,
     rates: Rates,
 }
 
@@ -51,12 +48,7 @@ pub async fn serve_ingest(
     token: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let ingest = Arc::new(Ingest {
-        publishers: Publishers::from_settings(&settings.publishers),
-        broker: Broker::new(
-            settings.amqp.clone(),
-            Topology::from_settings(&settings),
-            settings.eviction.pseudonym_keys(),
-        ),
+        door: Door::new(settings.clone()),
         rates: Rates::default(),
         pool,
         settings: settings.clone(),
@@ -71,7 +63,7 @@ pub async fn serve_ingest(
         if let Err(error) = result {
             tracing::error!(error = %error, "HTTP ingestion failed.");
         }
-        ingest.broker.close().await;
+        ingest.door.close().await;
     });
     tracing::info!(addr = %local, "Serving HTTP ingestion (POST /v1/events, /v1/csv, GET /v1/stream).");
     Ok((local, handle))
@@ -271,8 +263,8 @@ async fn publish(
         .iter()
         .filter_map(|event| {
             ingest
-                .publishers
-                .authorize(Some(user), &event.envelope)
+                .door
+                .authorize(user, event)
                 .err()
                 .map(|refusal| ProblemItem {
                     detail: refusal.to_string(),
@@ -293,7 +285,7 @@ async fn publish(
     if let Err(wait) = ingest.rates.take(user, rate, events.len()) {
         return Err(Problem::rate_limited(user, rate, wait));
     }
-    match ingest.broker.publish(user, events).await {
+    match ingest.door.publish(user, events).await {
         Ok(()) => {
             metrics::counter!("raccordo_ingest_events_total", "publisher" => user.to_owned())
                 .increment(events.len() as u64);
@@ -341,22 +333,12 @@ async fn csv(
     body: Body,
 ) -> Result<Response, Problem> {
     let user = authenticate(ingest, headers).await?;
-    let Some(event_type) =
-        EventType::parse(event_type).filter(|t| csv_events::csv_types().contains(t))
-    else {
-        return Err(Problem::invalid_csv(
-            "CSV is taken for housing.unit.v1 and reception.occupancy.v1 only",
-            Vec::new(),
-        ));
-    };
     let dry_run = match query.map(|Query(q)| q.dry_run) {
         Ok(None) => false,
         Ok(Some(v)) => match v.as_str() {
             "true" | "1" => true,
             "false" | "0" => false,
-            _ => {
-                return Err(Problem::invalid_csv("dry_run is true or false", Vec::new()));
-            }
+            _ => return Err(Problem::invalid_csv("dry_run is true or false", Vec::new())),
         },
         Err(_) => {
             return Err(Problem::invalid_csv(
@@ -365,12 +347,6 @@ async fn csv(
             ));
         }
     };
-    if !ingest.publishers.may_publish_type(Some(&user), event_type) {
-        return Err(Problem::forbidden(
-            format!("publisher {user:?} may not publish {}", event_type.as_str()),
-            Vec::new(),
-        ));
-    }
     let rate = ingest.rate_of(&user);
     if !dry_run && let Err(wait) = ingest.rates.has_room(&user, rate) {
         return Err(Problem::rate_limited(&user, rate, wait));
@@ -387,95 +363,62 @@ async fn csv(
         )));
     }
     let bytes = read_body(ingest, headers, body).await?;
-    let source = format!("urn:raccordo:csv:{user}");
-    let parsed = csv_events::parse_csv(
-        event_type,
-        &bytes,
-        &source,
-        ingest.settings.ingest.max_csv_rows,
-    )
-    .map_err(|e| Problem::invalid_csv(e.to_string(), Vec::new()))?;
-    let row_items: Vec<ProblemItem> = parsed
-        .errors
-        .iter()
-        .map(|e| ProblemItem {
-            pointer: None,
-            row: Some(e.row),
-            column: e.column.clone(),
-            detail: e.detail.clone(),
-        })
-        .collect();
-    let mut events = Vec::with_capacity(parsed.rows.len());
-    let mut rows_of = Vec::with_capacity(parsed.rows.len());
-    for row in &parsed.rows {
-        match http_binding::decode(
-            Some("application/cloudevents+json"),
-            &|_| None,
-            &serde_json::to_vec(&row.event).unwrap_or_default(),
-            1,
-        ) {
-            Ok((_, mut one)) => {
-                events.append(&mut one);
-                rows_of.push(row.row);
-            }
-            Err(error) => {
-                return Err(Problem::invalid_csv(
-                    format!("row {} could not be turned into an event: {error}", row.row),
-                    Vec::new(),
-                ));
-            }
-        }
-    }
-    let ids: Vec<&str> = events.iter().map(|e| e.envelope.id.as_str()).collect();
+    let judged =
+        ingest
+            .door
+            .judge_csv(&user, event_type, &bytes)
+            .map_err(|refusal| match refusal {
+                CsvRefusal::Forbidden { .. } => Problem::forbidden(refusal.to_string(), Vec::new()),
+                CsvRefusal::File(CsvFileError::TooManyRows { .. }) => {
+                    Problem::too_large(refusal.to_string())
+                }
+                _ => Problem::invalid_csv(refusal.to_string(), Vec::new()),
+            })?;
     if dry_run {
-        let errors: Vec<serde_json::Value> = parsed
-            .errors
-            .iter()
-            .map(|e| serde_json::json!({"row": e.row, "column": e.column, "detail": e.detail}))
-            .collect();
         return Ok((
             StatusCode::OK,
             axum::Json(serde_json::json!({
-                "rows": parsed.rows.len() + parsed.errors.len(),
-                "valid": parsed.rows.len(),
-                "errors": errors,
-                "ids": ids,
+                "rows": judged.rows,
+                "valid": judged.events.len(),
+                "errors": judged.errors,
+                "ids": judged.ids(),
             })),
         )
             .into_response());
     }
-    if !row_items.is_empty() {
-        return Err(Problem::invalid_csv(
-            format!(
-                "{} of {} row(s) are invalid: nothing was published",
-                row_items.len(),
-                parsed.rows.len() + parsed.errors.len()
-            ),
-            row_items,
-        ));
+    if !judged.errors.is_empty() {
+        let forbidden = judged.errors.iter().all(|e| e.forbidden);
+        let items: Vec<ProblemItem> = judged
+            .errors
+            .iter()
+            .map(|e| ProblemItem {
+                pointer: None,
+                row: Some(e.row),
+                column: e.column.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect();
+        let detail = format!(
+            "{} of {} row(s) are refused: nothing was published",
+            items.len(),
+            judged.rows
+        );
+        return Err(if forbidden {
+            Problem::forbidden(detail, items)
+        } else {
+            Problem::invalid_csv(detail, items)
+        });
     }
-    if events.is_empty() {
+    if judged.events.is_empty() {
         return Err(Problem::invalid_csv(
             "the file has no data rows",
             Vec::new(),
         ));
     }
-    let row_by_pointer: std::collections::HashMap<usize, usize> = events
-        .iter()
-        .enumerate()
-        .map(|(i, _)| (i, rows_of.get(i).copied().unwrap_or_default()))
-        .collect();
-    let positions: std::collections::HashMap<&str, usize> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.envelope.id.as_str(), i))
-        .collect();
-    publish(ingest, &user, &events, |e| ProblemItem {
+    let events: Vec<HttpEvent> = judged.events.into_iter().map(|(_, e)| e).collect();
+    publish(ingest, &user, &events, |_| ProblemItem {
         pointer: None,
-        row: positions
-            .get(e.envelope.id.as_str())
-            .and_then(|i| row_by_pointer.get(i))
-            .copied(),
+        row: None,
         column: None,
         detail: String::new(),
     })

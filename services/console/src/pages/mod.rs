@@ -10,6 +10,7 @@ pub(crate) mod evictions;
 pub(crate) mod overview;
 pub(crate) mod routing;
 pub(crate) mod tavolo;
+pub(crate) mod upload;
 
 use crate::render::ConsoleError;
 
