@@ -145,13 +145,13 @@ fn table() -> Vec<Route> {
 
 /// The console's own pages.
 fn console_routes() -> Vec<Route> {
-    use Access::{Operator, Privacy, Public, Viewer};
+    use Access::{Privacy, Public, Viewer};
     struct M;
     impl M {
         const GET: &'static str = "GET";
         const POST: &'static str = "POST";
     }
-    vec![
+    let mut routes = vec![
         route(M::GET, "/login", Public, get(auth::login_page)),
         route(M::POST, "/login", Public, post(auth::login)),
         route(
@@ -196,6 +196,26 @@ fn console_routes() -> Vec<Route> {
         route(M::POST, "/logout", Viewer, post(auth::logout)),
         route(
             M::GET,
+            "/evictions/audit",
+            Privacy,
+            get(pages::evictions::audit),
+        ),
+    ];
+    routes.extend(operator_routes());
+    routes
+}
+
+/// The pages of the `operator` role: held messages and CSV uploads.
+fn operator_routes() -> Vec<Route> {
+    use Access::Operator;
+    struct M;
+    impl M {
+        const GET: &'static str = "GET";
+        const POST: &'static str = "POST";
+    }
+    vec![
+        route(
+            M::GET,
             "/dead-letters",
             Operator,
             get(pages::dead_letters::list),
@@ -230,12 +250,6 @@ fn console_routes() -> Vec<Route> {
             "/upload/publish",
             Operator,
             post(pages::upload::publish),
-        ),
-        route(
-            M::GET,
-            "/evictions/audit",
-            Privacy,
-            get(pages::evictions::audit),
         ),
     ]
 }
