@@ -16,7 +16,7 @@ declare -A TARGET=(
   [reception.occupancy.v1]=reception_occupancy
   [registry.referent.v1]=registry_referent
 )
-for t in envelope_decode "${TARGET[@]}" csv_comuni csv_referents; do mkdir -p "seeds/$t"; done
+for t in envelope_decode "${TARGET[@]}" csv_comuni csv_referents csv_events; do mkdir -p "seeds/$t"; done
 
 # One event per file, for its type's target and for envelope_decode.
 put() { # type name json
@@ -66,5 +66,36 @@ printf 'istat,nome,popolazione,zona_omogenea,ambito\n015998,Nuovo\x07 Comune,100
   >seeds/csv_comuni/control-characters.csv
 cp ../data/referents_sample.csv seeds/csv_referents/referents_sample.csv
 head -4 ../data/referents_sample.csv >seeds/csv_referents/referents-head.csv
+
+# CSV uploads (contract 1.2 §10, target csv_events, which reads every input as both types):
+# the demo events as `,` and `;` files, and hostile ones — BOM, CR LF, Italian booleans, a
+# quoted newline, control characters, unknown, missing and repeated columns, extra cells,
+# Windows-1252 bytes — with the canary QZXJ in bad cells (no row error may repeat it).
+HOUSING_COLUMNS=(unit_id action comune_istat identified_by address places reception_kind building_type owner_declaration available_from notes)
+OCCUPANCY_COLUMNS=(facility_id comune_istat reception_kind capacity presences as_of active)
+csv_of() { # delimiter ndjson column...
+  local d=$1 file=$2
+  shift 2
+  (IFS=$d; echo "$*")
+  jq -r --arg d "$d" '[.data[$ARGS.positional[]]]
+    | map(if . == null then "" else tostring end
+      | if test("[;,\"\r\n]") then "\"" + gsub("\""; "\"\"") + "\"" else . end)
+    | join($d)' "$file" --args "$@"
+}
+csv_of , ../data/demo/housing.ndjson "${HOUSING_COLUMNS[@]}" >seeds/csv_events/demo-housing.csv
+csv_of ';' ../data/demo/housing.ndjson "${HOUSING_COLUMNS[@]}" >seeds/csv_events/demo-housing-semicolon.csv
+csv_of , ../data/demo/occupancy.ndjson "${OCCUPANCY_COLUMNS[@]}" >seeds/csv_events/demo-occupancy.csv
+csv_of ';' ../data/demo/occupancy.ndjson "${OCCUPANCY_COLUMNS[@]}" >seeds/csv_events/demo-occupancy-semicolon.csv
+printf '\xef\xbb\xbfID;Unit_ID;action;comune_istat;address;places;reception_kind;building_type;owner_declaration\r\nh-1;u1;offered;015146;"Via Roma 1; int. 2";4;CAS;casa;S\xc3\xac\r\n;u2;withdrawn;015146;;;;;\r\n\r\n;;;;;;;;\r\n' \
+  >seeds/csv_events/housing-bom-semicolon-crlf.csv
+printf 'id,unit_id,action,comune_istat,address,places,reception_kind,building_type,owner_declaration,notes\nQZXJ\x07,u1,withdrawn,015146,,,,,,\n,u2,QZXJ,015146,,,,,,\n,u3,offered,QZXJ01,Via QZXJ,4,CAS,casa,true,\n,u4,offered,015146,Via QZXJ,QZXJ.5,CAS,casa,true,\n,u5,offered,015146,Via QZXJ,4,CAS,casa,QZXJ,\n,u6,withdrawn,015146,,,,,,"QZXJ\n2"\n,u7,withdrawn,015146,,,,,,QZXJ\t1\n,u8,withdrawn,015146,,,,,,,QZXJ\ne1,u9,withdrawn,015146,,,,,,\ne1,u10,withdrawn,015146,,,,,,\n' \
+  >seeds/csv_events/housing-bad-rows.csv
+printf 'facility_id;comune_istat;reception_kind;capacity;presences;as_of;active;\nf1;015146;CAS;30;31;2026-03-01;;\nf2;015002;SPRAR;12,5;QZXJ;2026-03-01;forse;\nf3;015002;SPRAR;-1;0;2026-02-31;VERO;QZXJ\n"f4\r\n";015002;SPRAR;1;1;2026-03-01;1;\n' \
+  >seeds/csv_events/occupancy-bad-rows.csv
+printf 'facility_id,comune_istat,reception_kind,capacity,presences,as_of,colour\nf1,015146,CAS,1,1,2026-03-01,\n' \
+  >seeds/csv_events/unknown-column.csv
+printf 'facility_id,capacity,capacity\n' >seeds/csv_events/repeated-column.csv
+printf 'unit_id,address\nu1,Via Roma 1\n' >seeds/csv_events/missing-column.csv
+printf 'unit_id;action;comune_istat;notes\nu1;withdrawn;015146;citt\xe0\n' >seeds/csv_events/windows-1252.csv
 
 for t in seeds/*/; do echo "$(basename "$t"): $(ls "$t" | wc -l) seeds" >&2; done

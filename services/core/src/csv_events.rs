@@ -55,7 +55,7 @@ pub struct CsvRow {
     pub event: Value,
 }
 
-// `data` may hold what a publisher should not see in a log: never print it.
+// `data` holds addresses and free-text notes: never print it (as `Envelope` does not).
 impl fmt::Debug for CsvRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CsvRow")
