@@ -347,6 +347,32 @@ async fn ingest_a_missing_wrong_or_revoked_token_is_401() {
     )
     .await;
     assert_problem(&revoked, 401, "unauthorized");
+    // A token in use, then revoked: believed at most ingest's 5 s cache longer.
+    let (id, used) = raccordo_ingest::tokens::add(&app.pool, MILANO)
+        .await
+        .expect("token");
+    let first = post_json(
+        &app,
+        &used,
+        "application/cloudevents+json",
+        &event("T-2", offer("U-2")),
+    )
+    .await;
+    assert_eq!(first.status, 202);
+    assert!(
+        raccordo_ingest::tokens::revoke(&app.pool, id)
+            .await
+            .expect("revoke")
+    );
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let after = post_json(
+        &app,
+        &used,
+        "application/cloudevents+json",
+        &event("T-3", offer("U-3")),
+    )
+    .await;
+    assert_problem(&after, 401, "unauthorized");
     let stream = HttpClient::connect(addr(&app))
         .await
         .expect("connects")
@@ -355,7 +381,42 @@ async fn ingest_a_missing_wrong_or_revoked_token_is_401() {
         .expect("answer");
     assert_problem(&stream, 401, "unauthorized");
     app.settle().await;
-    assert!(inbox_keys(&app).await.is_empty());
+    let keys = inbox_keys(&app).await;
+    assert_eq!(
+        keys.len(),
+        1,
+        "only the event posted before the revocation: {keys:?}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn ingest_serve_ingest_alone_is_ready_when_it_can_publish() {
+    let app = prepare_with(publishers).await.start(Workers::Ingest).await;
+    let running = app.app.as_ref().expect("running");
+    let (status, body) = raccordo_e2e::http_get(running.http_addr, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ingest-broker: consuming"), "{body}");
+    let token = token(&app, MILANO).await;
+    let answer = post_json(
+        &app,
+        &token,
+        "application/cloudevents+json",
+        &event("ALONE-1", offer("U-1")),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.json());
+    // No worker here: the event waits in the housing queue for one.
+    let queue = app.topology.queue(raccordo_core::amqp::WorkQueue::Housing);
+    let mut depth = 0;
+    for _ in 0..50 {
+        depth = app.queue_depth(&queue).await;
+        if depth == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth, 1);
     app.cleanup().await;
 }
 

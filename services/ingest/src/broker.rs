@@ -78,6 +78,12 @@ impl Broker {
         Ok(publisher)
     }
 
+    /// Whether a confirm channel is open, opening one when there is none: what `/readyz`
+    /// says of the HTTP door.
+    pub async fn ready(&self) -> bool {
+        self.publisher().await.is_ok()
+    }
+
     /// Publishes the events of `user` to `{prefix}.inbound`, each signed as that user's,
     /// and returns once the broker confirmed every one.
     pub async fn publish(&self, user: &str, events: &[HttpEvent]) -> Result<(), BrokerError> {

@@ -160,6 +160,11 @@ impl Door {
         self.broker.publish(user, events).await
     }
 
+    /// Whether the door can publish: its broker connection is open (opened if need be).
+    pub async fn ready(&self) -> bool {
+        self.broker.ready().await
+    }
+
     /// Closes the broker connection.
     pub async fn close(&self) {
         self.broker.close().await;

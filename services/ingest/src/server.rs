@@ -6,9 +6,11 @@
 //! the same user's AMQP events (schema, types, comuni) and published only when all pass;
 //! `202` goes out only after the broker confirmed every one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use raccordo_core::csv_events::CsvFileError;
+use raccordo_core::health::Health;
 use raccordo_core::http_binding::{self, HttpBindingError, HttpEvent};
 use raccordo_core::settings::Settings;
 
@@ -36,6 +39,38 @@ pub(crate) struct Ingest {
     pub(crate) pool: PgPool,
     door: Door,
     rates: Rates,
+    tokens: TokenCache,
+}
+
+/// How long a token found live is believed without asking the database again: the bound on
+/// how long a revoked token still works on a replica that just saw it. Each lookup costs
+/// three round trips to PostgreSQL, the largest part of a single POST's cost.
+const TOKEN_TTL: Duration = Duration::from_secs(5);
+/// Tokens remembered at most; past it the cache is emptied (tokens are few, one per system).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Live tokens recently seen: their hash, publisher and when they were looked up.
+#[derive(Default)]
+struct TokenCache {
+    entries: std::sync::Mutex<HashMap<Vec<u8>, (String, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &[u8]) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_TTL)
+            .map(|(user, _)| user.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, user: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (user.to_owned(), Instant::now()));
+    }
 }
 
 type Shared = Arc<Ingest>;
@@ -45,14 +80,18 @@ type Shared = Arc<Ingest>;
 pub async fn serve_ingest(
     settings: Arc<Settings>,
     pool: PgPool,
+    health: Health,
     token: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let ingest = Arc::new(Ingest {
         door: Door::new(settings.clone()),
         rates: Rates::default(),
+        tokens: TokenCache::default(),
         pool,
         settings: settings.clone(),
     });
+    health.expect(READINESS);
+    tokio::spawn(watch_broker(ingest.clone(), health, token.clone()));
     let app = router(ingest.clone());
     let listener = TcpListener::bind(settings.ingest.addr.trim()).await?;
     let local = listener.local_addr()?;
@@ -67,6 +106,22 @@ pub async fn serve_ingest(
     });
     tracing::info!(addr = %local, "Serving HTTP ingestion (POST /v1/events, /v1/csv, GET /v1/stream).");
     Ok((local, handle))
+}
+
+/// The door's line in `/readyz`.
+const READINESS: &str = "ingest-broker";
+
+/// Keeps the door's broker connection open and `/readyz` told whether it is: an
+/// ingest-only process is ready when it can publish.
+async fn watch_broker(ingest: Shared, health: Health, token: CancellationToken) {
+    loop {
+        let ready = ingest.door.ready().await;
+        health.set_consuming(READINESS, ready);
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 fn router(ingest: Shared) -> Router {
@@ -96,8 +151,17 @@ pub(crate) async fn authenticate(ingest: &Ingest, headers: &HeaderMap) -> Result
     else {
         return Err(Problem::unauthorized());
     };
-    let user = match crate::tokens::publisher_of(&ingest.pool, token).await {
-        Ok(Some(user)) => user,
+    let hash = crate::tokens::hash(token);
+    let cached = ingest.tokens.get(&hash);
+    let looked_up = match cached {
+        Some(user) => Ok(Some(user)),
+        None => crate::tokens::publisher_of(&ingest.pool, token).await,
+    };
+    let user = match looked_up {
+        Ok(Some(user)) => {
+            ingest.tokens.put(hash, &user);
+            user
+        }
         Ok(None) => {
             metrics::counter!("raccordo_ingest_requests_total", "outcome" => "unauthorized")
                 .increment(1);

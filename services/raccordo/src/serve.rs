@@ -168,7 +168,8 @@ impl App {
         } else {
             None
         };
-        let ingest_addr = start_ingest(&settings, workers, &pool, &token, &tracker).await?;
+        let ingest_addr =
+            start_ingest(&settings, workers, &health, &pool, &token, &tracker).await?;
         tracker.close();
         Ok(Self {
             http_addr,
@@ -464,6 +465,7 @@ fn spawn_jobs(
 async fn start_ingest(
     settings: &Arc<Settings>,
     workers: Workers,
+    health: &Health,
     pool: &PgPool,
     token: &CancellationToken,
     tracker: &TaskTracker,
@@ -479,10 +481,14 @@ async fn start_ingest(
     if !matches!(workers, Workers::All | Workers::Ingest) {
         return Ok(None);
     }
-    let (addr, ingest) =
-        raccordo_ingest::serve_ingest(settings.clone(), pool.clone(), token.clone())
-            .await
-            .with_context(|| format!("Failed to listen on ingest.addr {}", settings.ingest.addr))?;
+    let (addr, ingest) = raccordo_ingest::serve_ingest(
+        settings.clone(),
+        pool.clone(),
+        health.clone(),
+        token.clone(),
+    )
+    .await
+    .with_context(|| format!("Failed to listen on ingest.addr {}", settings.ingest.addr))?;
     tracker.spawn(async move {
         let _ = ingest.await;
     });

@@ -19,7 +19,29 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 /// Bound on a graceful stop (CONTRACT F4 asks 10 s) before the child is killed.
 const STOP_WITHIN: Duration = Duration::from_secs(15);
 
-/// A running `raccordo serve all`.
+/// When a started child counts as ready.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ready {
+    /// `/readyz` answers 200: database reachable, every consumer attached.
+    Readyz,
+    /// `/healthz` answers 200 and this address takes connections: a process without
+    /// consumers (`serve ingest`), whose `/readyz` waits for consumers it will never have.
+    Listening(SocketAddr),
+}
+
+impl Ready {
+    async fn is_ready(self, http: SocketAddr) -> bool {
+        match self {
+            Ready::Readyz => matches!(http_get(http, "/readyz").await, Ok((200, _))),
+            Ready::Listening(addr) => {
+                matches!(http_get(http, "/healthz").await, Ok((200, _)))
+                    && tokio::net::TcpStream::connect(addr).await.is_ok()
+            }
+        }
+    }
+}
+
+/// A running `raccordo serve all` (or another `serve`).
 pub(crate) struct Hub {
     child: Child,
     pid: u32,
@@ -39,13 +61,25 @@ impl Hub {
         log: PathBuf,
         extra: &[(String, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_serving(settings, "all", Ready::Readyz, smtp_port, log, extra).await
+    }
+
+    /// Starts `serve <workers>` like [`Hub::start`], and waits until it is `ready`.
+    pub async fn start_serving(
+        settings: &Settings,
+        workers: &str,
+        ready: Ready,
+        smtp_port: u16,
+        log: PathBuf,
+        extra: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let http = free_port().context("Failed to find a free port for the hub's HTTP endpoint")?;
         let exe = std::env::current_exe().context("Failed to find the raccordo binary")?;
         let stderr = std::fs::File::create(&log)
             .with_context(|| format!("Failed to create {}", log.display()))?;
         let mut command = Command::new(exe);
         command
-            .args(["serve", "all"])
+            .args(["serve", workers])
             .envs(environment(settings, smtp_port, http))
             .envs(extra.iter().cloned())
             .stdin(Stdio::null())
@@ -54,22 +88,22 @@ impl Hub {
             .kill_on_drop(true);
         let mut child = command
             .spawn()
-            .context("Failed to start raccordo serve all")?;
+            .with_context(|| format!("Failed to start raccordo serve {workers}"))?;
         let pid = child.id().context("The hub exited as soon as it started")?;
         let deadline = Instant::now() + READY_WITHIN;
         loop {
             if let Some(status) = child.try_wait()? {
                 anyhow::bail!(
-                    "raccordo serve all exited with {status} before it was ready; its log: {}",
+                    "raccordo serve {workers} exited with {status} before it was ready; its log: {}",
                     log.display()
                 );
             }
-            if matches!(http_get(http, "/readyz").await, Ok((200, _))) {
+            if ready.is_ready(http).await {
                 break;
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "raccordo serve all was not ready within {READY_WITHIN:?}; its log: {}",
+                "raccordo serve {workers} was not ready within {READY_WITHIN:?}; its log: {}",
                 log.display()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -154,7 +188,7 @@ fn environment(settings: &Settings, smtp_port: u16, http: SocketAddr) -> Vec<(St
 }
 
 /// A loopback address with a port free at the time of asking.
-fn free_port() -> std::io::Result<SocketAddr> {
+pub(crate) fn free_port() -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.local_addr()
 }

@@ -20,8 +20,13 @@
 //! - `stats`: percentiles and rates.
 //! - `report`: the table, the JSON and markdown files.
 //! - `progress`: the progress line.
+//! - `ingest`, `ingest_load`, `ingest_report`: `--scenario ingest`, the HTTP door alone
+//!   (`serve ingest`) against the same events over AMQP: its course, its requests, its table.
 
 pub(crate) mod hub;
+mod ingest;
+mod ingest_load;
+mod ingest_report;
 pub(crate) mod load;
 pub(crate) mod mailbox;
 pub mod options;

@@ -11,7 +11,11 @@ use super::load::Scenario;
 pub enum ScenarioChoice {
     Housing,
     Mixed,
+    /// housing and mixed (not ingest, which measures another thing).
     All,
+    /// The HTTP door alone (`serve ingest`): POST /v1/events structured and batched, over
+    /// one connection and many, against the same events published over AMQP.
+    Ingest,
 }
 
 impl ScenarioChoice {
@@ -21,6 +25,7 @@ impl ScenarioChoice {
             ScenarioChoice::Housing => vec![Scenario::Housing],
             ScenarioChoice::Mixed => vec![Scenario::Mixed],
             ScenarioChoice::All => vec![Scenario::Housing, Scenario::Mixed],
+            ScenarioChoice::Ingest => Vec::new(),
         }
     }
 
@@ -30,6 +35,7 @@ impl ScenarioChoice {
             ScenarioChoice::Housing => "housing",
             ScenarioChoice::Mixed => "mixed",
             ScenarioChoice::All => "all",
+            ScenarioChoice::Ingest => "ingest",
         }
     }
 }
@@ -50,16 +56,29 @@ impl From<QueueChoice> for QueueType {
     }
 }
 
+/// Events of a hub throughput run when `--events` is not given.
+pub const DEFAULT_EVENTS: u64 = 5000;
+/// Events of each ingestion mode when `--events` is not given.
+pub const DEFAULT_INGEST_EVENTS: u64 = 20_000;
+
 /// `raccordo bench`: the real `serve all` in a child process, on its own prefix and
 /// database, fed through the broker and measured from outside.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// housing (offers, 2 emails each), mixed (70% occupancy, 20% eviction, 10% housing), or all.
+    /// housing (offers, 2 emails each), mixed (70% occupancy, 20% eviction, 10% housing),
+    /// all (housing and mixed), or ingest (the HTTP door alone against AMQP).
     #[arg(long, value_enum, default_value = "all")]
     pub scenario: ScenarioChoice,
-    /// Events of the throughput run (published as fast as confirms allow).
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub events: u64,
+    /// Events of the throughput run (published as fast as confirms allow), default 5000;
+    /// with `--scenario ingest`, events of each mode, default 20000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events: Option<u64>,
+    /// `--scenario ingest`: connections of the concurrent modes, each its own task.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub connections: u64,
+    /// `--scenario ingest`: events per batch request (at most `ingest.max_batch`, 500).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=500))]
+    pub batch: u64,
     /// Offered rates of the latency runs, events per second (comma-separated); `--rates`
     /// with no value runs none.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "100,500")]
@@ -100,4 +119,14 @@ pub struct BenchArgs {
     /// Where the JSON and markdown results are written.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
+}
+
+impl BenchArgs {
+    /// Events of a throughput run (`--events`, or the scenario's default).
+    pub fn events(&self) -> u64 {
+        self.events.unwrap_or(match self.scenario {
+            ScenarioChoice::Ingest => DEFAULT_INGEST_EVENTS,
+            _ => DEFAULT_EVENTS,
+        })
+    }
 }

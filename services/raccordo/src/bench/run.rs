@@ -4,6 +4,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -63,6 +65,9 @@ pub async fn run(
     args: BenchArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<bool> {
+    if args.scenario == super::options::ScenarioChoice::Ingest {
+        return super::ingest::run(settings, args, out).await;
+    }
     if report::build_profile() == "debug" {
         eprintln!(
             "WARNING: this is a DEBUG build of raccordo: the figures will be meaningless. \
@@ -122,7 +127,7 @@ pub async fn run(
 }
 
 /// The log files of this benchmark's `serve all` children.
-fn hub_logs(random: &str) -> Vec<String> {
+pub(super) fn hub_logs(random: &str) -> Vec<String> {
     let prefix = format!("raccordo-bench-{random}-");
     std::fs::read_dir(std::env::temp_dir())
         .map(|entries| {
@@ -203,7 +208,7 @@ async fn measure_all(
             .sink()
             .set_behaviour(sink_behaviour(args, latency_ms));
         for scenario in args.scenario.scenarios() {
-            let mut plans: Vec<(Option<u32>, u64)> = vec![(None, args.events)];
+            let mut plans: Vec<(Option<u32>, u64)> = vec![(None, args.events())];
             for &rate in &args.rates {
                 if rate > 0 {
                     plans.push((Some(rate), u64::from(rate) * args.seconds));
@@ -246,7 +251,7 @@ fn sink_behaviour(args: &BenchArgs, latency_ms: u64) -> Behaviour {
 }
 
 /// The machine the benchmark ran on.
-fn machine(rabbitmq: Option<String>, postgresql: String) -> Machine {
+pub(super) fn machine(rabbitmq: Option<String>, postgresql: String) -> Machine {
     let (cpu_model, memory, kernel) = procfs::machine();
     Machine {
         nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -303,7 +308,7 @@ fn hub_settings(settings: &Settings, args: &BenchArgs) -> HubSettings {
 
 /// RabbitMQ's version from `rabbitmqctl version` (lapin does not expose the server's
 /// properties); `None` where rabbitmqctl is not installed or does not answer in 20 s.
-async fn rabbitmq_version() -> Option<String> {
+pub(super) async fn rabbitmq_version() -> Option<String> {
     let output = tokio::time::timeout(
         Duration::from_secs(20),
         tokio::process::Command::new("rabbitmqctl")
@@ -320,13 +325,13 @@ async fn rabbitmq_version() -> Option<String> {
 
 /// The processes of RabbitMQ and PostgreSQL at one moment.
 #[derive(Debug, Clone)]
-struct Servers {
-    rabbitmq: Vec<(u32, procfs::Stat)>,
-    postgresql: Vec<(u32, procfs::Stat)>,
+pub(super) struct Servers {
+    pub(super) rabbitmq: Vec<(u32, procfs::Stat)>,
+    pub(super) postgresql: Vec<(u32, procfs::Stat)>,
 }
 
 impl Servers {
-    fn now() -> Self {
+    pub(super) fn now() -> Self {
         Self {
             rabbitmq: procfs::processes_named("beam.smp"),
             postgresql: procfs::processes_named("postgres"),
@@ -335,7 +340,7 @@ impl Servers {
 }
 
 /// Ticks used by a program between two snapshots; `None` where it was not seen.
-fn used(before: &[(u32, procfs::Stat)], after: &[(u32, procfs::Stat)]) -> Option<u64> {
+pub(super) fn used(before: &[(u32, procfs::Stat)], after: &[(u32, procfs::Stat)]) -> Option<u64> {
     (!before.is_empty() && !after.is_empty()).then(|| procfs::program_delta(before, after))
 }
 
@@ -604,64 +609,99 @@ impl Bench<'_> {
         rate: Option<u32>,
     ) -> anyhow::Result<()> {
         let exchange = Topology::from_settings(self.settings).inbound_exchange();
-        let channel: &Channel = self.publisher.channel();
-        let window = usize::try_from(self.args.window).unwrap_or(256);
-        let (tx, mut rx) = mpsc::channel::<PublisherConfirm>(window);
-        let stall = self.stall();
-        let confirmer = tokio::spawn(async move {
-            while let Some(confirm) = rx.recv().await {
-                let confirmation = tokio::time::timeout(stall, confirm)
-                    .await
-                    .context("The broker confirmed nothing for --stall-seconds")?
-                    .context("Lost the broker while publishing")?;
-                anyhow::ensure!(confirmation.is_ack(), "The broker refused an event (nack)");
-            }
-            anyhow::Ok(())
-        });
-        let start = tokio::time::Instant::now();
-        let interval = rate.map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
-        let mut outcome = Ok(());
-        for (seq, event) in events.enumerate() {
-            let due = match interval {
-                Some(every) => {
-                    let due = start + every.mul_f64(seq as f64);
-                    tokio::time::sleep_until(due).await;
-                    due.into_std()
+        publish_confirmed(
+            self.publisher.channel(),
+            &exchange,
+            usize::try_from(self.args.window).unwrap_or(256),
+            self.stall(),
+            events,
+            rate,
+            |event, due| {
+                if let Some(key) = &event.key {
+                    self.mailbox.expect(key, &event.expects);
+                    self.mailbox.published(key, due);
                 }
-                None => Instant::now(),
-            };
-            if let Some(key) = &event.key {
-                self.mailbox.expect(key, &event.expects);
-                self.mailbox.published(key, due);
-            }
-            let properties = BasicProperties::default()
-                .with_content_type("application/cloudevents+json".into())
-                .with_app_id("raccordo-bench".into())
-                .with_delivery_mode(2);
-            let confirm = match channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    event.routing_key.into(),
-                    BasicPublishOptions::default(),
-                    &event.body,
-                    properties,
-                )
+            },
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Publishes `events` to `exchange` on a confirm-mode `channel`, at most `window`
+/// unconfirmed; paced at `rate` per second when given. `published(event, due)` is called
+/// before each publish (paced: `due` is when the event was due); `confirmed` counts the
+/// events confirmed so far. Returns each event's publish → confirm time; fails on a nack,
+/// a lost channel, or no confirm for `stall`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    window: usize,
+    stall: Duration,
+    events: impl Iterator<Item = super::load::Event>,
+    rate: Option<u32>,
+    mut published: impl FnMut(&super::load::Event, Instant),
+    confirmed: Option<Arc<AtomicU64>>,
+) -> anyhow::Result<Vec<Duration>> {
+    let (tx, mut rx) = mpsc::channel::<(Instant, PublisherConfirm)>(window.max(1));
+    let confirmer = tokio::spawn(async move {
+        let mut latencies = Vec::new();
+        while let Some((sent, confirm)) = rx.recv().await {
+            let confirmation = tokio::time::timeout(stall, confirm)
                 .await
-            {
-                Ok(confirm) => confirm,
-                Err(error) => {
-                    outcome = Err(anyhow::Error::from(error).context("Failed to publish an event"));
-                    break;
-                }
-            };
-            if tx.send(confirm).await.is_err() {
-                break;
+                .context("The broker confirmed nothing for --stall-seconds")?
+                .context("Lost the broker while publishing")?;
+            anyhow::ensure!(confirmation.is_ack(), "The broker refused an event (nack)");
+            latencies.push(sent.elapsed());
+            if let Some(count) = &confirmed {
+                count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        drop(tx);
-        let confirmed = confirmer.await.context("The confirm task failed")?;
-        outcome.and(confirmed)
+        anyhow::Ok(latencies)
+    });
+    let start = tokio::time::Instant::now();
+    let interval = rate.map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+    let mut outcome = Ok(());
+    for (seq, event) in events.enumerate() {
+        let due = match interval {
+            Some(every) => {
+                let due = start + every.mul_f64(seq as f64);
+                tokio::time::sleep_until(due).await;
+                due.into_std()
+            }
+            None => Instant::now(),
+        };
+        published(&event, due);
+        let properties = BasicProperties::default()
+            .with_content_type("application/cloudevents+json".into())
+            .with_app_id("raccordo-bench".into())
+            .with_delivery_mode(2);
+        let sent = Instant::now();
+        let confirm = match channel
+            .basic_publish(
+                exchange.into(),
+                event.routing_key.into(),
+                BasicPublishOptions::default(),
+                &event.body,
+                properties,
+            )
+            .await
+        {
+            Ok(confirm) => confirm,
+            Err(error) => {
+                outcome = Err(anyhow::Error::from(error).context("Failed to publish an event"));
+                break;
+            }
+        };
+        if tx.send((sent, confirm)).await.is_err() {
+            break;
+        }
     }
+    drop(tx);
+    let latencies = confirmer.await.context("The confirm task failed")?;
+    outcome.and(latencies)
 }
 
 /// How often the SMTP sink's open connections and transactions are sampled.
