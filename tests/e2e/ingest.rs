@@ -89,6 +89,15 @@ async fn post(
         .expect("an answer")
 }
 
+async fn post_csv(app: &TestApp, token: &str, path: &str, body: impl Into<Vec<u8>>) -> Answer {
+    post(app, token, path, "text/csv", &[], body.into()).await
+}
+
+/// One event in structured mode.
+async fn post_one(app: &TestApp, token: &str, event: &Value) -> Answer {
+    post_json(app, token, "application/cloudevents+json", event).await
+}
+
 async fn post_json(app: &TestApp, token: &str, content_type: &str, body: &Value) -> Answer {
     post(
         app,
@@ -138,13 +147,7 @@ fn assert_documented(component: &str, value: &Value) {
 async fn ingest_each_binding_is_routed_as_the_structured_amqp_event() {
     let app = spawn_app_with(publishers).await;
     let token = token(&app, MILANO).await;
-    let structured = post_json(
-        &app,
-        &token,
-        "application/cloudevents+json",
-        &event("H-1", offer("U-1")),
-    )
-    .await;
+    let structured = post_one(&app, &token, &event("H-1", offer("U-1"))).await;
     assert_eq!(structured.status, 202, "{:?}", structured.json());
     assert_eq!(structured.json(), json!({"accepted": 1, "ids": ["H-1"]}));
     assert_documented("Accepted", &structured.json());
@@ -261,7 +264,7 @@ async fn ingest_a_type_or_comune_the_publisher_may_not_send_is_403_and_nothing_i
     let step = json!({"specversion": "1.0", "id": "S-1", "source": "urn:tribunale",
         "type": "eviction.step.v1", "data": {"procedure_id": "RG 1/2026", "step": "intimazione",
             "occurred_on": "2026-03-04", "comune_istat": "015146"}});
-    let answer = post_json(&app, &milano, "application/cloudevents+json", &step).await;
+    let answer = post_one(&app, &milano, &step).await;
     assert_problem(&answer, 403, "forbidden");
     assert!(
         answer.json()["errors"][0]["detail"]
@@ -284,12 +287,10 @@ async fn ingest_a_type_or_comune_the_publisher_may_not_send_is_403_and_nothing_i
     assert_eq!(answer.json()["errors"][0]["pointer"], "/1");
     // A token of a publisher that may not publish the type of a CSV.
     let tribunale = token(&app, TRIBUNALE).await;
-    let answer = post(
+    let answer = post_csv(
         &app,
         &tribunale,
         "/v1/csv/housing.unit.v1",
-        "text/csv",
-        &[],
         b"unit_id,action,comune_istat\nU-9,withdrawn,015146\n".to_vec(),
     )
     .await;
@@ -351,13 +352,7 @@ async fn ingest_a_missing_wrong_or_revoked_token_is_401() {
     let (id, used) = raccordo_ingest::tokens::add(&app.pool, MILANO)
         .await
         .expect("token");
-    let first = post_json(
-        &app,
-        &used,
-        "application/cloudevents+json",
-        &event("T-2", offer("U-2")),
-    )
-    .await;
+    let first = post_one(&app, &used, &event("T-2", offer("U-2"))).await;
     assert_eq!(first.status, 202);
     assert!(
         raccordo_ingest::tokens::revoke(&app.pool, id)
@@ -365,13 +360,7 @@ async fn ingest_a_missing_wrong_or_revoked_token_is_401() {
             .expect("revoke")
     );
     tokio::time::sleep(Duration::from_millis(5500)).await;
-    let after = post_json(
-        &app,
-        &used,
-        "application/cloudevents+json",
-        &event("T-3", offer("U-3")),
-    )
-    .await;
+    let after = post_one(&app, &used, &event("T-3", offer("U-3"))).await;
     assert_problem(&after, 401, "unauthorized");
     let stream = HttpClient::connect(addr(&app))
         .await
@@ -398,13 +387,7 @@ async fn ingest_serve_ingest_alone_is_ready_when_it_can_publish() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("ingest-broker: consuming"), "{body}");
     let token = token(&app, MILANO).await;
-    let answer = post_json(
-        &app,
-        &token,
-        "application/cloudevents+json",
-        &event("ALONE-1", offer("U-1")),
-    )
-    .await;
+    let answer = post_one(&app, &token, &event("ALONE-1", offer("U-1"))).await;
     assert_eq!(answer.status, 202, "{:?}", answer.json());
     // No worker here: the event waits in the housing queue for one.
     let queue = app.topology.queue(raccordo_core::amqp::WorkQueue::Housing);
@@ -493,21 +476,9 @@ async fn ingest_over_the_rate_is_429_with_retry_after_and_not_published() {
     })
     .await;
     let token = token(&app, MILANO).await;
-    let first = post_json(
-        &app,
-        &token,
-        "application/cloudevents+json",
-        &event("R-1", offer("U-1")),
-    )
-    .await;
+    let first = post_one(&app, &token, &event("R-1", offer("U-1"))).await;
     assert_eq!(first.status, 202);
-    let second = post_json(
-        &app,
-        &token,
-        "application/cloudevents+json",
-        &event("R-2", offer("U-2")),
-    )
-    .await;
+    let second = post_one(&app, &token, &event("R-2", offer("U-2"))).await;
     assert_problem(&second, 429, "rate-limited");
     let wait: u64 = second
         .header("retry-after")
@@ -515,13 +486,7 @@ async fn ingest_over_the_rate_is_429_with_retry_after_and_not_published() {
         .expect("Retry-After in seconds");
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    let third = post_json(
-        &app,
-        &token,
-        "application/cloudevents+json",
-        &event("R-2", offer("U-2")),
-    )
-    .await;
+    let third = post_one(&app, &token, &event("R-2", offer("U-2"))).await;
     assert_eq!(third.status, 202, "{:?}", third.json());
     app.wait_for_emails(4).await;
     app.settle().await;
@@ -556,13 +521,7 @@ async fn ingest_the_broker_gone_during_a_post_is_503_and_nothing_is_acknowledged
     .start(Workers::All)
     .await;
     let token = token(&app, MILANO).await;
-    let first = post_json(
-        &app,
-        &token,
-        "application/cloudevents+json",
-        &event("D-1", offer("U-1")),
-    )
-    .await;
+    let first = post_one(&app, &token, &event("D-1", offer("U-1"))).await;
     assert_eq!(first.status, 202);
     proxy.cut();
     let batch = json!([event("D-2", offer("U-2")), event("D-3", offer("U-3"))]);
@@ -615,15 +574,7 @@ async fn ingest_csv_preview_names_each_bad_row_and_nothing_is_sent_until_the_fil
     assert_eq!(body["errors"][0]["row"], 4, "{body}");
     assert_eq!(body["errors"][0]["column"], "places", "{body}");
     assert!(!body.to_string().contains("many"), "never a cell's value");
-    let refused = post(
-        &app,
-        &token,
-        "/v1/csv/housing.unit.v1",
-        "text/csv",
-        &[],
-        bad.into_bytes(),
-    )
-    .await;
+    let refused = post_csv(&app, &token, "/v1/csv/housing.unit.v1", bad.into_bytes()).await;
     assert_problem(&refused, 400, "invalid-csv");
     assert_eq!(refused.json()["errors"][0]["row"], 4);
     app.settle().await;
@@ -632,12 +583,10 @@ async fn ingest_csv_preview_names_each_bad_row_and_nothing_is_sent_until_the_fil
         "a preview and a bad file send nothing"
     );
     assert!(inbox_keys(&app).await.is_empty());
-    let sent = post(
+    let sent = post_csv(
         &app,
         &token,
         "/v1/csv/housing.unit.v1",
-        "text/csv",
-        &[],
         CSV_GOOD.as_bytes().to_vec(),
     )
     .await;
@@ -645,12 +594,10 @@ async fn ingest_csv_preview_names_each_bad_row_and_nothing_is_sent_until_the_fil
     assert_eq!(sent.json()["accepted"], 2);
     app.wait_for_emails(4).await;
     // The same file again: the same ids, nothing sent twice.
-    let again = post(
+    let again = post_csv(
         &app,
         &token,
         "/v1/csv/housing.unit.v1",
-        "text/csv",
-        &[],
         CSV_GOOD.as_bytes().to_vec(),
     )
     .await;
@@ -658,12 +605,10 @@ async fn ingest_csv_preview_names_each_bad_row_and_nothing_is_sent_until_the_fil
     app.settle().await;
     assert_eq!(app.emails_of("housing.offered").len(), 2);
     // Occupancy reports by CSV too; an unknown type is refused.
-    let unknown = post(
+    let unknown = post_csv(
         &app,
         &token,
         "/v1/csv/eviction.step.v1",
-        "text/csv",
-        &[],
         b"procedure_id\nX\n".to_vec(),
     )
     .await;
@@ -850,13 +795,7 @@ async fn ingest_publishers_token_add_prints_the_token_alone_on_the_last_line() {
         .await
         .expect("tokens");
     assert_eq!(stored, vec![raccordo_ingest::tokens::hash(&token)]);
-    let answer = post_json(
-        &app,
-        &token,
-        "application/cloudevents+json",
-        &event("CLI-1", offer("U-1")),
-    )
-    .await;
+    let answer = post_one(&app, &token, &event("CLI-1", offer("U-1"))).await;
     assert_eq!(answer.status, 202, "{:?}", answer.json());
     // A user that is not configured is refused, and nothing is stored.
     let unknown = app

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::amqp::header_text;
 use crate::envelope::{Envelope, Rejection};
+use crate::http_binding::media_type;
 
 /// The application-property prefixes of binary mode.
 pub const PREFIXES: [&str; 2] = ["cloudEvents_", "cloudEvents:"];
@@ -65,16 +66,6 @@ fn attribute(headers: Option<&FieldTable>, name: &str) -> Option<String> {
     PREFIXES
         .iter()
         .find_map(|prefix| header_text(headers, &format!("{prefix}{name}")))
-}
-
-/// The media type of a content type, lower case, without its parameters.
-fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
 }
 
 fn truncate(s: &str, max: usize) -> String {
