@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
 use sqlx::PgPool;
@@ -243,13 +244,13 @@ fn operator_routes() -> Vec<Route> {
             M::POST,
             "/upload/preview",
             Operator,
-            post(pages::upload::preview),
+            post(pages::upload::preview).layer(DefaultBodyLimit::max(pages::upload::FORM_LIMIT)),
         ),
         route(
             M::POST,
             "/upload/publish",
             Operator,
-            post(pages::upload::publish),
+            post(pages::upload::publish).layer(DefaultBodyLimit::max(pages::upload::FORM_LIMIT)),
         ),
     ]
 }

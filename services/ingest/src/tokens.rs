@@ -77,7 +77,8 @@ pub async fn revoke(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
 
 /// The publisher a presented token belongs to, if it is a live token.
 pub async fn publisher_of(pool: &PgPool, token: &str) -> Result<Option<String>, sqlx::Error> {
-    if !token.starts_with(PREFIX) || token.len() > 256 {
+    if !is_well_formed(token) {
+        // Never a database round trip for what cannot be a token.
         return Ok(None);
     }
     sqlx::query_scalar(
@@ -86,6 +87,16 @@ pub async fn publisher_of(pool: &PgPool, token: &str) -> Result<Option<String>, 
     .bind(hash(token))
     .fetch_optional(pool)
     .await
+}
+
+/// Whether `token` has the form [`generate`] gives: the prefix and 64 lower-case hex digits.
+pub fn is_well_formed(token: &str) -> bool {
+    token.strip_prefix(PREFIX).is_some_and(|rest| {
+        rest.len() == 64
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -104,5 +115,16 @@ mod tests {
         assert!(a.starts_with(PREFIX) && a.len() == PREFIX.len() + 64, "{a}");
         assert_eq!(hash(&a).len(), 32);
         assert_ne!(hash(&a), a.as_bytes());
+        assert!(is_well_formed(&a));
+        for bad in [
+            "",
+            "rcd_",
+            "rcd_abc",
+            &a.to_uppercase(),
+            &format!("{a}0"),
+            &a[1..],
+        ] {
+            assert!(!is_well_formed(bad), "{bad}");
+        }
     }
 }
