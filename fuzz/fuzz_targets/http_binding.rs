@@ -65,8 +65,8 @@ fuzz_target!(|data: &[u8]| {
         }
         (Err(a), Err(b)) => {
             assert_eq!(a, b, "the verdict is not deterministic");
-            let canary_in_data_only = !head.contains("QZXJ")
-                && !outside_data(&body, binary).contains("QZXJ");
+            let canary_in_data_only =
+                !head.contains("QZXJ") && !outside_data(&body, binary).contains("QZXJ");
             if let HttpBindingError::Invalid(items) = a {
                 for item in items {
                     assert!(
