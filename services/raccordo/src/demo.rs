@@ -47,6 +47,7 @@ pub(crate) fn demo_settings(mut settings: Settings) -> anyhow::Result<Settings> 
     settings.eviction.allow_development_key = true;
     // Its emails go to files by default (no SMTP server needed): the demo allows that.
     settings.mail.allow_file_transport = true;
+    crate::demo_ingest::configure(&mut settings);
     Ok(settings)
 }
 
@@ -107,12 +108,15 @@ pub async fn run(
         )?;
     }
 
+    let ingest = app.ingest_addr.context("the demo serves HTTP ingestion")?;
     publish_sample_events(&settings, &pool, out).await?;
+    let token = crate::demo_ingest::send_spreadsheet(&pool, ingest, out).await?;
     step(
         out,
         "Waiting for the hub to process them and send the emails",
     )?;
     wait_until_quiet(&settings, &pool, out).await?;
+    crate::demo_ingest::follow_stream(ingest, &token, out).await?;
     evidence_steps(&settings, &pool, simulator.as_ref(), app.console_addr, out).await?;
     write_summary(&settings, &pool, out).await?;
     writeln!(
@@ -522,7 +526,7 @@ fn settings_url(settings: &Settings) -> String {
     }
 }
 
-fn step(out: &mut (dyn Write + Send), text: &str) -> std::io::Result<()> {
+pub(crate) fn step(out: &mut (dyn Write + Send), text: &str) -> std::io::Result<()> {
     writeln!(out, "• {text}…")?;
     out.flush()
 }

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod database;
 pub mod demo;
 mod demo_asylum;
+mod demo_ingest;
 pub mod dlq;
 pub mod domiciles;
 pub mod evictions;
