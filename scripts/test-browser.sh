@@ -74,6 +74,9 @@ allow_file_transport = true
 outbox_dir = "$WORK/outbox"
 [publishers]
 allow_anonymous = true
+[publishers.comune_milano]
+types = ["housing.unit.v1"]
+comuni = ["015146"]
 [eviction]
 allow_development_key = true
 [http]

@@ -337,6 +337,35 @@ test("a referents file is compared with the registry before its import", async (
   await shot("routing-import");
 });
 
+test("an operator previews a CSV of housing units, sees its bad row, then publishes the good file", async () => {
+  const header = "unit_id;action;comune_istat;address;places;reception_kind;building_type;owner_declaration";
+  const good = [
+    "BRW-1;offered;015146;Via Padova 1, Milano;4;CAS;appartamento;sì",
+    "BRW-2;offered;015146;Via Padova 2, Milano;6;SPRAR;appartamento;sì",
+  ];
+  await page.goto(BASE + "/upload");
+  await page.selectOption("#publisher", "comune_milano");
+  await page.setInputFiles("#csvfile", {
+    name: "alloggi.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from([header, ...good, "BRW-3;offered;015146;Via Padova 3, Milano;tante;CAS;appartamento;sì"].join("\n") + "\n"),
+  });
+  await page.waitForFunction(() => document.querySelector("#csv").value.includes("BRW-3"));
+  await page.getByRole("button", { name: "Anteprima (non pubblica nulla)" }).click();
+  const preview = await page.locator("#preview").innerText();
+  assert.match(preview, /2 di 3 righe valide/);
+  assert.match(preview, /4\s+places/);
+  assert.ok(!preview.includes("tante"), "a cell's value is never repeated");
+  assert.equal(await page.getByRole("button", { name: /Sì, pubblica/ }).count(), 0, "no publish for a bad file");
+  await page.locator("#preview").scrollIntoViewIfNeeded();
+  await shot("upload-preview");
+  await page.fill("#csv", [header, ...good].join("\n") + "\n");
+  await page.getByRole("button", { name: "Anteprima (non pubblica nulla)" }).click();
+  await page.getByRole("button", { name: "Sì, pubblica 2 eventi come comune_milano" }).click();
+  await page.getByText("2 eventi pubblicati").waitFor();
+  await shot("upload-published");
+});
+
 test("the evictions page shows masked statistics, the privacy officer the aggregated audit, never a family", async () => {
   // A fictional family in Rho asks for help: its alerts go to the servizi sociali.
   const docket = "RG-BROWSER-2/2026";
