@@ -135,3 +135,154 @@ fn readme_keys_are_found_in_every_configuration_table() {
         ["mail.bounce_imap_url", "p.types"]
     );
 }
+
+/// The first cell of every row of the README's command table (`| command | does |`), with
+/// `\|` read as `|`.
+fn readme_commands(text: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if line.starts_with("| command | does |") {
+            in_table = true;
+            continue;
+        }
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        if !in_table || line.starts_with("|---") {
+            continue;
+        }
+        let cell = line.replace("\\|", "\u{1}");
+        let first = cell.split('|').nth(1).unwrap_or_default();
+        rows.push(
+            first
+                .replace('\u{1}', "|")
+                .replace('`', "")
+                .trim()
+                .to_owned(),
+        );
+    }
+    rows
+}
+
+/// The words of a command cell: names, placeholders and flags, without brackets and bars.
+fn words(cell: &str) -> Vec<String> {
+    cell.split(|c: char| c.is_whitespace() || matches!(c, '|' | '[' | ']' | '(' | ')' | ','))
+        .map(|w| w.split('=').next().unwrap_or_default().to_owned())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Every command of the binary as its path of names (`["dlq", "list"]`) with its long
+/// options, from clap's own description of the command line (what `--help` prints).
+fn cli_commands() -> Vec<(Vec<String>, BTreeSet<String>)> {
+    fn walk(
+        command: &clap::Command,
+        path: &[String],
+        out: &mut Vec<(Vec<String>, BTreeSet<String>)>,
+    ) {
+        for sub in command.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            let mut here = path.to_vec();
+            here.push(sub.get_name().to_owned());
+            let flags = sub
+                .get_arguments()
+                .filter(|a| !a.is_hide_set() && !a.is_global_set())
+                .filter_map(|a| a.get_long())
+                .filter(|l| !matches!(*l, "help" | "version"))
+                .map(|l| format!("--{l}"))
+                .collect();
+            out.push((here.clone(), flags));
+            walk(sub, &here, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &<raccordo::cli::Cli as clap::CommandFactory>::command(),
+        &[],
+        &mut out,
+    );
+    out
+}
+
+/// Whether `path` appears in `row`'s words in order, after `raccordo`.
+fn row_names(row: &[String], path: &[String]) -> bool {
+    let mut rest = row.iter().skip_while(|w| *w != "raccordo");
+    path.iter().all(|name| rest.any(|w| w == name))
+}
+
+#[test]
+fn readme_command_table_names_every_command_and_option_of_the_binary() {
+    let rows: Vec<Vec<String>> = readme_commands(&read("README.md"))
+        .iter()
+        .map(|r| words(r))
+        .collect();
+    assert!(rows.len() > 20, "the table was read: {rows:?}");
+    let commands = cli_commands();
+    assert!(commands.len() > 30, "the command line was read");
+    let mut missing = Vec::new();
+    for (path, flags) in &commands {
+        let documented: Vec<&Vec<String>> = rows.iter().filter(|r| row_names(r, path)).collect();
+        // A group (`raccordo dlq`) is documented by its commands' rows.
+        if documented.is_empty() {
+            missing.push(format!("raccordo {}", path.join(" ")));
+            continue;
+        }
+        for flag in flags {
+            if !documented.iter().any(|r| r.contains(flag)) {
+                missing.push(format!("raccordo {} {flag}", path.join(" ")));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "commands and options of `raccordo --help` missing from the README's command table: {missing:#?}"
+    );
+}
+
+#[test]
+fn readme_command_table_names_only_options_the_binary_has() {
+    let commands = cli_commands();
+    let mut unknown = Vec::new();
+    for cell in readme_commands(&read("README.md")) {
+        let row = words(&cell);
+        let known: BTreeSet<&String> = commands
+            .iter()
+            .filter(|(path, _)| row_names(&row, path))
+            .flat_map(|(_, flags)| flags)
+            .collect();
+        for flag in row.iter().filter(|w| w.starts_with("--")) {
+            if !known.contains(flag) {
+                unknown.push(format!("{flag} in `{cell}`"));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "options in the README's command table that `raccordo --help` does not have: {unknown:#?}"
+    );
+}
+
+#[test]
+fn readme_command_rows_are_read_with_their_alternatives() {
+    let text = "| command | does |\n|---|---|\n| `raccordo dlq list [--format table\\|json]` | x |\n\
+                | `raccordo publishers token add USER \\| list \\| revoke ID` | y |\n\nprose\n";
+    let rows = readme_commands(text);
+    assert_eq!(
+        rows,
+        [
+            "raccordo dlq list [--format table|json]",
+            "raccordo publishers token add USER | list | revoke ID"
+        ]
+    );
+    let row = words(&rows[1]);
+    assert!(row_names(
+        &row,
+        &["publishers".into(), "token".into(), "revoke".into()]
+    ));
+    assert!(!row_names(&row, &["token".into(), "publishers".into()]));
+    assert_eq!(words("raccordo x [--a=1]"), ["raccordo", "x", "--a"]);
+}
