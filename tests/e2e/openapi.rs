@@ -456,6 +456,7 @@ fn openapi_operations_answer_the_status_codes_and_problem_types_of_contract_sect
     let common = [
         ("401", "unauthorized"),
         ("403", "forbidden"),
+        ("408", "body-timeout"),
         ("413", "too-large"),
         ("415", "unsupported-media-type"),
         ("429", "rate-limited"),
@@ -524,7 +525,7 @@ fn openapi_operations_answer_the_status_codes_and_problem_types_of_contract_sect
     let slugs = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].clone();
     assert_eq!(
         slugs.as_array().map(Vec::len),
-        Some(9),
+        Some(11),
         "every problem type is listed once"
     );
 }

@@ -14,6 +14,9 @@ use raccordo_core::http_binding::HttpEvent;
 use raccordo_core::origin::{HTTP_PUBLISHER, HTTP_SIGNATURE, sign_http};
 use raccordo_core::settings::AmqpSettings;
 
+/// The longest the stop waits for the broker connection to close.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why events were not confirmed.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -130,10 +133,16 @@ impl Broker {
         result.map_err(BrokerError::from)
     }
 
-    /// Closes the connection, if open.
+    /// Closes the connection, if open, within [`CLOSE_WITHIN`]: a connection being opened
+    /// or a broker that does not answer its close never holds up the process's stop.
     pub async fn close(&self) {
-        if let Some(live) = self.live.lock().await.take() {
-            let _ = live.connection.close(200, "ingest stopped".into()).await;
+        let closing = async {
+            if let Some(live) = self.live.lock().await.take() {
+                let _ = live.connection.close(200, "ingest stopped".into()).await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_WITHIN, closing).await.is_err() {
+            tracing::warn!("HTTP ingestion's broker connection did not close in time; dropped.");
         }
     }
 }

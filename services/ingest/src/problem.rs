@@ -106,6 +106,18 @@ impl Problem {
         )
     }
 
+    pub fn body_timeout(after: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request body too slow",
+            format!(
+                "the body did not arrive within {} s; nothing was published",
+                after.as_secs()
+            ),
+        )
+    }
+
     pub fn unsupported(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -162,11 +162,7 @@ pub(crate) async fn authenticate(ingest: &Ingest, headers: &HeaderMap) -> Result
             ingest.tokens.put(hash, &user);
             user
         }
-        Ok(None) => {
-            metrics::counter!("raccordo_ingest_requests_total", "outcome" => "unauthorized")
-                .increment(1);
-            return Err(Problem::unauthorized());
-        }
+        Ok(None) => return Err(Problem::unauthorized()),
         Err(error) => {
             tracing::warn!(error = %error, "Token lookup failed.");
             return Err(Problem::database_unavailable());
@@ -209,20 +205,29 @@ async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<V
     {
         return Err(too_large());
     }
-    let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            Problem::invalid_event("the request body could not be read", Vec::new())
-        })?;
-        if bytes.len() + chunk.len() > max {
-            // Dropped here: the rest is never read.
-            return Err(too_large());
+    let reading = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| {
+                Problem::invalid_event("the request body could not be read", Vec::new())
+            })?;
+            if bytes.len() + chunk.len() > max {
+                // Dropped here: the rest is never read.
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
+        Ok(bytes)
+    };
+    // A body that trickles in holds a task and its buffer: bounded like the broker's confirm.
+    tokio::time::timeout(BODY_TIMEOUT, reading)
+        .await
+        .map_err(|_| Problem::body_timeout(BODY_TIMEOUT))?
 }
+
+/// The longest a request body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
@@ -248,6 +253,7 @@ fn problem_outcome(problem: &Problem) -> &'static str {
         400 => "invalid",
         401 => "unauthorized",
         403 => "forbidden",
+        408 => "timeout",
         413 => "too_large",
         415 => "unsupported",
         429 => "rate_limited",
