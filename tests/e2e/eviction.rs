@@ -604,7 +604,42 @@ fn assert_absent(place: &str, haystack: &str, strings: &[&str]) {
 
 /// Runs the whole scenario with the real binary logging at debug level in `log_format`.
 async fn leak_scenario(log_format: &str) {
+    leak_scenario_with(log_format, false).await;
+}
+
+/// [`leak_scenario`]; with `digests`, every referent first asks for every kind in an
+/// hourly digest (issue 22): what carries a family's data still goes alone. The monthly
+/// statistics stay immediate, so the scenario's counts and its settling hold.
+async fn leak_scenario_with(log_format: &str, digests: bool) {
     let app = prepare_with(|_| {}).await;
+    if digests {
+        let kinds = raccordo_core::notification::NotificationKind::ALL
+            .iter()
+            .filter(|k| **k != raccordo_core::notification::NotificationKind::EvictionStats)
+            .map(|k| format!("{}=hourly", k.as_str()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let prefs = raccordo_core::preferences::Preferences {
+            kinds: raccordo_core::preferences::Preferences::parse_kinds(&kinds)
+                .expect("valid preferences"),
+            ..Default::default()
+        };
+        let ids: Vec<String> = sqlx::query_scalar("SELECT referent_id FROM referents")
+            .fetch_all(&app.pool)
+            .await
+            .expect("referents");
+        let mut conn = app.pool.acquire().await.expect("a connection");
+        for id in ids {
+            raccordo_core::registry::set_preferences(
+                &mut conn,
+                &id,
+                &prefs,
+                &raccordo_core::registry::Actor::cli(),
+            )
+            .await
+            .expect("stored");
+        }
+    }
     let log_path = std::env::temp_dir().join(format!(
         "raccordo-leak-{}-{log_format}.log",
         app.settings.amqp.prefix
@@ -807,6 +842,11 @@ async fn leak_test_no_personal_data_in_text_logs_emails_queues_or_database() {
 #[tokio::test]
 async fn leak_test_no_personal_data_in_json_logs_emails_queues_or_database() {
     leak_scenario("json").await;
+}
+
+#[tokio::test]
+async fn leak_test_with_digests_on_no_personal_data_is_digested_logged_or_stored() {
+    leak_scenario_with("json", true).await;
 }
 
 /// Runs `raccordo <args>` for this test and returns what it printed, stdout and stderr.

@@ -12,6 +12,10 @@ use time::OffsetDateTime;
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("ack.html", include_str!("../templates/ack.html")),
+    (
+        "preferences.html",
+        include_str!("../templates/preferences.html"),
+    ),
     ("login.html", include_str!("../templates/login.html")),
     ("overview.html", include_str!("../templates/overview.html")),
     (

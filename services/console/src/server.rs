@@ -137,10 +137,43 @@ fn acknowledgement_routes() -> [Route; 2] {
     ]
 }
 
+/// The referents' preferences pages and one-click unsubscribe (issue 22): the links of an
+/// email's footer and of `List-Unsubscribe`, without login; the token is the credential.
+/// They answer 404 unless `console.public_url` and `ack.key` are set.
+fn preference_routes() -> [Route; 4] {
+    [
+        route(
+            "GET",
+            "/preferenze/{token}",
+            Access::Public,
+            get(pages::preferences::show),
+        ),
+        route(
+            "POST",
+            "/preferenze/{token}",
+            Access::Public,
+            post(pages::preferences::save),
+        ),
+        route(
+            "GET",
+            "/preferenze/{token}/disiscrivi",
+            Access::Public,
+            get(pages::preferences::confirm_unsubscribe),
+        ),
+        route(
+            "POST",
+            "/preferenze/{token}/disiscrivi",
+            Access::Public,
+            post(pages::preferences::unsubscribe),
+        ),
+    ]
+}
+
 /// Every route of the console.
 fn table() -> Vec<Route> {
     let mut routes = console_routes();
     routes.extend(acknowledgement_routes());
+    routes.extend(preference_routes());
     routes
 }
 

@@ -50,6 +50,8 @@ pub mod origin;
 pub mod ownership;
 pub mod payload;
 pub mod pg;
+pub mod preference_link;
+pub mod preferences;
 pub mod pseudonym;
 pub mod registry;
 pub mod registry_worker;

@@ -5,7 +5,7 @@ use std::fmt;
 use crate::domain::Role;
 
 /// A notification kind; also its routing key on `{prefix}.events` and `X-Raccordo-Kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NotificationKind {
     EvictionAlert,
     EvictionConsentRevoked,

@@ -39,6 +39,8 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// Acknowledgement links (CONTRACT D4).
     pub ack: AckSettings,
+    /// The referents' preferences pages and digests (issue 22).
+    pub preferences: PreferenceSettings,
     /// Reminders and escalation of unacknowledged notifications (CONTRACT D5).
     pub escalation: EscalationSettings,
     /// The Tavolo provinciale asilo's desks (CONTRACT 1.2 §4 "Asylum").
@@ -503,6 +505,15 @@ pub struct AckSettings {
     pub key: SecretString,
     /// A link is valid this many days after its email was sent; default 30.
     pub ttl_days: u32,
+}
+
+/// The referents' preferences (issue 22).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceSettings {
+    /// A preferences or unsubscribe link is valid this many days after its email was sent;
+    /// default 90. The links are signed with `ack.key` under their own domain.
+    pub link_days: u32,
 }
 
 /// The smallest acknowledgement key accepted, in bytes.
@@ -1013,6 +1024,9 @@ impl Settings {
                 "console.public_url is set, so the emails carry acknowledgement links, which \
                  need a key of at least 32 bytes (`openssl rand -hex 32`; RACCORDO__ACK__KEY)",
             );
+        }
+        if self.preferences.link_days == 0 {
+            return invalid("preferences.link_days", "must be at least 1");
         }
         if self.ack.ttl_days == 0 {
             return invalid("ack.ttl_days", "must be at least 1");

@@ -54,6 +54,16 @@ impl EventWorker for HousingWorker {
         let (next, decision) = decide(&state, &unit);
         let publisher = owner.publisher_after(&event.publisher);
         save_unit(tx, &unit, &next, publisher).await?;
+        if unit.action == Action::Withdrawn {
+            // A withdrawn unit leaves the digests still open (issue 22).
+            raccordo_core::db::digests::cancel_digested_unit(
+                tx,
+                unit.comune_istat.as_ref(),
+                &unit.unit_id,
+                "the unit was withdrawn before the digest went",
+            )
+            .await?;
+        }
         let notifications: Vec<_> = decision
             .notices
             .into_iter()

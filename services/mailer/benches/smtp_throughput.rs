@@ -68,6 +68,8 @@ fn emails(count: usize) -> Vec<OutgoingEmail> {
                 notification_id,
                 urgent: false,
                 reminder: false,
+                list_unsubscribe: None,
+                digest: false,
             }
         })
         .collect()

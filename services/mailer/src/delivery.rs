@@ -32,6 +32,8 @@ use tokio_util::task::TaskTracker;
 
 use raccordo_core::ack::AckLinks;
 use raccordo_core::amqp::{HandleError, Handler, Message, Outcome};
+use raccordo_core::clock::{Clock, SystemClock};
+use raccordo_core::db::digests::Held;
 use raccordo_core::db::escalation;
 use raccordo_core::db::{
     self, AfterFailure, DueDelivery, FailedEmail, HeldIn, NotificationMessage, SentEmail,
@@ -40,12 +42,14 @@ use raccordo_core::domain::EmailAddress;
 use raccordo_core::fallback::{Bounce, FallbackPolicy, record_bounce};
 use raccordo_core::health::{ConsumerState, Health};
 use raccordo_core::notification::NotificationKind;
+use raccordo_core::preference_link::PreferenceLinks;
+use raccordo_core::preferences::{self, Decision, Item, Preferences};
 use raccordo_core::settings::{MailSettings, MailTransportKind, RetrySettings, SettingsError};
 
 use crate::message::{OutgoingEmail, message_id_for, reminder_message_id_for};
 use crate::outbox_file::FileOutbox;
 use crate::smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
-use crate::templates::{RecipientContext, render_with_link};
+use crate::templates::{RecipientContext, render_with_links};
 use crate::transport::Transport;
 
 /// Why the configured transport cannot be used.
@@ -93,17 +97,21 @@ pub fn pec_transport_from_settings(
 
 /// Sends due deliveries; shared by the senders of a process.
 pub struct Mailer {
-    pool: PgPool,
-    transport: Transport,
+    pub(crate) pool: PgPool,
+    pub(crate) transport: Transport,
     /// The PEC provider's server, for deliveries of channel `pec`.
-    pec: Option<Transport>,
-    from: String,
-    message_id_domain: String,
-    retry: RetrySettings,
-    emails_per_commit: i64,
-    senders: u16,
-    ack_links: Option<AckLinks>,
-    fallback: FallbackPolicy,
+    pub(crate) pec: Option<Transport>,
+    pub(crate) from: String,
+    pub(crate) message_id_domain: String,
+    pub(crate) retry: RetrySettings,
+    pub(crate) emails_per_commit: i64,
+    pub(crate) senders: u16,
+    pub(crate) ack_links: Option<AckLinks>,
+    pub(crate) fallback: FallbackPolicy,
+    /// The referents' preferences pages and one-click unsubscribes (issue 22).
+    pub(crate) preference_links: Option<PreferenceLinks>,
+    /// Where the preferences' windows and quiet hours read the time.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Which email of a delivery is being sent.
@@ -179,7 +187,34 @@ impl Mailer {
             senders: senders.max(1),
             ack_links: None,
             fallback: FallbackPolicy::default(),
+            preference_links: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Puts a link to the referent's preferences page in every email, and a one-click
+    /// `List-Unsubscribe` in those of the kinds it may turn off (issue 22); none without.
+    #[must_use]
+    pub fn with_preference_links(mut self, links: Option<PreferenceLinks>) -> Self {
+        self.preference_links = links;
+        self
+    }
+
+    /// Reads the time of the referents' windows and quiet hours from `clock` (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock of the preferences' windows.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The pool this mailer works on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Puts an acknowledgement link in the emails of the kinds a person must act on
@@ -257,6 +292,10 @@ impl Mailer {
             claimed: due.len(),
             ..Round::default()
         };
+        // What the referents asked for (issue 22): some wait for a digest or the end of
+        // their quiet hours, some are not wanted at all.
+        let (due, held) = self.decide(due);
+        db::digests::record_held(&mut tx, &held).await?;
         let mut sent = Vec::new();
         let mut failed = Vec::new();
         // The round's emails go at once, over as many connections as the SMTP pool holds;
@@ -296,8 +335,52 @@ impl Mailer {
         Ok(round)
     }
 
+    /// Splits claimed deliveries into those to send now and those the referents'
+    /// preferences hold. A row whose kind the hub does not know goes now (and fails to
+    /// render, held dead): preferences never hide a defect.
+    fn decide(&self, due: Vec<DueDelivery>) -> (Vec<DueDelivery>, Vec<Held>) {
+        let now = self.clock.now();
+        let mut send = Vec::with_capacity(due.len());
+        let mut held = Vec::new();
+        for row in due {
+            let Some(kind) = NotificationKind::parse(&row.kind) else {
+                send.push(row);
+                continue;
+            };
+            let prefs = Preferences::from_stored(&row.preferences);
+            if prefs.is_default() {
+                send.push(row);
+                continue;
+            }
+            let item = Item {
+                kind,
+                urgent: row.urgent,
+                pec: row.channel == "pec",
+                out_of_digest: row.out_of_digest,
+            };
+            match preferences::decide(&prefs, item, now) {
+                Decision::Send => send.push(row),
+                Decision::Digest { until } => held.push(Held::Digested {
+                    notification_id: row.notification_id,
+                    email: row.email,
+                    until,
+                }),
+                Decision::Defer { until } => held.push(Held::Deferred {
+                    notification_id: row.notification_id,
+                    email: row.email,
+                    until,
+                }),
+                Decision::Suppress => held.push(Held::Suppressed {
+                    notification_id: row.notification_id,
+                    email: row.email,
+                }),
+            }
+        }
+        (send, held)
+    }
+
     /// What follows a failure of attempt `attempts + 1`.
-    fn after_failure(&self, transient: bool, attempts: i32) -> AfterFailure {
+    pub(crate) fn after_failure(&self, transient: bool, attempts: i32) -> AfterFailure {
         let attempt = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
         if !transient {
             AfterFailure::Hold(HeldIn::Dead)
@@ -550,6 +633,8 @@ impl Mailer {
             message_id: message_id.clone(),
             urgent: row.urgent,
             reminder: sending == Sending::Reminder,
+            list_unsubscribe: self.unsubscribe_link(row),
+            digest: false,
         };
         let started = Instant::now();
         let result = match (row.channel.as_str(), &self.pec) {
@@ -642,12 +727,17 @@ impl Mailer {
             role: row.role.clone(),
         };
         let ack_url = self.ack_link(row);
-        render_with_link(
+        let preferences_url = self
+            .preference_links
+            .as_ref()
+            .map(|links| links.page_url(&row.referent_id, self.clock.now()));
+        render_with_links(
             kind,
             row.notification_id,
             &row.payload,
             &recipient,
             ack_url.as_deref(),
+            preferences_url.as_deref(),
         )
         .map_err(|e| {
             metrics::counter!("raccordo_emails_failed_total", "kind" => kind.to_owned(), "cause" => "render")
@@ -660,6 +750,14 @@ impl Mailer {
                 then: AfterFailure::Hold(HeldIn::Dead),
             }
         })
+    }
+
+    /// The one-click unsubscribe of `row`'s kind, for the kinds a referent may turn off.
+    fn unsubscribe_link(&self, row: &DueDelivery) -> Option<String> {
+        let links = self.preference_links.as_ref()?;
+        let kind = NotificationKind::parse(&row.kind)?;
+        preferences::is_optional(kind)
+            .then(|| links.unsubscribe_url(&row.referent_id, kind, self.clock.now()))
     }
 
     /// The acknowledgement link of `row`, for the kinds a person must act on.
@@ -708,7 +806,7 @@ fn refusal_status(text: &str) -> String {
 }
 
 /// An error and its sources, for a reason an operator can act on.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {
@@ -720,7 +818,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// `text` with every word holding an `@` replaced, so that no address reaches a reason.
-fn without_addresses(text: &str) -> String {
+pub(crate) fn without_addresses(text: &str) -> String {
     text.split(' ')
         .map(|word| {
             if word.contains('@') {
@@ -751,6 +849,8 @@ mod tests {
             attempts: 0,
             channel: "email".into(),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
+            preferences: serde_json::json!({}),
+            out_of_digest: false,
         }
     }
 

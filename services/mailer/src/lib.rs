@@ -19,6 +19,7 @@
 //!   their own files).
 //! - [`delivery`]: the worker: senders that claim due `deliveries` rows from the database
 //!   (no broker hop), so nothing is sent twice; the handler of replayed held deliveries.
+//! - [`digest`]: digests of the referents who asked for them (issue 22), once each.
 //! - [`escalation`]: reminders and `delivery.unacknowledged` of urgent alerts nobody
 //!   acknowledged (CONTRACT D5).
 //! - [`samples`]: a sample payload per kind, for the console's gallery.
@@ -27,6 +28,7 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod delivery;
+pub mod digest;
 pub mod error;
 pub mod escalation;
 pub mod message;
@@ -41,7 +43,8 @@ pub use message::{BuildError, OutgoingEmail, message_id_for, reminder_message_id
 pub use outbox_file::FileOutbox;
 pub use smtp::{SmtpConfigError, SmtpOptions, SmtpTransport};
 pub use templates::{
-    KINDS, RecipientContext, RenderError, Rendered, render, render_payload,
-    render_payload_with_link, render_with_link,
+    DigestEntry, KINDS, RecipientContext, RenderError, Rendered, render, render_digest,
+    render_payload, render_payload_with_link, render_payload_with_links, render_with_link,
+    render_with_links,
 };
 pub use transport::Transport;

@@ -45,6 +45,12 @@ pub struct OutgoingEmail {
     pub urgent: bool,
     /// A reminder of an unacknowledged notification (CONTRACT D5): `X-Raccordo-Reminder: 1`.
     pub reminder: bool,
+    /// The one-click unsubscribe URL of an optional kind (RFC 2369, RFC 8058): sent as
+    /// `List-Unsubscribe` with `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
+    pub list_unsubscribe: Option<String>,
+    /// A digest (issue 22): `notification_id` is the digest's id, sent as
+    /// `X-Raccordo-Digest` instead of `X-Raccordo-Notification`; `kind` is `digest`.
+    pub digest: bool,
 }
 
 /// The email could not be turned into a message. Retrying cannot help.
@@ -126,7 +132,11 @@ impl OutgoingEmail {
             .message_id(Some(self.message_id.clone()))
             .raw_header(header("X-Raccordo-Kind", self.kind.clone()))
             .raw_header(header(
-                "X-Raccordo-Notification",
+                if self.digest {
+                    "X-Raccordo-Digest"
+                } else {
+                    "X-Raccordo-Notification"
+                },
                 self.notification_id.to_string(),
             ))
             // RFC 3834: an automatic message; well-behaved autoresponders stay silent.
@@ -142,6 +152,23 @@ impl OutgoingEmail {
         }
         if self.reminder {
             builder = builder.raw_header(header("X-Raccordo-Reminder", "1".to_owned()));
+        }
+        // Only an https URL of printable ASCII can be a header's angle-bracketed URI.
+        if let Some(url) = self
+            .list_unsubscribe
+            .as_deref()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .filter(|u| {
+                u.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+            })
+        {
+            builder = builder
+                .raw_header(header("List-Unsubscribe", format!("<{url}>")))
+                .raw_header(header(
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
         }
         builder
             .multipart(MultiPart::alternative_plain_html(
@@ -220,6 +247,8 @@ mod tests {
             ),
             urgent,
             reminder: false,
+            list_unsubscribe: None,
+            digest: false,
         }
     }
 

@@ -275,6 +275,8 @@ mod tests {
             message_id: message_id_for(notification_id, to, "example.org"),
             urgent: false,
             reminder: false,
+            list_unsubscribe: None,
+            digest: false,
         }
     }
 

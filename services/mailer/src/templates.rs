@@ -41,6 +41,11 @@ pub const KINDS: &[&str] = &[
 
 /// Every template, by the name templates use to extend or include it.
 const TEMPLATES: &[(&str, &str)] = &[
+    ("digest.txt.j2", include_str!("../templates/digest.txt.j2")),
+    (
+        "digest.html.j2",
+        include_str!("../templates/digest.html.j2"),
+    ),
     (
         "layout.html.j2",
         include_str!("../templates/layout.html.j2"),
@@ -394,6 +399,21 @@ pub fn render_with_link(
     recipient: &RecipientContext,
     ack_url: Option<&str>,
 ) -> Result<Rendered, RenderError> {
+    render_with_links(kind, notification_id, payload, recipient, ack_url, None)
+}
+
+/// Like [`render_with_link`], with the link to the referent's preferences page (issue 22).
+///
+/// # Errors
+/// As [`render`].
+pub fn render_with_links(
+    kind: &str,
+    notification_id: Uuid,
+    payload: &serde_json::Value,
+    recipient: &RecipientContext,
+    ack_url: Option<&str>,
+    preferences_url: Option<&str>,
+) -> Result<Rendered, RenderError> {
     if !KINDS.contains(&kind) {
         return Err(RenderError::UnknownKind(kind.to_owned()));
     }
@@ -401,7 +421,13 @@ pub fn render_with_link(
         return Err(RenderError::PayloadNotObject(kind.to_owned()));
     }
     let payload = Payload::from_parts(kind, payload)?;
-    render_payload_with_link(&payload, notification_id, recipient, ack_url)
+    render_payload_with_links(
+        &payload,
+        notification_id,
+        recipient,
+        ack_url,
+        preferences_url,
+    )
 }
 
 /// Renders the email for one typed payload and one recipient. The templates read the
@@ -427,6 +453,21 @@ pub fn render_payload_with_link(
     recipient: &RecipientContext,
     ack_url: Option<&str>,
 ) -> Result<Rendered, RenderError> {
+    render_payload_with_links(payload, notification_id, recipient, ack_url, None)
+}
+
+/// Like [`render_payload_with_link`], with the link to the referent's preferences page in
+/// the footer (issue 22).
+///
+/// # Errors
+/// A template fault.
+pub fn render_payload_with_links(
+    payload: &Payload,
+    notification_id: Uuid,
+    recipient: &RecipientContext,
+    ack_url: Option<&str>,
+    preferences_url: Option<&str>,
+) -> Result<Rendered, RenderError> {
     let kind = payload.kind().as_str();
     // A1: the person's data only to the social services, whatever the stored payload holds.
     let payload = payload.visible_to(&recipient.role);
@@ -448,6 +489,7 @@ pub fn render_payload_with_link(
         kind => kind,
         notification_id => notification_id.to_string(),
         ack_url => ack_url,
+        preferences_url => preferences_url,
     };
 
     let subject = render_one(&format!("{kind}.subject.j2"), &base)?;
@@ -460,6 +502,135 @@ pub fn render_payload_with_link(
         text,
         html,
     })
+}
+
+/// One item of a digest: a notification of a kind that carries no personal data.
+#[derive(Debug, Clone)]
+pub struct DigestEntry {
+    pub notification_id: Uuid,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// When it was decided, shown in Europe/Rome.
+    pub created_at: time::OffsetDateTime,
+    /// Its acknowledgement link, for the kinds a person must act on (D4).
+    pub ack_url: Option<String>,
+}
+
+/// Renders a digest (issue 22): a count in the subject, and each entry with its kind,
+/// time, subject and the content its own email would have had, with its acknowledgement
+/// link where it has one.
+///
+/// # Errors
+/// An unknown kind, a payload not the kind's, or a template fault.
+pub fn render_digest(
+    digest_id: Uuid,
+    recipient: &RecipientContext,
+    entries: &[DigestEntry],
+    preferences_url: Option<&str>,
+) -> Result<Rendered, RenderError> {
+    let recipient_value = context! {
+        name => recipient.name,
+        institution => recipient.institution,
+        role => recipient.role,
+        role_label => role_label(&recipient.role),
+    };
+    let greeting = match recipient.name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => format!("Gentile {name},"),
+        _ => "Gentile referente,".to_owned(),
+    };
+    let mut items = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let kind = entry.kind.as_str();
+        if !KINDS.contains(&kind) {
+            return Err(RenderError::UnknownKind(kind.to_owned()));
+        }
+        let payload = Payload::from_parts(kind, &entry.payload)?;
+        let payload = payload.visible_to(&recipient.role);
+        let payload: &Payload = &payload;
+        let base = context! {
+            p => payload,
+            recipient => recipient_value.clone(),
+            greeting => greeting.clone(),
+            kind => kind,
+            notification_id => entry.notification_id.to_string(),
+            ack_url => None::<String>,
+            preferences_url => None::<String>,
+        };
+        let subject = render_one(&format!("{kind}.subject.j2"), &base)?;
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let full = context! { subject => subject.clone(), ..base };
+        let text = render_block(&format!("{kind}.txt.j2"), &full, "content")?;
+        let html = render_block(&format!("{kind}.html.j2"), &full, "content")?;
+        items.push(context! {
+            notification_id => entry.notification_id.to_string(),
+            kind_label => raccordo_core::notification::NotificationKind::parse(kind)
+                .map_or(kind, |k| k.label_it()),
+            at => italian_datetime(entry.created_at),
+            subject => subject,
+            text => text.trim(),
+            html => minijinja::Value::from_safe_string(html),
+            ack_url => entry.ack_url,
+        });
+    }
+    let count_label = if entries.len() == 1 {
+        "1 notifica".to_owned()
+    } else {
+        format!("{} notifiche", entries.len())
+    };
+    let since = entries
+        .iter()
+        .map(|e| e.created_at)
+        .min()
+        .map(italian_datetime)
+        .unwrap_or_default();
+    let until = entries
+        .iter()
+        .map(|e| e.created_at)
+        .max()
+        .map(italian_datetime)
+        .unwrap_or_default();
+    let subject = format!("Riepilogo Raccordo: {count_label}");
+    let ctx = context! {
+        subject => subject,
+        recipient => recipient_value,
+        greeting => greeting,
+        items => items,
+        count_label => count_label,
+        since => since,
+        until => until,
+        digest_id => digest_id.to_string(),
+        preferences_url => preferences_url,
+    };
+    Ok(Rendered {
+        text: render_one("digest.txt.j2", &ctx)?,
+        html: render_one("digest.html.j2", &ctx)?,
+        subject,
+    })
+}
+
+/// `7 dicembre 2026, 18:05` in Europe/Rome.
+fn italian_datetime(at: time::OffsetDateTime) -> String {
+    let date = raccordo_core::clock::rome_date(at);
+    let (_, hm) = raccordo_core::clock::rome_local(at);
+    format!(
+        "{} {} {}, {hm}",
+        date.day(),
+        raccordo_core::clock::month_it(date.month()),
+        date.year()
+    )
+}
+
+/// Renders one block of a template (a kind's content without its frame).
+fn render_block(name: &str, ctx: &minijinja::Value, block: &str) -> Result<String, RenderError> {
+    let failed = |source| RenderError::Template {
+        template: name.to_owned(),
+        source,
+    };
+    let template = ENVIRONMENT.get_template(name).map_err(failed)?;
+    let mut captured = template.render_captured(ctx).map_err(failed)?;
+    captured
+        .with_state_mut(|state| state.render_block(block))
+        .map_err(failed)
 }
 
 fn render_one(name: &str, ctx: &minijinja::Value) -> Result<String, RenderError> {
@@ -598,6 +769,57 @@ mod tests {
     use super::*;
 
     const NOTIFICATION: Uuid = Uuid::from_u128(0x0193_8c2e_5d4f_7a10_8b2c_3d4e_5f60_7182);
+
+    #[test]
+    fn a_digest_lists_each_item_with_its_content_and_counts_in_italian() {
+        let recipient = crate::samples::sample_recipient("housing.offered");
+        let entry = |n: u128, kind: &str, ack: Option<&str>| DigestEntry {
+            notification_id: Uuid::from_u128(n),
+            kind: kind.to_owned(),
+            payload: crate::samples::sample_payload(kind).expect("a sample"),
+            created_at: time::macros::datetime!(2026-12-07 17:05 UTC),
+            ack_url: ack.map(str::to_owned),
+        };
+        let entries = [
+            entry(
+                1,
+                "housing.offered",
+                Some("https://raccordo.example/ack/abc"),
+            ),
+            entry(2, "housing.withdrawn", None),
+        ];
+        let digest = Uuid::from_u128(99);
+        let rendered = render_digest(
+            digest,
+            &recipient,
+            &entries,
+            Some("https://raccordo.example/preferenze/tok"),
+        )
+        .expect("renders");
+        assert_eq!(rendered.subject, "Riepilogo Raccordo: 2 notifiche");
+        for text in [&rendered.text, &rendered.html] {
+            assert!(text.contains(&Uuid::from_u128(1).to_string()));
+            assert!(text.contains(&Uuid::from_u128(2).to_string()));
+            assert!(text.contains(&digest.to_string()));
+            // HTML escapes the slashes of an attribute.
+            assert!(text.contains("ack/abc") || text.contains("ack&#x2f;abc"));
+            assert!(text.contains("preferenze/tok") || text.contains("preferenze&#x2f;tok"));
+            assert!(text.contains("7 dicembre 2026, 18:05"), "Europe/Rome time");
+            assert!(!text.contains("{{") && !text.contains("{%"));
+        }
+        // Each item's own content, without its frame: one greeting, one footer.
+        assert_eq!(rendered.text.matches("Gentile").count(), 1);
+        assert_eq!(
+            rendered
+                .text
+                .matches("Identificativo del riepilogo")
+                .count(),
+            1
+        );
+        let one = render_digest(digest, &recipient, &entries[..1], None).expect("renders");
+        assert_eq!(one.subject, "Riepilogo Raccordo: 1 notifica");
+        assert!(!one.text.contains("/preferenze/"));
+    }
 
     fn unit() -> Value {
         json!({

@@ -1,10 +1,11 @@
-//! `raccordo registry list`: every referent with its PEC address and the referent it stands
-//! in for (CONTRACT §4, §9 D3); `raccordo registry history REFERENT`: every change of one
+//! `raccordo registry list`: every referent with its PEC address, the referent it stands
+//! in for (CONTRACT §4, §9 D3) and a summary of its mail preferences (issue 22); `raccordo registry history REFERENT`: every change of one
 //! referent — who (the validated publisher, `import:<file>`, `cli`, `db:<user>`), when,
 //! before and after (CONTRACT §4).
 
 use time::format_description::well_known::Rfc3339;
 
+use raccordo_core::preferences::Preferences;
 use raccordo_core::registry::{Referent, ReferentChange, list_referents, referent_history};
 use raccordo_core::settings::Settings;
 use serde_json::Value;
@@ -23,8 +24,9 @@ pub(crate) async fn list(settings: &Settings) -> anyhow::Result<Vec<Referent>> {
 
 /// The referents as a table, CSV (the import's columns, so it can be imported again), or
 /// JSON (`[{"referent_id", "institution", "role", "email", "name", "scope", "pec",
-/// "deputy_of"}]`). Deputies are shown both ways: whom a referent stands in for, and who
-/// stands in for it.
+/// "deputy_of", "preferences"}]`, `preferences` in the wire form of `registry.referent.v1`).
+/// Deputies are shown both ways: whom a referent stands in for, and who stands in for it.
+/// The table sums preferences up (`-` for the default); CSV and JSON give them whole.
 pub(crate) fn format_list(referents: &[Referent], format: Format) -> anyhow::Result<String> {
     match format {
         Format::Json => Ok(format!("{}\n", serde_json::to_string_pretty(referents)?)),
@@ -36,6 +38,7 @@ pub(crate) fn format_list(referents: &[Referent], format: Format) -> anyhow::Res
                 "scope",
                 "email",
                 "pec",
+                "mail",
                 "deputy of",
                 "deputies",
             ];
@@ -53,6 +56,7 @@ pub(crate) fn format_list(referents: &[Referent], format: Format) -> anyhow::Res
                         r.scope.to_string(),
                         r.email.as_ref().to_owned(),
                         r.pec.as_ref().map_or("-".into(), |p| p.as_ref().to_owned()),
+                        summary(r.preferences.as_ref()),
                         r.deputy_of.clone().unwrap_or_else(|| "-".into()),
                         if deputies.is_empty() {
                             "-".into()
@@ -70,6 +74,27 @@ pub(crate) fn format_list(referents: &[Referent], format: Format) -> anyhow::Res
     }
 }
 
+/// Preferences in a few words: `-` for the default, else how many kinds are not immediate,
+/// the quiet hours and whether weekends are quiet (`2 kinds, quiet 20:00-08:00, weekends`).
+fn summary(preferences: Option<&Preferences>) -> String {
+    let Some(p) = preferences.filter(|p| !p.is_default()) else {
+        return "-".into();
+    };
+    let mut parts = Vec::new();
+    match p.kinds.len() {
+        0 => {}
+        1 => parts.push("1 kind".to_owned()),
+        n => parts.push(format!("{n} kinds")),
+    }
+    if let Some(q) = p.quiet_hours {
+        parts.push(format!("quiet {q}"));
+    }
+    if p.quiet_weekends {
+        parts.push("weekends".to_owned());
+    }
+    parts.join(", ")
+}
+
 /// The referents in the import's columns, so the output imports again.
 fn referents_csv(referents: &[Referent]) -> anyhow::Result<String> {
     let header = [
@@ -83,10 +108,15 @@ fn referents_csv(referents: &[Referent]) -> anyhow::Result<String> {
         "zona",
         "pec",
         "deputy_of",
+        "preferences",
+        "quiet_hours",
+        "quiet_weekends",
     ];
     let rows: Vec<Vec<String>> = referents
         .iter()
         .map(|r| {
+            // The default as empty columns: imported again, they keep what is stored.
+            let prefs = r.preferences.as_ref().filter(|p| !p.is_default());
             let (kind, value) = r.scope.to_columns();
             let scoped = |k: &str| {
                 if kind == k {
@@ -109,6 +139,16 @@ fn referents_csv(referents: &[Referent]) -> anyhow::Result<String> {
                     .map(|p| p.as_ref().to_owned())
                     .unwrap_or_default(),
                 r.deputy_of.clone().unwrap_or_default(),
+                prefs.map(Preferences::kinds_text).unwrap_or_default(),
+                prefs
+                    .and_then(|p| p.quiet_hours)
+                    .map(|q| q.to_string())
+                    .unwrap_or_default(),
+                if prefs.is_some_and(|p| p.quiet_weekends) {
+                    "sì".to_owned()
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
@@ -193,6 +233,58 @@ mod tests {
             before,
             after,
         }
+    }
+
+    #[test]
+    fn the_list_sums_preferences_up_and_its_csv_imports_them_again() {
+        use raccordo_core::domain::{EmailAddress, Role, Scope};
+        use raccordo_core::preferences::QuietHours;
+
+        let referent = |id: &str, preferences: Option<Preferences>| Referent {
+            referent_id: id.into(),
+            institution: "Comune di Rho".into(),
+            role: Role::parse("comune").expect("a role"),
+            email: EmailAddress::parse(&format!("{id}@comune.rho.example")).expect("an address"),
+            name: None,
+            scope: Scope::All,
+            pec: None,
+            deputy_of: None,
+            preferences,
+        };
+        let chosen = Preferences {
+            kinds: Preferences::parse_kinds("housing.offered=daily 08:00; eviction.stats=off")
+                .expect("valid"),
+            quiet_hours: Some(QuietHours::parse("20:00-08:00").expect("valid")),
+            quiet_weekends: true,
+        };
+        let referents = [
+            referent("r1", Some(chosen.clone())),
+            referent("r2", Some(Preferences::default())),
+        ];
+
+        let table = format_list(&referents, Format::Table).expect("table");
+        let csv = format_list(&referents, Format::Csv).expect("csv");
+
+        let line = |id: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("{id} ")))
+                .unwrap_or_else(|| panic!("{table}"))
+                .to_owned()
+        };
+        assert!(
+            line("r1").contains("2 kinds, quiet 20:00-08:00, weekends"),
+            "{table}"
+        );
+        assert!(line("r2").contains("  -  "), "{table}");
+        let (rows, errors) =
+            raccordo_core::registry::parse_referents(csv.as_bytes()).expect("a header");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rows[0].1.preferences, Some(chosen), "{csv}");
+        assert_eq!(
+            rows[1].1.preferences, None,
+            "the default keeps what is stored"
+        );
     }
 
     #[test]

@@ -337,6 +337,7 @@ fn mailer_of(settings: &Settings, pool: &PgPool, senders: u16) -> anyhow::Result
     .with_max_in_flight(settings.mail.max_connections.max(1))
     .with_pec(pec)
     .with_ack_links(raccordo_core::ack::AckLinks::from_settings(settings))
+    .with_preference_links(raccordo_core::preference_link::PreferenceLinks::from_settings(settings))
     .with_fallback(raccordo_core::fallback::FallbackPolicy::from_mail(
         &settings.mail,
     )))
@@ -359,6 +360,42 @@ fn spawn_evidence_readers(
     {
         tracker.spawn(reader.run(token.clone()));
     }
+    Ok(())
+}
+
+/// The mailer's senders and what runs beside them: the evidence readers (D2, D3),
+/// reminders and escalation (D5), the referents' digests (issue 22).
+fn spawn_mail_jobs(
+    settings: &Settings,
+    pool: &PgPool,
+    signal: &db::OutboxSignal,
+    health: &Health,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    let senders = settings.mail.senders.max(1);
+    let mailer = Arc::new(mailer_of(settings, pool, senders)?);
+    spawn_evidence_readers(settings, pool, token, tracker)?;
+    // D5: reminders and escalation, once across replicas.
+    tracker.spawn(raccordo_mailer::escalation::run_escalation(
+        mailer.clone(),
+        pool.clone(),
+        settings.escalation.after(),
+        token.clone(),
+    ));
+    // Issue 22: the referents' digests, once across replicas.
+    tracker.spawn(raccordo_mailer::digest::run_digests(
+        mailer.clone(),
+        token.clone(),
+    ));
+    tracker.spawn(run_mailer(
+        mailer,
+        senders,
+        signal.commits.clone(),
+        settings.relay.poll(),
+        health.clone(),
+        token.clone(),
+    ));
     Ok(())
 }
 
@@ -395,24 +432,7 @@ fn spawn_jobs(
     ));
     let queues = workers.queues();
     if queues.contains(&WorkQueue::Mailer) {
-        let senders = settings.mail.senders.max(1);
-        let mailer = Arc::new(mailer_of(settings, pool, senders)?);
-        spawn_evidence_readers(settings, pool, token, tracker)?;
-        // D5: reminders and escalation, once across replicas.
-        tracker.spawn(raccordo_mailer::escalation::run_escalation(
-            mailer.clone(),
-            pool.clone(),
-            settings.escalation.after(),
-            token.clone(),
-        ));
-        tracker.spawn(run_mailer(
-            mailer,
-            senders,
-            signal.commits.clone(),
-            settings.relay.poll(),
-            health.clone(),
-            token.clone(),
-        ));
+        spawn_mail_jobs(settings, pool, &signal, health, token, tracker)?;
     }
     if queues.contains(&WorkQueue::Eviction) {
         // The eviction statistics (C6): every replica checks, one sends them per month.

@@ -8,6 +8,7 @@ pub(crate) mod deliveries;
 pub(crate) mod emails;
 pub(crate) mod evictions;
 pub(crate) mod overview;
+pub(crate) mod preferences;
 pub(crate) mod routing;
 pub(crate) mod tavolo;
 pub(crate) mod upload;

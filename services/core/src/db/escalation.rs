@@ -93,7 +93,7 @@ pub async fn claim_due_reminders(
         r#"
         SELECT d.notification_id, n.kind, n.payload, n.urgent,
                d.email, d.referent_id, d.name, d.institution, d.role, r.attempts, d.channel,
-               n.created_at
+               n.created_at, '{}'::JSONB AS preferences, FALSE AS out_of_digest
         FROM reminders r
         JOIN deliveries d ON d.notification_id = r.notification_id AND d.email = r.email
         JOIN notifications n ON n.id = r.notification_id

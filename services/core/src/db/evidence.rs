@@ -38,11 +38,19 @@ pub enum DeliveryEvent {
     Fallback,
     /// Not sent: the reason needing it went away (C4).
     Cancelled,
+    /// Put in the referent's digest closing at `until` (issue 22).
+    Digested,
+    /// Sent within a digest (`digest`, `reply`).
+    SentInDigest,
+    /// Held for the referent's quiet hours, until `until`, then sent alone.
+    Deferred,
+    /// Not sent: the referent turned this optional kind off.
+    Suppressed,
 }
 
 impl DeliveryEvent {
     /// Every event, in the contract's order.
-    pub const ALL: [DeliveryEvent; 11] = [
+    pub const ALL: [DeliveryEvent; 15] = [
         DeliveryEvent::Queued,
         DeliveryEvent::Sent,
         DeliveryEvent::Bounced,
@@ -54,6 +62,10 @@ impl DeliveryEvent {
         DeliveryEvent::Escalated,
         DeliveryEvent::Fallback,
         DeliveryEvent::Cancelled,
+        DeliveryEvent::Digested,
+        DeliveryEvent::SentInDigest,
+        DeliveryEvent::Deferred,
+        DeliveryEvent::Suppressed,
     ];
 
     /// Its name in the contract, the timeline and the routing key `delivery.<name>`.
@@ -70,6 +82,10 @@ impl DeliveryEvent {
             DeliveryEvent::Escalated => "escalated",
             DeliveryEvent::Fallback => "fallback",
             DeliveryEvent::Cancelled => "cancelled",
+            DeliveryEvent::Digested => "digested",
+            DeliveryEvent::SentInDigest => "sent_in_digest",
+            DeliveryEvent::Deferred => "deferred",
+            DeliveryEvent::Suppressed => "suppressed",
         }
     }
 
@@ -92,6 +108,10 @@ impl DeliveryEvent {
             DeliveryEvent::Escalated => "segnalata ai superiori",
             DeliveryEvent::Fallback => "inoltrata ad altro canale",
             DeliveryEvent::Cancelled => "annullata",
+            DeliveryEvent::Digested => "in attesa del riepilogo",
+            DeliveryEvent::SentInDigest => "inviata nel riepilogo",
+            DeliveryEvent::Deferred => "rinviata (fascia di silenzio)",
+            DeliveryEvent::Suppressed => "non inviata (disattivata dal referente)",
         }
     }
 }

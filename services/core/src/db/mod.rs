@@ -6,6 +6,7 @@
 mod acknowledgement;
 mod backlog;
 mod bounces;
+pub mod digests;
 pub mod escalation;
 pub mod evidence;
 mod inbox;

@@ -248,6 +248,10 @@ pub struct DueDelivery {
     pub channel: String,
     /// When the notification was decided: the start of its time to delivery (D6).
     pub created_at: OffsetDateTime,
+    /// The referent's stored preferences (`{}` when none, or the referent is gone).
+    pub preferences: Value,
+    /// It was in a digest the server refused: it goes alone now.
+    pub out_of_digest: bool,
 }
 
 /// Claims up to `limit` deliveries that are due, oldest first. They stay locked until
@@ -258,9 +262,11 @@ pub async fn claim_due(tx: &mut PgConnection, limit: i64) -> Result<Vec<DueDeliv
         r#"
         SELECT d.notification_id, n.kind, n.payload, n.urgent,
                d.email, d.referent_id, d.name, d.institution, d.role, d.attempts, d.channel,
-               n.created_at
+               n.created_at, COALESCE(r.preferences, '{}'::JSONB) AS preferences,
+               d.digest_id IS NOT NULL AS out_of_digest
         FROM deliveries d
         JOIN notifications n ON n.id = d.notification_id
+        LEFT JOIN referents r ON r.referent_id = d.referent_id
         WHERE d.delivered_at IS NULL
           AND d.failed_at IS NULL
           AND d.next_attempt_at <= now()

@@ -25,6 +25,11 @@ impl Actor {
         Self(format!("import:{}", printable(file)))
     }
 
+    /// The referent itself, on its preferences page (a signed link of its emails).
+    pub fn self_service(referent_id: &str) -> Self {
+        Self(format!("self-service:{}", printable(referent_id)))
+    }
+
     /// An operator's command that is not an import.
     pub fn cli() -> Self {
         Self("cli".to_owned())

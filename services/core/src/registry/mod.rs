@@ -7,6 +7,7 @@
 //!   refused in every field.
 //! - `history`: who changed which referent, when, before and after.
 //! - `lookup`: the known zone and a comune by name, for operators' commands.
+//! - `preferences`: a referent's mail preferences (modes, quiet hours), read and set.
 //! - `referents`: referents, their CSV import and the registry event.
 //! - `recipients`: who receives a notification (CONTRACT §1, §5).
 //! - `snapshot`: the registry in memory, reloaded when its version moves.
@@ -15,6 +16,7 @@ mod comuni;
 mod csv_rows;
 mod history;
 mod lookup;
+mod preferences;
 mod recipients;
 mod referents;
 mod snapshot;
@@ -26,6 +28,7 @@ pub use comuni::{
 pub use csv_rows::{CsvError, ImportError, ImportReport, RowError};
 pub use history::{Actor, ReferentChange, referent_history, set_actor};
 pub use lookup::{LookupError, find_comune_by_name, list_zone};
+pub use preferences::{PreferenceHolder, load_preferences, set_preferences};
 pub use recipients::{
     Recipient, escalation_recipients, recipients_for, recipients_in_ambito, recipients_with_roles,
 };

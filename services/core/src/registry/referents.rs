@@ -1,7 +1,9 @@
 //! Referents: who, in which institution and role, covers which scope. Kept from CSV imports
 //! and from `registry.referent.v1` events sent by any signatory's administrator — each
 //! change recorded with its author (`history`), and a registry publisher limited to some
-//! scopes kept within them (CONTRACT §4 registry).
+//! scopes kept within them (CONTRACT §4 registry). A referent's mail preferences (issue 22)
+//! come the same ways, and an upsert or a row without them keeps the stored ones: what a
+//! referent chose on its own page is not undone by its administrator's next update.
 
 use std::io::Read;
 
@@ -13,7 +15,9 @@ use super::history::{Actor, set_actor};
 use crate::amqp::HandleError;
 use crate::domain::{ComuneIstat, EmailAddress, PlainText, Role, Scope};
 use crate::envelope::{ANONYMOUS, Envelope};
+use crate::notification::NotificationKind;
 use crate::origin::{Publishers, Refusal};
+use crate::preferences::{Mode, Preferences, PreferencesWire, QuietHours, is_optional};
 
 /// A referent of the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +34,10 @@ pub struct Referent {
     /// The referent this one stands in for (D3, D5): told when that one cannot be reached
     /// or does not acknowledge.
     pub deputy_of: Option<String>,
+    /// Its mail preferences (issue 22). None: keep what is stored — an administrator's
+    /// upsert, or an import row, without them never wipes what the referent chose on its
+    /// own page. [`list_referents`] always fills it.
+    pub preferences: Option<Preferences>,
 }
 
 /// The `data` of `registry.referent.v1`. Its text holds no control character: a name or
@@ -46,13 +54,20 @@ pub enum ReferentEvent {
         email: EmailAddress,
         #[serde(default)]
         name: Option<PlainText>,
-        scope: ScopeWire,
+        // Boxed, so that an upsert is not many times a remove's size (clippy's
+        // large_enum_variant).
+        scope: Box<ScopeWire>,
         /// Its PEC address (added in 1.2).
         #[serde(default)]
         pec: Option<EmailAddress>,
         /// The referent it stands in for (added in 1.2): one the registry knows.
         #[serde(default)]
         deputy_of: Option<PlainText>,
+        /// Its mail preferences (added for issue 22): `{"kinds": {"<kind>": "<mode>"},
+        /// "quiet_hours": "HH:MM-HH:MM", "quiet_weekends": bool}`. Absent: the stored ones
+        /// stay. Checked by [`preferences_of_event`], whose reasons name no value.
+        #[serde(default)]
+        preferences: Option<PreferencesWire>,
     },
     /// Removes a referent (unknown ids are not an error).
     Remove { referent_id: PlainText },
@@ -128,11 +143,19 @@ async fn scope_is_known(conn: &mut PgConnection, scope: &Scope) -> Result<bool, 
 
 async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Error> {
     let (kind, value) = r.scope.to_columns();
+    let preferences = r
+        .preferences
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    // No preferences: a new referent gets the default (`{}`), a known one keeps its own.
     sqlx::query_scalar(
         r#"
         INSERT INTO referents
-            (referent_id, institution, role, email, name, scope_kind, scope_value, pec, deputy_of)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            (referent_id, institution, role, email, name, scope_kind, scope_value, pec, deputy_of,
+             preferences)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, '{}'::JSONB))
         ON CONFLICT (referent_id) DO UPDATE
         SET institution = EXCLUDED.institution,
             role = EXCLUDED.role,
@@ -142,6 +165,7 @@ async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Err
             scope_value = EXCLUDED.scope_value,
             pec = EXCLUDED.pec,
             deputy_of = EXCLUDED.deputy_of,
+            preferences = COALESCE($10, referents.preferences),
             updated_at = now()
         RETURNING (xmax = 0)
         "#,
@@ -155,6 +179,7 @@ async fn upsert(conn: &mut PgConnection, r: &Referent) -> Result<bool, sqlx::Err
     .bind(value)
     .bind(r.pec.as_ref().map(AsRef::as_ref))
     .bind(&r.deputy_of)
+    .bind(preferences)
     .fetch_one(conn)
     .await
 }
@@ -168,6 +193,64 @@ pub enum DeputyError {
     /// It names no referent of the registry (nor of the file being imported).
     #[error("deputy_of {0:?} names no referent of the registry")]
     Unknown(String),
+}
+
+/// Why the `preferences` of a `registry.referent.v1` upsert cannot be kept. Names the
+/// member and, where it is one the hub knows, the kind — never what was written (a member
+/// name chosen by a publisher could be anything).
+#[derive(Debug, thiserror::Error)]
+pub enum PreferencesMemberError {
+    /// `kinds` names kinds that are not notification kinds.
+    #[error("preferences: kinds names {0} unknown notification kind(s)")]
+    UnknownKind(usize),
+    /// A kind's mode does not parse.
+    #[error(
+        "preferences: the mode of {0} is not one of immediate, off, hourly, \"daily HH:MM\", \"weekly DAY HH:MM\""
+    )]
+    Mode(&'static str),
+    /// `off` on a kind the protocols require.
+    #[error(
+        "preferences: {0} is required by the protocols and cannot be turned off (a digest is allowed; only housing.ack and eviction.stats may be off)"
+    )]
+    Mandatory(&'static str),
+    /// `quiet_hours` is not two different times.
+    #[error("preferences: quiet_hours is not HH:MM-HH:MM with two different times")]
+    QuietHours,
+}
+
+/// The preferences an upsert carries, checked entry by entry so that the reason of a
+/// refusal names the member and the kind, never the value.
+fn preferences_of_event(wire: PreferencesWire) -> Result<Preferences, PreferencesMemberError> {
+    let unknown = wire
+        .kinds
+        .keys()
+        .filter(|k| NotificationKind::parse(k.trim()).is_none())
+        .count();
+    if unknown > 0 {
+        return Err(PreferencesMemberError::UnknownKind(unknown));
+    }
+    for (kind, mode) in &wire.kinds {
+        let Some(kind) = NotificationKind::parse(kind.trim()) else {
+            continue;
+        };
+        match Mode::parse(mode) {
+            Err(_) => return Err(PreferencesMemberError::Mode(kind.as_str())),
+            Ok(Mode::Off) if !is_optional(kind) => {
+                return Err(PreferencesMemberError::Mandatory(kind.as_str()));
+            }
+            Ok(_) => {}
+        }
+    }
+    let quiet = wire
+        .quiet_hours
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
+    if !quiet.is_empty() && QuietHours::parse(quiet).is_err() {
+        return Err(PreferencesMemberError::QuietHours);
+    }
+    // Everything was checked above: the conversion cannot fail, and is mapped, not unwrapped.
+    Preferences::try_from(wire).map_err(|_| PreferencesMemberError::QuietHours)
 }
 
 /// The ids among `ids` that the registry holds.
@@ -308,9 +391,14 @@ pub async fn apply_referent_event(
             scope,
             pec,
             deputy_of,
+            preferences,
         } => {
             let scope = scope
                 .to_scope()
+                .map_err(|e| HandleError::Unprocessable(e.into()))?;
+            let preferences = preferences
+                .map(preferences_of_event)
+                .transpose()
                 .map_err(|e| HandleError::Unprocessable(e.into()))?;
             if !scope_is_known(conn, &scope).await? {
                 return Err(HandleError::Unprocessable(
@@ -339,6 +427,7 @@ pub async fn apply_referent_event(
                 scope,
                 pec,
                 deputy_of,
+                preferences,
             };
             upsert(conn, &referent).await?;
         }
@@ -400,6 +489,7 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
     if deputy_of.as_deref() == Some(referent_id) {
         return Err(DeputyError::Itself.to_string());
     }
+    let preferences = preferences_columns(cols, record)?;
     Ok(Referent {
         referent_id: referent_id.to_owned(),
         institution: institution.to_owned(),
@@ -409,7 +499,44 @@ fn parse_referent(cols: &Columns, record: &csv::StringRecord) -> Result<Referent
         scope,
         pec,
         deputy_of,
+        preferences,
     })
+}
+
+/// The `preferences` (`kind=mode; kind=mode`), `quiet_hours` (`HH:MM-HH:MM`) and
+/// `quiet_weekends` (`sì`/`no`) columns (issue 22). None when all three are empty or absent:
+/// the stored preferences stay. Otherwise the three together replace them (a row with
+/// `quiet_weekends` = `no` alone resets them to the default).
+fn preferences_columns(
+    cols: &Columns,
+    record: &csv::StringRecord,
+) -> Result<Option<Preferences>, String> {
+    let kinds = cols.get(record, "preferences");
+    let quiet = cols.get(record, "quiet_hours");
+    let weekends = cols.get(record, "quiet_weekends");
+    if kinds.is_empty() && quiet.is_empty() && weekends.is_empty() {
+        return Ok(None);
+    }
+    let kinds = Preferences::parse_kinds(kinds).map_err(|e| format!("preferences: {e}"))?;
+    let quiet_hours = Some(quiet)
+        .filter(|q| !q.is_empty())
+        .map(QuietHours::parse)
+        .transpose()
+        .map_err(|e| format!("quiet_hours: {e}"))?;
+    let quiet_weekends = match weekends.to_lowercase().as_str() {
+        "sì" | "si" | "yes" | "true" | "1" => true,
+        "" | "no" | "false" | "0" => false,
+        _ => {
+            return Err(
+                "quiet_weekends: must be sì, si, yes, true, 1, no, false, 0 or empty".into(),
+            );
+        }
+    };
+    Ok(Some(Preferences {
+        kinds,
+        quiet_hours,
+        quiet_weekends,
+    }))
 }
 
 /// The columns of a referents CSV (CONTRACT §8), found by their header names.
@@ -424,14 +551,25 @@ const REFERENT_COLUMNS: [&str; 8] = [
     "zona",
 ];
 
-/// The optional columns of a referents CSV (CONTRACT §11, added in 1.2).
-const REFERENT_OPTIONAL_COLUMNS: [&str; 2] = ["pec", "deputy_of"];
+/// The optional columns of a referents CSV: `pec`, `deputy_of` (CONTRACT §11, added in
+/// 1.2); `preferences`, `quiet_hours`, `quiet_weekends` (issue 22: a referent's mail
+/// preferences, kept as stored when all three are empty or absent).
+const REFERENT_OPTIONAL_COLUMNS: [&str; 5] = [
+    "pec",
+    "deputy_of",
+    "preferences",
+    "quiet_hours",
+    "quiet_weekends",
+];
 
 /// Parses a referents CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`
-/// and optionally `pec`, `deputy_of`, in any order) without touching the database: the rows
-/// with their line numbers, and every bad line (the imports, and the console's preview of
-/// an import). Whether each scope names something the registry knows, and each
-/// `deputy_of` a referent, is checked by the import.
+/// and optionally `pec`, `deputy_of`, `preferences`, `quiet_hours`, `quiet_weekends`, in any
+/// order) without touching the database: the rows with their line numbers, and every bad
+/// line (the imports, and the console's preview of an import). Whether each scope names
+/// something the registry knows, and each `deputy_of` a referent, is checked by the import.
+/// `preferences` is `kind=mode; kind=mode` (e.g. `housing.offered=daily 08:00;
+/// eviction.stats=off`), `quiet_hours` `HH:MM-HH:MM`, `quiet_weekends` `sì`/`no`; a row
+/// with all three empty keeps the referent's stored preferences.
 pub fn parse_referents(input: impl Read) -> Result<Parsed<Referent>, CsvError> {
     read_rows(
         input,
@@ -442,7 +580,8 @@ pub fn parse_referents(input: impl Read) -> Result<Parsed<Referent>, CsvError> {
     )
 }
 
-/// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`).
+/// Imports referents from CSV (`referent_id,institution,role,email,name,comune_istat,ambito,zona`
+/// and the optional columns of [`parse_referents`]).
 /// All or nothing, like [`super::import_comuni`]; scopes must name known comuni, ambiti, zone.
 /// `actor` (e.g. [`Actor::import`] of the file) is recorded as the author of each change.
 pub async fn import_referents(
@@ -506,14 +645,15 @@ type ReferentRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    serde_json::Value,
 );
 
-/// Every referent, by role and id.
+/// Every referent, by role and id, with its stored preferences.
 pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sqlx::Error> {
     let rows: Vec<ReferentRow> = sqlx::query_as(
         r#"
             SELECT referent_id, institution, role, email, name, scope_kind, scope_value, pec,
-                   deputy_of
+                   deputy_of, preferences
             FROM referents
             ORDER BY role, referent_id
             "#,
@@ -523,7 +663,7 @@ pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sq
     Ok(rows
         .into_iter()
         .filter_map(
-            |(id, inst, role, email, name, kind, value, pec, deputy_of)| {
+            |(id, inst, role, email, name, kind, value, pec, deputy_of, preferences)| {
                 let (Ok(role), Ok(email), Ok(scope), Ok(pec)) = (
                     Role::parse(&role),
                     EmailAddress::parse(&email),
@@ -548,6 +688,7 @@ pub async fn list_referents(conn: &mut PgConnection) -> Result<Vec<Referent>, sq
                     scope,
                     pec,
                     deputy_of,
+                    preferences: Some(Preferences::from_stored(&preferences)),
                 })
             },
         )
@@ -645,5 +786,247 @@ mod tests {
         }
         let remove = json!({"referent_id": "r\u{7}", "action": "remove"});
         assert!(serde_json::from_value::<ReferentEvent>(remove).is_err());
+    }
+
+    const HEADER: &str = "referent_id,institution,role,email,name,comune_istat,ambito,zona";
+
+    fn parse(csv: &str) -> Parsed<Referent> {
+        parse_referents(csv.as_bytes()).expect("a header")
+    }
+
+    #[test]
+    fn preferences_columns_set_the_referents_preferences() {
+        let csv = format!(
+            "{HEADER},quiet_weekends,preferences,quiet_hours\n\
+             r1,Comune,comune,a@b.example,,,,,sì,housing.offered=daily 08:00; eviction.stats=off,20:00-08:00\n\
+             r2,Comune,comune,b@b.example,,,,,,quota.threshold=ogni settimana lunedì 9.00,\n\
+             r3,Comune,comune,c@b.example,,,,,no,,\n"
+        );
+
+        let (rows, errors) = parse(&csv);
+
+        assert!(errors.is_empty(), "{errors:?}");
+        let prefs: Vec<Option<Preferences>> =
+            rows.into_iter().map(|(_, r)| r.preferences).collect();
+        let first = prefs[0].as_ref().expect("r1 sets preferences");
+        assert_eq!(
+            first.kinds_text(),
+            "eviction.stats=off; housing.offered=daily 08:00"
+        );
+        assert_eq!(
+            first.quiet_hours.map(|q| q.to_string()).as_deref(),
+            Some("20:00-08:00")
+        );
+        assert!(first.quiet_weekends);
+        let second = prefs[1].as_ref().expect("r2 sets preferences");
+        assert_eq!(second.kinds_text(), "quota.threshold=weekly monday 09:00");
+        assert_eq!((second.quiet_hours, second.quiet_weekends), (None, false));
+        assert_eq!(
+            prefs[2],
+            Some(Preferences::default()),
+            "no alone resets them"
+        );
+    }
+
+    #[test]
+    fn preferences_columns_all_empty_or_absent_keep_the_stored_preferences() {
+        let with_columns = format!(
+            "{HEADER},preferences,quiet_hours,quiet_weekends\nr1,Comune,comune,a@b.example,,,,,,,\n"
+        );
+        let without = format!("{HEADER}\nr1,Comune,comune,a@b.example,,,,\n");
+
+        for csv in [with_columns, without] {
+            let (rows, errors) = parse(&csv);
+
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(rows[0].1.preferences, None, "{csv}");
+        }
+    }
+
+    #[test]
+    fn a_bad_preferences_column_is_a_row_error_naming_the_line_and_the_column() {
+        let csv = format!(
+            "{HEADER},preferences,quiet_hours,quiet_weekends\n\
+             ok,Comune,comune,a@b.example,,,,,housing.offered=hourly,,\n\
+             mode,Comune,comune,b@b.example,,,,,housing.offered=sometimes,,\n\
+             off,Comune,comune,c@b.example,,,,,housing.offered=off,,\n\
+             kind,Comune,comune,d@b.example,,,,,housing.everything=hourly,,\n\
+             hours,Comune,comune,e@b.example,,,,,,20-8,\n\
+             weekends,Comune,comune,f@b.example,,,,,,,maybe\n"
+        );
+
+        let (rows, errors) = parse(&csv);
+
+        assert_eq!(rows.len(), 1);
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 5, "{shown:#?}");
+        assert!(shown[0].starts_with("line 3: preferences: "), "{shown:#?}");
+        assert!(shown[0].contains("is not a mode"), "{shown:#?}");
+        assert!(shown[1].starts_with("line 4: preferences: "), "{shown:#?}");
+        assert!(shown[1].contains("cannot be turned off"), "{shown:#?}");
+        assert!(shown[2].starts_with("line 5: preferences: "), "{shown:#?}");
+        assert!(shown[2].contains("not a notification kind"), "{shown:#?}");
+        assert!(shown[3].starts_with("line 6: quiet_hours: "), "{shown:#?}");
+        assert!(
+            shown[4].starts_with("line 7: quiet_weekends: "),
+            "{shown:#?}"
+        );
+    }
+
+    fn upsert_with(preferences: serde_json::Value) -> ReferentEvent {
+        serde_json::from_value(json!({
+            "referent_id": "r1", "action": "upsert", "institution": "Comune",
+            "role": "comune", "email": "a@b.example", "scope": {}, "preferences": preferences
+        }))
+        .expect("the wire form parses")
+    }
+
+    fn event_preferences(event: ReferentEvent) -> Result<Preferences, PreferencesMemberError> {
+        let ReferentEvent::Upsert { preferences, .. } = event else {
+            panic!("upsert expected");
+        };
+        preferences_of_event(preferences.expect("the member is present"))
+    }
+
+    #[test]
+    fn registry_preferences_refusals_name_the_member_and_the_kind_never_the_value() {
+        for (preferences, expected) in [
+            (
+                json!({"kinds": {"housing.offered": "off"}}),
+                "preferences: housing.offered is required by the protocols and cannot be turned off",
+            ),
+            (
+                json!({"kinds": {"quota.threshold": "daily Mario Rossi"}}),
+                "preferences: the mode of quota.threshold is not one of",
+            ),
+            (
+                json!({"kinds": {"Mario Rossi": "hourly"}}),
+                "preferences: kinds names 1 unknown notification kind(s)",
+            ),
+            (
+                json!({"quiet_hours": "Mario Rossi"}),
+                "preferences: quiet_hours is not HH:MM-HH:MM",
+            ),
+        ] {
+            let text = event_preferences(upsert_with(preferences.clone()))
+                .expect_err("refused")
+                .to_string();
+
+            assert!(text.starts_with(expected), "{preferences}: {text}");
+            assert!(!text.contains("Mario"), "{text}");
+        }
+        // Without the member the event keeps the stored preferences; an unknown member
+        // inside it does not fit the wire type.
+        let plain: ReferentEvent = serde_json::from_value(json!({
+            "referent_id": "r1", "action": "upsert", "institution": "Comune",
+            "role": "comune", "email": "a@b.example", "scope": {}
+        }))
+        .expect("valid event");
+        assert!(matches!(
+            plain,
+            ReferentEvent::Upsert {
+                preferences: None,
+                ..
+            }
+        ));
+        let unknown = serde_json::from_value::<ReferentEvent>(json!({
+            "referent_id": "r1", "action": "upsert", "institution": "Comune",
+            "role": "comune", "email": "a@b.example", "scope": {},
+            "preferences": {"colour": "blue"}
+        }));
+        assert!(unknown.is_err());
+        let good = event_preferences(upsert_with(json!({
+            "kinds": {"housing.offered": "ogni giorno 8.00", "eviction.stats": "off"},
+            "quiet_hours": "20:00-08:00", "quiet_weekends": true
+        })))
+        .expect("valid preferences");
+        assert_eq!(
+            good.kinds_text(),
+            "eviction.stats=off; housing.offered=daily 08:00"
+        );
+    }
+
+    #[test]
+    fn the_schema_names_every_notification_kind_and_accepts_the_modes_the_hub_prints() {
+        let schema: serde_json::Value =
+            serde_json::from_str(EventType::RegistryReferent.schema_source()).expect("JSON");
+        let named: Vec<&str> =
+            schema["properties"]["preferences"]["properties"]["kinds"]["properties"]
+                .as_object()
+                .expect("the kinds are listed")
+                .keys()
+                .map(String::as_str)
+                .collect();
+        let mut kinds: Vec<&str> = NotificationKind::ALL.iter().map(|k| k.as_str()).collect();
+        let mut listed = named.clone();
+        kinds.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, kinds);
+        let data = |preferences: serde_json::Value| {
+            json!({"referent_id": "r1", "action": "upsert", "institution": "Comune",
+                   "role": "comune", "email": "a@b.example", "scope": {},
+                   "preferences": preferences})
+        };
+        let valid = |preferences: serde_json::Value| {
+            crate::envelope::validate_data(EventType::RegistryReferent, &data(preferences))
+        };
+        // Every form the hub prints, and the lower-case Italian ones it reads.
+        for mode in [
+            "immediate",
+            "off",
+            "hourly",
+            "daily 08:00",
+            "daily 23:59",
+            "weekly monday 09:00",
+            "weekly sunday 00:00",
+            "subito",
+            "mai",
+            "ogni ora",
+            "ogni giorno 8.30",
+            "ogni settimana lunedì 09:00",
+            "ogni settimana venerdi 17:15",
+            "weekly mon 09:00",
+        ] {
+            let parsed = Mode::parse(mode).expect(mode);
+            for text in [mode.to_owned(), parsed.to_string()] {
+                assert!(
+                    valid(json!({"kinds": {"eviction.stats": text}})).is_ok(),
+                    "{text}"
+                );
+            }
+        }
+        for day in [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ] {
+            let text = format!("weekly {day} 08:00");
+            assert!(
+                valid(json!({"kinds": {"quota.threshold": text}})).is_ok(),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "daily",
+            "daily 24:00",
+            "daily 8:60",
+            "weekly xyz 08:00",
+            "sometimes",
+        ] {
+            assert!(Mode::parse(bad).is_err(), "{bad}");
+            assert!(
+                valid(json!({"kinds": {"quota.threshold": bad}})).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(valid(json!({"quiet_hours": "20:00-08:00", "quiet_weekends": true})).is_ok());
+        assert!(valid(json!({"quiet_hours": "20-8"})).is_err());
+        let unknown = valid(json!({"kinds": {"Mario Rossi": "hourly"}})).expect_err("unknown");
+        assert!(!unknown.contains("Mario"), "{unknown}");
     }
 }

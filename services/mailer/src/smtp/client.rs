@@ -307,6 +307,8 @@ mod tests {
             message_id: message_id_for(notification_id, to, "raccordo.example"),
             urgent: false,
             reminder: false,
+            list_unsubscribe: None,
+            digest: false,
         }
     }
 
