@@ -347,6 +347,15 @@ impl Mailer {
                 send.push(row);
                 continue;
             };
+            // Most referents set nothing: no parsing on the hot path.
+            if row
+                .preferences
+                .as_object()
+                .is_none_or(serde_json::Map::is_empty)
+            {
+                send.push(row);
+                continue;
+            }
             let prefs = Preferences::from_stored(&row.preferences);
             if prefs.is_default() {
                 send.push(row);

@@ -450,3 +450,147 @@ mod tests {
         assert!(sample_payload("pizza.v1").is_none());
     }
 }
+
+#[cfg(test)]
+mod english_words {
+    use super::*;
+    use crate::templates::{DigestEntry, render_digest, render_with_links};
+    use raccordo_core::notification::NotificationKind;
+    use uuid::Uuid;
+
+    /// Words of a developer's English that must not reach a referent (issue 24): status
+    /// words, placeholders, serialisation leftovers.
+    const ENGLISH: &[&str] = &[
+        "delivered",
+        "granted",
+        "revoked",
+        "pending",
+        "queued",
+        "bounced",
+        "parked",
+        "dead",
+        "failed",
+        "error",
+        "done",
+        "click",
+        "here",
+        "please",
+        "unsubscribe",
+        "notification",
+        "kind",
+        "status",
+        "true",
+        "false",
+        "null",
+        "none",
+        "some",
+        "undefined",
+        "unknown",
+        "yes",
+        "no",
+        "the",
+        "and",
+        "of",
+        "to",
+        "from",
+        "with",
+        "date",
+        "time",
+        "step",
+    ];
+
+    fn words(text: &str) -> Vec<String> {
+        // HTML: the text between tags, not the markup or the links.
+        let mut plain = String::new();
+        let mut in_tag = false;
+        for c in text.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => {
+                    in_tag = false;
+                    plain.push(' ');
+                }
+                c if !in_tag => plain.push(c),
+                _ => {}
+            }
+        }
+        plain
+            .split_whitespace()
+            .filter(|token| !token.contains("://"))
+            .flat_map(|token| token.split(|c: char| !c.is_alphanumeric() && c != '_'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+
+    fn english_in(what: &str, text: &str) -> Vec<String> {
+        words(text)
+            .into_iter()
+            .filter(|w| ENGLISH.contains(&w.as_str()))
+            .map(|w| format!("{what}: {w:?}"))
+            .collect()
+    }
+
+    #[test]
+    fn issue24_no_english_ui_word_in_any_email_or_digest() {
+        // The scan sees a word between tags, and not a link's.
+        assert_eq!(
+            english_in(
+                "probe",
+                "<p>Stato: <b>delivered</b> https://x.example/the</p>"
+            ),
+            ["probe: \"delivered\""]
+        );
+        let mut found = Vec::new();
+        for kind in NotificationKind::ALL {
+            let payload = sample_payload(kind.as_str()).expect("a sample");
+            let recipient = sample_recipient(kind.as_str());
+            let rendered = render_with_links(
+                kind.as_str(),
+                Uuid::from_u128(1),
+                &payload,
+                &recipient,
+                Some("https://raccordo.example/ack/abc"),
+                Some("https://raccordo.example/preferenze/def"),
+            )
+            .expect("renders");
+            for (part, text) in [
+                ("subject", &rendered.subject),
+                ("text", &rendered.text),
+                ("html", &rendered.html),
+            ] {
+                // Identifiers are quoted as they are; the words around them are Italian.
+                let text = text.replace(&Uuid::from_u128(1).to_string(), "");
+                found.extend(english_in(&format!("{kind} {part}"), &text));
+            }
+        }
+        let entries: Vec<DigestEntry> = [
+            NotificationKind::HousingOffered,
+            NotificationKind::QuotaThreshold,
+        ]
+        .into_iter()
+        .map(|kind| DigestEntry {
+            notification_id: Uuid::from_u128(2),
+            kind: kind.as_str().to_owned(),
+            payload: sample_payload(kind.as_str()).expect("a sample"),
+            created_at: time::macros::datetime!(2026-12-07 17:05 UTC),
+            ack_url: None,
+        })
+        .collect();
+        let digest = render_digest(
+            Uuid::from_u128(3),
+            &sample_recipient("housing.offered"),
+            &entries,
+            Some("https://raccordo.example/preferenze/def"),
+        )
+        .expect("renders");
+        for (part, text) in [
+            ("subject", &digest.subject),
+            ("text", &digest.text),
+            ("html", &digest.html),
+        ] {
+            found.extend(english_in(&format!("digest {part}"), text));
+        }
+        assert!(found.is_empty(), "English in the emails: {found:#?}");
+    }
+}

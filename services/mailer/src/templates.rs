@@ -472,16 +472,7 @@ pub fn render_payload_with_links(
     // A1: the person's data only to the social services, whatever the stored payload holds.
     let payload = payload.visible_to(&recipient.role);
     let payload: &Payload = &payload;
-    let recipient_value = context! {
-        name => recipient.name,
-        institution => recipient.institution,
-        role => recipient.role,
-        role_label => role_label(&recipient.role),
-    };
-    let greeting = match recipient.name.as_deref().map(str::trim) {
-        Some(name) if !name.is_empty() => format!("Gentile {name},"),
-        _ => "Gentile referente,".to_owned(),
-    };
+    let (recipient_value, greeting) = addressee(recipient);
     let base = context! {
         p => payload,
         recipient => recipient_value,
@@ -528,16 +519,7 @@ pub fn render_digest(
     entries: &[DigestEntry],
     preferences_url: Option<&str>,
 ) -> Result<Rendered, RenderError> {
-    let recipient_value = context! {
-        name => recipient.name,
-        institution => recipient.institution,
-        role => recipient.role,
-        role_label => role_label(&recipient.role),
-    };
-    let greeting = match recipient.name.as_deref().map(str::trim) {
-        Some(name) if !name.is_empty() => format!("Gentile {name},"),
-        _ => "Gentile referente,".to_owned(),
-    };
+    let (recipient_value, greeting) = addressee(recipient);
     let mut items = Vec::with_capacity(entries.len());
     for entry in entries {
         let kind = entry.kind.as_str();
@@ -606,6 +588,21 @@ pub fn render_digest(
         html: render_one("digest.html.j2", &ctx)?,
         subject,
     })
+}
+
+/// How an email names its recipient: the frame's context and the greeting.
+fn addressee(recipient: &RecipientContext) -> (minijinja::Value, String) {
+    let value = context! {
+        name => recipient.name,
+        institution => recipient.institution,
+        role => recipient.role,
+        role_label => role_label(&recipient.role),
+    };
+    let greeting = match recipient.name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => format!("Gentile {name},"),
+        _ => "Gentile referente,".to_owned(),
+    };
+    (value, greeting)
 }
 
 /// `7 dicembre 2026, 18:05` in Europe/Rome.

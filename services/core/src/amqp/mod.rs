@@ -13,6 +13,7 @@ mod holding;
 mod policy;
 mod publisher;
 mod queues;
+mod reason_it;
 mod topology;
 
 pub use connection::{ConnectError, connect, connect_until_ready};
@@ -22,6 +23,7 @@ pub(crate) use holding::hold;
 pub use policy::{HoldingPolicy, MayHoldPersonal};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use queues::{QueueStatus, depth_of, queue_status};
+pub use reason_it::reason_it;
 pub use topology::{
     PersonalQueueError, Topology, WorkQueue, header_int, header_text, set_header_int,
     set_header_text,
