@@ -13,6 +13,7 @@ mod bounces;
 mod broker_restart;
 mod cluster;
 mod console;
+mod console_params;
 mod console_roles;
 mod control_characters;
 mod digests;

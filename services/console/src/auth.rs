@@ -19,7 +19,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, SaltString};
-use axum::Form;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -32,6 +31,7 @@ use serde::Deserialize;
 use raccordo_core::settings::{ConsoleRole, OperatorSettings};
 
 use crate::limits::AddressKey;
+use crate::params::Fields;
 use crate::render::ConsoleError;
 use crate::sessions::{Origin, random_token, same_secret};
 use crate::state::AppState;
@@ -295,7 +295,7 @@ pub(crate) async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    Fields(form): Fields<LoginForm>,
 ) -> Result<Response, ConsoleError> {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !same_secret(&expected, &form.login_csrf) {
@@ -365,7 +365,7 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     axum::Extension(operator): axum::Extension<Operator>,
     headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
+    Fields(form): Fields<LogoutForm>,
 ) -> Result<Response, ConsoleError> {
     operator.check_csrf(&form.csrf)?;
     if let Some(token) = cookie(&headers, COOKIE_NAME) {

@@ -26,6 +26,7 @@
 //! - `broker`: the one AMQP connection of the console.
 //! - `headers`: CSP and the other security headers on every response.
 //! - `render`: the embedded templates and the error page.
+//! - `params`: query strings, forms and path segments read or refused with an Italian page.
 //! - `chart`: inline SVG charts.
 //! - `actions`: the audit trail of console actions (`console_actions`).
 //! - `pages`: one module per page.
@@ -40,6 +41,7 @@ mod hashing;
 mod headers;
 mod limits;
 mod pages;
+mod params;
 mod render;
 pub mod server;
 mod sessions;

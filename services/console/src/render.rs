@@ -104,6 +104,10 @@ pub(crate) enum ConsoleError {
     Denied(String),
     #[error("bad request")]
     BadRequest(String),
+    /// The request itself is refused with this status (a form's body of another type: 415;
+    /// over the route's limit: 413).
+    #[error("request refused")]
+    Request(StatusCode, String),
     /// Too many failed logins: try again after this many seconds.
     #[error("too many attempts")]
     TooManyAttempts(u64),
@@ -114,6 +118,36 @@ pub(crate) enum ConsoleError {
     BrokerDown,
 }
 
+/// The page of an outage: only for what may pass by itself.
+const UNREACHABLE: &str = "Il servizio non ha risposto (database o broker non raggiungibile). Riprovare tra poco; `raccordo status` dice cosa manca.";
+
+/// The page of a fault of the console itself.
+const INTERNAL: &str = "La console non ha potuto completare la richiesta per un errore interno, registrato nel suo log. Riprovare; se si ripete, segnalarlo all'amministratore.";
+
+/// The status and message of a database error: a value PostgreSQL refused (SQLSTATE class
+/// 22, data exception: a date or number out of range, text that is not of its type) comes
+/// from the request, a 400; a connection that failed or a fault that passes by itself
+/// ([`raccordo_core::pg::is_transient`]) is an outage, a 503; anything else is the
+/// console's own fault, a 500.
+fn database_refusal(error: &sqlx::Error) -> (StatusCode, String) {
+    let code = error
+        .as_database_error()
+        .and_then(|db| db.code().map(|c| c.into_owned()));
+    if code.as_deref().is_some_and(|c| c.starts_with("22")) {
+        tracing::warn!(error = ?error, "The database refused a value of a console request.");
+        return (
+            StatusCode::BAD_REQUEST,
+            "Un valore della richiesta non è accettato dal database (fuori dall'intervallo ammesso o nel formato sbagliato): correggere i parametri e riprovare.".to_owned(),
+        );
+    }
+    if raccordo_core::pg::is_transient(error) {
+        tracing::error!(error = ?error, "A console page failed: the database is unreachable.");
+        return (StatusCode::SERVICE_UNAVAILABLE, UNREACHABLE.to_owned());
+    }
+    tracing::error!(error = ?error, "A console page failed on a database error.");
+    (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL.to_owned())
+}
+
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         let mut retry_after = None;
@@ -122,6 +156,12 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, (*m).to_owned()),
             ConsoleError::Denied(m) => (StatusCode::FORBIDDEN, m.clone()),
             ConsoleError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ConsoleError::Request(status, m) => (*status, m.clone()),
+            ConsoleError::Database(error) => database_refusal(error),
+            ConsoleError::Template(error) => {
+                tracing::error!(error = ?error, "A console page failed to render.");
+                (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL.to_owned())
+            }
             ConsoleError::TooManyAttempts(seconds) => {
                 retry_after = Some(*seconds);
                 (
@@ -145,10 +185,7 @@ impl IntoResponse for ConsoleError {
             ),
             other => {
                 tracing::error!(error = ?other, "A console page failed.");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Il servizio non ha risposto (database o broker non raggiungibile). Riprovare tra poco; `raccordo status` dice cosa manca.".to_owned(),
-                )
+                (StatusCode::SERVICE_UNAVAILABLE, UNREACHABLE.to_owned())
             }
         };
         let body = Templates::new()
@@ -177,6 +214,71 @@ mod tests {
         let templates = Templates::new();
         for (name, _) in TEMPLATES {
             assert!(templates.env.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    /// A PostgreSQL error of this SQLSTATE, as sqlx reports it.
+    #[derive(Debug)]
+    struct Refused(&'static str);
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    impl sqlx::error::DatabaseError for Refused {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn status_of(error: sqlx::Error) -> StatusCode {
+        ConsoleError::Database(error).into_response().status()
+    }
+
+    #[test]
+    fn a_value_the_database_refused_is_a_400_and_only_an_outage_a_503() {
+        for code in ["22008", "22003", "22P02", "22007"] {
+            let error = sqlx::Error::Database(Box::new(Refused(code)));
+            assert_eq!(status_of(error), StatusCode::BAD_REQUEST, "{code}");
+        }
+        for code in ["08006", "57P01", "53300", "40001"] {
+            let error = sqlx::Error::Database(Box::new(Refused(code)));
+            assert_eq!(status_of(error), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        }
+        assert_eq!(
+            status_of(sqlx::Error::PoolTimedOut),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            status_of(sqlx::Error::Io(io)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for error in [
+            sqlx::Error::Database(Box::new(Refused("42P01"))),
+            sqlx::Error::Database(Box::new(Refused("23505"))),
+            sqlx::Error::RowNotFound,
+        ] {
+            assert_eq!(status_of(error), StatusCode::INTERNAL_SERVER_ERROR);
         }
     }
 

@@ -5,7 +5,7 @@
 //! another recipient, a changed byte) or expired gets a 403 page and nothing is recorded;
 //! the page never says which, nor shows anything of the notification.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::context;
@@ -15,6 +15,7 @@ use raccordo_core::ack::{AckKey, Claims};
 use raccordo_core::db::{self, AckTarget, Acknowledgement};
 use raccordo_core::notification::NotificationKind;
 
+use crate::params::Segment;
 use crate::render::{ConsoleError, local_time};
 use crate::state::AppState;
 
@@ -56,7 +57,7 @@ fn refused(state: &AppState) -> Result<Response, ConsoleError> {
 /// `GET /ack/<token>`: the kind and a button; records nothing.
 pub(crate) async fn show(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Segment(token): Segment,
 ) -> Result<Response, ConsoleError> {
     let Some(target) = verified(&state, &token).await? else {
         return refused(&state);
@@ -75,7 +76,7 @@ pub(crate) async fn show(
 /// `POST /ack/<token>`: records the acknowledgement, once; a repeat says when it was.
 pub(crate) async fn record(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Segment(token): Segment,
 ) -> Result<Response, ConsoleError> {
     let Some(target) = verified(&state, &token).await? else {
         return refused(&state);

@@ -4,7 +4,7 @@
 //! the CSV of `raccordo report coverage --format csv`.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
@@ -19,6 +19,7 @@ use raccordo_quota::coverage::{
 
 use crate::auth::{Operator, page_context};
 use crate::chart;
+use crate::params::Segment;
 use crate::render::{ConsoleError, local_time};
 use crate::state::AppState;
 
@@ -154,7 +155,7 @@ pub(crate) async fn csv(State(state): State<AppState>) -> Result<Response, Conso
 pub(crate) async fn comune(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Path(istat): Path<String>,
+    Segment(istat): Segment,
 ) -> Result<Response, ConsoleError> {
     let istat = ComuneIstat::parse(&istat)
         .map_err(|_| ConsoleError::NotFound("Codice ISTAT non valido."))?;

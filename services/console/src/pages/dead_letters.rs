@@ -8,9 +8,9 @@
 //! (no body), at most [`PAGE_SIZE`] messages and no more once their bodies reach
 //! [`PAGE_BYTES`]; a shown body is cut at [`SHOWN_BODY_CHARS`].
 
-use axum::extract::{Path, Query, State};
+use axum::Extension;
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
@@ -18,6 +18,7 @@ use raccordo_core::amqp::dead_letter::{self, HeldMessage, Holding};
 
 use crate::actions::{self, NewAction};
 use crate::auth::{Operator, page_context};
+use crate::params::{Fields, Params, QueryParams, Segment, invalid};
 use crate::render::ConsoleError;
 use crate::state::AppState;
 
@@ -37,7 +38,7 @@ fn holdings(which: &str) -> Result<&'static [Holding], ConsoleError> {
         "parked" => Ok(&[Holding::Parked]),
         "all" => Ok(&[Holding::Dead, Holding::Parked]),
         _ => Err(ConsoleError::BadRequest(
-            "Coda non valida: dead, parked o all.".into(),
+            "Coda non valida (parametro «coda» o «holding»): dead, parked o all.".into(),
         )),
     }
 }
@@ -68,8 +69,8 @@ fn summary(m: &HeldMessage) -> Value {
 /// Which queue, from where, and the action whose outcome to announce.
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
-    #[serde(default = "all")]
-    coda: String,
+    #[serde(default)]
+    coda: Option<String>,
     #[serde(default)]
     da: Option<String>,
     /// The id of the action just taken (its record gives the notice).
@@ -77,24 +78,52 @@ pub(crate) struct ListQuery {
     esito: Option<String>,
 }
 
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    Extension(operator): Extension<Operator>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ConsoleError> {
-    let which = holdings(&query.coda)?;
-    let offset = match query.da.as_deref().filter(|d| !d.is_empty()) {
-        None => 0,
-        Some(d) => d
-            .parse::<usize>()
+impl QueryParams for ListQuery {
+    const NAMES: &'static [&'static str] = &["coda", "da", "esito"];
+}
+
+/// A parameter's value, `None` when absent or empty.
+fn given(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// The position in the holding queues: a number from 0 to [`MAX_OFFSET`].
+fn offset_of(da: Option<&str>) -> Result<usize, ConsoleError> {
+    given(da).map_or(Ok(0), |d| {
+        d.parse::<usize>()
             .ok()
             .filter(|d| *d <= MAX_OFFSET)
             .ok_or_else(|| {
                 ConsoleError::BadRequest(format!(
-                    "Posizione non valida: un numero da 0 a {MAX_OFFSET}. Oltre, usare `raccordo dlq list`."
+                    "Posizione non valida (parametro «da»): un numero da 0 a {MAX_OFFSET}. Oltre, usare `raccordo dlq list`."
                 ))
-            })?,
-    };
+            })
+    })
+}
+
+/// The action whose outcome to announce: its record's number.
+fn outcome_of(esito: Option<&str>) -> Result<Option<i64>, ConsoleError> {
+    given(esito)
+        .map(|e| {
+            e.parse::<i64>().ok().filter(|e| *e > 0).ok_or_else(|| {
+                invalid(
+                    "esito",
+                    "il numero dell'azione appena compiuta, come lo scrive la console dopo un reinvio o un'eliminazione.",
+                )
+            })
+        })
+        .transpose()
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response, ConsoleError> {
+    let coda = given(query.coda.as_deref()).unwrap_or("all").to_owned();
+    let which = holdings(&coda)?;
+    let offset = offset_of(query.da.as_deref())?;
+    let esito = outcome_of(query.esito.as_deref())?;
     let connection = state.broker.connection().await?;
     let topology = state.broker.topology();
     let dead = dead_letter::held_count(&connection, topology, &[Holding::Dead]).await?;
@@ -103,7 +132,7 @@ pub(crate) async fn list(
         dead_letter::browse_window(&connection, topology, which, offset, PAGE_SIZE, PAGE_BYTES)
             .await?;
     drop(connection);
-    let esito = match query.esito.as_deref().and_then(|e| e.parse::<i64>().ok()) {
+    let esito = match esito {
         Some(id) => actions::notice(&state.pool, id, &operator.name).await?,
         None => None,
     };
@@ -117,7 +146,7 @@ pub(crate) async fn list(
         messages => window.messages.iter().map(summary).collect::<Vec<_>>(),
         dead => dead,
         parked => parked,
-        coda => query.coda,
+        coda => coda,
         from => offset + 1,
         to => offset + shown,
         previous => (offset > 0).then(|| offset.saturating_sub(PAGE_SIZE)),
@@ -170,7 +199,7 @@ fn cut(text: String, max: usize) -> (String, bool) {
 pub(crate) async fn show(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Response, ConsoleError> {
     let connection = state.broker.connection().await?;
     let found = dead_letter::find(
@@ -204,15 +233,51 @@ pub(crate) async fn show(
 /// What an action is about.
 #[derive(Deserialize)]
 pub(crate) struct ActionQuery {
-    action: String,
-    #[serde(default = "all")]
-    holding: String,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    holding: Option<String>,
     #[serde(default)]
     id: Option<String>,
 }
 
-fn all() -> String {
-    "all".into()
+impl QueryParams for ActionQuery {
+    const NAMES: &'static [&'static str] = &["action", "holding", "id"];
+}
+
+/// The longest id of a held message (a UUID has 36 characters).
+const MAX_ID_CHARS: usize = 64;
+
+/// A held message's id as the list links it: letters, digits, `-`, `_`, `.`.
+fn message_id(id: Option<&str>) -> Result<Option<&str>, ConsoleError> {
+    match given(id) {
+        Some(id)
+            if id.len() > MAX_ID_CHARS
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+        {
+            Err(invalid(
+                "id",
+                "l'identificativo di un messaggio scartato o parcheggiato, come lo mostra l'elenco.",
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The action, the queues and the message, checked.
+fn target<'a>(
+    action: Option<&'a str>,
+    holding: Option<&'a str>,
+    id: Option<&'a str>,
+) -> Result<(&'a str, &'a str, Option<&'a str>), ConsoleError> {
+    let holding = given(holding).unwrap_or("all");
+    holdings(holding)?;
+    let id = message_id(id)?;
+    let action = given(action).unwrap_or_default();
+    describe(action, holding, id)?;
+    Ok((action, holding, id))
 }
 
 fn describe(action: &str, holding: &str, id: Option<&str>) -> Result<String, ConsoleError> {
@@ -236,7 +301,7 @@ fn describe(action: &str, holding: &str, id: Option<&str>) -> Result<String, Con
         ),
         _ => {
             return Err(ConsoleError::BadRequest(
-                "Azione non valida: replay o purge, di un messaggio o di tutti.".into(),
+                "Azione non valida (parametro «action»): replay o purge, di un messaggio o di tutti.".into(),
             ));
         }
     })
@@ -245,15 +310,14 @@ fn describe(action: &str, holding: &str, id: Option<&str>) -> Result<String, Con
 pub(crate) async fn confirm(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Query(q): Query<ActionQuery>,
+    Params(q): Params<ActionQuery>,
 ) -> Result<Response, ConsoleError> {
-    holdings(&q.holding)?;
-    let id = q.id.as_deref().filter(|i| !i.is_empty());
-    let question = describe(&q.action, &q.holding, id)?;
+    let (action, holding, id) = target(q.action.as_deref(), q.holding.as_deref(), q.id.as_deref())?;
+    let question = describe(action, holding, id)?;
     let ctx = context! {
         question => question,
-        action => q.action,
-        holding => q.holding,
+        action => action,
+        holding => holding,
         id => id,
         ..page_context(&operator, "dead")
     };
@@ -265,9 +329,10 @@ pub(crate) async fn confirm(
 pub(crate) struct ActionForm {
     #[serde(default)]
     csrf: String,
-    action: String,
-    #[serde(default = "all")]
-    holding: String,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    holding: Option<String>,
     #[serde(default)]
     id: Option<String>,
 }
@@ -275,18 +340,21 @@ pub(crate) struct ActionForm {
 pub(crate) async fn act(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Form(form): Form<ActionForm>,
+    Fields(form): Fields<ActionForm>,
 ) -> Result<Response, ConsoleError> {
     operator.check_csrf(&form.csrf)?;
-    let which = holdings(&form.holding)?;
-    let id = form.id.as_deref().filter(|i| !i.is_empty());
-    describe(&form.action, &form.holding, id)?;
+    let (action, holding, id) = target(
+        form.action.as_deref(),
+        form.holding.as_deref(),
+        form.id.as_deref(),
+    )?;
+    let which = holdings(holding)?;
     let connection = state.broker.connection().await?;
     let topology = state.broker.topology();
     let mut affected = 0usize;
     let mut failure = None;
     for holding in which {
-        let step = match (form.action.as_str(), id) {
+        let step = match (action, id) {
             ("replay", _) => dead_letter::replay(&connection, topology, *holding, id)
                 .await
                 .map(|r| r.replayed)
@@ -319,8 +387,8 @@ pub(crate) async fn act(
         &NewAction {
             operator: &operator.name,
             role: operator.role.as_str(),
-            action: &form.action,
-            holding: &form.holding,
+            action,
+            holding,
             target: id,
             affected: i32::try_from(affected).unwrap_or(i32::MAX),
             outcome,
@@ -330,8 +398,8 @@ pub(crate) async fn act(
     tracing::info!(
         operator = %operator.name,
         role = operator.role.as_str(),
-        action = %form.action,
-        holding = %form.holding,
+        action,
+        holding,
         affected,
         outcome,
         "A user acted on held messages from the console."

@@ -7,7 +7,7 @@
 //! alone sees the eviction audit; the other roles see the rest and are told what is left out.
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
@@ -15,11 +15,13 @@ use uuid::Uuid;
 
 use raccordo_core::clock::{rome_datetime, rome_start_of_day};
 use raccordo_core::db::evidence::{self, DeliveryEvent, DeliveryFilter};
-use raccordo_core::domain::parse_date;
+use raccordo_core::domain::{ComuneIstat, parse_date};
+use raccordo_core::notification::NotificationKind;
 use raccordo_core::settings::ConsoleRole;
 
 use crate::auth::{Operator, page_context};
 use crate::chart;
+use crate::params::{Params, QueryParams, Segment, invalid};
 use crate::render::ConsoleError;
 use crate::state::AppState;
 
@@ -47,7 +49,7 @@ fn hidden_for(role: ConsoleRole) -> Vec<String> {
     }
 }
 
-/// The filter's fields, as the form sends them (empty = any).
+/// The filter's fields, as the form sends them (empty = any), and the position in the list.
 #[derive(Deserialize, Default)]
 pub(crate) struct DeliveriesQuery {
     #[serde(default)]
@@ -63,7 +65,12 @@ pub(crate) struct DeliveriesQuery {
     #[serde(default)]
     al: Option<String>,
     #[serde(default)]
-    da: Option<i64>,
+    da: Option<String>,
+}
+
+impl QueryParams for DeliveriesQuery {
+    const NAMES: &'static [&'static str] =
+        &["tipo", "comune", "destinatario", "stato", "dal", "al", "da"];
 }
 
 fn given(field: &Option<String>) -> Option<String> {
@@ -74,18 +81,6 @@ fn given(field: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A field longer than any kind, code or address is refused rather than searched.
-fn bounded(field: Option<String>, name: &str) -> Result<Option<String>, ConsoleError> {
-    match field {
-        Some(v) if v.chars().count() > 320 || v.chars().any(char::is_control) => {
-            Err(ConsoleError::BadRequest(format!(
-                "Filtro «{name}» non valido: troppo lungo o con caratteri di controllo."
-            )))
-        }
-        other => Ok(other),
-    }
-}
-
 fn day(field: &Option<String>, name: &str) -> Result<Option<time::Date>, ConsoleError> {
     given(field)
         .map(|d| {
@@ -94,11 +89,26 @@ fn day(field: &Option<String>, name: &str) -> Result<Option<time::Date>, Console
                 .filter(|d| (2000..=9999).contains(&d.year()))
                 .ok_or_else(|| {
                     ConsoleError::BadRequest(format!(
-                        "Data «{name}» non valida: scriverla come AAAA-MM-GG, ad esempio 2026-03-01."
+                        "Data «{name}» non valida: scriverla come AAAA-MM-GG, dal 2000 in poi, ad esempio 2026-03-01."
                     ))
                 })
         })
         .transpose()
+}
+
+/// The position in the list: a number from 0 to [`MAX_OFFSET`].
+fn offset_of(q: &DeliveriesQuery) -> Result<i64, ConsoleError> {
+    given(&q.da).map_or(Ok(0), |d| {
+        d.parse::<i64>()
+            .ok()
+            .filter(|d| (0..=MAX_OFFSET).contains(d))
+            .ok_or_else(|| {
+                invalid(
+                    "da",
+                    &format!("la posizione nell'elenco è un numero da 0 a {MAX_OFFSET}; oltre, restringere i filtri."),
+                )
+            })
+    })
 }
 
 fn filter_of(q: &DeliveriesQuery, role: ConsoleRole) -> Result<DeliveryFilter, ConsoleError> {
@@ -107,18 +117,36 @@ fn filter_of(q: &DeliveriesQuery, role: ConsoleRole) -> Result<DeliveryFilter, C
         && DeliveryEvent::parse(s).is_none()
     {
         return Err(ConsoleError::BadRequest(format!(
-            "Stato non valido: uno di {}.",
+            "Stato non valido (parametro «stato»): uno di {}.",
             DeliveryEvent::ALL.map(DeliveryEvent::as_str).join(", ")
         )));
+    }
+    let kind = given(&q.tipo);
+    if let Some(k) = &kind
+        && NotificationKind::parse(k).is_none()
+    {
+        return Err(invalid(
+            "tipo",
+            "un tipo di notifica, ad esempio housing.offered (la pagina Email li elenca tutti).",
+        ));
+    }
+    let comune = given(&q.comune);
+    if let Some(c) = &comune
+        && ComuneIstat::parse(c).is_err()
+    {
+        return Err(invalid(
+            "comune",
+            "il codice ISTAT del comune, sei cifre, ad esempio 015146.",
+        ));
     }
     let from = day(&q.dal, "dal")?.map(rome_start_of_day);
     let until = day(&q.al, "al")?
         .and_then(|d| d.next_day())
         .map(rome_start_of_day);
     Ok(DeliveryFilter {
-        kind: bounded(given(&q.tipo), "tipo")?,
-        comune_istat: bounded(given(&q.comune), "comune")?,
-        recipient: bounded(given(&q.destinatario), "destinatario")?,
+        kind,
+        comune_istat: comune,
+        recipient: given(&q.destinatario),
         state,
         from,
         until,
@@ -150,10 +178,10 @@ fn urlencode(v: &str) -> String {
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Query(q): Query<DeliveriesQuery>,
+    Params(q): Params<DeliveriesQuery>,
 ) -> Result<Response, ConsoleError> {
     let filter = filter_of(&q, operator.role)?;
-    let offset = q.da.unwrap_or(0).clamp(0, MAX_OFFSET);
+    let offset = offset_of(&q)?;
     let mut conn = state.pool.acquire().await?;
     let mut rows = evidence::list_deliveries(&mut conn, &filter, offset, PAGE_SIZE + 1).await?;
     drop(conn);
@@ -241,7 +269,7 @@ async fn latency_charts(
 pub(crate) async fn timeline(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Response, ConsoleError> {
     let id = Uuid::parse_str(&id).map_err(|_| {
         ConsoleError::NotFound("Notifica non trovata: l'identificativo non è valido.")

@@ -4,7 +4,7 @@
 //! anywhere, sandboxed) and framed by the gallery.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_FRAME_OPTIONS};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
@@ -15,6 +15,7 @@ use raccordo_mailer::{KINDS, Rendered, render};
 
 use crate::auth::{Operator, page_context};
 use crate::headers::EMAIL_PREVIEW_CSP;
+use crate::params::Segment;
 use crate::render::ConsoleError;
 use crate::state::AppState;
 
@@ -43,7 +44,7 @@ pub(crate) async fn page(
     state.templates.page("emails.html", ctx)
 }
 
-pub(crate) async fn html(Path(kind): Path<String>) -> Result<Response, ConsoleError> {
+pub(crate) async fn html(Segment(kind): Segment) -> Result<Response, ConsoleError> {
     let r = sample(&kind)?;
     Ok((
         [

@@ -9,7 +9,7 @@
 //! query runs over an unbounded period.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -22,6 +22,7 @@ use raccordo_eviction::stats::{ComuneCounts, Count, month_stats};
 
 use crate::auth::{Operator, page_context};
 use crate::chart;
+use crate::params::{Params, QueryParams};
 use crate::render::ConsoleError;
 use crate::state::AppState;
 
@@ -32,6 +33,10 @@ pub(crate) struct MonthQuery {
     month: Option<String>,
 }
 
+impl QueryParams for MonthQuery {
+    const NAMES: &'static [&'static str] = &["month"];
+}
+
 /// The month asked for, within the bounds of a report; an Italian 400 otherwise.
 fn month_of(q: &MonthQuery, current: YearMonth) -> Result<YearMonth, ConsoleError> {
     let Some(text) = q.month.as_deref().filter(|m| !m.is_empty()) else {
@@ -40,14 +45,14 @@ fn month_of(q: &MonthQuery, current: YearMonth) -> Result<YearMonth, ConsoleErro
     YearMonth::parse_report(text, current).map_err(|e| {
         ConsoleError::BadRequest(match e {
             ReportMonthError::Format(_) => {
-                "Mese non valido: scriverlo come AAAA-MM, ad esempio 2026-03.".to_owned()
+                "Mese non valido (parametro «month»): scriverlo come AAAA-MM, ad esempio 2026-03.".to_owned()
             }
             ReportMonthError::TooEarly { .. } => format!(
-                "Mese non valido: i rapporti cominciano da {} ({FIRST_REPORT_MONTH}).",
+                "Mese non valido (parametro «month»): i rapporti cominciano da {} ({FIRST_REPORT_MONTH}).",
                 FIRST_REPORT_MONTH.italian()
             ),
             ReportMonthError::Future { current, .. } => format!(
-                "Mese non valido: non è ancora cominciato (il mese corrente è {}).",
+                "Mese non valido (parametro «month»): non è ancora cominciato (il mese corrente è {}).",
                 current.italian()
             ),
         })
@@ -78,7 +83,7 @@ fn abbreviation(step: Step) -> String {
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Query(q): Query<MonthQuery>,
+    Params(q): Params<MonthQuery>,
 ) -> Result<Response, ConsoleError> {
     let current = YearMonth::current();
     let month = month_of(&q, current)?;
@@ -178,7 +183,7 @@ const RETENTION_LINES: i64 = 200;
 pub(crate) async fn audit(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Query(q): Query<MonthQuery>,
+    Params(q): Params<MonthQuery>,
 ) -> Result<Response, ConsoleError> {
     let current = YearMonth::current();
     let month = month_of(&q, current)?;

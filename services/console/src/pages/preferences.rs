@@ -22,8 +22,8 @@
 use std::collections::BTreeMap;
 
 use axum::Form;
+use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::context;
@@ -40,6 +40,7 @@ use raccordo_core::preferences::{
 };
 use raccordo_core::registry::{Actor, PreferenceHolder, load_preferences, set_preferences};
 
+use crate::params::Segment;
 use crate::render::{ConsoleError, local_time};
 use crate::state::AppState;
 
@@ -499,7 +500,7 @@ fn form_page(
 /// `GET /preferenze/<token>`: the office and the form; changes nothing.
 pub(crate) async fn show(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Segment(token): Segment,
 ) -> Result<Response, ConsoleError> {
     let Some(grant) = verified(&state, &token, Link::Page)? else {
         return refused(&state);
@@ -523,7 +524,7 @@ pub(crate) async fn show(
 /// `POST /preferenze/<token>`: checks the form and saves it, or a 400 that changes nothing.
 pub(crate) async fn save(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Segment(token): Segment,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, ConsoleError> {
     let Some(grant) = verified(&state, &token, Link::Page)? else {
@@ -598,7 +599,7 @@ fn mandatory(state: &AppState, kind: NotificationKind) -> Result<Response, Conso
 /// `GET /preferenze/<token>/disiscrivi`: the kind and a button; changes nothing.
 pub(crate) async fn confirm_unsubscribe(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Segment(token): Segment,
 ) -> Result<Response, ConsoleError> {
     let Some(grant) = verified(&state, &token, Link::Unsubscribe)? else {
         return refused(&state);
@@ -631,7 +632,7 @@ pub(crate) async fn confirm_unsubscribe(
 /// multipart, or the page's button): the signed token is what is checked.
 pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Segment(token): Segment,
 ) -> Result<Response, ConsoleError> {
     let Some(grant) = verified(&state, &token, Link::Unsubscribe)? else {
         return refused(&state);

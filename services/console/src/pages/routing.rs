@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::Extension;
+use axum::extract::State;
 use axum::response::Response;
-use axum::{Extension, Form};
 use minijinja::{Value, context};
 use serde::Deserialize;
 use sqlx::PgConnection;
@@ -23,6 +23,7 @@ use raccordo_eviction::stats::{ComuneCounts, UnitStats, unit_recipients};
 use raccordo_quota::monthly::{whole_report_recipients, zona_report_recipients};
 
 use crate::auth::{Operator, page_context};
+use crate::params::{Fields, Params, QueryParams, invalid};
 use crate::render::ConsoleError;
 use crate::state::AppState;
 
@@ -33,6 +34,38 @@ pub(crate) struct RoutingQuery {
     comune: Option<String>,
     #[serde(default)]
     kind: Option<String>,
+}
+
+impl QueryParams for RoutingQuery {
+    const NAMES: &'static [&'static str] = &["comune", "kind"];
+}
+
+/// The kind and the comune's code asked for, each checked when given (empty = not chosen).
+fn selection(
+    q: &RoutingQuery,
+) -> Result<(Option<NotificationKind>, Option<ComuneIstat>), ConsoleError> {
+    let given = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
+    let kind = given(&q.kind)
+        .map(|k| {
+            NotificationKind::parse(&k).ok_or_else(|| {
+                invalid(
+                    "kind",
+                    "un tipo di notifica dell'elenco, ad esempio eviction.alert.",
+                )
+            })
+        })
+        .transpose()?;
+    let istat = given(&q.comune)
+        .map(|c| {
+            ComuneIstat::parse(&c).map_err(|_| {
+                invalid(
+                    "comune",
+                    "il codice ISTAT del comune, sei cifre, ad esempio 015146.",
+                )
+            })
+        })
+        .transpose()?;
+    Ok((kind, istat))
 }
 
 /// The recipients of `kind` about `comune`, through the workers' own functions.
@@ -114,14 +147,19 @@ fn kind_note(kind: NotificationKind) -> &'static str {
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Query(q): Query<RoutingQuery>,
+    Params(q): Params<RoutingQuery>,
 ) -> Result<Response, ConsoleError> {
+    let (kind, istat) = selection(&q)?;
     let mut conn = state.pool.acquire().await?;
     let comuni = list_comuni(&mut conn).await?;
-    let kind = q.kind.as_deref().and_then(NotificationKind::parse);
-    let comune = match q.comune.as_deref().map(ComuneIstat::parse) {
-        Some(Ok(istat)) => load_comune(&mut conn, &istat).await?,
-        _ => None,
+    let comune = match istat {
+        Some(istat) => Some(load_comune(&mut conn, &istat).await?.ok_or_else(|| {
+            invalid(
+                "comune",
+                "nessun comune del registro ha questo codice ISTAT: sceglierlo dall'elenco.",
+            )
+        })?),
+        None => None,
     };
     let result = match (kind, &comune) {
         (Some(kind), Some(comune)) => {
@@ -210,7 +248,7 @@ fn referent_value(r: &Referent) -> Value {
 pub(crate) async fn preview_import(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Form(form): Form<ImportForm>,
+    Fields(form): Fields<ImportForm>,
 ) -> Result<Response, ConsoleError> {
     operator.check_csrf(&form.csrf)?;
     let (rows, errors) = parse_referents(form.csv.as_bytes()).map_err(|e| {

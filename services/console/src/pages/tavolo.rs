@@ -4,7 +4,7 @@
 //! `<3` under 3 people: never a case, a pseudonym or a person.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use raccordo_asylum::tavolo::{ReportParams, TavoloReport, load_report};
 use raccordo_core::clock::{now, rome_date};
 
 use crate::auth::{Operator, page_context};
+use crate::params::{Params, QueryParams};
 use crate::render::ConsoleError;
 use crate::state::AppState;
 
@@ -32,6 +33,10 @@ pub(crate) struct YearQuery {
     year: Option<String>,
 }
 
+impl QueryParams for YearQuery {
+    const NAMES: &'static [&'static str] = &["year"];
+}
+
 fn year_of(q: &YearQuery, current: i32) -> Result<i32, ConsoleError> {
     let Some(text) = q.year.as_deref().filter(|y| !y.is_empty()) else {
         return Ok(current);
@@ -41,7 +46,7 @@ fn year_of(q: &YearQuery, current: i32) -> Result<i32, ConsoleError> {
         .filter(|y| (FIRST_YEAR..=current).contains(y))
         .ok_or_else(|| {
             ConsoleError::BadRequest(format!(
-                "Anno non valido: scriverlo come AAAA, dal {FIRST_YEAR} al {current}."
+                "Anno non valido (parametro «year»): scriverlo come AAAA, dal {FIRST_YEAR} al {current}."
             ))
         })
 }
@@ -49,7 +54,7 @@ fn year_of(q: &YearQuery, current: i32) -> Result<i32, ConsoleError> {
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Query(q): Query<YearQuery>,
+    Params(q): Params<YearQuery>,
 ) -> Result<Response, ConsoleError> {
     let current = rome_date(now()).year();
     let year = year_of(&q, current)?;
@@ -66,7 +71,7 @@ pub(crate) async fn page(
     .map_err(|e| match e {
         raccordo_asylum::tavolo::report::ReportError::Database(e) => ConsoleError::Database(e),
         raccordo_asylum::tavolo::report::ReportError::Year(_) => {
-            ConsoleError::BadRequest("Anno non valido.".into())
+            ConsoleError::BadRequest("Anno non valido (parametro «year»).".into())
         }
     })?;
     drop(conn);

@@ -4,9 +4,9 @@
 //! bad rows can then be published, after a confirmation, each row one event whose id is a
 //! hash of the row. Every publish is recorded in `console_actions` with the user and role.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use axum::{Extension, Form};
 use minijinja::context;
 use serde::Deserialize;
 
@@ -15,6 +15,7 @@ use raccordo_ingest::{CsvJudged, CsvRefusal};
 
 use crate::actions::{self, NewAction};
 use crate::auth::{Operator, page_context};
+use crate::params::Fields;
 use crate::render::ConsoleError;
 use crate::state::AppState;
 
@@ -115,7 +116,7 @@ fn preview_context(judged: &CsvJudged) -> minijinja::Value {
 pub(crate) async fn preview(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Form(form): Form<UploadForm>,
+    Fields(form): Fields<UploadForm>,
 ) -> Result<Response, ConsoleError> {
     operator.check_csrf(&form.csrf)?;
     let judged = judge(&state, &form)?;
@@ -134,7 +135,7 @@ pub(crate) async fn preview(
 pub(crate) async fn publish(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
-    Form(form): Form<UploadForm>,
+    Fields(form): Fields<UploadForm>,
 ) -> Result<Response, ConsoleError> {
     operator.check_csrf(&form.csrf)?;
     let judged = judge(&state, &form)?;
