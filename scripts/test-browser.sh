@@ -2,7 +2,7 @@
 # Real-browser tests of the console (issue 9): Debian's Chromium driven by playwright-core,
 # run by node's test runner, against the real `raccordo serve all` with the console on its
 # own database, broker prefix and port. Installs what it needs: Chromium from the
-# distribution's packages (as root or with passwordless sudo), playwright-core with `npm ci`.
+# distribution's packages (as root or with passwordless sudo), playwright-core and axe-core with `npm ci`.
 # It never skips: without Chromium or Node.js it fails, saying what is missing.
 #
 # Screenshots of every page go to target/console-screenshots/ (not committed); with
@@ -32,8 +32,8 @@ fi
 CHROMIUM=$(command -v chromium)
 command -v node >/dev/null && command -v npm >/dev/null ||
   fail 'Node.js and npm are missing: install them (apt-get install nodejs npm).'
-if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
-  echo '[browser] npm ci (playwright-core)' >&2
+if [[ ! -d tests/browser/node_modules/playwright-core || ! -d tests/browser/node_modules/axe-core ]]; then
+  echo '[browser] npm ci (playwright-core, axe-core)' >&2
   (cd tests/browser && npm ci --no-audit --no-fund) || fail 'npm ci failed in tests/browser.'
 fi
 

@@ -6,7 +6,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { chromium } from "playwright-core";
@@ -434,8 +435,12 @@ test("the deliveries page filters and opens a notification's timeline", async ()
   await page.waitForURL(/stato=sent/);
   const rows = page.locator("#deliveries tbody tr");
   assert.ok((await rows.locator("a").count()) > 0, "the threshold announcements were sent");
+  // The kind's Italian name, with its code beside it.
   for (const kind of await page.locator("#deliveries tbody td:nth-child(2)").allTextContents()) {
-    assert.equal(kind, "quota.threshold");
+    assert.equal(kind, "Soglia di coperturaquota.threshold");
+  }
+  for (const code of await page.locator("#deliveries tbody td:nth-child(2) code").allTextContents()) {
+    assert.equal(code, "quota.threshold");
   }
   await shot("deliveries");
   await rows.first().locator("a").click();
@@ -452,4 +457,150 @@ test("the overview is readable on a phone", async () => {
   assert.equal(overflow, false, "no horizontal scrolling of the page");
   await shot("overview-phone");
   await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+// Every page at a desktop's and a phone's size (issue 24): axe-core finds nothing, of any impact,
+// and nothing is wider than the viewport. axe-core is evaluated in the page through the DevTools
+// protocol, so the console's Content-Security-Policy stays as it is.
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const SIZES = [
+  { name: "desktop", viewport: { width: 1366, height: 900 } },
+  { name: "phone", viewport: { width: 390, height: 844 } },
+];
+
+/** A page of a context of its own at `viewport`, logged in as `user` (none: not logged in). */
+async function pageAt(viewport, user) {
+  const context = await browser.newContext({ viewport, locale: "it-IT" });
+  const other = await context.newPage();
+  if (user) {
+    await other.goto(BASE + "/login");
+    await other.fill("#user", user);
+    await other.fill("#password", PASSWORD);
+    await other.click("button[type=submit]");
+    await other.getByRole("heading", { name: "Panoramica" }).waitFor();
+  }
+  return other;
+}
+
+/** axe-core's violations on `p`, flattened: one per rule with its targets. */
+async function axeViolations(p) {
+  if (!(await p.evaluate(() => typeof window.axe === "object"))) await p.evaluate(AXE);
+  return p.evaluate(async () => {
+    // The email frames are sandboxed mail bodies (the mailer's), not console pages.
+    const results = await window.axe.run(document, { iframes: false, resultTypes: ["violations"] });
+    return results.violations.map((v) => ({
+      id: v.id, impact: v.impact, help: v.help,
+      targets: v.nodes.map((n) => n.target.join(" ")),
+    }));
+  });
+}
+
+test("every page passes axe-core with 0 violations and fits the viewport, at 1366×900 and 390×844", async (t) => {
+  // A held message to open and to confirm: a housing unit of a comune the registry does not know.
+  publish(event("housing.unit.v1", {
+    unit_id: "BROWSER-AXE-1", action: "offered", comune_istat: "015996", address: "Via Nuova 2",
+    places: 2, reception_kind: "CAS", building_type: "casa", owner_declaration: true,
+  }));
+  const held = () => page.locator("#held tbody tr", { hasText: "housing.unit.v1" }).locator("a");
+  await eventually("/dead-letters", async () => {
+    assert.ok((await held().count()) >= 1);
+  });
+  const deadLetter = await held().first().getAttribute("href");
+  await page.goto(BASE + "/deliveries");
+  const delivery = await page.locator("#deliveries tbody a").first().getAttribute("href");
+  assert.ok(deadLetter && delivery, "a held message and a delivery to open");
+
+  const badUnits = [
+    "unit_id;action;comune_istat;address;places;reception_kind;building_type;owner_declaration",
+    "AXE-1;offered;015146;Via Padova 1, Milano;tante;CAS;appartamento;sì",
+  ].join("\n") + "\n";
+  const referents = [
+    "referent_id,institution,role,email,name,comune_istat,ambito,zona",
+    "ss-axe-new,Comune di Arese,servizi_sociali,ss@arese.example,,015009,,",
+  ].join("\n") + "\n";
+  const PAGES = [
+    { who: null, path: "/login" },
+    { who: null, path: "/ack/not-a-token" },
+    { who: null, path: "/preferenze/not-a-token" },
+    { who: USER, path: "/" },
+    { who: USER, path: "/dead-letters" },
+    { who: USER, path: deadLetter },
+    { who: USER, path: "/dead-letters/confirm?action=replay&holding=all" },
+    { who: USER, path: "/upload" },
+    {
+      who: USER, path: "/upload", name: "/upload (anteprima con una riga errata)",
+      act: async (p) => {
+        await p.fill("#csv", badUnits);
+        await p.getByRole("button", { name: "Anteprima (non pubblica nulla)" }).click();
+        await p.locator("#preview").waitFor();
+      },
+    },
+    { who: USER, path: "/coverage" },
+    { who: USER, path: "/coverage/015082" },
+    { who: USER, path: "/routing" },
+    { who: USER, path: "/routing?comune=015182&kind=eviction.alert" },
+    {
+      who: USER, path: "/routing", name: "/routing (confronto di un file di referenti)",
+      act: async (p) => {
+        await p.fill("#csv", referents);
+        await p.getByRole("button", { name: "Confronta con il registro" }).click();
+        await p.locator("#diff").waitFor();
+      },
+    },
+    { who: USER, path: "/evictions" },
+    { who: USER, path: "/tavolo" },
+    { who: USER, path: "/emails" },
+    { who: USER, path: "/deliveries" },
+    { who: USER, path: delivery },
+    { who: USER, path: "/pagina-che-non-esiste" },
+    { who: VIEWER, path: "/" },
+    { who: VIEWER, path: "/dead-letters", name: "/dead-letters (403 a un viewer)" },
+    { who: PRIVACY, path: "/evictions/audit" },
+  ];
+
+  const problems = [];
+  const counts = [];
+  for (const size of SIZES) {
+    const sessions = new Map();
+    for (const entry of PAGES) {
+      if (!sessions.has(entry.who)) sessions.set(entry.who, await pageAt(size.viewport, entry.who));
+      const p = sessions.get(entry.who);
+      const name = entry.name ?? entry.path;
+      const where = `${name} at ${size.viewport.width}×${size.viewport.height} (${entry.who ?? "not logged in"})`;
+      const response = await p.goto(BASE + entry.path);
+      assert.ok(response.status() < 500, `${where}: HTTP ${response.status()}`);
+      if (entry.act) await entry.act(p);
+      const violations = await axeViolations(p);
+      counts.push(`${size.name} ${name}: ${violations.length}`);
+      for (const v of violations) {
+        problems.push(`${where}: ${v.id} (${v.impact}) ${v.help}\n    ${v.targets.join("\n    ")}`);
+      }
+      const width = await p.evaluate(() => ({ page: document.documentElement.scrollWidth, viewport: window.innerWidth }));
+      if (width.page > width.viewport) {
+        // The outermost elements past the right edge that no scrolling box of theirs clips.
+        // (An absolutely positioned one escapes its scrolling box; a long word overflows its box.)
+        const wide = await p.evaluate(() => [...document.querySelectorAll("body *")]
+          .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 0.5 ||
+            (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === "visible"))
+          .filter((el) => {
+            const escapes = ["absolute", "fixed"].includes(getComputedStyle(el).position);
+            for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+              if (!escapes && getComputedStyle(a).overflowX !== "visible") return false;
+              if (a.getBoundingClientRect().right > window.innerWidth + 0.5) return false;
+            }
+            return true;
+          })
+          .slice(0, 5)
+          .map((el) => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}${el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\s+/).join(".") : ""} (right ${Math.round(el.getBoundingClientRect().right)})`));
+        problems.push(`${where}: ${width.page} px wide in a ${width.viewport} px viewport: ${wide.join(", ")}`);
+      }
+      if (entry.who === USER && ["/", "/dead-letters", "/coverage"].includes(entry.path)) {
+        const page = entry.path === "/" ? "overview" : entry.path.slice(1);
+        await p.screenshot({ path: join(SHOTS, `${page}-${size.viewport.width}x${size.viewport.height}.png`) });
+      }
+    }
+    for (const p of sessions.values()) await p.context().close();
+  }
+  t.diagnostic(`axe-core violations per page: ${counts.join("; ")}`);
+  assert.deepEqual(problems, [], `\n${problems.join("\n")}`);
 });

@@ -205,6 +205,12 @@ impl ByAge {
         )
     }
 
+    /// Digests sent (issue 22), older than `audit_years`: the evidence of what each item
+    /// went in. A digest not sent is never deleted here (its items would go again).
+    pub fn digests(before: OffsetDateTime) -> Self {
+        Self::new("audit.digests", "digests", "sent_at", before)
+    }
+
     /// The retention log, older than `audit_years`.
     pub fn retention_log(before: OffsetDateTime) -> Self {
         Self::new("audit.retention_log", "retention_log", "ran_at", before)
@@ -439,6 +445,7 @@ pub fn core_prunes(settings: &RetentionSettings, now: OffsetDateTime) -> Vec<Box
         Box::new(ByAge::delivery_events(audit)),
         Box::new(ByAge::console_actions(audit)),
         Box::new(ByAge::bounce_reports(audit)),
+        Box::new(ByAge::digests(audit)),
         Box::new(ByAge::retention_log(audit)),
     ]
 }

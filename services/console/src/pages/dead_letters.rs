@@ -50,14 +50,23 @@ fn holding_name(h: Holding) -> &'static str {
     }
 }
 
+/// A held message's instant as the console shows every time: Europe/Rome, to the second
+/// (the header carries UTC with nanoseconds); as it is when it is not RFC 3339.
+fn rome_time(text: &str) -> String {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(raccordo_core::clock::rome_datetime)
+        .unwrap_or_else(|_| text.to_owned())
+}
+
 fn summary(m: &HeldMessage) -> Value {
     context! {
         holding => holding_name(m.holding),
         id => m.id,
         error => m.error,
+        error_it => raccordo_core::amqp::reason_it(&m.error),
         queue => m.queue,
         routing_key => m.routing_key,
-        failed_at => m.failed_at,
+        failed_at => rome_time(&m.failed_at),
         attempt => m.attempt,
         size => m.size,
         event_type => m.event_type,
@@ -170,6 +179,8 @@ fn bounces_context(b: &raccordo_core::db::Bounces) -> Value {
             context! {
                 notification => r.notification_id.to_string(),
                 kind => r.kind,
+                kind_label => raccordo_core::notification::NotificationKind::parse(&r.kind)
+                    .map(raccordo_core::notification::NotificationKind::label_it),
                 referent => r.referent_id,
                 channel => r.channel,
                 status => r.status,

@@ -193,6 +193,8 @@ pub(crate) async fn page(
             let label = DeliveryEvent::parse(&r.state).map_or("", DeliveryEvent::label_it);
             context! {
                 notification => r.notification_id.to_string(),
+                kind_label => raccordo_core::notification::NotificationKind::parse(&r.kind)
+                    .map(raccordo_core::notification::NotificationKind::label_it),
                 kind => r.kind,
                 comune => r.comune_istat,
                 created => rome_datetime(r.created_at),
@@ -325,6 +327,8 @@ pub(crate) async fn timeline(
         .collect();
     let ctx = context! {
         notification => timeline.notification.to_string(),
+        kind_label => raccordo_core::notification::NotificationKind::parse(&timeline.kind)
+            .map(raccordo_core::notification::NotificationKind::label_it),
         kind => timeline.kind,
         deliveries => deliveries,
         ..page_context(&operator, "deliveries")
