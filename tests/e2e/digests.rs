@@ -509,3 +509,38 @@ async fn digest_exactly_once_with_two_hubs_and_a_kill_9_while_it_is_sent() {
     assert_eq!(in_two, 0, "each item recorded in one digest once");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn digest_a_window_of_more_than_a_hundred_items_goes_in_digests_of_at_most_a_hundred() {
+    let app = hub(Workers::Housing).await;
+    let clock = TestClock::at(datetime!(2026-12-08 09:20 UTC));
+    let mailer = mailer(&app, &clock);
+    prefer(&app, "pref-sa", "housing.offered=hourly", None).await;
+    prefer(&app, "com-milano", "housing.ack=off", None).await;
+    for i in 0..105 {
+        app.publish(&app.event("housing.unit.v1", offer(&format!("BIG-{i}"))))
+            .await;
+    }
+    wait_deliveries(&app, 210).await;
+    drive(&mailer).await;
+    clock.set(datetime!(2026-12-08 10:00:30 UTC));
+    drive(&mailer).await;
+    let digests = to(&app.smtp.mails(), SA);
+    let mut subjects: Vec<String> = digests.iter().filter_map(ReceivedMail::subject).collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "Riepilogo Raccordo: 100 notifiche",
+            "Riepilogo Raccordo: 5 notifiche"
+        ]
+    );
+    let sent: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT notification_id) FROM deliveries WHERE state = 'sent_in_digest'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(sent, 105, "every item, once");
+    app.cleanup().await;
+}

@@ -152,10 +152,15 @@ pub async fn release_deferred(pool: &PgPool, now: OffsetDateTime) -> Result<u64,
     Ok(released)
 }
 
+/// The most items one digest carries: a referent with more (a week of a busy kind) gets
+/// several digests in a row, each of a size a mail server and a reader accept.
+pub const MAX_ITEMS: i64 = 100;
+
 /// Gathers the items whose windows closed by `now` into digests, one per referent and
 /// address; returns the digests made. Any number of mailers may run it at once: a
 /// referent's items are gathered under a transaction-level advisory lock, and an item
-/// already taken is never taken again.
+/// already taken is never taken again. At most [`MAX_ITEMS`] per digest: the rest go in the
+/// next pass's.
 pub async fn compose_due(pool: &PgPool, now: OffsetDateTime) -> Result<Vec<Uuid>, sqlx::Error> {
     let due: Vec<(String, String)> = sqlx::query_as(
         r#"
@@ -193,9 +198,15 @@ pub async fn compose_due(pool: &PgPool, now: OffsetDateTime) -> Result<Vec<Uuid>
             ), taken AS (
                 UPDATE deliveries
                 SET digest_id = $1
-                WHERE referent_id = $2 AND email = $3
-                  AND digest_due_at <= $4 AND digest_id IS NULL
-                  AND delivered_at IS NULL AND failed_at IS NULL
+                WHERE (notification_id, email) IN (
+                    SELECT notification_id, email
+                    FROM deliveries
+                    WHERE referent_id = $2 AND email = $3
+                      AND digest_due_at <= $4 AND digest_id IS NULL
+                      AND delivered_at IS NULL AND failed_at IS NULL
+                    ORDER BY digest_due_at, notification_id
+                    LIMIT $5
+                )
                 RETURNING digest_due_at
             )
             SELECT max(digest_due_at) FROM taken
@@ -205,6 +216,7 @@ pub async fn compose_due(pool: &PgPool, now: OffsetDateTime) -> Result<Vec<Uuid>
         .bind(&referent_id)
         .bind(&email)
         .bind(now)
+        .bind(MAX_ITEMS)
         .fetch_one(&mut *tx)
         .await?;
         let Some(window_end) = window_end else {
