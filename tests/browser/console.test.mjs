@@ -243,7 +243,7 @@ test("a viewer sees no dead-letter menu and gets the 403 page on an operator's r
   assert.equal(await viewer.locator('a[href^="/dead-letters"]').count(), 0, "no link to dead letters anywhere");
   const response = await viewer.goto(BASE + "/dead-letters");
   assert.equal(response.status(), 403);
-  assert.match(await viewer.locator("main").innerText(), /Accesso negato[\s\S]*viewer/);
+  assert.match(await viewer.locator("main").innerText(), /Accesso negato: il ruolo «consultazione»/);
   await viewer.screenshot({ path: join(SHOTS, "viewer-403.png") });
   // An action posted by hand is refused too, CSRF token or not.
   await viewer.goto(BASE + "/");
@@ -333,7 +333,7 @@ test("a referents file is compared with the registry before its import", async (
   await page.getByRole("button", { name: "Confronta con il registro" }).click();
   const diff = await page.locator("#diff").innerText();
   assert.match(diff, /Aggiunti \(1\)[\s\S]*ss-browser-new/);
-  assert.match(diff, /Modificati \(1\)[\s\S]*ss-browser-unscoped[\s\S]*tutta l'area → comune 015182/);
+  assert.match(diff, /Modificati \(1\)[\s\S]*ss-browser-unscoped[\s\S]*tutta l'area → comune Rho \(015182\)/);
   await page.locator("#diff").scrollIntoViewIfNeeded();
   await shot("routing-import");
 });
@@ -495,6 +495,69 @@ async function axeViolations(p) {
   });
 }
 
+/**
+ * Words of a developer's English that must not reach a console page (issue 24): status words,
+ * labels, placeholders, serialisation leftovers, the commonest function words. Chosen not to
+ * catch Italian (no "no", "date", "come", "file", "email", "link", "password", "privacy", "ok").
+ */
+const ENGLISH = new Set([
+  "delivered", "delivery", "deliveries", "granted", "revoked", "pending", "queued", "sent",
+  "bounced", "bounce", "parked", "dead", "letter", "held", "failed", "failure", "error", "errors",
+  "done", "click", "here", "please", "unknown", "undefined", "none", "some", "true", "false", "null",
+  "status", "kind", "kinds", "queue", "queues", "replay", "replayed", "purge", "purged", "upload",
+  "uploaded", "preview", "dashboard", "notification", "notifications", "event", "events",
+  "message", "messages", "reason", "retry", "retries", "attempt", "attempts", "row", "rows",
+  "column", "field", "value", "missing", "invalid", "expected", "required", "must", "should",
+  "cannot", "not", "found", "forbidden", "unauthorized", "contract", "step", "time", "yes",
+  "accepted", "rejected", "published", "received", "confirm", "cancel", "submit", "save", "delete",
+  "back", "next", "previous", "page", "empty", "total", "count", "new", "show", "search", "filter",
+  "type", "name", "unsubscribe", "opt", "optout", "ack", "acknowledged", "coverage",
+  "routing", "referent", "referents", "eviction", "evictions", "housing", "offered", "alert",
+  "user", "role", "operator", "viewer", "sign", "logged", "the", "and", "of", "to", "from", "with",
+  "without", "is", "are", "was", "be", "for", "by", "at", "this", "that", "which", "or", "if", "any",
+  "only", "see", "has", "have", "an",
+]);
+
+/**
+ * The English words of `p`'s visible text (and of the names read aloud: aria-label, title,
+ * placeholder, alt), each with its context; the text of code, kbd, samp, pre and
+ * [translate=no] is left out: machine identifiers are allowed there.
+ */
+async function englishWords(p) {
+  return p.evaluate((words) => {
+    const english = new Set(words);
+    const MACHINE = "code, kbd, samp, pre, [translate=no], script, style, template, noscript, textarea";
+    const found = [];
+    const scan = (text, where) => {
+      const tokens = text.split(/\s+/).filter((t) => t && !t.includes("://"));
+      tokens.forEach((token, i) => {
+        for (const word of token.split(/[^\p{L}\p{N}_]+/u)) {
+          if (english.has(word.toLowerCase())) {
+            const context = tokens.slice(Math.max(0, i - 5), i + 6).join(" ");
+            found.push(`${JSON.stringify(word)} in ${where}: “${context}”`);
+          }
+        }
+      });
+    };
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const el = node.parentElement;
+      if (!el || el.closest(MACHINE) || !el.checkVisibility()) continue;
+      scan(node.data, `<${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}>`);
+    }
+    for (const el of document.querySelectorAll("[aria-label], [title], [placeholder], [alt], input[type=submit]")) {
+      if (el.closest(MACHINE)) continue;
+      for (const attr of ["aria-label", "title", "placeholder", "alt", "value"]) {
+        if (attr === "value" && el.type !== "submit") continue;
+        const value = el.getAttribute(attr);
+        if (value) scan(value, `${attr} of <${el.tagName.toLowerCase()}>`);
+      }
+    }
+    scan(document.title, "<title>");
+    return found;
+  }, [...ENGLISH]);
+}
+
 test("every page passes axe-core with 0 violations and fits the viewport, at 1366×900 and 390×844", async (t) => {
   // A held message to open and to confirm: a housing unit of a comune the registry does not know.
   publish(event("housing.unit.v1", {
@@ -517,6 +580,7 @@ test("every page passes axe-core with 0 violations and fits the viewport, at 136
   const referents = [
     "referent_id,institution,role,email,name,comune_istat,ambito,zona",
     "ss-axe-new,Comune di Arese,servizi_sociali,ss@arese.example,,015009,,",
+    "ss-axe-bad,Comune di Arese,servizi_sociali,non-un-indirizzo,,015009,,",
   ].join("\n") + "\n";
   const PAGES = [
     { who: null, path: "/login" },
@@ -559,6 +623,7 @@ test("every page passes axe-core with 0 violations and fits the viewport, at 136
   ];
 
   const problems = [];
+  const english = [];
   const counts = [];
   for (const size of SIZES) {
     const sessions = new Map();
@@ -570,6 +635,7 @@ test("every page passes axe-core with 0 violations and fits the viewport, at 136
       const response = await p.goto(BASE + entry.path);
       assert.ok(response.status() < 500, `${where}: HTTP ${response.status()}`);
       if (entry.act) await entry.act(p);
+      for (const word of await englishWords(p)) english.push(`${where}: ${word}`);
       const violations = await axeViolations(p);
       counts.push(`${size.name} ${name}: ${violations.length}`);
       for (const v of violations) {
@@ -603,4 +669,5 @@ test("every page passes axe-core with 0 violations and fits the viewport, at 136
   }
   t.diagnostic(`axe-core violations per page: ${counts.join("; ")}`);
   assert.deepEqual(problems, [], `\n${problems.join("\n")}`);
+  assert.deepEqual(english, [], `English UI words outside code, kbd, samp, pre and [translate=no]:\n${english.join("\n")}`);
 });

@@ -762,7 +762,7 @@ async fn a6_a_viewer_sees_the_tavolo_page_with_indicators_against_targets() {
     );
     assert!(page.body.contains("data-indicator=\"continuita_sprar\""));
     assert!(
-        page.body.contains("≥ 90.0%"),
+        page.body.contains("≥ 90,0%"),
         "the default target of continuità"
     );
     assert!(page.body.contains("Tavolo &lt;plenario&gt;"), "escaped");

@@ -532,8 +532,10 @@ async fn the_routing_preview_of_an_eviction_alert_never_lists_an_unscoped_refere
     assert_eq!(diff.status, 200, "{}", diff.body);
     assert!(diff.body.contains("ss-nuovo"));
     assert!(
-        diff.body.contains("tutta l&#x27;area → comune 015182")
-            || diff.body.contains("comune 015182")
+        diff.body
+            .contains("tutta l&#x27;area → comune Rho (015182)"),
+        "{}",
+        diff.body
     );
     let refused = request(
         addr,

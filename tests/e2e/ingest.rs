@@ -840,10 +840,11 @@ async fn ingest_console_upload_previews_rows_then_publishes_after_confirmation_a
     assert_eq!(preview.status, 200, "{}", preview.body);
     assert!(preview.body.contains("2 di 3"), "{}", preview.body);
     assert!(
-        preview
-            .body
-            .contains("<td class=\"num\">4</td><td>places</td>"),
-        "row 4, column places"
+        preview.body.contains(
+            "<td class=\"num\">4</td><td><code>places</code></td><td>non è un numero intero</td>"
+        ),
+        "row 4, column places, in Italian (issue 24): {}",
+        preview.body
     );
     assert!(
         !preview.body.contains("/upload/publish"),

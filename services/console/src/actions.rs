@@ -118,6 +118,7 @@ pub(crate) async fn notice(
 fn sentence(action: &str, one: bool, affected: i32, outcome: &str) -> String {
     let replay = action == "replay";
     match (outcome == "done", one, affected) {
+        (false, _, 1) => "L'azione non è riuscita (broker non raggiungibile?): 1 messaggio trattato prima dell'errore.".to_owned(),
         (false, _, n) => format!(
             "L'azione non è riuscita (broker non raggiungibile?): {n} messaggi trattati prima dell'errore."
         ),

@@ -235,7 +235,7 @@ pub(crate) async fn gate(State(gate): State<Gate>, mut request: Request, next: N
         );
         let mut response = ConsoleError::Denied(format!(
             "Accesso negato: il ruolo «{}» di {} non consente di aprire questa pagina né di compiere questa azione.",
-            operator.role.as_str(),
+            operator.role.label_it(),
             operator.name
         ))
         .into_response();

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use crate::render::italian_number;
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -18,17 +20,17 @@ pub(crate) fn rate_bars(id: &str, title: &str, counts: &[i64]) -> String {
     let n = counts.len().max(1) as f64;
     let bar = (w - pad) / n;
     let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="t-{id} d-{id}"><title id="t-{id}">{t}</title><desc id="d-{id}">{total} in {mins} minuti, al massimo {maxps:.2} al secondo in un minuto</desc>"#,
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="t-{id} d-{id}"><title id="t-{id}">{t}</title><desc id="d-{id}">{total} in {mins} minuti, al massimo {maxps} al secondo in un minuto</desc>"#,
         id = escape(id),
         t = escape(title),
         mins = counts.len(),
-        maxps = max / 60.0,
+        maxps = italian_number(max / 60.0, 2),
     );
     let _ = write!(
         svg,
-        r#"<line class="axis" x1="{pad}" y1="{y}" x2="{w}" y2="{y}"/><text class="label" x="0" y="12">{top:.2}/s</text><text class="label" x="0" y="{y}">0</text>"#,
+        r#"<line class="axis" x1="{pad}" y1="{y}" x2="{w}" y2="{y}"/><text class="label" x="0" y="12">{top}/s</text><text class="label" x="0" y="{y}">0</text>"#,
         y = h - 14.0,
-        top = max / 60.0,
+        top = italian_number(max / 60.0, 2),
     );
     for (i, c) in counts.iter().enumerate() {
         let bh = (*c as f64 / max) * (h - 30.0);
@@ -55,8 +57,8 @@ pub(crate) fn gauge(percentage: f64, excluded: bool) -> String {
     // The scale runs to 150% so that the 100% line and an overflow both show.
     let scale = |p: f64| (p.clamp(0.0, 150.0) / 150.0) * w;
     format!(
-        r#"<svg class="gauge" viewBox="0 0 {w} {h}" role="img" aria-label="{p:.1}% della quota"><rect class="track" x="0" y="2" width="{w}" height="12"/><rect class="{cls}" x="0" y="2" width="{fill:.1}" height="12"/><line class="mark" x1="{m50:.1}" y1="0" x2="{m50:.1}" y2="{h}"/><line class="mark strong" x1="{m100:.1}" y1="0" x2="{m100:.1}" y2="{h}"/></svg>"#,
-        p = percentage,
+        r#"<svg class="gauge" viewBox="0 0 {w} {h}" role="img" aria-label="{p}% della quota"><rect class="track" x="0" y="2" width="{w}" height="12"/><rect class="{cls}" x="0" y="2" width="{fill:.1}" height="12"/><line class="mark" x1="{m50:.1}" y1="0" x2="{m50:.1}" y2="{h}"/><line class="mark strong" x1="{m100:.1}" y1="0" x2="{m100:.1}" y2="{h}"/></svg>"#,
+        p = italian_number(percentage, 1),
         cls = if excluded { "fill excluded" } else { "fill" },
         fill = scale(percentage),
         m50 = scale(50.0),
@@ -77,8 +79,12 @@ pub(crate) fn history(points: &[(String, f64)]) -> String {
     let n = points.len().max(2) as f64 - 1.0;
     let x = |i: usize| left + (i as f64 / n) * (w - left - 10.0);
     let mut svg = format!(
-        r#"<svg class="chart history" viewBox="0 0 {w} {h}" role="img" aria-labelledby="th dh"><title id="th">Copertura in percentuale della quota nel tempo</title><desc id="dh">{n} punti; linee al 50% (esclusione del comune) e al 100%</desc>"#,
-        n = points.len()
+        r#"<svg class="chart history" viewBox="0 0 {w} {h}" role="img" aria-labelledby="th dh"><title id="th">Copertura in percentuale della quota nel tempo</title><desc id="dh">{n}; linee al 50% (esclusione del comune) e al 100%</desc>"#,
+        n = if points.len() == 1 {
+            "1 punto".to_owned()
+        } else {
+            format!("{} punti", points.len())
+        }
     );
     for (mark, cls) in [(50.0, "mark"), (100.0, "mark strong")] {
         let _ = write!(
@@ -102,10 +108,11 @@ pub(crate) fn history(points: &[(String, f64)]) -> String {
     for (i, (label, p)) in points.iter().enumerate() {
         let _ = write!(
             svg,
-            r#"<circle class="dot" cx="{cx:.1}" cy="{cy:.1}" r="4"><title>{l}: {p:.1}%</title></circle>"#,
+            r#"<circle class="dot" cx="{cx:.1}" cy="{cy:.1}" r="4"><title>{l}: {pc}%</title></circle>"#,
             cx = x(i),
             cy = y(*p),
             l = escape(label),
+            pc = italian_number(*p, 1),
         );
     }
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
@@ -172,7 +179,7 @@ pub(crate) fn duration_it(seconds: f64) -> String {
     } else if s < 90.0 * 60.0 {
         format!("{:.0} min", s / 60.0)
     } else if s < 48.0 * 3600.0 {
-        format!("{:.1} h", s / 3600.0).replace('.', ",")
+        format!("{} h", italian_number(s / 3600.0, 1))
     } else {
         format!("{:.0} g", s / 86_400.0)
     }
@@ -209,7 +216,7 @@ pub(crate) fn latency_bars(id: &str, title: &str, rows: &[(String, f64, f64)]) -
         let y = 4.0 + i as f64 * row_h;
         let _ = write!(
             svg,
-            r#"<text class="label" x="0" y="{ty:.1}">{k}</text><rect class="bar" x="{label_w}" y="{y:.1}" width="{bw:.1}" height="{bh:.1}"/><line class="mark" x1="{mx:.1}" y1="{y:.1}" x2="{mx:.1}" y2="{y2:.1}"/><text class="label" x="{tx:.1}" y="{ty:.1}">{a} · 90% {b}</text>"#,
+            r#"<text class="label" x="0" y="{ty:.1}" translate="no">{k}</text><rect class="bar" x="{label_w}" y="{y:.1}" width="{bw:.1}" height="{bh:.1}"/><line class="mark" x1="{mx:.1}" y1="{y:.1}" x2="{mx:.1}" y2="{y2:.1}"/><text class="label" x="{tx:.1}" y="{ty:.1}">{a} · 90% {b}</text>"#,
             ty = y + 13.0,
             k = escape(kind),
             bw = scale(*p50).max(1.0),
@@ -258,7 +265,7 @@ mod tests {
     fn rate_bars_draw_one_bar_per_minute() {
         let svg = rate_bars("ev", "eventi", &[0, 60, 120]);
         assert_eq!(svg.matches("<rect").count(), 3);
-        assert!(svg.contains("2.00/s"));
+        assert!(svg.contains("2,00/s"));
     }
 
     #[test]

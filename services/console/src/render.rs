@@ -6,8 +6,8 @@
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::response::{Html, IntoResponse, Response};
-use minijinja::{AutoEscape, Environment, context};
-use time::OffsetDateTime;
+use minijinja::{AutoEscape, Environment, Value, context};
+use time::{Date, OffsetDateTime};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
@@ -60,6 +60,10 @@ impl Templates {
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.add_filter("numero", numero);
+        env.add_filter("percento", percento);
+        env.add_filter("data", data);
+        env.add_filter("plurale", plurale);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .expect("embedded templates parse: `every_template_parses` checks them");
@@ -78,10 +82,110 @@ impl Templates {
     }
 }
 
-/// A date and time in Europe/Rome, `YYYY-MM-DD HH:MM`.
+/// An instant as the console shows every one: in Europe/Rome, to the minute,
+/// "7 dicembre 2026, 18:05".
 pub(crate) fn local_time(at: OffsetDateTime) -> String {
-    let (date, time) = raccordo_core::clock::rome_local(at);
-    format!("{date} {time}")
+    let (_, time) = raccordo_core::clock::rome_local(at);
+    format!("{}, {time}", long_date(raccordo_core::clock::rome_date(at)))
+}
+
+/// A calendar date in words: "7 dicembre 2026".
+pub(crate) fn long_date(date: Date) -> String {
+    format!(
+        "{} {} {}",
+        date.day(),
+        raccordo_core::clock::month_it(date.month()),
+        date.year()
+    )
+}
+
+/// `value` with Italian digits: thousands grouped by a point, `decimals` after a comma
+/// (1.234,5).
+pub(crate) fn italian_number(value: f64, decimals: usize) -> String {
+    let text = format!("{:.*}", decimals, value.abs());
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3 + 1);
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push('.');
+        }
+        grouped.push(digit);
+    }
+    let negative = value < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0');
+    let sign = if negative { "-" } else { "" };
+    if fraction.is_empty() {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped},{fraction}")
+    }
+}
+
+/// A template's number: an integer, a float or a string holding one; `None` for none.
+fn number_of(value: &Value) -> Result<Option<(f64, bool)>, minijinja::Error> {
+    if value.is_none() || value.is_undefined() {
+        return Ok(None);
+    }
+    if let Some(text) = value.as_str() {
+        let parsed = text.trim().parse::<f64>().map_err(|_| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("not a number: {text:?}"),
+            )
+        })?;
+        return Ok(Some((parsed, !text.contains('.'))));
+    }
+    if value.is_integer() {
+        let n = i64::try_from(value.clone())?;
+        #[allow(clippy::cast_precision_loss)]
+        return Ok(Some((n as f64, true)));
+    }
+    Ok(Some((f64::try_from(value.clone())?, false)))
+}
+
+/// `{{ n|numero }}`: 1234 → "1.234", 1234.5 → "1.234,5"; `{{ x|numero(2) }}` fixes the
+/// decimals (an integer has none, a float one unless told); none → "—".
+fn numero(value: Value, decimals: Option<usize>) -> Result<String, minijinja::Error> {
+    Ok(match number_of(&value)? {
+        None => "—".to_owned(),
+        Some((n, integer)) => italian_number(n, decimals.unwrap_or(usize::from(!integer))),
+    })
+}
+
+/// `{{ p|percento }}`: a percentage (12.5, not 0.125) → "12,5%"; one decimal unless told.
+fn percento(value: Value, decimals: Option<usize>) -> Result<String, minijinja::Error> {
+    Ok(match number_of(&value)? {
+        None => "—".to_owned(),
+        Some((n, _)) => format!("{}%", italian_number(n, decimals.unwrap_or(1))),
+    })
+}
+
+/// `{{ d|data }}`: an ISO date "2026-12-07" → "7 dicembre 2026"; an RFC 3339 instant →
+/// "7 dicembre 2026, 18:05" in Europe/Rome; none → "—"; any other text as it is.
+fn data(value: Value) -> String {
+    let Some(text) = value.as_str() else {
+        return if value.is_none() || value.is_undefined() {
+            "—".to_owned()
+        } else {
+            value.to_string()
+        };
+    };
+    let iso = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = Date::parse(text, &iso) {
+        return long_date(date);
+    }
+    match OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        Ok(at) => local_time(at),
+        Err(_) => text.to_owned(),
+    }
+}
+
+/// `{{ n|plurale("comune", "comuni") }}`: "1 comune", "2 comuni", "0 comuni", "1.500 comuni".
+fn plurale(value: Value, singular: &str, plural: &str) -> Result<String, minijinja::Error> {
+    let n = number_of(&value)?.map_or(0.0, |(n, _)| n);
+    #[allow(clippy::float_cmp)]
+    let word = if n == 1.0 { singular } else { plural };
+    let decimals = usize::from(n.fract() != 0.0);
+    Ok(format!("{} {word}", italian_number(n, decimals)))
 }
 
 /// Why a page could not be served.
@@ -280,6 +384,66 @@ mod tests {
         ] {
             assert_eq!(status_of(error), StatusCode::INTERNAL_SERVER_ERROR);
         }
+    }
+
+    fn show(template: &str, ctx: minijinja::Value) -> String {
+        let mut env = Templates::new().env;
+        env.add_template_owned("t", template.to_owned())
+            .expect("parses");
+        env.get_template("t")
+            .and_then(|t| t.render(ctx))
+            .expect("renders")
+    }
+
+    #[test]
+    fn numbers_are_italian() {
+        assert_eq!(italian_number(1234.5, 1), "1.234,5");
+        assert_eq!(italian_number(1_234_567.0, 0), "1.234.567");
+        assert_eq!(italian_number(999.0, 0), "999");
+        assert_eq!(italian_number(-1234.25, 2), "-1.234,25");
+        assert_eq!(italian_number(-0.01, 1), "0,0");
+        assert_eq!(
+            show(
+                "{{ a|numero }} {{ b|numero }} {{ b|numero(2) }} {{ c|numero }} {{ d|numero }}",
+                context! { a => 12345, b => 1234.5, c => "0.5", d => () }
+            ),
+            "12.345 1.234,5 1.234,50 0,5 —"
+        );
+    }
+
+    #[test]
+    fn percentages_take_a_comma() {
+        assert_eq!(
+            show(
+                "{{ a|percento }} {{ b|percento }} {{ c|percento(0) }} {{ d|percento }}",
+                context! { a => 12.5, b => 0, c => 66.67, d => "100.0" }
+            ),
+            "12,5% 0,0% 67% 100,0%"
+        );
+    }
+
+    #[test]
+    fn dates_and_instants_are_in_words_in_rome() {
+        assert_eq!(
+            show(
+                "{{ a|data }} · {{ b|data }} · {{ c|data }} · {{ d|data }}",
+                context! { a => "2026-12-07", b => "2026-12-07T17:05:09.123456Z", c => "2026-07-01T22:30:00Z", d => "n.d." }
+            ),
+            "7 dicembre 2026 · 7 dicembre 2026, 18:05 · 2 luglio 2026, 00:30 · n.d."
+        );
+        let at = time::macros::datetime!(2026-03-29 01:30 UTC);
+        assert_eq!(local_time(at), "29 marzo 2026, 03:30");
+    }
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(
+            show(
+                "{{ 0|plurale('comune', 'comuni') }}, {{ 1|plurale('comune', 'comuni') }}, {{ 2|plurale('comune', 'comuni') }}, {{ 1500|plurale('messaggio', 'messaggi') }}",
+                context! {}
+            ),
+            "0 comuni, 1 comune, 2 comuni, 1.500 messaggi"
+        );
     }
 
     #[test]

@@ -85,6 +85,53 @@ impl fmt::Display for CsvRowError {
     }
 }
 
+impl CsvRowError {
+    /// What is wrong, in Italian, for the console's users (issue 24); the HTTP API's
+    /// problem+json keeps [`detail`](Self::detail) in English for integrators. `None` for a
+    /// rejection the hub cannot explain: show `detail` as the technical text then.
+    pub fn detail_it(&self) -> Option<String> {
+        let detail = self.detail.as_str();
+        Some(match detail {
+            "not a whole number" => "non è un numero intero".to_owned(),
+            "not a number" => "non è un numero".to_owned(),
+            "not a boolean (true/false, sì/no, 1/0)" => {
+                "non è un sì o un no (sì/no, vero/falso, 1/0)".to_owned()
+            }
+            "more cells than the header row has columns" => {
+                "ha più celle delle colonne della riga d'intestazione".to_owned()
+            }
+            "a cell under a column with no name" => {
+                "ha una cella sotto una colonna senza nome".to_owned()
+            }
+            CONTROL_CHARACTER => {
+                "contiene un carattere di controllo (a capo, NUL o simili)".to_owned()
+            }
+            _ => {
+                if let Some(first) = detail
+                    .strip_prefix("the same id as row ")
+                    .and_then(|rest| rest.strip_suffix(" with other values"))
+                {
+                    format!("ha lo stesso id della riga {first} ma valori diversi")
+                } else {
+                    crate::amqp::reason_it(detail)?.to_owned()
+                }
+            }
+        })
+    }
+
+    /// The whole error in Italian: "riga 3, colonna places: non è un numero intero"; the
+    /// technical English detail follows when there is no Italian rendering of it.
+    pub fn message_it(&self) -> String {
+        let detail = self
+            .detail_it()
+            .unwrap_or_else(|| format!("non valida ({})", self.detail));
+        match &self.column {
+            Some(column) => format!("riga {}, colonna {column}: {detail}", self.row),
+            None => format!("riga {}: {detail}", self.row),
+        }
+    }
+}
+
 /// A file's verdict: every data row lands in exactly one of `rows` and `errors`, each in
 /// file order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -137,6 +184,34 @@ pub enum CsvFileError {
         /// Spreadsheet row where the reader stopped.
         row: usize,
     },
+}
+
+impl CsvFileError {
+    /// Why the file is refused, in Italian, for the console's users (issue 24); the HTTP
+    /// API keeps the English `Display` text.
+    pub fn message_it(&self) -> String {
+        match self {
+            CsvFileError::NotCsvType(t) => format!(
+                "il tipo {} non si carica da un file CSV (solo housing.unit.v1 e reception.occupancy.v1)",
+                t.as_str()
+            ),
+            CsvFileError::NotUtf8 { line } => {
+                format!("il testo non è UTF-8 (riga {line} del file): salvarlo come «CSV UTF-8»")
+            }
+            CsvFileError::NoHeader => "il file è vuoto o non ha la riga d'intestazione".to_owned(),
+            CsvFileError::DuplicateColumn(c) => {
+                format!("la colonna «{c}» compare due volte nella riga d'intestazione")
+            }
+            CsvFileError::UnknownColumn { column, expected } => {
+                format!("colonna «{column}» sconosciuta; le colonne previste sono {expected}")
+            }
+            CsvFileError::MissingColumn(c) => {
+                format!("alla riga d'intestazione mancano le colonne obbligatorie {c}")
+            }
+            CsvFileError::TooManyRows { max } => format!("più di {max} righe di dati"),
+            CsvFileError::Syntax { row } => format!("non è un CSV valido alla riga {row}"),
+        }
+    }
 }
 
 /// The event types a CSV file may hold.
@@ -668,6 +743,61 @@ fn shown(name: &str) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod italian {
+    use super::*;
+
+    fn error(detail: &str) -> CsvRowError {
+        CsvRowError {
+            row: 3,
+            column: Some("places".into()),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn every_row_error_the_reader_writes_has_an_italian_rendering() {
+        for detail in [
+            "not a whole number",
+            "not a number",
+            "not a boolean (true/false, sì/no, 1/0)",
+            "more cells than the header row has columns",
+            "a cell under a column with no name",
+            CONTROL_CHARACTER,
+            "the same id as row 2 with other values",
+            "schema violation in housing.unit.v1: at /places: 0 is less than the minimum of 1",
+            "envelope violation: missing id",
+        ] {
+            assert!(error(detail).detail_it().is_some(), "{detail}");
+        }
+        assert_eq!(
+            error("not a whole number").message_it(),
+            "riga 3, colonna places: non è un numero intero"
+        );
+        assert_eq!(
+            error("the same id as row 2 with other values")
+                .detail_it()
+                .as_deref(),
+            Some("ha lo stesso id della riga 2 ma valori diversi")
+        );
+        assert_eq!(error("something new").detail_it(), None);
+    }
+
+    #[test]
+    fn a_refused_file_is_explained_in_italian_and_keeps_its_english_display() {
+        let missing = CsvFileError::MissingColumn("places".into());
+        assert_eq!(
+            missing.message_it(),
+            "alla riga d'intestazione mancano le colonne obbligatorie places"
+        );
+        assert_eq!(
+            missing.to_string(),
+            "the header row lacks the required column(s) places"
+        );
+        assert!(CsvFileError::NoHeader.message_it().contains("intestazione"));
+    }
 }
 
 #[cfg(test)]

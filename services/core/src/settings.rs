@@ -646,6 +646,15 @@ impl ConsoleRole {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
+
+    /// The name the console shows its users (issue 24): Italian, not the configuration's.
+    pub fn label_it(self) -> &'static str {
+        match self {
+            ConsoleRole::Viewer => "consultazione",
+            ConsoleRole::Operator => "operatore",
+            ConsoleRole::Privacy => "responsabile privacy",
+        }
+    }
 }
 
 /// One user of the console.

@@ -20,6 +20,10 @@ pub struct RowError {
     pub row: usize,
     pub column: Option<String>,
     pub detail: String,
+    /// `detail` in Italian for the console (issue 24), when the hub can render it; the
+    /// HTTP API's problem+json keeps the English `detail` only.
+    #[serde(skip)]
+    pub detail_it: Option<String>,
     /// The row is valid, but the publisher may not say it (a comune not its own).
     #[serde(skip)]
     pub forbidden: bool,
@@ -123,6 +127,7 @@ impl Door {
                 row: e.row,
                 column: e.column.clone(),
                 detail: e.detail.clone(),
+                detail_it: e.detail_it(),
                 forbidden: false,
             })
             .collect();
@@ -136,6 +141,7 @@ impl Door {
             let refused = |detail: String, forbidden: bool| RowError {
                 row: row.row,
                 column: None,
+                detail_it: raccordo_core::amqp::reason_it(&detail).map(str::to_owned),
                 detail,
                 forbidden,
             };

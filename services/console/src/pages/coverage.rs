@@ -69,7 +69,7 @@ fn comune_value(c: &ComuneCoverage) -> Value {
         zona => c.zona,
         quota => c.quota,
         coverage => c.coverage,
-        percentage => format!("{:.1}", c.percentage),
+        percentage => c.percentage,
         excluded => c.excluded,
         state => state_label(c),
         rule => rule_label(c),
@@ -98,7 +98,7 @@ pub(crate) async fn page(
                 zona => z.zona,
                 quota => z.quota,
                 coverage => z.coverage,
-                percentage => format!("{:.1}", z.percentage),
+                percentage => z.percentage,
                 full => z.full,
                 excluded => z.excluded,
                 flagged => z.flagged,
@@ -178,12 +178,13 @@ pub(crate) async fn comune(
         .iter()
         .filter_map(|(a, s)| Some((local_time(a.created_at), s.percentage?)))
         .collect();
-    points.push((format!("oggi {}", report.generated_on), c.percentage));
+    points.push(("oggi".to_owned(), c.percentage));
     let history: Vec<Value> = shown
         .iter()
         .map(|(a, s)| {
             context! {
                 at => local_time(a.created_at),
+                kind_label => super::kind_label(a.kind.as_str()),
                 kind => a.kind,
                 what => s.what,
                 rule => s.rule,

@@ -50,11 +50,11 @@ fn holding_name(h: Holding) -> &'static str {
     }
 }
 
-/// A held message's instant as the console shows every time: Europe/Rome, to the second
+/// A held message's instant as the console shows every time: Europe/Rome, to the minute
 /// (the header carries UTC with nanoseconds); as it is when it is not RFC 3339.
 fn rome_time(text: &str) -> String {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(raccordo_core::clock::rome_datetime)
+        .map(crate::render::local_time)
         .unwrap_or_else(|_| text.to_owned())
 }
 
@@ -185,7 +185,7 @@ fn bounces_context(b: &raccordo_core::db::Bounces) -> Value {
                 channel => r.channel,
                 status => r.status,
                 source => r.source,
-                at => raccordo_core::clock::rome_datetime(r.at),
+                at => crate::render::local_time(r.at),
                 stand_ins => r.stand_ins,
             }
         })

@@ -13,7 +13,7 @@ use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use raccordo_core::clock::{rome_datetime, rome_start_of_day};
+use raccordo_core::clock::rome_start_of_day;
 use raccordo_core::db::evidence::{self, DeliveryEvent, DeliveryFilter};
 use raccordo_core::domain::{ComuneIstat, parse_date};
 use raccordo_core::notification::NotificationKind;
@@ -22,7 +22,7 @@ use raccordo_core::settings::ConsoleRole;
 use crate::auth::{Operator, page_context};
 use crate::chart;
 use crate::params::{Params, QueryParams, Segment, invalid};
-use crate::render::ConsoleError;
+use crate::render::{ConsoleError, local_time};
 use crate::state::AppState;
 
 /// Rows per page.
@@ -184,6 +184,7 @@ pub(crate) async fn page(
     let offset = offset_of(&q)?;
     let mut conn = state.pool.acquire().await?;
     let mut rows = evidence::list_deliveries(&mut conn, &filter, offset, PAGE_SIZE + 1).await?;
+    let names = super::comune_names(&mut conn).await?;
     drop(conn);
     let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
@@ -196,14 +197,14 @@ pub(crate) async fn page(
                 kind_label => raccordo_core::notification::NotificationKind::parse(&r.kind)
                     .map(raccordo_core::notification::NotificationKind::label_it),
                 kind => r.kind,
-                comune => r.comune_istat,
-                created => rome_datetime(r.created_at),
+                comune => super::comune_label(&names, r.comune_istat.as_deref()),
+                created => local_time(r.created_at),
                 referent => r.referent_id,
                 recipient => r.recipient,
                 channel => r.channel,
                 state => r.state,
                 state_label => label,
-                state_at => rome_datetime(r.state_at),
+                state_at => local_time(r.state_at),
             }
         })
         .collect();
@@ -309,7 +310,7 @@ pub(crate) async fn timeline(
                     context! {
                         event => e.event,
                         label => DeliveryEvent::parse(&e.event).map_or("", DeliveryEvent::label_it),
-                        at => rome_datetime(e.at),
+                        at => local_time(e.at),
                         at_iso => e.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
                         details => details,
                     }

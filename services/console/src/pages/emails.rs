@@ -38,7 +38,7 @@ pub(crate) async fn page(
     let mut emails = Vec::new();
     for kind in KINDS {
         let r = sample(kind)?;
-        emails.push(context! { kind => kind, subject => r.subject, text => r.text });
+        emails.push(context! { kind_label => super::kind_label(kind), kind => kind, subject => r.subject, text => r.text });
     }
     let ctx = context! { emails => emails, ..page_context(&operator, "emails") };
     state.templates.page("emails.html", ctx)

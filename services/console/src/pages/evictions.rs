@@ -197,7 +197,7 @@ pub(crate) async fn audit(
         .iter()
         .map(|r| {
             context! {
-                at => raccordo_core::clock::rome_datetime(r.ran_at),
+                at => crate::render::local_time(r.ran_at),
                 trigger => if r.trigger == "daily" { "giornaliera" } else { "comando" },
                 dry_run => r.dry_run,
                 kind => r.kind,
@@ -209,7 +209,11 @@ pub(crate) async fn audit(
         .iter()
         .map(|r| {
             context! {
-                comune => r.comune_nome.clone().or_else(|| r.comune_istat.clone()),
+                comune => match (&r.comune_nome, &r.comune_istat) {
+                    (Some(nome), Some(istat)) => Some(format!("{nome} ({istat})")),
+                    (nome, istat) => nome.clone().or_else(|| istat.clone()),
+                },
+                kind_label => super::kind_label(&r.kind),
                 kind => r.kind,
                 institution => r.institution,
                 recipient => r.email,
@@ -225,7 +229,7 @@ pub(crate) async fn audit(
         .iter()
         .map(|(istat, nome, granted, revoked)| {
             context! {
-                comune => nome.clone().unwrap_or_else(|| istat.clone()),
+                comune => nome.as_ref().map_or_else(|| istat.clone(), |nome| format!("{nome} ({istat})")),
                 granted => masked(*granted),
                 revoked => masked(*revoked),
             }

@@ -50,11 +50,17 @@ pub(crate) async fn page(
     } else {
         (Vec::new(), Vec::new())
     };
+    let names = if status {
+        super::comune_names(&mut conn).await?
+    } else {
+        Default::default()
+    };
     drop(conn);
     let summarize = |n: &db::NotificationSummary| {
         context! {
+            kind_label => super::kind_label(&n.kind),
             kind => n.kind,
-            comune => n.comune_istat,
+            comune => super::comune_label(&names, n.comune_istat.as_deref()),
             at => local_time(n.created_at),
             recipients => n.recipients,
             delivered => n.delivered,

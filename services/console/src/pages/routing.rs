@@ -132,7 +132,7 @@ fn why(scope: Option<&Scope>, comune: &Comune) -> String {
 fn kind_note(kind: NotificationKind) -> &'static str {
     match (kind, kind.reach()) {
         (_, Reach::ComuneOrAmbito) => {
-            "Contiene dati personali: solo i servizi sociali del comune o del suo ambito, mai un referente senza ambito o di zona (minimizzazione, CONTRACT §1)."
+            "Contiene dati personali: solo i servizi sociali del comune o del suo ambito, mai un referente senza ambito o di zona (minimizzazione, contratto, §1)."
         }
         (NotificationKind::EvictionStats, _) => {
             "Statistiche anonime dell'ambito: servizi sociali dell'ambito o dei suoi comuni, e la prefettura."
@@ -140,7 +140,7 @@ fn kind_note(kind: NotificationKind) -> &'static str {
         (NotificationKind::QuotaMonthlyReport, _) => {
             "La verifica intera alla prefettura e ai tavoli senza ambito; la parte della zona ai referenti di quella zona."
         }
-        _ => "Tutti i referenti dei ruoli previsti che coprono il comune (CONTRACT §5).",
+        _ => "Tutti i referenti dei ruoli previsti che coprono il comune (contratto, §5).",
     }
 }
 
@@ -186,6 +186,7 @@ pub(crate) async fn page(
                 .collect();
             Some(context! {
                 kind => kind.as_str(),
+                kind_label => kind.label_it(),
                 comune => comune.nome,
                 istat => comune.istat.to_string(),
                 note => kind_note(kind),
@@ -197,7 +198,7 @@ pub(crate) async fn page(
     drop(conn);
     let ctx = context! {
         comuni => comuni.iter().map(|c| context! { istat => c.istat.to_string(), nome => c.nome, zona => c.zona }).collect::<Vec<_>>(),
-        kinds => NotificationKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        kinds => NotificationKind::ALL.iter().map(|k| context! { value => k.as_str(), label => k.label_it() }).collect::<Vec<_>>(),
         selected_comune => q.comune,
         selected_kind => q.kind,
         result => result,
@@ -233,14 +234,25 @@ fn reach_of(role: Role, scope: &Scope) -> Vec<String> {
         .collect()
 }
 
-fn referent_value(r: &Referent) -> Value {
+/// A scope as a page shows it: a comune by name beside its ISTAT code.
+fn scope_label(scope: &Scope, comuni: &[Comune]) -> String {
+    match scope {
+        Scope::Comune(istat) => match comuni.iter().find(|c| &c.istat == istat) {
+            Some(c) => format!("comune {} ({istat})", c.nome),
+            None => scope.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn referent_value(r: &Referent, comuni: &[Comune]) -> Value {
     context! {
         referent_id => r.referent_id,
         institution => r.institution,
         name => r.name,
         email => r.email.to_string(),
         role => role_label(r.role),
-        scope => r.scope.to_string(),
+        scope => scope_label(&r.scope, comuni),
         receives => reach_of(r.role, &r.scope),
     }
 }
@@ -267,7 +279,7 @@ pub(crate) async fn preview_import(
     let mut changed = Vec::new();
     for r in &incoming {
         match current.get(&r.referent_id) {
-            None => added.push(referent_value(r)),
+            None => added.push(referent_value(r, &comuni)),
             Some(old) if old != r => {
                 let mut what = Vec::new();
                 if old.role != r.role {
@@ -278,7 +290,11 @@ pub(crate) async fn preview_import(
                     ));
                 }
                 if old.scope != r.scope {
-                    what.push(format!("ambito di competenza: {} → {}", old.scope, r.scope));
+                    what.push(format!(
+                        "ambito di competenza: {} → {}",
+                        scope_label(&old.scope, &comuni),
+                        scope_label(&r.scope, &comuni)
+                    ));
                 }
                 if old.email != r.email {
                     what.push(format!("email: {} → {}", old.email, r.email));
@@ -289,7 +305,7 @@ pub(crate) async fn preview_import(
                 let before = reach_of(old.role, &old.scope);
                 let after = reach_of(r.role, &r.scope);
                 changed.push(context! {
-                    r => referent_value(r),
+                    r => referent_value(r, &comuni),
                     what => what,
                     gains => after.iter().filter(|k| !before.contains(k)).collect::<Vec<_>>(),
                     loses => before.iter().filter(|k| !after.contains(k)).collect::<Vec<_>>(),
@@ -303,18 +319,23 @@ pub(crate) async fn preview_import(
     let missing: Vec<Value> = current
         .values()
         .filter(|r| !incoming.iter().any(|i| i.referent_id == r.referent_id))
-        .map(referent_value)
+        .map(|r| referent_value(r, &comuni))
         .collect();
     let ctx = context! {
         diff => context! {
             added => added,
             changed => changed,
             missing => missing,
-            errors => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            // The registry's reason stays in English (CLI, API); an Italian explanation beside it.
+            errors => errors.iter().map(|e| context! {
+                line => e.line,
+                reason => e.reason,
+                reason_it => raccordo_core::amqp::reason_it(&e.reason),
+            }).collect::<Vec<_>>(),
             rows => incoming.len(),
         },
         comuni => comuni.iter().map(|c| context! { istat => c.istat.to_string(), nome => c.nome, zona => c.zona }).collect::<Vec<_>>(),
-        kinds => NotificationKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        kinds => NotificationKind::ALL.iter().map(|k| context! { value => k.as_str(), label => k.label_it() }).collect::<Vec<_>>(),
         ..page_context(&operator, "routing")
     };
     state.templates.page("routing.html", ctx)

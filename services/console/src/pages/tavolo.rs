@@ -10,13 +10,13 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use raccordo_asylum::tavolo::chart;
-use raccordo_asylum::tavolo::indicator::{Cell, Unit};
+use raccordo_asylum::tavolo::indicator::{Cell, Direction, Unit};
 use raccordo_asylum::tavolo::{ReportParams, TavoloReport, load_report};
 use raccordo_core::clock::{now, rome_date};
 
 use crate::auth::{Operator, page_context};
 use crate::params::{Params, QueryParams};
-use crate::render::ConsoleError;
+use crate::render::{ConsoleError, italian_number, long_date};
 use crate::state::AppState;
 
 /// The first year the page shows.
@@ -92,9 +92,9 @@ pub(crate) async fn page(
         .map(|d| {
             context! {
                 nome => d.nome, istat => d.istat, in_rotation => d.in_rotation,
-                assigned => d.assigned.display(Unit::Count),
-                fair_share => format!("{:.1}", d.fair_share),
-                deviation => d.deviation.display(Unit::Hours),
+                assigned => cell_it(d.assigned, Unit::Count),
+                fair_share => italian_number(d.fair_share, 1),
+                deviation => cell_it(d.deviation, Unit::Hours),
             }
         })
         .collect();
@@ -115,6 +115,18 @@ pub(crate) async fn page(
     state.templates.page("tavolo.html", ctx)
 }
 
+/// A cell as the report shows it, with Italian digits: `<3`, `—`, `42`, `93,1%`, `11,5`.
+fn cell_it(cell: Cell, unit: Unit) -> String {
+    match cell {
+        Cell::Value(v) => match unit {
+            Unit::Count => italian_number(v, 0),
+            Unit::Share => format!("{}%", italian_number(v * 100.0, 1)),
+            Unit::Hours | Unit::Days => italian_number(v, 1),
+        },
+        other => other.display(unit),
+    }
+}
+
 /// Each indicator against its target, with its gauge.
 fn indicator_rows(report: &TavoloReport) -> Vec<Value> {
     report
@@ -124,8 +136,14 @@ fn indicator_rows(report: &TavoloReport) -> Vec<Value> {
             context! {
                 label => r.label,
                 key => r.indicator,
-                value => r.value_text(),
-                target => r.target_text(),
+                value => cell_it(r.value, r.unit),
+                target => r.target.map_or_else(|| "—".to_owned(), |t| {
+                    let sign = match r.direction {
+                        Direction::AtLeast => "≥",
+                        Direction::AtMost => "≤",
+                    };
+                    format!("{sign} {}", cell_it(Cell::Value(t), r.unit))
+                }),
                 default_target => r.target_source == Some("predefinito"),
                 verdict => r.verdict.label(),
                 verdict_key => format!("{:?}", r.verdict).to_lowercase(),
@@ -139,11 +157,11 @@ fn indicator_rows(report: &TavoloReport) -> Vec<Value> {
 fn records(report: &TavoloReport) -> Value {
     context! {
         meetings => report.meetings.iter().map(|m| context! {
-            date => m.held_on.to_string(), title => m.title, level => m.level,
+            date => long_date(m.held_on), title => m.title, level => m.level,
             present => m.present, invited => m.invited, participants => m.participants.join(", "),
         }).collect::<Vec<_>>(),
         protocols => report.protocols.iter().map(|p| context! {
-            date => p.signed_on.to_string(), title => p.title, kind => p.kind,
+            date => long_date(p.signed_on), title => p.title, kind => p.kind,
             signatories => p.signatories.join(", "),
         }).collect::<Vec<_>>(),
         objectives => report.objectives.iter().map(|o| context! {
@@ -166,5 +184,13 @@ mod tests {
         assert!(year_of(&q("1999"), 2026).is_err());
         assert!(year_of(&q("x"), 2026).is_err());
         assert_eq!(year_of(&YearQuery { year: None }, 2026).ok(), Some(2026));
+    }
+
+    #[test]
+    fn cells_take_italian_digits() {
+        assert_eq!(cell_it(Cell::Value(0.931), Unit::Share), "93,1%");
+        assert_eq!(cell_it(Cell::Value(1234.0), Unit::Count), "1.234");
+        assert_eq!(cell_it(Cell::Value(11.5), Unit::Hours), "11,5");
+        assert_eq!(cell_it(Cell::Few, Unit::Count), "<3");
     }
 }

@@ -96,7 +96,10 @@ fn judge(state: &AppState, form: &UploadForm) -> Result<CsvJudged, ConsoleError>
                 CsvRefusal::Forbidden { user, event_type } => format!(
                     "Il sistema {user} non può pubblicare {event_type}: scegliere un altro pubblicatore."
                 ),
-                CsvRefusal::File(e) => format!("Il file non si legge come CSV di questo tipo: {e}"),
+                CsvRefusal::File(e) => format!(
+                    "Il file non si legge come CSV di questo tipo: {}.",
+                    e.message_it()
+                ),
             })
         })
 }
@@ -109,6 +112,7 @@ fn preview_context(judged: &CsvJudged) -> minijinja::Value {
             row => e.row,
             column => e.column,
             detail => e.detail,
+            detail_it => e.detail_it,
         }).collect::<Vec<_>>(),
     }
 }
