@@ -64,6 +64,8 @@ impl Templates {
         env.add_filter("percento", percento);
         env.add_filter("data", data);
         env.add_filter("plurale", plurale);
+        env.add_filter("tipo", tipo);
+        env.add_filter("ruolo", ruolo);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .expect("embedded templates parse: `every_template_parses` checks them");
@@ -161,6 +163,23 @@ fn percento(value: Value, decimals: Option<usize>) -> Result<String, minijinja::
 
 /// `{{ d|data }}`: an ISO date "2026-12-07" → "7 dicembre 2026"; an RFC 3339 instant →
 /// "7 dicembre 2026, 18:05" in Europe/Rome; none → "—"; any other text as it is.
+/// A notification kind's Italian name (`housing.offered` → "Nuova disponibilità di
+/// alloggio"); the text as it is when it names no kind.
+fn tipo(value: Value) -> String {
+    let code = value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    raccordo_core::notification::NotificationKind::parse(&code)
+        .map_or(code, |k| k.label_it().to_owned())
+}
+
+/// A console role's Italian name (`operator` → "operatore"); the text as it is otherwise.
+fn ruolo(value: Value) -> String {
+    let code = value.as_str().map(str::to_owned).unwrap_or_default();
+    raccordo_core::settings::ConsoleRole::parse(&code).map_or(code, |r| r.label_it().to_owned())
+}
+
 fn data(value: Value) -> String {
     let Some(text) = value.as_str() else {
         return if value.is_none() || value.is_undefined() {
@@ -312,6 +331,17 @@ impl IntoResponse for ConsoleError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kind_is_shown_by_its_italian_name_and_other_text_as_it_is() {
+        assert_eq!(
+            tipo(Value::from("housing.offered")),
+            "Nuova disponibilità di alloggio"
+        );
+        assert_eq!(tipo(Value::from("altro.tipo")), "altro.tipo");
+        assert_eq!(ruolo(Value::from("operator")), "operatore");
+        assert_eq!(ruolo(Value::from("privacy")), "responsabile privacy");
+    }
 
     #[test]
     fn every_template_parses() {

@@ -264,7 +264,10 @@ pub(crate) async fn preview_import(
 ) -> Result<Response, ConsoleError> {
     operator.check_csrf(&form.csrf)?;
     let (rows, errors) = parse_referents(form.csv.as_bytes()).map_err(|e| {
-        ConsoleError::BadRequest(format!("Il file non si legge come CSV dei referenti: {e}"))
+        ConsoleError::BadRequest(format!(
+            "Il file non si legge come CSV dei referenti: {}.",
+            e.message_it()
+        ))
     })?;
     let incoming: Vec<Referent> = rows.into_iter().map(|(_, r)| r).collect();
     let mut conn = state.pool.acquire().await?;

@@ -136,6 +136,22 @@ pub enum CsvError {
     Header(String),
 }
 
+impl CsvError {
+    /// What it means, in Italian, for the console (the English text stays for the CLI).
+    pub fn message_it(&self) -> &'static str {
+        match self {
+            CsvError::Read(_) => "il file non si può leggere (è testo UTF-8?)",
+            CsvError::Csv(_) => {
+                "non è un CSV valido (righe con un numero di campi diverso, virgolette non chiuse?)"
+            }
+            CsvError::Header(_) => {
+                "la prima riga deve nominare le colonne: ne manca una obbligatoria o ce n'è una \
+                 sconosciuta (il README elenca le colonne di ogni file)"
+            }
+        }
+    }
+}
+
 /// Why an import changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
